@@ -1,0 +1,32 @@
+#pragma once
+// One FFN expert D -> H -> D. An EoE expert factors its first projection as A (D, r) B (r, H)
+// (Autonomy-of-Experts): u = x A is cheap, ||u|| is the expert's score of itself, and only an
+// active expert goes on to act(u B + b1) W2 + b2.
+
+#include "kernels/backend.hpp"
+
+namespace eoe::experts {
+
+/// The weights of one expert. w1 is B (r, H) when factored, else the whole W1 (D, H).
+struct ffn_expert {
+  matrix a;  ///< (D, r) AoE factor; empty when not factored
+  matrix w1; ///< (r, H) or (D, H)
+  matrix b1; ///< (1, H), or empty without bias
+  matrix w2; ///< (H, D)
+  matrix b2; ///< (1, D), or empty without bias
+
+  bool factored() const noexcept {
+    return a.size() != 0;
+  }
+};
+
+/// Self-score of a factored expert. x (T, D) -> u (T, r) = x A, scores (T) = ||u|| per row.
+void expert_scores(kernels::backend& be, const ffn_expert& w, const matrix& x, matrix& u,
+                   vector& scores);
+
+/// The rest of the FFN on the rows that are active. in (n, r) = u rows when factored, else
+/// x rows (n, D) -> y (n, D) = act(in w1 + b1) w2 + b2. `hidden` is scratch (n, H).
+void expert_forward(kernels::backend& be, const ffn_expert& w, kernels::activation act,
+                    const matrix& in, matrix& hidden, matrix& y);
+
+} // namespace eoe::experts

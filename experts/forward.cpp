@@ -1,0 +1,169 @@
+#include "experts/forward.hpp"
+
+#include "experts/hash_routing.hpp"
+#include "experts/router.hpp"
+#include "experts/self_activation.hpp"
+
+#include <numeric>
+#include <string>
+
+namespace eoe::experts {
+
+namespace {
+
+/// One expert's weighted output g y on the tokens it was active on.
+struct contribution {
+  std::vector<std::int32_t> rows; ///< token indices, ascending
+  matrix values;                  ///< (rows, D): g * y per row
+};
+
+using contributions = std::vector<contribution>; // by expert index of the sending layer
+
+/// h (T, D) += weight_i * values_i scattered to their rows, for every sender i.
+/// weight: empty for all ones, else one weight per sender.
+void scatter_add(matrix& h, const contributions& cs, const float* weights = nullptr,
+                 Eigen::Index stride = 0) {
+  for (size_t i = 0; i < cs.size(); ++i) {
+    const float w = weights ? weights[i * stride] : 1.0f;
+    const auto& c = cs[i];
+    for (size_t r = 0; r < c.rows.size(); ++r)
+      h.row(c.rows[r]) += w * c.values.row(static_cast<Eigen::Index>(r));
+  }
+}
+
+/// out (n, cols) = rows of src.
+void gather(const matrix& src, const std::vector<std::int32_t>& rows, matrix& out) {
+  out.resize(static_cast<Eigen::Index>(rows.size()), src.cols());
+  for (size_t r = 0; r < rows.size(); ++r)
+    out.row(static_cast<Eigen::Index>(r)) = src.row(rows[r]);
+}
+
+/// Runs every expert on its active rows of its input and weights the outputs by the gates.
+/// inputs(e) is expert e's first-projection input for all tokens.
+template <class InputOf>
+contributions run_experts(kernels::backend& be, const layer_params& lp, const layer_config& lc,
+                          const activation_set& active, InputOf&& input_of) {
+  contributions out(lp.experts.size());
+  std::vector<float> gates;
+  matrix in, hidden;
+  for (size_t e = 0; e < lp.experts.size(); ++e) {
+    auto& c = out[e];
+    active.tokens_of(static_cast<std::int32_t>(e), c.rows, gates);
+    if (c.rows.empty())
+      continue;
+    gather(input_of(e), c.rows, in);
+    expert_forward(be, lp.experts[e], lc.act, in, hidden, c.values);
+    for (size_t r = 0; r < gates.size(); ++r)
+      c.values.row(static_cast<Eigen::Index>(r)) *= gates[r];
+  }
+  return out;
+}
+
+} // namespace
+
+expected<forward_result> forward(kernels::backend& be, const model& m, const matrix& x,
+                                 std::span<const std::uint64_t> token_ids) {
+  const auto& c = m.config;
+  const auto tokens = x.rows();
+  const int in_dim = c.input_dim > 0 ? c.input_dim : c.dim;
+  if (x.cols() != in_dim)
+    return fail(errc::data_invalid, "forward: the input has " + std::to_string(x.cols())
+                                      + " columns, the model '" + c.name + "' expects "
+                                      + std::to_string(in_dim));
+  if (!token_ids.empty() && static_cast<Eigen::Index>(token_ids.size()) != tokens)
+    return fail(errc::data_invalid, "forward: " + std::to_string(token_ids.size())
+                                      + " token ids for " + std::to_string(tokens) + " tokens");
+  std::vector<std::uint64_t> row_ids;
+  if (token_ids.empty()) {
+    row_ids.resize(tokens);
+    std::iota(row_ids.begin(), row_ids.end(), 0);
+    token_ids = row_ids;
+  }
+
+  forward_result res;
+  matrix h; // h_{l-1}: the residual stream before the previous layer's contributions
+  if (c.input_dim > 0) {
+    be.gemm(x, m.embed_w, h);
+    be.add_bias(h, m.embed_b);
+  } else {
+    h = x;
+  }
+
+  contributions pending; // the previous layer's g_i y_i
+  for (size_t l = 0; l < c.layers.size(); ++l) {
+    const auto& lc = c.layers[l];
+    const auto& lp = m.layers[l];
+    matrix h_next = h; // h_l = h_{l-1} + sum_i g_i y_i
+    scatter_add(h_next, pending);
+    layer_record rec;
+    rec.kind = lc.kind;
+    switch (lc.kind) {
+      case layer_kind::eoe: {
+        // Each expert scores its own input; with affinity every expert mixes its own.
+        std::vector<matrix> u(lc.experts);
+        rec.scores.resize(tokens, lc.experts);
+        matrix mixed;
+        vector s;
+        for (int e = 0; e < lc.experts; ++e) {
+          const matrix* in = &h_next;
+          if (lc.affinity) {
+            mixed = h;
+            scatter_add(mixed, pending, lp.affinity.data() + e, lp.affinity.cols());
+            in = &mixed;
+          }
+          expert_scores(be, lp.experts[e], *in, u[e], s);
+          rec.scores.col(e) = s;
+        }
+        rec.active = lc.mode == activation_mode::topk ? select_topk(rec.scores, lc.k)
+                                                      : select_threshold(rec.scores, lc.tau);
+        pending = run_experts(be, lp, lc, rec.active, [&](size_t e) -> const matrix& {
+          return u[e];
+        });
+        break;
+      }
+      case layer_kind::router: {
+        matrix logits;
+        be.gemm(h_next, lp.router, logits);
+        auto d = route_topk(logits, lc.k);
+        rec.scores = std::move(d.probs);
+        rec.active = std::move(d.active);
+        rec.balance_loss = d.balance_loss;
+        rec.z_loss = d.z_loss;
+        pending = run_experts(be, lp, lc, rec.active, [&](size_t) -> const matrix& {
+          return h_next;
+        });
+        break;
+      }
+      case layer_kind::hash: {
+        rec.active = route_hash(token_ids, lc.experts, lc.k, c.seed + l);
+        pending = run_experts(be, lp, lc, rec.active, [&](size_t) -> const matrix& {
+          return h_next;
+        });
+        break;
+      }
+      case layer_kind::dense: {
+        const std::int32_t only[] = {0};
+        const float one[] = {1.0f};
+        for (Eigen::Index t = 0; t < tokens; ++t)
+          rec.active.push_token(only, one);
+        pending = run_experts(be, lp, lc, rec.active, [&](size_t) -> const matrix& {
+          return h_next;
+        });
+        break;
+      }
+    }
+    h = std::move(h_next);
+    res.layers.push_back(std::move(rec));
+  }
+  scatter_add(h, pending); // h_L
+
+  if (c.classes > 0) {
+    be.gemm(h, m.head_w, res.output);
+    be.add_bias(res.output, m.head_b);
+  } else {
+    res.output = std::move(h);
+  }
+  return res;
+}
+
+} // namespace eoe::experts

@@ -1,0 +1,41 @@
+#pragma once
+// The in-process reference forward of a model: what the actor mesh must reproduce exactly.
+//
+//   h_0 = embed(x)
+//   layer l: expert j reads u_j = h_{l-1} + sum_i a_ij g_i y_i over layer l-1's active
+//            experts i (a = 1 without affinity, so u_j = h_l); it scores itself, and the active
+//            ones contribute g_j y_j(u_j)
+//   h_{l+1} = h_l + sum_j g_j y_j       (a token with no active expert passes through)
+//   output = head(h_L)
+
+#include "experts/activation_set.hpp"
+#include "experts/error.hpp"
+#include "experts/model.hpp"
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace eoe::experts {
+
+/// What one layer did on a batch.
+struct layer_record {
+  layer_kind kind = layer_kind::eoe;
+  /// (T, E): eoe self-scores ||u A||, router probabilities; empty for hash and dense layers.
+  matrix scores;
+  activation_set active; ///< per token the active experts and their gates
+  float balance_loss = 0.0f; ///< router layers: Switch load-balancing loss
+  float z_loss = 0.0f;       ///< router layers: router z-loss
+};
+
+/// The output (T, classes or dim) and every layer's activation record.
+struct forward_result {
+  matrix output;
+  std::vector<layer_record> layers;
+};
+
+/// x (T, input_dim or dim) -> result. token_ids (T) feed hash layers; empty: the row index.
+expected<forward_result> forward(kernels::backend& be, const model& m, const matrix& x,
+                                 std::span<const std::uint64_t> token_ids = {});
+
+} // namespace eoe::experts

@@ -1,0 +1,102 @@
+#include "experts/model.hpp"
+
+#include "experts/hash_routing.hpp"
+#include "experts/rng.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace eoe::experts {
+
+std::vector<tensor_shape> parameter_shapes(const model_config& c) {
+  std::vector<tensor_shape> out;
+  const Eigen::Index d = c.dim;
+  if (c.input_dim > 0) {
+    out.push_back({"embed.w", c.input_dim, d});
+    out.push_back({"embed.b", 1, d});
+  }
+  for (size_t l = 0; l < c.layers.size(); ++l) {
+    const auto& lc = c.layers[l];
+    const auto prefix = "layer." + std::to_string(l) + ".";
+    const Eigen::Index h = lc.hidden;
+    for (int e = 0; e < lc.experts; ++e) {
+      const auto ep = prefix + "expert." + std::to_string(e) + ".";
+      if (lc.kind == layer_kind::eoe) {
+        out.push_back({ep + "a", d, lc.rank});
+        out.push_back({ep + "w1", lc.rank, h});
+      } else {
+        out.push_back({ep + "w1", d, h});
+      }
+      if (lc.bias)
+        out.push_back({ep + "b1", 1, h});
+      out.push_back({ep + "w2", h, d});
+      if (lc.bias)
+        out.push_back({ep + "b2", 1, d});
+    }
+    if (lc.kind == layer_kind::router)
+      out.push_back({prefix + "router", d, lc.experts});
+    if (lc.affinity)
+      out.push_back({prefix + "affinity", c.experts_before(l), lc.experts});
+    if (lc.kind == layer_kind::eoe && lc.mode == activation_mode::threshold)
+      out.push_back({prefix + "tau", 1, lc.experts});
+  }
+  if (c.classes > 0) {
+    out.push_back({"head.w", d, c.classes});
+    out.push_back({"head.b", 1, c.classes});
+  }
+  return out;
+}
+
+model zero_model(const model_config& c) {
+  model m;
+  m.config = c;
+  m.layers.resize(c.layers.size());
+  for (size_t l = 0; l < c.layers.size(); ++l)
+    m.layers[l].experts.resize(c.layers[l].experts);
+  const auto shapes = parameter_shapes(c);
+  size_t i = 0;
+  for_each_parameter(m, [&](const std::string& name, matrix& t) {
+    if (i >= shapes.size() || shapes[i].name != name)
+      throw std::logic_error("zero_model: parameter order differs from parameter_shapes at "
+                             + name);
+    t = matrix::Zero(shapes[i].rows, shapes[i].cols);
+    ++i;
+  });
+  return m;
+}
+
+namespace {
+
+std::uint64_t name_key(const std::string& name) noexcept {
+  std::uint64_t h = 1469598103934665603ull; // FNV-1a
+  for (unsigned char ch : name)
+    h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+
+} // namespace
+
+model init_model(const model_config& c) {
+  model m = zero_model(c);
+  for_each_parameter(m, [&](const std::string& name, matrix& t) {
+    if (name.ends_with(".b") || name.ends_with(".b1") || name.ends_with(".b2"))
+      return; // biases start at zero
+    if (name.ends_with(".affinity")) {
+      t.setOnes(); // starts as the plain residual mix
+      return;
+    }
+    if (name.ends_with(".tau")) {
+      const auto l = std::stoul(name.substr(6)); // "layer.<l>.tau"
+      for (Eigen::Index e = 0; e < t.cols(); ++e)
+        t(0, e) = c.layers[l].tau[e];
+      return;
+    }
+    rng r{stable_hash(name_key(name), c.seed)};
+    const double stddev = 1.0 / std::sqrt(static_cast<double>(t.rows())); // rows = fan_in
+    for (Eigen::Index i = 0; i < t.size(); ++i)
+      t.data()[i] = static_cast<float>(r.normal() * stddev);
+  });
+  return m;
+}
+
+} // namespace eoe::experts

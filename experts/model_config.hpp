@@ -1,0 +1,78 @@
+#pragma once
+// The model configuration: the shape of an EoE stack and the baselines, read from TOML with
+// strict validation. Every error names file, line, key, the expected and the actual value.
+
+#include "experts/error.hpp"
+#include "kernels/activation.hpp"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace eoe::experts {
+
+/// What a layer of the stack is.
+enum class layer_kind : std::uint8_t {
+  eoe,    ///< experts score themselves (Autonomy-of-Experts), no router
+  dense,  ///< one FFN on every token
+  router, ///< softmax router picks the top-k experts (Switch / GShard baseline)
+  hash,   ///< a stable hash of the token id picks the experts
+};
+
+/// How an EoE layer decides which experts are active on a token.
+enum class activation_mode : std::uint8_t {
+  topk,      ///< the k highest-scoring experts, ties to the lower index
+  threshold, ///< every expert whose score exceeds its tau
+};
+
+std::string_view to_string(layer_kind k) noexcept;
+std::string_view to_string(activation_mode m) noexcept;
+
+/// One layer of the stack. Fields not used by a kind keep their defaults.
+struct layer_config {
+  layer_kind kind = layer_kind::eoe;
+  int experts = 1;                  ///< experts in the layer (dense: 1)
+  int hidden = 0;                   ///< H of each FFN D -> H -> D
+  int rank = 0;                     ///< eoe: r of the factored first projection A (D, r) B (r, H)
+  kernels::activation act = kernels::activation::silu;
+  activation_mode mode = activation_mode::topk; ///< eoe only
+  int k = 1;                        ///< topk / router / hash: experts per token
+  std::vector<float> tau;           ///< eoe threshold: one threshold per expert
+  bool affinity = false;            ///< eoe: trained affinity (E_prev, E) to the previous layer
+  bool bias = true;                 ///< FFN biases b1 (H) and b2 (D)
+
+  bool operator==(const layer_config&) const = default;
+};
+
+/// The whole stack: embedding D_in -> D, layers, head D -> classes.
+struct model_config {
+  std::string name = "model";
+  int input_dim = 0; ///< D_in of the embedding; 0: no embedding, inputs are (tokens, dim)
+  int dim = 0;       ///< D, the width of the residual stream
+  int classes = 0;   ///< outputs of the head; 0: no head, outputs are (tokens, dim)
+  std::uint64_t seed = 0; ///< weight initialisation seed
+  std::vector<layer_config> layers;
+
+  bool operator==(const model_config&) const = default;
+
+  /// Experts of layer `l`; the layer before the first has none.
+  int experts_before(size_t l) const {
+    return l == 0 ? 0 : layers[l - 1].experts;
+  }
+};
+
+/// Parses and validates TOML text; `source` names it in errors (a path, or "<embedded>").
+expected<model_config> parse_model_config(std::string_view text, std::string_view source);
+
+/// Reads and validates a TOML file.
+expected<model_config> load_model_config(const std::string& path);
+
+/// Canonical TOML of a config; parse_model_config(to_toml(c)) == c.
+std::string to_toml(const model_config& c);
+
+/// The default model compiled into the binary (configs/default.toml).
+std::string_view default_config_text() noexcept;
+const model_config& default_model_config();
+
+} // namespace eoe::experts

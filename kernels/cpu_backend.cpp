@@ -1,0 +1,62 @@
+#include "kernels/backend.hpp"
+
+#include <stdexcept>
+#include <string>
+
+namespace eoe::kernels {
+
+namespace {
+
+void require(bool ok, const char* what) {
+  if (!ok)
+    throw std::invalid_argument(std::string{"cpu backend: "} + what);
+}
+
+class cpu_backend final : public backend {
+public:
+  std::string_view name() const noexcept override {
+    return "cpu";
+  }
+
+  void gemm(const matrix& a, const matrix& b, matrix& c, bool accumulate) override {
+    require(a.cols() == b.rows(), "gemm: a (m, k) . b (k, n) with a.cols != b.rows");
+    if (accumulate) {
+      require(c.rows() == a.rows() && c.cols() == b.cols(), "gemm: accumulate into c of wrong shape");
+      c.noalias() += a * b;
+    } else {
+      c.resize(a.rows(), b.cols());
+      c.noalias() = a * b;
+    }
+  }
+
+  void add_bias(matrix& x, const matrix& bias) override {
+    if (bias.size() == 0)
+      return;
+    require(bias.rows() == 1 && bias.cols() == x.cols(), "add_bias: bias must be (1, n)");
+    x.rowwise() += bias.row(0);
+  }
+
+  void bias_activation(matrix& x, const matrix& bias, activation act) override {
+    add_bias(x, bias);
+    auto v = x.array();
+    if (act == activation::silu) {
+      v = v / (1.0f + (-v).exp());
+    } else {
+      float* p = x.data();
+      for (Eigen::Index i = 0; i < x.size(); ++i)
+        p[i] = gelu(p[i]);
+    }
+  }
+
+  void row_norms(const matrix& x, vector& out) override {
+    out = x.rowwise().norm();
+  }
+};
+
+} // namespace
+
+std::unique_ptr<backend> make_cpu_backend() {
+  return std::make_unique<cpu_backend>();
+}
+
+} // namespace eoe::kernels

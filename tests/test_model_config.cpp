@@ -1,0 +1,149 @@
+// Config validation: every error names file, line, key, the expected and the actual value.
+
+#include "experts/model_config.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+
+using namespace eoe::experts;
+
+namespace {
+
+const std::string model_head = "[model]\ndim = 8\n\n"; // lines 1-3
+
+/// The error message of parsing `text` as "t.toml"; fails the test if it parses.
+std::string error_of(const std::string& text, errc want = errc::config_invalid) {
+  auto c = parse_model_config(text, "t.toml");
+  REQUIRE_FALSE(c.has_value());
+  CHECK(c.error().code == want);
+  return c.error().message;
+}
+
+std::string layer(const std::string& body) {
+  return model_head + "[[layer]]\n" + body; // body starts on line 5
+}
+
+std::string source_dir() {
+  const char* s = std::getenv("EOE_SOURCE_DIR");
+  return s ? s : ".";
+}
+
+} // namespace
+
+TEST_CASE("a valid config parses to what it says", "[config]") {
+  auto c = parse_model_config(layer("kind = \"eoe\"\nexperts = 4\nhidden = 16\nrank = 2\nk = 2\n"
+                                    "activation = \"gelu\"\nbias = false\n")
+                                + "[[layer]]\nkind = \"eoe\"\nexperts = 3\nhidden = 8\nrank = 8\n"
+                                  "mode = \"threshold\"\ntau = [0.5, 1, 2.5]\naffinity = true\n",
+                              "t.toml");
+  REQUIRE(c.has_value());
+  CHECK(c->dim == 8);
+  CHECK(c->input_dim == 0);
+  CHECK(c->classes == 0);
+  REQUIRE(c->layers.size() == 2);
+  CHECK(c->layers[0].k == 2);
+  CHECK(c->layers[0].act == eoe::kernels::activation::gelu);
+  CHECK_FALSE(c->layers[0].bias);
+  CHECK(c->layers[1].mode == activation_mode::threshold);
+  CHECK(c->layers[1].tau == std::vector<float>{0.5f, 1.0f, 2.5f});
+  CHECK(c->layers[1].affinity);
+  // Canonical TOML round-trips.
+  auto again = parse_model_config(to_toml(*c), "again");
+  REQUIRE(again.has_value());
+  CHECK(*again == *c);
+}
+
+TEST_CASE("a scalar tau applies to every expert", "[config]") {
+  auto c = parse_model_config(layer("kind = \"eoe\"\nexperts = 3\nhidden = 4\nrank = 2\n"
+                                    "mode = \"threshold\"\ntau = 2\n"),
+                              "t.toml");
+  REQUIRE(c.has_value());
+  CHECK(c->layers[0].tau == std::vector<float>{2.0f, 2.0f, 2.0f});
+}
+
+TEST_CASE("syntax errors name the line", "[config]") {
+  CHECK(error_of("[model]\ndim = = 3\n", errc::config_syntax).starts_with("t.toml:2:"));
+}
+
+TEST_CASE("unknown keys are errors, with the keys that exist", "[config]") {
+  CHECK(error_of(layer("kind = \"dense\"\nhidden = 4\nhiden = 5\n"))
+        == "t.toml:7:1: layer[0].hiden: unknown key for a \"dense\" layer (expected one of: "
+           "kind, hidden, activation, bias)");
+  CHECK(error_of("[model]\ndim = 8\ndepth = 3\n[[layer]]\nkind = \"dense\"\nhidden = 4\n")
+        == "t.toml:3:1: model.depth: unknown key in [model] (expected one of: name, input_dim, "
+           "dim, classes, seed)");
+  CHECK(error_of(layer("kind = \"dense\"\nhidden = 4\n") + "[training]\nlr = 1\n")
+          .starts_with("t.toml:7:2: training: unknown key at the top level"));
+  // A key of another kind of layer is unknown here.
+  CHECK(error_of(layer("kind = \"router\"\nexperts = 4\nhidden = 4\nk = 1\nrank = 2\n"))
+          .starts_with("t.toml:9:1: layer[0].rank: unknown key for a \"router\" layer"));
+}
+
+TEST_CASE("wrong types name the expected and the actual value", "[config]") {
+  CHECK(error_of("[model]\ndim = \"eight\"\n[[layer]]\nkind = \"dense\"\nhidden = 4\n")
+        == "t.toml:2:7: model.dim: expected an integer in 1..1048576, got a string (\"eight\")");
+  CHECK(error_of(layer("kind = \"dense\"\nhidden = 4\nbias = 1\n"))
+        == "t.toml:7:8: layer[0].bias: expected true or false, got an integer (1)");
+  CHECK(error_of(layer("kind = \"eoe\"\nexperts = 2\nhidden = 4\nrank = 2\nk = 1.5\n"))
+        == "t.toml:9:5: layer[0].k: expected an integer in 1..2 (the layer's experts), got a "
+           "float (1.5)");
+  CHECK(error_of(layer("kind = \"moe\"\n"))
+        == "t.toml:5:8: layer[0].kind: expected one of \"eoe\" \"dense\" \"router\" \"hash\", "
+           "got a string (\"moe\")");
+  CHECK(error_of("layer = 3\n[model]\ndim = 4\n")
+        == "t.toml:1:9: layer: expected an array of 1..1024 [[layer]] tables, got an integer (3)");
+}
+
+TEST_CASE("out-of-range values name the range", "[config]") {
+  CHECK(error_of(layer("kind = \"eoe\"\nexperts = 4\nhidden = 16\nrank = 9\nk = 2\n"))
+        == "t.toml:8:8: layer[0].rank: expected an integer in 1..8 (at most dim), got an "
+           "integer (9)");
+  CHECK(error_of(layer("kind = \"eoe\"\nexperts = 4\nhidden = 16\nrank = 2\nk = 5\n"))
+        == "t.toml:9:5: layer[0].k: expected an integer in 1..4 (the layer's experts), got an "
+           "integer (5)");
+  CHECK(error_of(layer("kind = \"router\"\nexperts = 1\nhidden = 16\nk = 1\n"))
+        == "t.toml:6:11: layer[0].experts: expected an integer in 2..4096, got an integer (1)");
+  CHECK(error_of(layer("kind = \"dense\"\nhidden = 0\n"))
+        == "t.toml:6:10: layer[0].hidden: expected an integer in 1..1048576, got an integer (0)");
+  CHECK(error_of(layer("kind = \"eoe\"\nexperts = 3\nhidden = 4\nrank = 2\nmode = \"threshold\"\n"
+                       "tau = [1, 2]\n"))
+        == "t.toml:10:7: layer[0].tau: expected a number >= 0 or an array of 3 numbers >= 0 (one "
+           "per expert), got an array");
+  CHECK(error_of(layer("kind = \"eoe\"\nexperts = 2\nhidden = 4\nrank = 2\nmode = \"threshold\"\n"
+                       "tau = [1, -2]\n"))
+        == "t.toml:10:11: layer[0].tau[1]: expected a number >= 0, got an integer (-2)");
+}
+
+TEST_CASE("missing keys and impossible affinity are named", "[config]") {
+  CHECK(error_of(layer("kind = \"eoe\"\nexperts = 4\nrank = 2\nk = 1\n"))
+        == "t.toml:4:1: layer[0].hidden: missing; expected an integer in 1..1048576");
+  CHECK(error_of(layer("kind = \"eoe\"\nexperts = 3\nhidden = 4\nrank = 2\nmode = \"threshold\"\n"))
+          .starts_with("t.toml:4:1: layer[0].tau: missing; expected a number >= 0"));
+  CHECK(error_of("[[layer]]\nkind = \"dense\"\nhidden = 2\n")
+          .starts_with("t.toml:1:1: model: missing; expected a [model] table"));
+  CHECK(error_of(model_head) == "t.toml:1:1: layer: missing; expected at least one [[layer]] table");
+  CHECK(error_of(layer("kind = \"eoe\"\nexperts = 2\nhidden = 4\nrank = 2\nk = 1\naffinity = true\n"))
+        == "t.toml:10:12: layer[0].affinity: the first layer has no previous experts to have "
+           "affinity to");
+}
+
+TEST_CASE("every problem of a file is reported, one per line", "[config]") {
+  auto msg = error_of(layer("kind = \"dense\"\nhidden = -1\nbias = \"yes\"\n"));
+  CHECK(msg
+        == "t.toml:6:10: layer[0].hidden: expected an integer in 1..1048576, got an integer (-1)\n"
+           "t.toml:7:8: layer[0].bias: expected true or false, got a string (\"yes\")");
+}
+
+TEST_CASE("shipped configs are valid", "[config]") {
+  for (auto name : {"default.toml", "llama7b_ffn.toml"}) {
+    auto c = load_model_config(source_dir() + "/configs/" + name);
+    INFO(name);
+    REQUIRE(c.has_value());
+  }
+  CHECK(default_model_config().name == "default");
+  auto missing = load_model_config("/nonexistent/x.toml");
+  REQUIRE_FALSE(missing.has_value());
+  CHECK(missing.error().code == errc::io);
+  CHECK(missing.error().message == "/nonexistent/x.toml: cannot open the config file");
+}

@@ -1,0 +1,18 @@
+#pragma once
+// The subcommands of the eoe CLI; each file adds one to the app.
+
+#include <CLI/CLI.hpp>
+
+namespace eoe::cli {
+
+void add_inspect(CLI::App& app);
+void add_init(CLI::App& app);
+void add_forward(CLI::App& app);
+
+/// Thrown by a subcommand to end with an error message and exit code 1 (or `code`).
+struct command_error {
+  std::string message;
+  int code = 1;
+};
+
+} // namespace eoe::cli

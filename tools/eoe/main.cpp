@@ -1,0 +1,27 @@
+// eoe: the command line of the eoe runtime.
+
+#include "tools/eoe/commands.hpp"
+
+#include <exception>
+#include <iostream>
+
+int main(int argc, char** argv) {
+  CLI::App app{"eoe: Ensemble-of-Experts and Mesh-of-Experts on actors"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "eoe 0.1.0");
+  eoe::cli::add_inspect(app);
+  eoe::cli::add_init(app);
+  eoe::cli::add_forward(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const eoe::cli::command_error& e) {
+    std::cerr << "eoe: " << e.message << "\n";
+    return e.code;
+  } catch (const std::exception& e) {
+    std::cerr << "eoe: internal error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}
