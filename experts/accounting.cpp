@@ -14,6 +14,7 @@ model_account account(const model_config& c) {
     a.head = d * c.classes + c.classes;
   a.total = a.embedding + a.head;
   a.active = a.total;
+  a.flops = 2 * a.total;
   for (size_t l = 0; l < c.layers.size(); ++l) {
     const auto& lc = c.layers[l];
     layer_account la;
@@ -33,8 +34,11 @@ model_account account(const model_config& c) {
     la.total = e * la.per_expert + la.shared;
     const bool threshold = lc.kind == layer_kind::eoe && lc.mode == activation_mode::threshold;
     const std::uint64_t k = lc.kind == layer_kind::dense ? 1 : threshold ? e : lc.k;
-    la.active = e * scoring + k * rest + la.shared;
+    la.active = e * scoring + k * rest + la.shared; // per step; weights are shared across steps
     la.active_is_bound = threshold;
+    la.steps = lc.steps;
+    la.flops = 2 * la.active * static_cast<std::uint64_t>(lc.steps);
+    a.flops += la.flops;
     a.total += la.total;
     a.active += la.active;
     a.active_is_bound = a.active_is_bound || threshold;
@@ -105,12 +109,16 @@ std::string format_account(const model_config& c, const model_account& a) {
       row(os, "  router/affinity/tau", la.shared);
     row(os, "  layer total", la.total);
     row(os, "  active per token", la.active, la.active_is_bound ? "<=" : "");
+    if (la.steps > 1)
+      os << "  recurrent: the weights above run " << la.steps << " steps per token\n";
   }
   if (a.head)
     row(os, "head", a.head);
   os << "\n";
   row(os, "total", a.total);
   row(os, "active per token", a.active, a.active_is_bound ? "<=" : "");
+  os << "active FLOPs per token " << (a.active_is_bound ? "<= " : "") << thousands(a.flops)
+     << " (2 per multiply-add, recurrent steps counted)\n";
   os << "\nint8 counts one byte per weight (quantisation scales not included);"
      << " MiB = 2^20 bytes.\n";
   return os.str();

@@ -22,6 +22,8 @@ struct layer_account {
   /// experts active) and `active_is_bound` is set.
   std::uint64_t active = 0;
   bool active_is_bound = false;
+  int steps = 1;              ///< a recurrent layer reuses its weights `steps` times
+  std::uint64_t flops = 0;    ///< per token: 2 * active * steps (a multiply-add is 2 FLOPs)
 };
 
 /// Counts of a whole model.
@@ -32,6 +34,7 @@ struct model_account {
   std::uint64_t total = 0;
   std::uint64_t active = 0;
   bool active_is_bound = false;
+  std::uint64_t flops = 0; ///< per token, embedding and head included
 };
 
 model_account account(const model_config& c);

@@ -9,11 +9,12 @@
 namespace eoe::experts {
 
 /// Per token, the active experts (ascending index) and their gate weights, stored row by row
-/// (CSR): token t owns entries [offsets[t], offsets[t + 1]).
-struct activation_set {
+/// (CSR): token t owns entries [offsets[t], offsets[t + 1]). S is the scalar of the gates.
+template <class S>
+struct basic_activation_set {
   std::vector<std::int32_t> offsets{0}; ///< tokens + 1 entries
   std::vector<std::int32_t> experts;    ///< expert index per entry, ascending within a token
-  std::vector<float> gates;             ///< gate weight per entry; a token's gates sum to 1
+  std::vector<S> gates; ///< gate weight per entry (softmax over the active experts' scores)
 
   size_t tokens() const noexcept {
     return offsets.size() - 1;
@@ -23,19 +24,19 @@ struct activation_set {
     return {experts.data() + offsets[t], experts.data() + offsets[t + 1]};
   }
 
-  std::span<const float> gates_of(size_t t) const noexcept {
+  std::span<const S> gates_of(size_t t) const noexcept {
     return {gates.data() + offsets[t], gates.data() + offsets[t + 1]};
   }
 
   /// Appends the next token's entries.
-  void push_token(std::span<const std::int32_t> es, std::span<const float> gs) {
+  void push_token(std::span<const std::int32_t> es, std::span<const S> gs) {
     experts.insert(experts.end(), es.begin(), es.end());
     gates.insert(gates.end(), gs.begin(), gs.end());
     offsets.push_back(static_cast<std::int32_t>(experts.size()));
   }
 
   /// For expert e, the tokens it is active on (ascending) and its gate on each.
-  void tokens_of(std::int32_t e, std::vector<std::int32_t>& rows, std::vector<float>& gs) const {
+  void tokens_of(std::int32_t e, std::vector<std::int32_t>& rows, std::vector<S>& gs) const {
     rows.clear();
     gs.clear();
     for (size_t t = 0; t < tokens(); ++t)
@@ -46,7 +47,9 @@ struct activation_set {
         }
   }
 
-  bool operator==(const activation_set&) const = default;
+  bool operator==(const basic_activation_set&) const = default;
 };
+
+using activation_set = basic_activation_set<float>;
 
 } // namespace eoe::experts

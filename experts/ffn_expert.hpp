@@ -8,17 +8,20 @@
 namespace eoe::experts {
 
 /// The weights of one expert. w1 is B (r, H) when factored, else the whole W1 (D, H).
-struct ffn_expert {
-  matrix a;  ///< (D, r) AoE factor; empty when not factored
-  matrix w1; ///< (r, H) or (D, H)
-  matrix b1; ///< (1, H), or empty without bias
-  matrix w2; ///< (H, D)
-  matrix b2; ///< (1, D), or empty without bias
+template <class S>
+struct basic_ffn_expert {
+  basic_matrix<S> a;  ///< (D, r) AoE factor; empty when not factored
+  basic_matrix<S> w1; ///< (r, H) or (D, H)
+  basic_matrix<S> b1; ///< (1, H), or empty without bias
+  basic_matrix<S> w2; ///< (H, D)
+  basic_matrix<S> b2; ///< (1, D), or empty without bias
 
   bool factored() const noexcept {
     return a.size() != 0;
   }
 };
+
+using ffn_expert = basic_ffn_expert<float>;
 
 /// Self-score of a factored expert. x (T, D) -> u (T, r) = x A, scores (T) = ||u|| per row.
 void expert_scores(kernels::backend& be, const ffn_expert& w, const matrix& x, matrix& u,

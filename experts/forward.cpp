@@ -90,70 +90,75 @@ expected<forward_result> forward(kernels::backend& be, const model& m, const mat
   }
 
   contributions pending; // the previous layer's g_i y_i
+  size_t unrolled = 0;    // index of the layer as run (a recurrent layer counts each step)
   for (size_t l = 0; l < c.layers.size(); ++l) {
     const auto& lc = c.layers[l];
     const auto& lp = m.layers[l];
-    matrix h_next = h; // h_l = h_{l-1} + sum_i g_i y_i
-    scatter_add(h_next, pending);
-    layer_record rec;
-    rec.kind = lc.kind;
-    switch (lc.kind) {
-      case layer_kind::eoe: {
-        // Each expert scores its own input; with affinity every expert mixes its own.
-        std::vector<matrix> u(lc.experts);
-        rec.scores.resize(tokens, lc.experts);
-        matrix mixed;
-        vector s;
-        for (int e = 0; e < lc.experts; ++e) {
-          const matrix* in = &h_next;
-          if (lc.affinity) {
-            mixed = h;
-            scatter_add(mixed, pending, lp.affinity.data() + e, lp.affinity.cols());
-            in = &mixed;
+    for (int step = 0; step < lc.steps; ++step, ++unrolled) {
+      matrix h_next = h; // h_l = h_{l-1} + sum_i g_i y_i
+      scatter_add(h_next, pending);
+      layer_record rec;
+      rec.kind = lc.kind;
+      switch (lc.kind) {
+        case layer_kind::eoe: {
+          // Each expert scores its own input; with affinity every expert mixes its own.
+          std::vector<matrix> u(static_cast<size_t>(lc.experts));
+          rec.scores.resize(tokens, lc.experts);
+          matrix mixed;
+          vector s;
+          for (int e = 0; e < lc.experts; ++e) {
+            const matrix* in = &h_next;
+            if (lc.affinity) {
+              mixed = h;
+              scatter_add(mixed, pending, lp.affinity.data() + e, lp.affinity.cols());
+              in = &mixed;
+            }
+            expert_scores(be, lp.experts[e], *in, u[e], s);
+            rec.scores.col(e) = s;
           }
-          expert_scores(be, lp.experts[e], *in, u[e], s);
-          rec.scores.col(e) = s;
+          rec.active = lc.mode == activation_mode::topk
+                         ? select_topk(rec.scores, lc.k)
+                         : select_threshold<float>(
+                             rec.scores, {lp.tau.data(), static_cast<size_t>(lp.tau.size())});
+          pending = run_experts(be, lp, lc, rec.active, [&](size_t e) -> const matrix& {
+            return u[e];
+          });
+          break;
         }
-        rec.active = lc.mode == activation_mode::topk ? select_topk(rec.scores, lc.k)
-                                                      : select_threshold(rec.scores, lc.tau);
-        pending = run_experts(be, lp, lc, rec.active, [&](size_t e) -> const matrix& {
-          return u[e];
-        });
-        break;
+        case layer_kind::router: {
+          matrix logits;
+          be.gemm(h_next, lp.router, logits);
+          auto d = route_topk(logits, lc.k);
+          rec.scores = std::move(d.probs);
+          rec.active = std::move(d.active);
+          rec.balance_loss = d.balance_loss;
+          rec.z_loss = d.z_loss;
+          pending = run_experts(be, lp, lc, rec.active, [&](size_t) -> const matrix& {
+            return h_next;
+          });
+          break;
+        }
+        case layer_kind::hash: {
+          rec.active = route_hash(token_ids, lc.experts, lc.k, hash_seed(c, unrolled));
+          pending = run_experts(be, lp, lc, rec.active, [&](size_t) -> const matrix& {
+            return h_next;
+          });
+          break;
+        }
+        case layer_kind::dense: {
+          const std::int32_t only[] = {0};
+          const float one[] = {1.0f};
+          for (Eigen::Index t = 0; t < tokens; ++t)
+            rec.active.push_token(only, one);
+          pending = run_experts(be, lp, lc, rec.active, [&](size_t) -> const matrix& {
+            return h_next;
+          });
+          break;
+        }
       }
-      case layer_kind::router: {
-        matrix logits;
-        be.gemm(h_next, lp.router, logits);
-        auto d = route_topk(logits, lc.k);
-        rec.scores = std::move(d.probs);
-        rec.active = std::move(d.active);
-        rec.balance_loss = d.balance_loss;
-        rec.z_loss = d.z_loss;
-        pending = run_experts(be, lp, lc, rec.active, [&](size_t) -> const matrix& {
-          return h_next;
-        });
-        break;
-      }
-      case layer_kind::hash: {
-        rec.active = route_hash(token_ids, lc.experts, lc.k, c.seed + l);
-        pending = run_experts(be, lp, lc, rec.active, [&](size_t) -> const matrix& {
-          return h_next;
-        });
-        break;
-      }
-      case layer_kind::dense: {
-        const std::int32_t only[] = {0};
-        const float one[] = {1.0f};
-        for (Eigen::Index t = 0; t < tokens; ++t)
-          rec.active.push_token(only, one);
-        pending = run_experts(be, lp, lc, rec.active, [&](size_t) -> const matrix& {
-          return h_next;
-        });
-        break;
-      }
+      h = std::move(h_next);
+      res.layers.push_back(std::move(rec));
     }
-    h = std::move(h_next);
-    res.layers.push_back(std::move(rec));
   }
   scatter_add(h, pending); // h_L
 

@@ -18,7 +18,13 @@
 
 namespace eoe::experts {
 
-/// What one layer did on a batch.
+/// The seed of the hash layer run as the `unrolled`-th layer: the model seed plus that index.
+inline std::uint64_t hash_seed(const model_config& c, size_t unrolled) noexcept {
+  return c.seed + unrolled;
+}
+
+/// What one layer did on a batch (one record per layer as run: a recurrent layer has one per
+/// step).
 struct layer_record {
   layer_kind kind = layer_kind::eoe;
   /// (T, E): eoe self-scores ||u A||, router probabilities; empty for hash and dense layers.
@@ -28,7 +34,7 @@ struct layer_record {
   float z_loss = 0.0f;       ///< router layers: router z-loss
 };
 
-/// The output (T, classes or dim) and every layer's activation record.
+/// The output (T, classes or dim) and every unrolled layer's activation record.
 struct forward_result {
   matrix output;
   std::vector<layer_record> layers;

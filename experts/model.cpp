@@ -47,24 +47,6 @@ std::vector<tensor_shape> parameter_shapes(const model_config& c) {
   return out;
 }
 
-model zero_model(const model_config& c) {
-  model m;
-  m.config = c;
-  m.layers.resize(c.layers.size());
-  for (size_t l = 0; l < c.layers.size(); ++l)
-    m.layers[l].experts.resize(c.layers[l].experts);
-  const auto shapes = parameter_shapes(c);
-  size_t i = 0;
-  for_each_parameter(m, [&](const std::string& name, matrix& t) {
-    if (i >= shapes.size() || shapes[i].name != name)
-      throw std::logic_error("zero_model: parameter order differs from parameter_shapes at "
-                             + name);
-    t = matrix::Zero(shapes[i].rows, shapes[i].cols);
-    ++i;
-  });
-  return m;
-}
-
 namespace {
 
 std::uint64_t name_key(const std::string& name) noexcept {

@@ -11,23 +11,31 @@
 
 namespace eoe::experts {
 
-/// The parameters of one layer beyond its experts.
-struct layer_params {
-  std::vector<ffn_expert> experts; ///< E experts (dense: 1)
-  matrix router;                   ///< (D, E) router layers; else empty
-  matrix affinity;                 ///< (E_prev, E) eoe layers with affinity; else empty
-  matrix tau;                      ///< (1, E) eoe threshold layers; else empty
+/// The parameters of one layer (of the config; a recurrent layer's steps share them).
+template <class S>
+struct basic_layer_params {
+  std::vector<basic_ffn_expert<S>> experts; ///< E experts (dense: 1)
+  basic_matrix<S> router;   ///< (D, E) router layers; else empty
+  basic_matrix<S> affinity; ///< (E_prev, E) eoe layers with affinity; else empty
+  /// (1, E) eoe threshold layers; else empty. Starts at the config's tau; training calibrates
+  /// it, and the forward reads this tensor, not the config.
+  basic_matrix<S> tau;
 };
 
-/// A whole model: the config it was built from and its weights.
-struct model {
+/// A whole model: the config it was built from and its weights. S = float at run time; the
+/// gradient checks instantiate double.
+template <class S>
+struct basic_model {
   model_config config;
-  matrix embed_w; ///< (D_in, D); empty when input_dim == 0
-  matrix embed_b; ///< (1, D); empty when input_dim == 0
-  std::vector<layer_params> layers;
-  matrix head_w; ///< (D, classes); empty when classes == 0
-  matrix head_b; ///< (1, classes); empty when classes == 0
+  basic_matrix<S> embed_w; ///< (D_in, D); empty when input_dim == 0
+  basic_matrix<S> embed_b; ///< (1, D); empty when input_dim == 0
+  std::vector<basic_layer_params<S>> layers;
+  basic_matrix<S> head_w; ///< (D, classes); empty when classes == 0
+  basic_matrix<S> head_b; ///< (1, classes); empty when classes == 0
 };
+
+using layer_params = basic_layer_params<float>;
+using model = basic_model<float>;
 
 /// A named tensor's expected shape.
 struct tensor_shape {
@@ -79,7 +87,34 @@ void for_each_parameter(Model& m, F&& f) {
 }
 
 /// A model of config c with every tensor allocated to its shape and filled with zeros.
-model zero_model(const model_config& c);
+template <class S = float>
+basic_model<S> zero_model(const model_config& c) {
+  basic_model<S> m;
+  m.config = c;
+  m.layers.resize(c.layers.size());
+  for (size_t l = 0; l < c.layers.size(); ++l)
+    m.layers[l].experts.resize(static_cast<size_t>(c.layers[l].experts));
+  const auto shapes = parameter_shapes(c);
+  size_t i = 0;
+  for_each_parameter(m, [&](const std::string&, basic_matrix<S>& t) {
+    t = basic_matrix<S>::Zero(shapes[i].rows, shapes[i].cols);
+    ++i;
+  });
+  return m;
+}
+
+/// The same model in another scalar type.
+template <class To, class From>
+basic_model<To> model_cast(const basic_model<From>& m) {
+  auto out = zero_model<To>(m.config);
+  std::vector<const basic_matrix<From>*> src;
+  for_each_parameter(m, [&](const std::string&, const basic_matrix<From>& t) { src.push_back(&t); });
+  size_t i = 0;
+  for_each_parameter(out, [&](const std::string&, basic_matrix<To>& t) {
+    t = src[i++]->template cast<To>();
+  });
+  return out;
+}
 
 /// A model of config c initialised from c.seed: weights N(0, 1/fan_in), biases 0,
 /// affinities 1, thresholds from the config. Each tensor draws from its own stream keyed by

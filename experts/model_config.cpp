@@ -1,5 +1,7 @@
 #include "experts/model_config.hpp"
 
+#include "experts/toml_reader.hpp"
+
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -29,153 +31,6 @@ namespace {
 constexpr std::int64_t max_width = 1 << 20;   // D, H, D_in: generous, but not absurd
 constexpr std::int64_t max_experts = 4096;
 constexpr std::int64_t max_layers = 1024;
-
-std::string describe(const toml::node& n) {
-  std::ostringstream os;
-  switch (n.type()) {
-    case toml::node_type::string: os << "a string (\"" << n.as_string()->get() << "\")"; break;
-    case toml::node_type::integer: os << "an integer (" << n.as_integer()->get() << ")"; break;
-    case toml::node_type::floating_point:
-      os << "a float (" << n.as_floating_point()->get() << ")";
-      break;
-    case toml::node_type::boolean:
-      os << "a boolean (" << (n.as_boolean()->get() ? "true" : "false") << ")";
-      break;
-    case toml::node_type::array: os << "an array"; break;
-    case toml::node_type::table: os << "a table"; break;
-    default: os << "a date or time"; break;
-  }
-  return os.str();
-}
-
-/// Collects every problem of a document, each as "file:line:col: key: message".
-struct problems {
-  std::string_view file;
-  std::vector<std::string> lines;
-
-  void add(const toml::source_region& at, const std::string& key, const std::string& msg) {
-    std::ostringstream os;
-    os << file << ":" << at.begin.line << ":" << at.begin.column << ": " << key << ": " << msg;
-    lines.push_back(os.str());
-  }
-};
-
-/// Reads the keys of one table, remembering which were read so that the rest can be reported
-/// as unknown.
-class table_reader {
-public:
-  table_reader(const toml::table& t, std::string path, problems& out)
-    : table_(t), path_(std::move(path)), out_(out) {
-    // nop
-  }
-
-  std::string key_path(std::string_view key) const {
-    return path_.empty() ? std::string{key} : path_ + "." + std::string{key};
-  }
-
-  const toml::node* take(std::string_view key) {
-    used_.emplace_back(key);
-    return table_.get(key);
-  }
-
-  void missing(std::string_view key, const std::string& expected) {
-    out_.add(table_.source(), key_path(key), "missing; expected " + expected);
-  }
-
-  void bad(const toml::node& n, std::string_view key, const std::string& expected) {
-    out_.add(n.source(), key_path(key), "expected " + expected + ", got " + describe(n));
-  }
-
-  std::optional<std::int64_t> integer(std::string_view key, std::int64_t lo, std::int64_t hi,
-                                      std::optional<std::int64_t> fallback,
-                                      const std::string& range_note = {}) {
-    std::ostringstream want;
-    want << "an integer in " << lo << ".." << hi << range_note;
-    auto* n = take(key);
-    if (!n) {
-      if (!fallback)
-        missing(key, want.str());
-      return fallback;
-    }
-    auto v = n->as_integer();
-    if (!v || v->get() < lo || v->get() > hi) {
-      bad(*n, key, want.str());
-      return std::nullopt;
-    }
-    return v->get();
-  }
-
-  std::optional<bool> boolean(std::string_view key, bool fallback) {
-    auto* n = take(key);
-    if (!n)
-      return fallback;
-    if (auto v = n->as_boolean())
-      return v->get();
-    bad(*n, key, "true or false");
-    return std::nullopt;
-  }
-
-  std::optional<std::string> string(std::string_view key, std::optional<std::string> fallback) {
-    auto* n = take(key);
-    if (!n) {
-      if (!fallback)
-        missing(key, "a string");
-      return fallback;
-    }
-    if (auto v = n->as_string())
-      return v->get();
-    bad(*n, key, "a string");
-    return std::nullopt;
-  }
-
-  /// A string that must be one of `choices`.
-  std::optional<std::string> choice(std::string_view key, std::vector<std::string_view> choices,
-                                    std::optional<std::string> fallback) {
-    std::string want = "one of";
-    for (auto c : choices)
-      want += std::string{" \""} + std::string{c} + "\"";
-    auto* n = take(key);
-    if (!n) {
-      if (!fallback)
-        missing(key, want);
-      return fallback;
-    }
-    auto v = n->as_string();
-    if (!v || std::find(choices.begin(), choices.end(), v->get()) == choices.end()) {
-      bad(*n, key, want);
-      return std::nullopt;
-    }
-    return v->get();
-  }
-
-  /// Reports every key that no reader asked for.
-  void reject_unknown(std::string_view kind_note) {
-    for (auto&& [k, n] : table_) {
-      if (std::find(used_.begin(), used_.end(), k.str()) != used_.end())
-        continue;
-      std::string known;
-      for (auto& u : used_)
-        known += (known.empty() ? "" : ", ") + u;
-      out_.add(k.source(), key_path(k.str()),
-               std::string{"unknown key"} + std::string{kind_note} + " (expected one of: " + known
-                 + ")");
-    }
-  }
-
-  const toml::table& table() const noexcept {
-    return table_;
-  }
-
-  problems& out() noexcept {
-    return out_;
-  }
-
-private:
-  const toml::table& table_;
-  std::string path_;
-  problems& out_;
-  std::vector<std::string> used_;
-};
 
 /// tau: one non-negative number for every expert, or an array of `experts` of them.
 std::vector<float> read_tau(table_reader& r, int experts) {
@@ -275,13 +130,17 @@ layer_config read_layer(table_reader& r, const model_config& m, size_t index, in
     case layer_kind::dense:
       break;
   }
+  l.steps = static_cast<int>(r.integer("steps", 1, 64, 1, " (1: not recurrent)").value_or(1));
+  if (l.steps > 1 && l.affinity)
+    r.out().add(r.table().get("steps")->source(), r.key_path("steps"),
+                "a recurrent layer (steps > 1) cannot also have affinity");
   r.reject_unknown(std::string{" for a \""} + *kind + "\" layer");
   return l;
 }
 
 } // namespace
 
-expected<model_config> parse_model_config(std::string_view text, std::string_view source) {
+expected<config_file> parse_config_file(std::string_view text, std::string_view source) {
   toml::table doc;
   try {
     doc = toml::parse(text, source);
@@ -329,18 +188,32 @@ expected<model_config> parse_model_config(std::string_view text, std::string_vie
     top.bad(*layers_node, "layer",
             "an array of 1.." + std::to_string(max_layers) + " [[layer]] tables");
   }
+  config_file file;
+  if (auto* train_node = top.take("train")) {
+    if (auto tt = train_node->as_table()) {
+      table_reader r{*tt, "train", out};
+      read_train_table(r, file.train);
+      file.has_train = true;
+    } else {
+      top.bad(*train_node, "train", "a table");
+    }
+  }
   top.reject_unknown(" at the top level");
 
-  if (!out.lines.empty()) {
-    std::string msg;
-    for (auto& l : out.lines)
-      msg += (msg.empty() ? "" : "\n") + l;
-    return fail(errc::config_invalid, msg);
-  }
-  return m;
+  if (!out.lines.empty())
+    return fail(errc::config_invalid, out.joined());
+  file.model = std::move(m);
+  return file;
 }
 
-expected<model_config> load_model_config(const std::string& path) {
+expected<model_config> parse_model_config(std::string_view text, std::string_view source) {
+  auto f = parse_config_file(text, source);
+  if (!f)
+    return std::unexpected(f.error());
+  return std::move(f->model);
+}
+
+expected<config_file> load_config_file(const std::string& path) {
   std::ifstream in{path, std::ios::binary};
   if (!in)
     return fail(errc::io, path + ": cannot open the config file");
@@ -348,7 +221,14 @@ expected<model_config> load_model_config(const std::string& path) {
   text << in.rdbuf();
   if (in.bad())
     return fail(errc::io, path + ": read error");
-  return parse_model_config(text.str(), path);
+  return parse_config_file(text.str(), path);
+}
+
+expected<model_config> load_model_config(const std::string& path) {
+  auto f = load_config_file(path);
+  if (!f)
+    return std::unexpected(f.error());
+  return std::move(f->model);
 }
 
 std::string to_toml(const model_config& c) {
@@ -390,6 +270,8 @@ std::string to_toml(const model_config& c) {
     } else if (l.kind != layer_kind::dense) {
       os << "k = " << l.k << "\n";
     }
+    if (l.steps != 1)
+      os << "steps = " << l.steps << "\n";
   }
   return os.str();
 }

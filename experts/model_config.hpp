@@ -3,6 +3,7 @@
 // strict validation. Every error names file, line, key, the expected and the actual value.
 
 #include "experts/error.hpp"
+#include "experts/train_config.hpp"
 #include "kernels/activation.hpp"
 
 #include <cstdint>
@@ -41,6 +42,9 @@ struct layer_config {
   std::vector<float> tau;           ///< eoe threshold: one threshold per expert
   bool affinity = false;            ///< eoe: trained affinity (E_prev, E) to the previous layer
   bool bias = true;                 ///< FFN biases b1 (H) and b2 (D)
+  /// Recurrent layer: the layer runs `steps` times with the same weights, its experts feeding
+  /// themselves (and their peers) from one step to the next. 1: an ordinary layer.
+  int steps = 1;
 
   bool operator==(const layer_config&) const = default;
 };
@@ -60,7 +64,28 @@ struct model_config {
   int experts_before(size_t l) const {
     return l == 0 ? 0 : layers[l - 1].experts;
   }
+
+  /// Layers as run: every layer counted `steps` times.
+  size_t unrolled_layers() const {
+    size_t n = 0;
+    for (auto& l : layers)
+      n += static_cast<size_t>(l.steps);
+    return n;
+  }
 };
+
+/// A whole config file: the model, and how to train it ([train], defaults when absent).
+struct config_file {
+  model_config model;
+  train_config train;
+  bool has_train = false; ///< the file had a [train] table
+};
+
+/// Parses and validates a whole config file; `source` names it in errors.
+expected<config_file> parse_config_file(std::string_view text, std::string_view source);
+
+/// Reads and validates a whole config file.
+expected<config_file> load_config_file(const std::string& path);
 
 /// Parses and validates TOML text; `source` names it in errors (a path, or "<embedded>").
 expected<model_config> parse_model_config(std::string_view text, std::string_view source);

@@ -6,33 +6,100 @@
 #include "experts/activation_set.hpp"
 #include "kernels/tensor.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <span>
+#include <stdexcept>
+#include <vector>
 
 namespace eoe::experts {
 
 /// Expert e's rank on one token: how many experts beat it, where a higher score beats a lower
 /// one and on equal scores the lower index wins. scores: (E) of that token.
-int topk_rank(std::span<const float> scores, int e) noexcept;
+template <class S>
+int topk_rank(std::span<const S> scores, int e) noexcept {
+  const S s = scores[e];
+  int rank = 0;
+  for (int j = 0; j < static_cast<int>(scores.size()); ++j)
+    rank += scores[j] > s || (scores[j] == s && j < e);
+  return rank;
+}
 
 /// The per-expert topk rule: active iff fewer than k experts beat it.
-inline bool active_in_topk(std::span<const float> scores, int e, int k) noexcept {
+template <class S>
+bool active_in_topk(std::span<const S> scores, int e, int k) noexcept {
   return topk_rank(scores, e) < k;
 }
 
 /// The per-expert threshold rule: active iff the score exceeds tau (strictly).
-inline bool active_over_threshold(float score, float tau) noexcept {
+template <class S>
+bool active_over_threshold(S score, S tau) noexcept {
   return score > tau;
 }
 
 /// Gate weights of the active experts of one token: softmax over their scores.
 /// scores: (n) of the active experts -> gates (n), summing to 1.
-void softmax_gates(std::span<const float> scores, std::span<float> gates) noexcept;
+template <class S>
+void softmax_gates(std::span<const S> scores, std::span<S> gates) noexcept {
+  if (scores.empty())
+    return;
+  const S m = *std::max_element(scores.begin(), scores.end());
+  S sum = 0;
+  for (size_t i = 0; i < scores.size(); ++i)
+    sum += gates[i] = std::exp(scores[i] - m);
+  for (auto& g : gates)
+    g /= sum;
+}
+
+namespace detail {
+
+/// Builds the activation set from a per-(token, expert) membership rule; gates are the softmax
+/// of the members' scores.
+template <class S, class IsActive>
+basic_activation_set<S> select(const basic_matrix<S>& scores, IsActive&& is_active) {
+  const auto n = scores.rows(), experts = scores.cols();
+  basic_activation_set<S> out;
+  out.offsets.reserve(static_cast<size_t>(n) + 1);
+  std::vector<std::int32_t> es;
+  std::vector<S> ss, gs;
+  for (Eigen::Index t = 0; t < n; ++t) {
+    std::span<const S> row{scores.data() + t * experts, static_cast<size_t>(experts)};
+    es.clear();
+    ss.clear();
+    for (int e = 0; e < experts; ++e)
+      if (is_active(row, e)) {
+        es.push_back(e);
+        ss.push_back(row[e]);
+      }
+    gs.resize(es.size());
+    softmax_gates<S>(ss, gs);
+    out.push_token(es, gs);
+  }
+  return out;
+}
+
+} // namespace detail
 
 /// topk mode. scores: (T, E) -> per token the k best experts by topk_rank, gated.
-activation_set select_topk(const matrix& scores, int k);
+template <class S>
+basic_activation_set<S> select_topk(const basic_matrix<S>& scores, int k) {
+  if (k < 1 || k > scores.cols())
+    throw std::invalid_argument("select_topk: k must be in 1..experts");
+  return detail::select(scores, [k](std::span<const S> row, int e) {
+    return active_in_topk(row, e, k);
+  });
+}
 
 /// threshold mode. scores: (T, E), tau: (E) -> per token the experts over their threshold,
 /// gated; a token may have none (it then passes through by the residual).
-activation_set select_threshold(const matrix& scores, std::span<const float> tau);
+template <class S>
+basic_activation_set<S> select_threshold(const basic_matrix<S>& scores,
+                                         std::span<const S> tau) {
+  if (static_cast<Eigen::Index>(tau.size()) != scores.cols())
+    throw std::invalid_argument("select_threshold: one tau per expert");
+  return detail::select(scores, [tau](std::span<const S> row, int e) {
+    return active_over_threshold(row[e], tau[e]);
+  });
+}
 
 } // namespace eoe::experts

@@ -62,7 +62,7 @@ inline reference_result reference_forward(const experts::model& m, const matrix&
                                           std::vector<std::uint64_t> ids = {}) {
   using experts::layer_kind;
   const auto& c = m.config;
-  const size_t T = static_cast<size_t>(x.rows()), L = c.layers.size();
+  const size_t T = static_cast<size_t>(x.rows()), L = c.unrolled_layers();
   reference_result r;
   r.active.assign(L, std::vector<std::vector<int>>(T));
   r.gates.assign(L, std::vector<std::vector<double>>(T));
@@ -70,9 +70,13 @@ inline reference_result reference_forward(const experts::model& m, const matrix&
     vec in(x.row(t).begin(), x.row(t).end());
     vec h = c.input_dim > 0 ? affine(in, m.embed_w, m.embed_b) : in;
     std::vector<std::pair<int, vec>> pending; // (expert, g * y) of the previous layer
+    // The layers as run: a recurrent layer appears once per step, with the same weights.
+    std::vector<size_t> schedule;
+    for (size_t cl = 0; cl < c.layers.size(); ++cl)
+      schedule.insert(schedule.end(), static_cast<size_t>(c.layers[cl].steps), cl);
     for (size_t l = 0; l < L; ++l) {
-      const auto& lc = c.layers[l];
-      const auto& lp = m.layers[l];
+      const auto& lc = c.layers[schedule[l]];
+      const auto& lp = m.layers[schedule[l]];
       vec hn = h;
       for (auto& [i, gy] : pending)
         for (size_t d = 0; d < hn.size(); ++d)
@@ -107,7 +111,7 @@ inline reference_result reference_forward(const experts::model& m, const matrix&
             chosen = top_indices(scores, lc.k);
           } else {
             for (int j = 0; j < lc.experts; ++j)
-              if (scores[j] > lc.tau[j])
+              if (scores[j] > double(lp.tau(0, j)))
                 chosen.push_back(j);
           }
           vec active_scores;
@@ -133,7 +137,7 @@ inline reference_result reference_forward(const experts::model& m, const matrix&
         }
         case layer_kind::hash: {
           const std::uint64_t id = ids.empty() ? t : ids[t];
-          for (int j : experts::hash_experts(id, lc.experts, lc.k, c.seed + l)) {
+          for (int j : experts::hash_experts(id, lc.experts, lc.k, c.seed + l)) { // seed: unrolled
             chosen.push_back(j);
             gates.push_back(1.0 / lc.k);
             first_in[j] = hn;

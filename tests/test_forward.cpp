@@ -53,7 +53,8 @@ double compare_with_reference(const model& m, const matrix& x,
       max_diff = std::max(max_diff, std::abs(double(got->output(t, j)) - want.output[t][j]));
   INFO("max |output| " << got->output.cwiseAbs().maxCoeff() << ", max abs diff " << max_diff);
   CHECK(max_diff <= 1e-5);
-  for (size_t l = 0; l < m.config.layers.size(); ++l)
+  REQUIRE(got->layers.size() == m.config.unrolled_layers());
+  for (size_t l = 0; l < got->layers.size(); ++l)
     for (size_t t = 0; t < static_cast<size_t>(x.rows()); ++t) {
       auto es = got->layers[l].active.experts_of(t);
       auto gs = got->layers[l].active.gates_of(t);
@@ -152,6 +153,76 @@ activation = "gelu"
                         5);
   auto x = random_input(33, 16, 6);
   CHECK(compare_with_reference(m, x) <= 1e-5);
+}
+
+TEST_CASE("recurrent layers run their tied weights step after step, as the reference",
+          "[forward]") {
+  auto c = config_of(R"(
+[model]
+input_dim = 12
+dim = 16
+classes = 4
+[[layer]]
+kind = "eoe"
+experts = 4
+hidden = 20
+rank = 4
+k = 2
+steps = 3
+[[layer]]
+kind = "eoe"
+experts = 1
+hidden = 24
+rank = 8
+mode = "threshold"
+tau = 0.8
+steps = 4
+[[layer]]
+kind = "hash"
+experts = 3
+hidden = 8
+k = 1
+steps = 2
+)");
+  auto m = random_model(c, 21);
+  for (auto& lp : m.layers)
+    for (auto& e : lp.experts)
+      e.w2 *= 0.2f; // nine residual steps: keep the stream near unit scale
+  auto x = random_input(30, 12, 22);
+  auto be = kernels::make_cpu_backend();
+  auto r = forward(*be, m, x);
+  REQUIRE(r.has_value());
+  CHECK(r->layers.size() == 9); // one record per step
+  // Put the threshold between the middle scores of its first step, so that it decides both
+  // ways and no score sits on it.
+  std::vector<float> first(r->layers[3].scores.data(), r->layers[3].scores.data() + 30);
+  std::sort(first.begin(), first.end());
+  m.layers[1].tau(0, 0) = (first[14] + first[15]) / 2;
+  r = forward(*be, m, x);
+  CHECK(compare_with_reference(m, x) <= 1e-5);
+  // The single threshold expert decides per step and per token whether to run again.
+  size_t fired = 0;
+  for (size_t step = 3; step < 7; ++step)
+    for (size_t t = 0; t < 30; ++t)
+      fired += r->layers[step].active.experts_of(t).size();
+  CHECK(fired > 0);
+  CHECK(fired < 4 * 30);
+}
+
+TEST_CASE("parameter_shapes and for_each_parameter agree on names, order and shapes",
+          "[forward]") {
+  auto c = config_of(mixed_stack);
+  auto shapes = parameter_shapes(c);
+  auto m = init_model(c);
+  size_t i = 0;
+  for_each_parameter(m, [&](const std::string& name, const matrix& t) {
+    REQUIRE(i < shapes.size());
+    CHECK(shapes[i].name == name);
+    CHECK(shapes[i].rows == t.rows());
+    CHECK(shapes[i].cols == t.cols());
+    ++i;
+  });
+  CHECK(i == shapes.size());
 }
 
 TEST_CASE("a token with no active expert passes through unchanged", "[forward]") {

@@ -69,7 +69,7 @@ TEST_CASE("syntax errors name the line", "[config]") {
 TEST_CASE("unknown keys are errors, with the keys that exist", "[config]") {
   CHECK(error_of(layer("kind = \"dense\"\nhidden = 4\nhiden = 5\n"))
         == "t.toml:7:1: layer[0].hiden: unknown key for a \"dense\" layer (expected one of: "
-           "kind, hidden, activation, bias)");
+           "kind, hidden, activation, bias, steps)");
   CHECK(error_of("[model]\ndim = 8\ndepth = 3\n[[layer]]\nkind = \"dense\"\nhidden = 4\n")
         == "t.toml:3:1: model.depth: unknown key in [model] (expected one of: name, input_dim, "
            "dim, classes, seed)");
@@ -126,6 +126,40 @@ TEST_CASE("missing keys and impossible affinity are named", "[config]") {
   CHECK(error_of(layer("kind = \"eoe\"\nexperts = 2\nhidden = 4\nrank = 2\nk = 1\naffinity = true\n"))
         == "t.toml:10:12: layer[0].affinity: the first layer has no previous experts to have "
            "affinity to");
+}
+
+TEST_CASE("recurrent layers: steps, and no affinity with them", "[config]") {
+  auto c = parse_model_config(layer("kind = \"eoe\"\nexperts = 1\nhidden = 4\nrank = 2\n"
+                                    "mode = \"threshold\"\ntau = 0.5\nsteps = 3\n"),
+                              "t.toml");
+  REQUIRE(c.has_value());
+  CHECK(c->layers[0].steps == 3);
+  CHECK(c->unrolled_layers() == 3);
+  CHECK(*parse_model_config(to_toml(*c), "again") == *c);
+  CHECK(error_of(layer("kind = \"dense\"\nhidden = 4\nsteps = 0\n"))
+        == "t.toml:7:9: layer[0].steps: expected an integer in 1..64 (1: not recurrent), got an "
+           "integer (0)");
+  CHECK(error_of(layer("kind = \"dense\"\nhidden = 4\n") + "[[layer]]\nkind = \"eoe\"\n"
+                 "experts = 2\nhidden = 4\nrank = 2\nk = 1\naffinity = true\nsteps = 2\n")
+        == "t.toml:14:9: layer[1].steps: a recurrent layer (steps > 1) cannot also have affinity");
+}
+
+TEST_CASE("[train] is read strictly too", "[config]") {
+  auto f = parse_config_file(layer("kind = \"dense\"\nhidden = 4\n")
+                               + "[train]\nepochs = 3\nlr = 1e-3\naugment = true\n",
+                             "t.toml");
+  REQUIRE(f.has_value());
+  CHECK(f->has_train);
+  CHECK(f->train.epochs == 3);
+  CHECK(f->train.lr == 1e-3);
+  CHECK(f->train.augment);
+  CHECK(f->train.batch == train_config{}.batch);
+  CHECK(error_of(layer("kind = \"dense\"\nhidden = 4\n") + "[train]\nlr = -1\nepoch = 2\n")
+        == "t.toml:8:6: train.lr: expected a number in [0, 10], got an integer (-1)\n"
+           "t.toml:9:1: train.epoch: unknown key in [train] (expected one of: epochs, batch, lr, "
+           "warmup_fraction, final_lr_fraction, weight_decay, beta1, beta2, eps, "
+           "label_smoothing, balance_coef, z_coef, threshold_rate, augment, train_limit, "
+           "test_limit, seed)");
 }
 
 TEST_CASE("every problem of a file is reported, one per line", "[config]") {

@@ -51,10 +51,10 @@ TEST_CASE("topk ties go to the lower expert index", "[self_activation]") {
   CHECK(experts_of(c, 0) == std::vector<int>{1});
   // Ranks spell the rule out.
   const float s[] = {0.0f, 4.0f, 4.0f, 1.0f};
-  CHECK(topk_rank(s, 1) == 0);
-  CHECK(topk_rank(s, 2) == 1);
-  CHECK(topk_rank(s, 3) == 2);
-  CHECK(topk_rank(s, 0) == 3);
+  CHECK(topk_rank<float>(s, 1) == 0);
+  CHECK(topk_rank<float>(s, 2) == 1);
+  CHECK(topk_rank<float>(s, 3) == 2);
+  CHECK(topk_rank<float>(s, 0) == 3);
 }
 
 TEST_CASE("every expert deciding for itself gives the central top-k", "[self_activation]") {
@@ -78,7 +78,7 @@ TEST_CASE("every expert deciding for itself gives the central top-k", "[self_act
 
 TEST_CASE("threshold is strict and may leave a token with no expert", "[self_activation]") {
   const float tau[] = {1.0f, 2.0f, 0.5f};
-  auto a = select_threshold(rows({{1.0f, 2.5f, 0.6f}, {0.0f, 0.0f, 0.5f}, {9.0f, 9.0f, 9.0f}}),
+  auto a = select_threshold<float>(rows({{1.0f, 2.5f, 0.6f}, {0.0f, 0.0f, 0.5f}, {9.0f, 9.0f, 9.0f}}),
                             tau);
   CHECK(experts_of(a, 0) == std::vector<int>{1, 2}); // 1.0 is not > 1.0
   CHECK(experts_of(a, 1).empty());                    // 0.5 is not > 0.5
@@ -96,7 +96,7 @@ TEST_CASE("gates are the softmax of the active experts' scores", "[self_activati
   CHECK(g[1] == Approx(e2 / (e1 + e2)).epsilon(1e-6));
   // Large scores do not overflow.
   float big[] = {1000.0f, 999.0f}, out[2];
-  softmax_gates(big, out);
+  softmax_gates<float>(big, out);
   CHECK(out[0] + out[1] == Approx(1.0));
   CHECK(out[0] == Approx(1.0 / (1.0 + std::exp(-1.0))).epsilon(1e-6));
 }
@@ -106,5 +106,5 @@ TEST_CASE("a bad k is rejected", "[self_activation]") {
   CHECK_THROWS_AS(select_topk(s, 0), std::invalid_argument);
   CHECK_THROWS_AS(select_topk(s, 4), std::invalid_argument);
   const float tau[] = {1.0f};
-  CHECK_THROWS_AS(select_threshold(s, tau), std::invalid_argument);
+  CHECK_THROWS_AS(select_threshold<float>(s, tau), std::invalid_argument);
 }

@@ -1,0 +1,160 @@
+#include "experts/toml_reader.hpp"
+
+#include <algorithm>
+#include <sstream>
+
+namespace eoe::experts {
+
+std::string describe(const toml::node& n) {
+  std::ostringstream os;
+  switch (n.type()) {
+    case toml::node_type::string: os << "a string (\"" << n.as_string()->get() << "\")"; break;
+    case toml::node_type::integer: os << "an integer (" << n.as_integer()->get() << ")"; break;
+    case toml::node_type::floating_point:
+      os << "a float (" << n.as_floating_point()->get() << ")";
+      break;
+    case toml::node_type::boolean:
+      os << "a boolean (" << (n.as_boolean()->get() ? "true" : "false") << ")";
+      break;
+    case toml::node_type::array: os << "an array"; break;
+    case toml::node_type::table: os << "a table"; break;
+    default: os << "a date or time"; break;
+  }
+  return os.str();
+}
+
+void problems::add(const toml::source_region& at, const std::string& key, const std::string& msg) {
+  std::ostringstream os;
+  os << file << ":" << at.begin.line << ":" << at.begin.column << ": " << key << ": " << msg;
+  lines.push_back(os.str());
+}
+
+std::string problems::joined() const {
+  std::string msg;
+  for (auto& l : lines)
+    msg += (msg.empty() ? "" : "\n") + l;
+  return msg;
+}
+
+table_reader::table_reader(const toml::table& t, std::string path, problems& out)
+  : table_(t), path_(std::move(path)), out_(out) {
+  // nop
+}
+
+std::string table_reader::key_path(std::string_view key) const {
+  return path_.empty() ? std::string{key} : path_ + "." + std::string{key};
+}
+
+const toml::node* table_reader::take(std::string_view key) {
+  used_.emplace_back(key);
+  return table_.get(key);
+}
+
+void table_reader::missing(std::string_view key, const std::string& expected) {
+  out_.add(table_.source(), key_path(key), "missing; expected " + expected);
+}
+
+void table_reader::bad(const toml::node& n, std::string_view key, const std::string& expected) {
+  out_.add(n.source(), key_path(key), "expected " + expected + ", got " + describe(n));
+}
+
+std::optional<std::int64_t> table_reader::integer(std::string_view key, std::int64_t lo,
+                                                  std::int64_t hi,
+                                                  std::optional<std::int64_t> fallback,
+                                                  const std::string& range_note) {
+  std::ostringstream want;
+  want << "an integer in " << lo << ".." << hi << range_note;
+  auto* n = take(key);
+  if (!n) {
+    if (!fallback)
+      missing(key, want.str());
+    return fallback;
+  }
+  auto v = n->as_integer();
+  if (!v || v->get() < lo || v->get() > hi) {
+    bad(*n, key, want.str());
+    return std::nullopt;
+  }
+  return v->get();
+}
+
+std::optional<double> table_reader::number(std::string_view key, double lo, double hi,
+                                           std::optional<double> fallback) {
+  std::ostringstream want;
+  want << "a number in [" << lo << ", " << hi << "]";
+  auto* n = take(key);
+  if (!n) {
+    if (!fallback)
+      missing(key, want.str());
+    return fallback;
+  }
+  std::optional<double> v;
+  if (auto i = n->as_integer())
+    v = static_cast<double>(i->get());
+  else if (auto f = n->as_floating_point())
+    v = f->get();
+  if (!v || !(*v >= lo && *v <= hi)) {
+    bad(*n, key, want.str());
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<bool> table_reader::boolean(std::string_view key, bool fallback) {
+  auto* n = take(key);
+  if (!n)
+    return fallback;
+  if (auto v = n->as_boolean())
+    return v->get();
+  bad(*n, key, "true or false");
+  return std::nullopt;
+}
+
+std::optional<std::string> table_reader::string(std::string_view key,
+                                                std::optional<std::string> fallback) {
+  auto* n = take(key);
+  if (!n) {
+    if (!fallback)
+      missing(key, "a string");
+    return fallback;
+  }
+  if (auto v = n->as_string())
+    return v->get();
+  bad(*n, key, "a string");
+  return std::nullopt;
+}
+
+std::optional<std::string> table_reader::choice(std::string_view key,
+                                                std::vector<std::string_view> choices,
+                                                std::optional<std::string> fallback) {
+  std::string want = "one of";
+  for (auto c : choices)
+    want += std::string{" \""} + std::string{c} + "\"";
+  auto* n = take(key);
+  if (!n) {
+    if (!fallback)
+      missing(key, want);
+    return fallback;
+  }
+  auto v = n->as_string();
+  if (!v || std::find(choices.begin(), choices.end(), v->get()) == choices.end()) {
+    bad(*n, key, want);
+    return std::nullopt;
+  }
+  return v->get();
+}
+
+void table_reader::reject_unknown(std::string_view kind_note) {
+  for (auto&& [k, n] : table_) {
+    if (std::find(used_.begin(), used_.end(), k.str()) != used_.end())
+      continue;
+    std::string known;
+    for (auto& u : used_)
+      known += (known.empty() ? "" : ", ") + u;
+    out_.add(k.source(), key_path(k.str()),
+             std::string{"unknown key"} + std::string{kind_note} + " (expected one of: " + known
+               + ")");
+  }
+}
+
+} // namespace eoe::experts
