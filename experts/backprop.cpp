@@ -295,7 +295,10 @@ step_result<S> loss_and_gradient(const basic_model<S>& m, const basic_matrix<S>&
 
   // ---- backward
   auto& g = *grad;
-  g = zero_model<S>(c);
+  if (g.config == c)
+    for_each_parameter(g, [](const std::string&, mat<S>& t) { t.setZero(); });
+  else
+    g = zero_model<S>(c);
   g.head_w.noalias() = final_h.transpose() * dlogits;
   g.head_b = dlogits.colwise().sum();
   mat<S> dh = dlogits * m.head_w.transpose(); // d loss / d (stream after the last layer)

@@ -23,10 +23,12 @@ void read_train_table(table_reader& r, train_config& t) {
   number("beta2", t.beta2, 0.0, 0.999999999);
   number("eps", t.eps, 1e-30, 1.0);
   number("label_smoothing", t.label_smoothing, 0.0, 0.999);
+  number("grad_clip", t.grad_clip, 0.0, 1e6);
   number("balance_coef", t.balance_coef, 0.0, 1000.0);
   number("z_coef", t.z_coef, 0.0, 1000.0);
   number("threshold_rate", t.threshold_rate, 1e-6, 1.0);
   t.augment = r.boolean("augment", t.augment).value_or(t.augment);
+  integer("augment_shift", t.augment_shift, 0, 8);
   integer("train_limit", t.train_limit, 0, std::numeric_limits<int>::max());
   integer("test_limit", t.test_limit, 0, std::numeric_limits<int>::max());
   t.seed = static_cast<std::uint64_t>(

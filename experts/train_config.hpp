@@ -19,12 +19,14 @@ struct train_config {
   double beta2 = 0.999;
   double eps = 1e-8;
   double label_smoothing = 0.0;
+  double grad_clip = 1.0;     ///< rescale the gradient to at most this global L2 norm (0: off)
   double balance_coef = 0.01; ///< router layers: weight of the Switch balance loss
   double z_coef = 1e-3;       ///< router layers: weight of the router z-loss
   /// eoe threshold layers: the share of tokens each expert should fire on; tau follows the
   /// matching quantile of the expert's scores (an exponential moving average over batches).
   double threshold_rate = 0.25;
-  bool augment = false;      ///< random horizontal flips and shifts of up to 2 pixels
+  bool augment = false;      ///< random horizontal flips and shifts of images
+  int augment_shift = 1;     ///< the largest shift, in pixels, along each axis
   int train_limit = 0;       ///< use only the first N training examples (0: all)
   int test_limit = 0;        ///< evaluate on the first N test examples (0: all)
   std::uint64_t seed = 1;    ///< shuffling, augmentation: the same seed repeats a run

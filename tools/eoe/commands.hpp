@@ -8,6 +8,8 @@ namespace eoe::cli {
 void add_inspect(CLI::App& app);
 void add_init(CLI::App& app);
 void add_forward(CLI::App& app);
+void add_train(CLI::App& app);
+void add_eval(CLI::App& app);
 
 /// Thrown by a subcommand to end with an error message and exit code 1 (or `code`).
 struct command_error {

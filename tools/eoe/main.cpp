@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   eoe::cli::add_inspect(app);
   eoe::cli::add_init(app);
   eoe::cli::add_forward(app);
+  eoe::cli::add_train(app);
+  eoe::cli::add_eval(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,209 @@
+#include "experts/trainer.hpp"
+
+#include "experts/adamw.hpp"
+#include "experts/backprop.hpp"
+#include "experts/image_augment.hpp"
+#include "experts/parallel.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+namespace eoe::experts {
+
+namespace {
+
+/// Moves every threshold layer's tau towards the score quantile at which each expert fires on
+/// `rate` of the tokens (all steps of a recurrent layer pooled). The first batch sets it.
+void calibrate_thresholds(model& m, const std::vector<layer_trace<float>>& traces, double rate,
+                          bool first) {
+  const auto& c = m.config;
+  for (size_t cl = 0; cl < c.layers.size(); ++cl) {
+    const auto& lc = c.layers[cl];
+    if (lc.kind != layer_kind::eoe || lc.mode != activation_mode::threshold)
+      continue;
+    for (int e = 0; e < lc.experts; ++e) {
+      std::vector<float> s;
+      for (auto& tr : traces)
+        if (tr.config_layer == cl)
+          s.insert(s.end(), tr.scores.col(e).begin(), tr.scores.col(e).end());
+      if (s.empty())
+        continue;
+      const auto at = static_cast<size_t>(
+        std::clamp((1.0 - rate) * static_cast<double>(s.size()), 0.0, double(s.size() - 1)));
+      std::nth_element(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(at), s.end());
+      float& tau = m.layers[cl].tau(0, e);
+      tau = first ? s[at] : 0.9f * tau + 0.1f * s[at];
+    }
+  }
+}
+
+/// A batch's loss and gradient, computed as `batch_shards` slices of the batch in parallel
+/// (one thread each, Eigen single-threaded) and combined weighted by slice size. The slicing
+/// depends only on the batch, so a run gives the same numbers on any machine. Router balance
+/// losses are per slice, as in data-parallel MoE training.
+constexpr int batch_shards = 2;
+
+struct shard_work {
+  long begin = 0, rows = 0;
+  step_result<float> res;
+  model grad;
+};
+
+void sharded_step(const model& m, const matrix& x, const std::vector<std::uint8_t>& y,
+                  const loss_options& lo, std::vector<shard_work>& shards) {
+  const long n = x.rows();
+  const long per = (n + batch_shards - 1) / batch_shards;
+  shards.resize(batch_shards);
+  for (int s = 0; s < batch_shards; ++s) {
+    shards[s].begin = std::min<long>(n, s * per);
+    shards[s].rows = std::min<long>(per, n - shards[s].begin);
+  }
+  auto work = [&](shard_work& w) {
+    if (w.rows == 0)
+      return;
+    matrix xs = x.middleRows(w.begin, w.rows);
+    std::span<const std::uint8_t> ys{y.data() + w.begin, static_cast<size_t>(w.rows)};
+    w.res = loss_and_gradient<float>(m, xs, ys, lo, &w.grad);
+  };
+  parallel_for(shards.size(), [&](size_t s) { work(shards[s]); });
+}
+
+/// grad = sum over slices of (rows / batch) * slice gradient, tensor by tensor in parallel.
+/// Returns the global L2 norm of grad.
+double combine_gradients(model& grad, const std::vector<shard_work>& shards, long batch) {
+  std::vector<matrix*> dst;
+  for_each_parameter(grad, [&](const std::string&, matrix& g) { dst.push_back(&g); });
+  std::vector<std::vector<const matrix*>> src(shards.size());
+  for (size_t s = 0; s < shards.size(); ++s)
+    if (shards[s].rows > 0)
+      for_each_parameter(shards[s].grad,
+                         [&](const std::string&, const matrix& g) { src[s].push_back(&g); });
+  std::vector<double> sq(dst.size(), 0.0);
+  parallel_for(dst.size(), [&](size_t k) {
+    bool first = true;
+    for (size_t s = 0; s < shards.size(); ++s) {
+      if (src[s].empty())
+        continue;
+      const float share = static_cast<float>(shards[s].rows) / static_cast<float>(batch);
+      if (first)
+        dst[k]->noalias() = share * *src[s][k];
+      else
+        dst[k]->noalias() += share * *src[s][k];
+      first = false;
+    }
+    sq[k] = static_cast<double>(dst[k]->squaredNorm());
+  });
+  double total = 0;
+  for (double v : sq)
+    total += v;
+  return std::sqrt(total);
+}
+
+} // namespace
+
+expected<void> train_model(model& m, const train_config& t, const labelled_images& train,
+                           const labelled_images& test, const train_hooks& hooks) {
+  const auto& c = m.config;
+  const int in_dim = c.input_dim > 0 ? c.input_dim : c.dim;
+  if (train.images.cols() != in_dim)
+    return fail(errc::data_invalid, "train: examples have " + std::to_string(train.images.cols())
+                                      + " values, the model takes " + std::to_string(in_dim));
+  if (c.classes <= 0)
+    return fail(errc::data_invalid, "train: model '" + c.name + "' has no head (classes = 0)");
+  for (size_t i = 0; i < train.labels.size(); ++i)
+    if (train.labels[i] >= c.classes)
+      return fail(errc::data_invalid, "train: label " + std::to_string(train.labels[i])
+                                        + " of example " + std::to_string(i)
+                                        + " is not below classes = " + std::to_string(c.classes));
+  const long n = static_cast<long>(train.images.rows());
+  if (n == 0)
+    return fail(errc::data_invalid, "train: no training examples");
+  const long batches = (n + t.batch - 1) / t.batch;
+  const long total = batches * t.epochs;
+  const bool images = in_dim == fashion_mnist_pixels;
+
+  adamw opt{c, t};
+  const loss_options lo{t.balance_coef, t.z_coef, t.label_smoothing};
+  auto be = kernels::make_cpu_backend();
+  rng order_rng{t.seed}, aug_rng{t.seed ^ 0xa5a5a5a5ull};
+  std::vector<long> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  model grad = zero_model(c);
+  std::vector<shard_work> shards;
+  matrix x;
+  std::vector<std::uint8_t> y;
+  long step = 0;
+  double elapsed = 0;
+  // The batch slices run in parallel; Eigen stays single-threaded inside them.
+  const int eigen_threads = Eigen::nbThreads();
+  Eigen::setNbThreads(1);
+  struct restore_threads {
+    int n;
+    ~restore_threads() {
+      Eigen::setNbThreads(n);
+    }
+  } restore{eigen_threads};
+  for (int epoch = 1; epoch <= t.epochs; ++epoch) {
+    const auto start = std::chrono::steady_clock::now();
+    for (long i = n - 1; i > 0; --i) // Fisher-Yates with the run's own generator
+      std::swap(order[i], order[order_rng.next() % static_cast<std::uint64_t>(i + 1)]);
+    stats_accumulator stats{c, c.classes};
+    double loss_sum = 0, correct = 0;
+    double lr = 0;
+    for (long b = 0; b < batches; ++b, ++step) {
+      const long begin = b * t.batch, rows = std::min<long>(t.batch, n - begin);
+      x.resize(rows, in_dim);
+      y.resize(static_cast<size_t>(rows));
+      for (long r = 0; r < rows; ++r) {
+        x.row(r) = train.images.row(order[begin + r]);
+        y[r] = train.labels[order[begin + r]];
+      }
+      if (t.augment && images)
+        augment_images(x, aug_rng, 28, t.augment_shift);
+      sharded_step(m, x, y, lo, shards);
+      const double norm = combine_gradients(grad, shards, rows);
+      std::vector<layer_trace<float>> traces;
+      double batch_loss = 0;
+      for (auto& w : shards) {
+        if (w.rows == 0)
+          continue;
+        batch_loss += static_cast<double>(w.rows) / static_cast<double>(rows) * w.res.loss;
+        correct += w.res.correct;
+        std::vector<const basic_activation_set<float>*> sets;
+        for (auto& l : w.res.layers)
+          sets.push_back(&l.active);
+        stats.add<float>(sets, {y.data() + w.begin, static_cast<size_t>(w.rows)});
+        traces.insert(traces.end(), std::make_move_iterator(w.res.layers.begin()),
+                      std::make_move_iterator(w.res.layers.end()));
+      }
+      calibrate_thresholds(m, traces, t.threshold_rate, step == 0);
+      lr = learning_rate(t, step, total);
+      opt.step(m, grad, lr, clip_scale(norm, t.grad_clip));
+      loss_sum += batch_loss * static_cast<double>(rows);
+      if (hooks.on_step)
+        hooks.on_step(step + 1, total, batch_loss);
+    }
+    epoch_report rep;
+    rep.epoch = epoch;
+    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    elapsed += rep.seconds;
+    rep.elapsed = elapsed;
+    rep.train_loss = loss_sum / static_cast<double>(n);
+    rep.train_accuracy = correct / static_cast<double>(n);
+    rep.lr = lr;
+    rep.train_layers = stats.finish();
+    Eigen::setNbThreads(eigen_threads);
+    auto ev = evaluate(*be, m, test);
+    Eigen::setNbThreads(1);
+    if (!ev)
+      return std::unexpected(ev.error());
+    rep.test = std::move(*ev);
+    if (hooks.on_epoch)
+      hooks.on_epoch(rep);
+  }
+  return {};
+}
+
+} // namespace eoe::experts

@@ -1,0 +1,136 @@
+// eoe train: trains a model config on Fashion-MNIST; eoe eval: metrics of a checkpoint.
+
+#include "experts/checkpoint.hpp"
+#include "experts/fashion_mnist.hpp"
+#include "experts/trainer.hpp"
+#include "tools/eoe/commands.hpp"
+#include "tools/eoe/metrics_json.hpp"
+#include "tools/eoe/progress.hpp"
+#include "tools/eoe/report.hpp"
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+namespace eoe::cli {
+
+namespace {
+
+experts::labelled_images load_split(std::string_view split, int limit) {
+  auto d = experts::load_fashion_mnist(split, static_cast<size_t>(limit));
+  if (!d)
+    throw command_error{d.error().message};
+  return std::move(*d);
+}
+
+struct train_options {
+  std::string config;
+  std::string out;
+  std::string metrics;
+  int epochs = 0;
+  int train_limit = -1;
+};
+
+void run_train(const train_options& opt) {
+  auto file = experts::load_config_file(opt.config);
+  if (!file)
+    throw command_error{file.error().message};
+  auto t = file->train;
+  if (opt.epochs > 0)
+    t.epochs = opt.epochs;
+  if (opt.train_limit >= 0)
+    t.train_limit = opt.train_limit;
+  const auto metrics_path = opt.metrics.empty() ? opt.out + ".metrics.jsonl" : opt.metrics;
+  std::ofstream metrics{metrics_path, std::ios::trunc};
+  if (!metrics)
+    throw command_error{metrics_path + ": cannot write"};
+
+  const auto train = load_split("train", t.train_limit);
+  const auto test = load_split("test", t.test_limit);
+  auto m = experts::init_model(file->model);
+  progress bar{stderr};
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "training '%s' on %ld Fashion-MNIST images, %d epochs of batch %d",
+                file->model.name.c_str(), static_cast<long>(train.images.rows()), t.epochs, t.batch);
+  bar.line(buf);
+  std::vector<experts::epoch_report> epochs;
+  double loss_ema = 0;
+  experts::train_hooks hooks;
+  hooks.on_step = [&](long step, long total, double loss) {
+    loss_ema = step == 1 ? loss : 0.98 * loss_ema + 0.02 * loss;
+    char note[64];
+    std::snprintf(note, sizeof note, "loss %.4f", loss_ema);
+    bar.update(step, total, note);
+  };
+  hooks.on_epoch = [&](const experts::epoch_report& r) {
+    metrics << to_json(r).dump() << "\n";
+    metrics.flush();
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "epoch %3d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1fs",
+                  r.epoch, r.train_loss, 100 * r.train_accuracy, r.test.loss,
+                  100 * r.test.accuracy, r.seconds);
+    bar.line(line);
+    epochs.push_back(r);
+  };
+  if (auto ok = experts::train_model(m, t, train, test, hooks); !ok)
+    throw command_error{ok.error().message};
+  if (auto ok = experts::save_checkpoint(m, opt.out); !ok)
+    throw command_error{ok.error().message};
+  const auto plots = write_plots(opt.out, m.config, epochs);
+  std::cout << "\nfinal test metrics:\n" << format_eval(m.config, epochs.back().test);
+  std::snprintf(buf, sizeof buf, "training time %.1f s for %d epochs (evaluation excluded)",
+                epochs.back().elapsed, t.epochs);
+  std::cout << buf << "\nwrote " << opt.out << ", " << metrics_path;
+  for (auto& p : plots)
+    std::cout << ", " << p;
+  std::cout << "\n";
+}
+
+} // namespace
+
+void add_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a model config on Fashion-MNIST");
+  auto opt = std::make_shared<train_options>();
+  cmd->add_option("--config", opt->config, "config with [model], [[layer]] and [train]")
+    ->required()
+    ->check(CLI::ExistingFile);
+  cmd->add_option("--out", opt->out, "checkpoint to write (plots and metrics beside it)")
+    ->required();
+  cmd->add_option("--metrics", opt->metrics, "JSON lines, one per epoch (default OUT.metrics.jsonl)");
+  cmd->add_option("--epochs", opt->epochs, "override [train] epochs")->check(CLI::Range(1, 100000));
+  cmd->add_option("--train-limit", opt->train_limit, "override [train] train_limit (0: all)")
+    ->check(CLI::Range(0, 60000));
+  cmd->callback([opt] { run_train(*opt); });
+}
+
+void add_eval(CLI::App& app) {
+  auto* cmd = app.add_subcommand("eval", "Metrics of a trained model on the Fashion-MNIST test set");
+  struct options {
+    std::string checkpoint;
+    int limit = 0;
+    bool json = false;
+  };
+  auto opt = std::make_shared<options>();
+  cmd->add_option("--checkpoint", opt->checkpoint, "trained model")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--limit", opt->limit, "evaluate on the first N test images (0: all)")
+    ->check(CLI::Range(0, 10000));
+  cmd->add_flag("--json", opt->json, "print the metrics as one JSON object");
+  cmd->callback([opt] {
+    auto m = experts::load_checkpoint(opt->checkpoint);
+    if (!m)
+      throw command_error{m.error().message};
+    const auto test = load_split("test", opt->limit);
+    auto be = kernels::make_cpu_backend();
+    auto r = experts::evaluate(*be, *m, test);
+    if (!r)
+      throw command_error{r.error().message};
+    if (opt->json)
+      std::cout << to_json(*r).dump() << "\n";
+    else
+      std::cout << "model '" << m->config.name << "' from " << opt->checkpoint << "\n"
+                << format_eval(m->config, *r);
+  });
+}
+
+} // namespace eoe::cli
