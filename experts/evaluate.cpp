@@ -3,6 +3,7 @@
 #include "experts/forward.hpp"
 
 #include <cmath>
+#include <numeric>
 
 namespace eoe::experts {
 
@@ -19,7 +20,9 @@ expected<eval_result> evaluate(kernels::backend& be, const model& m, const label
   for (Eigen::Index begin = 0; begin < n; begin += batch) {
     const auto rows = std::min<Eigen::Index>(batch, n - begin);
     matrix x = data.images.middleRows(begin, rows);
-    auto out = forward(be, m, x);
+    std::vector<std::uint64_t> ids(static_cast<size_t>(rows)); // example indices, for hash layers
+    std::iota(ids.begin(), ids.end(), static_cast<std::uint64_t>(begin));
+    auto out = forward(be, m, x, ids);
     if (!out)
       return std::unexpected(out.error());
     std::span<const std::uint8_t> labels{data.labels.data() + begin, static_cast<size_t>(rows)};

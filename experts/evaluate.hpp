@@ -18,7 +18,8 @@ struct eval_result {
   double expert_flops = 0; ///< per example, summed over the layers as run
 };
 
-/// Runs the model over the data in batches of `batch`.
+/// Runs the model over the data in batches of `batch`. Hash layers hash an example's index in
+/// the data set, as in training.
 expected<eval_result> evaluate(kernels::backend& be, const model& m, const labelled_images& data,
                                int batch = 1000);
 

@@ -52,7 +52,8 @@ struct shard_work {
 };
 
 void sharded_step(const model& m, const matrix& x, const std::vector<std::uint8_t>& y,
-                  const loss_options& lo, std::vector<shard_work>& shards) {
+                  const std::vector<std::uint64_t>& ids, const loss_options& lo,
+                  std::vector<shard_work>& shards) {
   const long n = x.rows();
   const long per = (n + batch_shards - 1) / batch_shards;
   shards.resize(batch_shards);
@@ -65,7 +66,8 @@ void sharded_step(const model& m, const matrix& x, const std::vector<std::uint8_
       return;
     matrix xs = x.middleRows(w.begin, w.rows);
     std::span<const std::uint8_t> ys{y.data() + w.begin, static_cast<size_t>(w.rows)};
-    w.res = loss_and_gradient<float>(m, xs, ys, lo, &w.grad);
+    std::span<const std::uint64_t> is{ids.data() + w.begin, static_cast<size_t>(w.rows)};
+    w.res = loss_and_gradient<float>(m, xs, ys, lo, &w.grad, is);
   };
   parallel_for(shards.size(), [&](size_t s) { work(shards[s]); });
 }
@@ -134,6 +136,7 @@ expected<void> train_model(model& m, const train_config& t, const labelled_image
   std::vector<shard_work> shards;
   matrix x;
   std::vector<std::uint8_t> y;
+  std::vector<std::uint64_t> ids; // an example's index in its data set: what hash layers hash
   long step = 0;
   double elapsed = 0;
   // The batch slices run in parallel; Eigen stays single-threaded inside them.
@@ -156,13 +159,15 @@ expected<void> train_model(model& m, const train_config& t, const labelled_image
       const long begin = b * t.batch, rows = std::min<long>(t.batch, n - begin);
       x.resize(rows, in_dim);
       y.resize(static_cast<size_t>(rows));
+      ids.resize(static_cast<size_t>(rows));
       for (long r = 0; r < rows; ++r) {
         x.row(r) = train.images.row(order[begin + r]);
         y[r] = train.labels[order[begin + r]];
+        ids[r] = static_cast<std::uint64_t>(order[begin + r]);
       }
       if (t.augment && images)
         augment_images(x, aug_rng, 28, t.augment_shift);
-      sharded_step(m, x, y, lo, shards);
+      sharded_step(m, x, y, ids, lo, shards);
       const double norm = combine_gradients(grad, shards, rows);
       std::vector<layer_trace<float>> traces;
       double batch_loss = 0;

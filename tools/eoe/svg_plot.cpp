@@ -126,10 +126,12 @@ std::string heatmaps(const std::string& title, const std::vector<heatmap_panel>&
   const double cell = 26, label_w = 40, gap = 30, top = 60;
   double width = gap;
   double height = top;
+  const double title_width = 20 + 7.5 * static_cast<double>(title.size());
   for (auto& p : panels) {
     width += label_w + cell * static_cast<double>(p.col_labels.size()) + gap;
     height = std::max(height, top + cell * static_cast<double>(p.row_labels.size()) + 90);
   }
+  width = std::max(width, title_width);
   std::ostringstream os;
   os << R"(<svg xmlns="http://www.w3.org/2000/svg" width=")" << width << R"(" height=")"
      << height << R"(" font-family="sans-serif" font-size="10">)" << "\n"

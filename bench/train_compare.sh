@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Trains every shipped Fashion-MNIST config and prints the comparison table that
+# bench/RESULTS.md carries. Long: run it as a benchmark, not in the test suite.
+#   bench/train_compare.sh                  every config with its own [train] settings
+#   EPOCHS=2 bench/train_compare.sh         a quick pass (override the epochs)
+#   OUT=dir bench/train_compare.sh          where checkpoints, metrics, plots and logs go
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-build/train_compare}"
+mkdir -p "$out"
+cmake --build build --target eoe bench_train_table -j "$(nproc)" >/dev/null
+
+configs=(dense_same_flops dense_same_params router_moe hash_moe
+         eoe_topk eoe_threshold eoe_affinity eoe_recurrent)
+extra=()
+[ -n "${EPOCHS:-}" ] && extra=(--epochs "$EPOCHS")
+for c in "${configs[@]}"; do
+  echo "training $c ..." >&2
+  start=$(date +%s.%N)
+  build/bin/eoe train --config "configs/fmnist/$c.toml" --out "$out/$c.ckpt" "${extra[@]}" \
+    > "$out/$c.log" 2>&1
+  end=$(date +%s.%N)
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f\n", b - a }' > "$out/$c.ckpt.wall"
+  tail -n 1 "$out/$c.log" >&2
+done
+build/bin/bench_train_table --reference dense_same_params \
+  $(for c in "${configs[@]}"; do echo "$out/$c.ckpt"; done)
