@@ -29,8 +29,8 @@ model_account account(const model_config& c) {
       la.shared += d * e;
     if (lc.affinity)
       la.shared += static_cast<std::uint64_t>(c.experts_before(l)) * e;
-    if (lc.kind == layer_kind::eoe && lc.mode == activation_mode::threshold)
-      la.shared += e;
+    if (lc.kind == layer_kind::eoe)
+      la.shared += e; // tau (threshold) or the selection bias (topk)
     la.total = e * la.per_expert + la.shared;
     const bool threshold = lc.kind == layer_kind::eoe && lc.mode == activation_mode::threshold;
     const std::uint64_t k = lc.kind == layer_kind::dense ? 1 : threshold ? e : lc.k;
@@ -106,7 +106,7 @@ std::string format_account(const model_config& c, const model_account& a) {
     os << (lc.bias ? "" : ", no bias") << "\n";
     row(os, "  per expert", la.per_expert);
     if (la.shared)
-      row(os, "  router/affinity/tau", la.shared);
+      row(os, "  router/affinity/tau/bias", la.shared);
     row(os, "  layer total", la.total);
     row(os, "  active per token", la.active, la.active_is_bound ? "<=" : "");
     if (la.steps > 1)

@@ -13,7 +13,7 @@ bool decays(const std::string& name) noexcept {
 }
 
 bool learned(const std::string& name) noexcept {
-  return !name.ends_with(".tau");
+  return !name.ends_with(".tau") && !name.ends_with(".select_bias");
 }
 
 double learning_rate(const train_config& t, long step, long total_steps) noexcept {

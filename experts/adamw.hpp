@@ -13,7 +13,8 @@ namespace eoe::experts {
 /// at 1) and thresholds (calibrated, not learned) do not.
 bool decays(const std::string& name) noexcept;
 
-/// Whether the optimiser updates a parameter at all: everything but thresholds.
+/// Whether the optimiser updates a parameter at all: everything but thresholds and selection
+/// biases (both are calibrated from the load, not learned from the loss).
 bool learned(const std::string& name) noexcept;
 
 /// Linear warm-up to lr over warmup_fraction of the steps, then cosine decay to

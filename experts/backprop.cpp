@@ -214,7 +214,9 @@ step_result<S> loss_and_gradient(const basic_model<S>& m, const basic_matrix<S>&
             trace.scores.col(e) = tape.u[e].rowwise().norm();
           }
           trace.active = lc.mode == activation_mode::topk
-                           ? select_topk(trace.scores, lc.k)
+                           ? select_topk<S>(trace.scores, lc.k,
+                                            {lp.select_bias.data(),
+                                             static_cast<size_t>(lp.select_bias.size())})
                            : select_threshold<S>(
                                trace.scores, {lp.tau.data(), static_cast<size_t>(lp.tau.size())});
           run_experts(lp, lc, trace.active, tape, [&](size_t e) -> const mat<S>& {

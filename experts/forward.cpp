@@ -117,7 +117,9 @@ expected<forward_result> forward(kernels::backend& be, const model& m, const mat
             rec.scores.col(e) = s;
           }
           rec.active = lc.mode == activation_mode::topk
-                         ? select_topk(rec.scores, lc.k)
+                         ? select_topk<float>(rec.scores, lc.k,
+                                              {lp.select_bias.data(),
+                                               static_cast<size_t>(lp.select_bias.size())})
                          : select_threshold<float>(
                              rec.scores, {lp.tau.data(), static_cast<size_t>(lp.tau.size())});
           pending = run_experts(be, lp, lc, rec.active, [&](size_t e) -> const matrix& {

@@ -20,6 +20,10 @@ struct basic_layer_params {
   /// (1, E) eoe threshold layers; else empty. Starts at the config's tau; training calibrates
   /// it, and the forward reads this tensor, not the config.
   basic_matrix<S> tau;
+  /// (1, E) eoe topk layers; else empty. Added to the scores for the top-k choice only, never
+  /// to the gates: training moves it to balance the experts' load without an auxiliary loss
+  /// (DeepSeek-V3's auxiliary-loss-free balancing). Zero: plain top-k.
+  basic_matrix<S> select_bias;
 };
 
 /// A whole model: the config it was built from and its weights. S = float at run time; the
@@ -79,6 +83,8 @@ void for_each_parameter(Model& m, F&& f) {
       f(prefix + "affinity", lp.affinity);
     if (lc.kind == layer_kind::eoe && lc.mode == activation_mode::threshold)
       f(prefix + "tau", lp.tau);
+    if (lc.kind == layer_kind::eoe && lc.mode == activation_mode::topk)
+      f(prefix + "select_bias", lp.select_bias);
   }
   if (c.classes > 0) {
     f(std::string{"head.w"}, m.head_w);
@@ -116,8 +122,8 @@ basic_model<To> model_cast(const basic_model<From>& m) {
   return out;
 }
 
-/// A model of config c initialised from c.seed: weights N(0, 1/fan_in), biases 0,
-/// affinities 1, thresholds from the config. Each tensor draws from its own stream keyed by
+/// A model of config c initialised from c.seed: weights N(0, 1/fan_in), biases and selection
+/// biases 0, affinities 1, thresholds from the config. Each tensor draws from its own stream keyed by
 /// its name, so the same name gets the same values whatever else the model holds.
 model init_model(const model_config& c);
 

@@ -53,23 +53,24 @@ void softmax_gates(std::span<const S> scores, std::span<S> gates) noexcept {
 
 namespace detail {
 
-/// Builds the activation set from a per-(token, expert) membership rule; gates are the softmax
-/// of the members' scores.
+/// Builds the activation set from a per-(token, expert) membership rule on `decide` (T, E);
+/// gates are the softmax of the members' entries of `gate` (T, E).
 template <class S, class IsActive>
-basic_activation_set<S> select(const basic_matrix<S>& scores, IsActive&& is_active) {
-  const auto n = scores.rows(), experts = scores.cols();
+basic_activation_set<S> select(const basic_matrix<S>& decide, const basic_matrix<S>& gate,
+                               IsActive&& is_active) {
+  const auto n = decide.rows(), experts = decide.cols();
   basic_activation_set<S> out;
   out.offsets.reserve(static_cast<size_t>(n) + 1);
   std::vector<std::int32_t> es;
   std::vector<S> ss, gs;
   for (Eigen::Index t = 0; t < n; ++t) {
-    std::span<const S> row{scores.data() + t * experts, static_cast<size_t>(experts)};
+    std::span<const S> row{decide.data() + t * experts, static_cast<size_t>(experts)};
     es.clear();
     ss.clear();
     for (int e = 0; e < experts; ++e)
       if (is_active(row, e)) {
         es.push_back(e);
-        ss.push_back(row[e]);
+        ss.push_back(gate(t, e));
       }
     gs.resize(es.size());
     softmax_gates<S>(ss, gs);
@@ -80,14 +81,24 @@ basic_activation_set<S> select(const basic_matrix<S>& scores, IsActive&& is_acti
 
 } // namespace detail
 
-/// topk mode. scores: (T, E) -> per token the k best experts by topk_rank, gated.
+/// topk mode. scores: (T, E) -> per token the k best experts by topk_rank, gated by the
+/// softmax of their scores. With a selection bias (E), experts are ranked by score + bias but
+/// gated by the score alone.
 template <class S>
-basic_activation_set<S> select_topk(const basic_matrix<S>& scores, int k) {
+basic_activation_set<S> select_topk(const basic_matrix<S>& scores, int k,
+                                    std::span<const S> bias = {}) {
   if (k < 1 || k > scores.cols())
     throw std::invalid_argument("select_topk: k must be in 1..experts");
-  return detail::select(scores, [k](std::span<const S> row, int e) {
-    return active_in_topk(row, e, k);
-  });
+  if (!bias.empty() && static_cast<Eigen::Index>(bias.size()) != scores.cols())
+    throw std::invalid_argument("select_topk: one selection bias per expert");
+  auto rule = [k](std::span<const S> row, int e) { return active_in_topk(row, e, k); };
+  if (bias.empty())
+    return detail::select(scores, scores, rule);
+  basic_matrix<S> ranked = scores;
+  for (Eigen::Index t = 0; t < ranked.rows(); ++t)
+    for (Eigen::Index e = 0; e < ranked.cols(); ++e)
+      ranked(t, e) += bias[static_cast<size_t>(e)];
+  return detail::select(ranked, scores, rule);
 }
 
 /// threshold mode. scores: (T, E), tau: (E) -> per token the experts over their threshold,
@@ -97,7 +108,7 @@ basic_activation_set<S> select_threshold(const basic_matrix<S>& scores,
                                          std::span<const S> tau) {
   if (static_cast<Eigen::Index>(tau.size()) != scores.cols())
     throw std::invalid_argument("select_threshold: one tau per expert");
-  return detail::select(scores, [tau](std::span<const S> row, int e) {
+  return detail::select(scores, scores, [tau](std::span<const S> row, int e) {
     return active_over_threshold(row[e], tau[e]);
   });
 }

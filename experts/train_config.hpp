@@ -25,6 +25,10 @@ struct train_config {
   /// eoe threshold layers: the share of tokens each expert should fire on; tau follows the
   /// matching quantile of the expert's scores (an exponential moving average over batches).
   double threshold_rate = 0.25;
+  /// eoe topk layers: after every batch each expert moves its selection bias by this much,
+  /// up when it took less than its share 1/E of the assignments and down when it took more
+  /// (auxiliary-loss-free balancing). 0: off, plain top-k.
+  double balance_bias_rate = 0.0;
   bool augment = false;      ///< random horizontal flips and shifts of images
   int augment_shift = 1;     ///< the largest shift, in pixels, along each axis
   int train_limit = 0;       ///< use only the first N training examples (0: all)

@@ -103,6 +103,32 @@ double combine_gradients(model& grad, const std::vector<shard_work>& shards, lon
   return std::sqrt(total);
 }
 
+/// Moves every topk layer's selection biases towards an even load: +rate for an expert that
+/// took less than 1/E of the layer's assignments in this batch, -rate for one that took more.
+void balance_selection(model& m, const std::vector<layer_trace<float>>& traces, double rate) {
+  const auto& c = m.config;
+  for (size_t cl = 0; cl < c.layers.size(); ++cl) {
+    const auto& lc = c.layers[cl];
+    if (lc.kind != layer_kind::eoe || lc.mode != activation_mode::topk)
+      continue;
+    std::vector<double> load(static_cast<size_t>(lc.experts), 0.0);
+    double total = 0;
+    for (auto& tr : traces)
+      if (tr.config_layer == cl)
+        for (auto e : tr.active.experts) {
+          load[e] += 1;
+          total += 1;
+        }
+    if (total == 0)
+      continue;
+    for (int e = 0; e < lc.experts; ++e) {
+      const double share = load[e] / total, fair = 1.0 / lc.experts;
+      m.layers[cl].select_bias(0, e) +=
+        static_cast<float>(share < fair ? rate : share > fair ? -rate : 0.0);
+    }
+  }
+}
+
 } // namespace
 
 expected<void> train_model(model& m, const train_config& t, const labelled_images& train,
@@ -184,6 +210,8 @@ expected<void> train_model(model& m, const train_config& t, const labelled_image
                       std::make_move_iterator(w.res.layers.end()));
       }
       calibrate_thresholds(m, traces, t.threshold_rate, step == 0);
+      if (t.balance_bias_rate > 0)
+        balance_selection(m, traces, t.balance_bias_rate);
       lr = learning_rate(t, step, total);
       opt.step(m, grad, lr, clip_scale(norm, t.grad_clip));
       loss_sum += batch_loss * static_cast<double>(rows);

@@ -108,7 +108,10 @@ inline reference_result reference_forward(const experts::model& m, const matrix&
             scores[j] = std::sqrt(n2);
           }
           if (lc.mode == experts::activation_mode::topk) {
-            chosen = top_indices(scores, lc.k);
+            vec ranked = scores; // ranked with the selection bias, gated without it
+            for (int j = 0; j < lc.experts; ++j)
+              ranked[j] += double(lp.select_bias(0, j));
+            chosen = top_indices(ranked, lc.k);
           } else {
             for (int j = 0; j < lc.experts; ++j)
               if (scores[j] > double(lp.tau(0, j)))

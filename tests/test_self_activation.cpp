@@ -108,3 +108,19 @@ TEST_CASE("a bad k is rejected", "[self_activation]") {
   const float tau[] = {1.0f};
   CHECK_THROWS_AS(select_threshold<float>(s, tau), std::invalid_argument);
 }
+
+TEST_CASE("a selection bias changes who is chosen, never the gates", "[self_activation]") {
+  auto scores = rows({{3.0f, 2.0f, 1.0f}});
+  const float bias[] = {0.0f, 0.0f, 1.5f}; // expert 2 ranks at 2.5: above expert 1
+  auto a = select_topk<float>(scores, 2, bias);
+  CHECK(experts_of(a, 0) == std::vector<int>{0, 2});
+  // Gates: the softmax of the clean scores 3 and 1.
+  const double e0 = std::exp(3.0), e2 = std::exp(1.0);
+  CHECK(a.gates_of(0)[0] == Approx(e0 / (e0 + e2)).epsilon(1e-6));
+  CHECK(a.gates_of(0)[1] == Approx(e2 / (e0 + e2)).epsilon(1e-6));
+  // A zero bias is plain top-k.
+  const float zero[] = {0.0f, 0.0f, 0.0f};
+  CHECK(select_topk<float>(scores, 2, zero) == select_topk(scores, 2));
+  const float short_bias[] = {0.0f};
+  CHECK_THROWS_AS(select_topk<float>(scores, 2, short_bias), std::invalid_argument);
+}

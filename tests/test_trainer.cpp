@@ -109,6 +109,25 @@ TEST_CASE("the same seed repeats a run exactly", "[train]") {
   CHECK(c.head_w != a.head_w);
 }
 
+TEST_CASE("selection biases balance the top-k load without an auxiliary loss", "[train]") {
+  auto f = tiny();
+  f.model.layers.pop_back(); // the topk layer only
+  f.train.epochs = 1;
+  auto plain = init_model(f.model), balanced = init_model(f.model);
+  double cv_plain = 0, cv_balanced = 0;
+  train_hooks h1, h2;
+  h1.on_epoch = [&](const epoch_report& r) { cv_plain = r.test.layers[0].load_cv; };
+  h2.on_epoch = [&](const epoch_report& r) { cv_balanced = r.test.layers[0].load_cv; };
+  REQUIRE(train_model(plain, f.train, fashion().train, fashion().test, h1).has_value());
+  CHECK(plain.layers[0].select_bias.isZero());
+  f.train.balance_bias_rate = 0.05;
+  REQUIRE(train_model(balanced, f.train, fashion().train, fashion().test, h2).has_value());
+  CHECK_FALSE(balanced.layers[0].select_bias.isZero());
+  INFO("load CV plain " << cv_plain << ", balanced " << cv_balanced);
+  CHECK(cv_balanced < cv_plain);
+  CHECK(cv_balanced < 0.3);
+}
+
 TEST_CASE("training rejects data that does not fit the model", "[train]") {
   auto f = tiny();
   auto m = init_model(f.model);
