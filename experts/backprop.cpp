@@ -2,6 +2,7 @@
 
 #include "experts/forward.hpp"
 #include "experts/hash_routing.hpp"
+#include "experts/rng.hpp"
 #include "experts/router.hpp"
 #include "experts/self_activation.hpp"
 
@@ -30,7 +31,8 @@ struct expert_tape {
   std::vector<S> gates; ///< (n)
   mat<S> first_in;      ///< (n, r) u rows when factored, else (n, D) input rows
   mat<S> z;             ///< (n, H) before the activation
-  mat<S> act;           ///< (n, H) after it
+  mat<S> act;           ///< (n, H) after it (and after dropout)
+  mat<S> keep;          ///< (n, H) dropout mask, 0 or 1 / (1 - p); empty without dropout
   mat<S> y;             ///< (n, D) the output before gating
 };
 
@@ -88,7 +90,8 @@ S activate_derivative(kernels::activation a, S v) {
 /// Runs every expert on its active rows; input_of(e) is expert e's first-projection input.
 template <class S, class InputOf>
 void run_experts(const basic_layer_params<S>& lp, const layer_config& lc,
-                 const basic_activation_set<S>& active, layer_tape<S>& tape, InputOf&& input_of) {
+                 const basic_activation_set<S>& active, layer_tape<S>& tape,
+                 const loss_options& opt, size_t unrolled, InputOf&& input_of) {
   const auto e_count = lp.experts.size();
   tape.experts.assign(e_count, {});
   tape.out.assign(e_count, {});
@@ -102,6 +105,14 @@ void run_experts(const basic_layer_params<S>& lp, const layer_config& lc,
     et.z.noalias() = et.first_in * w.w1;
     add_bias(et.z, w.b1);
     et.act = et.z.unaryExpr([&](S v) { return activate(lc.act, v); });
+    if (opt.dropout > 0) {
+      rng r{stable_hash(opt.dropout_seed, (static_cast<std::uint64_t>(unrolled) << 20) | e)};
+      const S scale = static_cast<S>(1.0 / (1.0 - opt.dropout));
+      et.keep.resize(et.act.rows(), et.act.cols());
+      for (Eigen::Index i = 0; i < et.keep.size(); ++i)
+        et.keep.data()[i] = r.uniform() < opt.dropout ? S{0} : scale;
+      et.act.array() *= et.keep.array();
+    }
     et.y.noalias() = et.act * w.w2;
     add_bias(et.y, w.b2);
     auto& c = tape.out[e];
@@ -129,6 +140,8 @@ mat<S> expert_backward(const basic_ffn_expert<S>& w, basic_ffn_expert<S>& gw,
   if (gw.b2.size())
     gw.b2 += dy.colwise().sum();
   mat<S> dz = dy * w.w2.transpose();
+  if (et.keep.size())
+    dz.array() *= et.keep.array();
   for (Eigen::Index i = 0; i < dz.size(); ++i)
     dz.data()[i] *= activate_derivative(lc.act, et.z.data()[i]);
   gw.w1.noalias() += et.first_in.transpose() * dz;
@@ -219,7 +232,7 @@ step_result<S> loss_and_gradient(const basic_model<S>& m, const basic_matrix<S>&
                                              static_cast<size_t>(lp.select_bias.size())})
                            : select_threshold<S>(
                                trace.scores, {lp.tau.data(), static_cast<size_t>(lp.tau.size())});
-          run_experts(lp, lc, trace.active, tape, [&](size_t e) -> const mat<S>& {
+          run_experts(lp, lc, trace.active, tape, opt, tapes.size(), [&](size_t e) -> const mat<S>& {
             return tape.u[e];
           });
           break;
@@ -231,7 +244,7 @@ step_result<S> loss_and_gradient(const basic_model<S>& m, const basic_matrix<S>&
           trace.active = tape.router.active;
           res.auxiliary += static_cast<S>(opt.balance_coef) * tape.router.balance_loss
                            + static_cast<S>(opt.z_coef) * tape.router.z_loss;
-          run_experts(lp, lc, trace.active, tape, [&](size_t) -> const mat<S>& {
+          run_experts(lp, lc, trace.active, tape, opt, tapes.size(), [&](size_t) -> const mat<S>& {
             return tape.h_next;
           });
           break;
@@ -243,7 +256,7 @@ step_result<S> loss_and_gradient(const basic_model<S>& m, const basic_matrix<S>&
             std::vector<S> g(hashed.gates_of(t).size(), S{1} / static_cast<S>(lc.k));
             trace.active.push_token(hashed.experts_of(t), g);
           }
-          run_experts(lp, lc, trace.active, tape, [&](size_t) -> const mat<S>& {
+          run_experts(lp, lc, trace.active, tape, opt, tapes.size(), [&](size_t) -> const mat<S>& {
             return tape.h_next;
           });
           break;
@@ -253,7 +266,7 @@ step_result<S> loss_and_gradient(const basic_model<S>& m, const basic_matrix<S>&
           const S one[] = {S{1}};
           for (Eigen::Index t = 0; t < batch; ++t)
             trace.active.push_token(only, one);
-          run_experts(lp, lc, trace.active, tape, [&](size_t) -> const mat<S>& {
+          run_experts(lp, lc, trace.active, tape, opt, tapes.size(), [&](size_t) -> const mat<S>& {
             return tape.h_next;
           });
           break;

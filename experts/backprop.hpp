@@ -21,6 +21,11 @@ struct loss_options {
   double balance_coef = 0.0;    ///< weight of each router layer's Switch balance loss
   double z_coef = 0.0;          ///< weight of each router layer's z-loss
   double label_smoothing = 0.0; ///< target = (1 - e) one-hot + e / classes
+  /// Dropout on the experts' hidden activations (inverted: kept units are scaled by
+  /// 1 / (1 - p)). The mask is a function of dropout_seed, the layer, the expert and the row,
+  /// so a step is reproducible and finite differences see the same mask.
+  double dropout = 0.0;
+  std::uint64_t dropout_seed = 0;
 };
 
 /// One unrolled layer as the training forward saw it.

@@ -23,6 +23,7 @@ void read_train_table(table_reader& r, train_config& t) {
   number("beta2", t.beta2, 0.0, 0.999999999);
   number("eps", t.eps, 1e-30, 1.0);
   number("label_smoothing", t.label_smoothing, 0.0, 0.999);
+  number("dropout", t.dropout, 0.0, 0.95);
   number("grad_clip", t.grad_clip, 0.0, 1e6);
   number("balance_coef", t.balance_coef, 0.0, 1000.0);
   number("z_coef", t.z_coef, 0.0, 1000.0);

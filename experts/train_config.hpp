@@ -19,6 +19,7 @@ struct train_config {
   double beta2 = 0.999;
   double eps = 1e-8;
   double label_smoothing = 0.0;
+  double dropout = 0.0;       ///< on the experts' hidden activations, training only
   double grad_clip = 1.0;     ///< rescale the gradient to at most this global L2 norm (0: off)
   double balance_coef = 0.01; ///< router layers: weight of the Switch balance loss
   double z_coef = 1e-3;       ///< router layers: weight of the router z-loss

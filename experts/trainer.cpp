@@ -2,6 +2,7 @@
 
 #include "experts/adamw.hpp"
 #include "experts/backprop.hpp"
+#include "experts/hash_routing.hpp"
 #include "experts/image_augment.hpp"
 #include "experts/parallel.hpp"
 
@@ -61,15 +62,18 @@ void sharded_step(const model& m, const matrix& x, const std::vector<std::uint8_
     shards[s].begin = std::min<long>(n, s * per);
     shards[s].rows = std::min<long>(per, n - shards[s].begin);
   }
-  auto work = [&](shard_work& w) {
+  auto work = [&](size_t s) {
+    auto& w = shards[s];
     if (w.rows == 0)
       return;
+    loss_options shard_lo = lo;
+    shard_lo.dropout_seed = stable_hash(lo.dropout_seed, s); // one mask stream per slice
     matrix xs = x.middleRows(w.begin, w.rows);
     std::span<const std::uint8_t> ys{y.data() + w.begin, static_cast<size_t>(w.rows)};
     std::span<const std::uint64_t> is{ids.data() + w.begin, static_cast<size_t>(w.rows)};
-    w.res = loss_and_gradient<float>(m, xs, ys, lo, &w.grad, is);
+    w.res = loss_and_gradient<float>(m, xs, ys, shard_lo, &w.grad, is);
   };
-  parallel_for(shards.size(), [&](size_t s) { work(shards[s]); });
+  parallel_for(shards.size(), work);
 }
 
 /// grad = sum over slices of (rows / batch) * slice gradient, tensor by tensor in parallel.
@@ -153,7 +157,7 @@ expected<void> train_model(model& m, const train_config& t, const labelled_image
   const bool images = in_dim == fashion_mnist_pixels;
 
   adamw opt{c, t};
-  const loss_options lo{t.balance_coef, t.z_coef, t.label_smoothing};
+  loss_options lo{t.balance_coef, t.z_coef, t.label_smoothing, t.dropout, 0};
   auto be = kernels::make_cpu_backend();
   rng order_rng{t.seed}, aug_rng{t.seed ^ 0xa5a5a5a5ull};
   std::vector<long> order(static_cast<size_t>(n));
@@ -193,6 +197,7 @@ expected<void> train_model(model& m, const train_config& t, const labelled_image
       }
       if (t.augment && images)
         augment_images(x, aug_rng, 28, t.augment_shift);
+      lo.dropout_seed = stable_hash(t.seed, static_cast<std::uint64_t>(step));
       sharded_step(m, x, y, ids, lo, shards);
       const double norm = combine_gradients(grad, shards, rows);
       std::vector<layer_trace<float>> traces;

@@ -218,6 +218,37 @@ activation = "gelu"
   CHECK(st.worst <= 1e-4);
 }
 
+TEST_CASE("gradients with dropout match: the mask is a function of its seed", "[backprop]") {
+  auto c = config_of(R"(
+[model]
+input_dim = 5
+dim = 6
+classes = 3
+[[layer]]
+kind = "eoe"
+experts = 3
+hidden = 8
+rank = 3
+k = 2
+[[layer]]
+kind = "dense"
+hidden = 8
+)");
+  auto m = random_model(c, 15);
+  auto x = random_input(18, 5, 16);
+  auto y = random_labels(18, 3, 17);
+  loss_options opt{.dropout = 0.3, .dropout_seed = 42};
+  auto a = loss_and_gradient<double>(m, x, y, opt, nullptr);
+  auto b = loss_and_gradient<double>(m, x, y, opt, nullptr);
+  CHECK(a.loss == b.loss); // same seed, same mask
+  opt.dropout_seed = 43;
+  CHECK(loss_and_gradient<double>(m, x, y, opt, nullptr).loss != a.loss);
+  opt.dropout_seed = 42;
+  auto st = gradient_check(m, x, y, opt);
+  INFO("worst: " << st.worst_at);
+  CHECK(st.worst <= 1e-4);
+}
+
 TEST_CASE("gradients reach A through the score and gates alone", "[backprop]") {
   // With k = 1 the gate is 1 and A only feeds the FFN; with k = 2 the softmax gates make the
   // loss depend on the scores: the A gradient must then differ from the FFN-only part.

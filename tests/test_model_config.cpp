@@ -158,7 +158,7 @@ TEST_CASE("[train] is read strictly too", "[config]") {
         == "t.toml:8:6: train.lr: expected a number in [0, 10], got an integer (-1)\n"
            "t.toml:9:1: train.epoch: unknown key in [train] (expected one of: epochs, batch, lr, "
            "warmup_fraction, final_lr_fraction, weight_decay, beta1, beta2, eps, "
-           "label_smoothing, grad_clip, balance_coef, z_coef, threshold_rate, "
+           "label_smoothing, dropout, grad_clip, balance_coef, z_coef, threshold_rate, "
            "balance_bias_rate, augment, augment_shift, "
            "train_limit, "
            "test_limit, seed)");
