@@ -5,6 +5,7 @@
 #include "experts/rng.hpp"
 #include "experts/router.hpp"
 #include "experts/self_activation.hpp"
+#include "experts/weighted_output.hpp"
 
 #include <cmath>
 #include <numeric>
@@ -16,13 +17,6 @@ namespace {
 
 template <class S>
 using mat = basic_matrix<S>;
-
-/// One expert's weighted output g y on the rows it was active on.
-template <class S>
-struct contribution {
-  std::vector<std::int32_t> rows; ///< token indices, ascending
-  mat<S> values;                  ///< (rows, D): g * y
-};
 
 /// What one expert computed, kept for its backward.
 template <class S>
@@ -46,15 +40,8 @@ struct layer_tape {
   std::vector<mat<S>> u;     ///< eoe: x A per expert (T, r)
   basic_router_decision<S> router;
   std::vector<expert_tape<S>> experts;
-  std::vector<contribution<S>> out; ///< g y per expert of this layer
+  std::vector<basic_weighted_output<S>> out; ///< g y per expert of this layer
 };
-
-template <class S>
-void scatter_add(mat<S>& h, const std::vector<contribution<S>>& cs) {
-  for (const auto& c : cs)
-    for (size_t r = 0; r < c.rows.size(); ++r)
-      h.row(c.rows[r]) += c.values.row(static_cast<Eigen::Index>(r));
-}
 
 template <class S>
 void gather(const mat<S>& src, const std::vector<std::int32_t>& rows, mat<S>& out) {
@@ -152,7 +139,7 @@ mat<S> expert_backward(const basic_ffn_expert<S>& w, basic_ffn_expert<S>& gw,
 
 /// Gradients of this layer's contributions, one (rows, D) block per expert.
 template <class S>
-std::vector<mat<S>> zero_grads_like(const std::vector<contribution<S>>& cs) {
+std::vector<mat<S>> zero_grads_like(const std::vector<basic_weighted_output<S>>& cs) {
   std::vector<mat<S>> g(cs.size());
   for (size_t i = 0; i < cs.size(); ++i)
     g[i] = mat<S>::Zero(cs[i].values.rows(), cs[i].values.cols());
@@ -191,7 +178,7 @@ step_result<S> loss_and_gradient(const basic_model<S>& m, const basic_matrix<S>&
   std::vector<layer_tape<S>> tapes;
   tapes.reserve(c.unrolled_layers());
   step_result<S> res;
-  const std::vector<contribution<S>> none;
+  const std::vector<basic_weighted_output<S>> none;
   for (size_t cl = 0; cl < c.layers.size(); ++cl) {
     const auto& lc = c.layers[cl];
     const auto& lp = m.layers[cl];
@@ -216,11 +203,7 @@ step_result<S> loss_and_gradient(const basic_model<S>& m, const basic_matrix<S>&
             if (lc.affinity) {
               auto& mix = tape.mixed[e];
               mix = h;
-              for (size_t i = 0; i < pending.size(); ++i) {
-                const S a = lp.affinity(static_cast<Eigen::Index>(i), e);
-                for (size_t r = 0; r < pending[i].rows.size(); ++r)
-                  mix.row(pending[i].rows[r]) += a * pending[i].values.row(static_cast<Eigen::Index>(r));
-              }
+              scatter_add(mix, pending, lp.affinity.data() + e, lp.affinity.cols());
               in = &mix;
             }
             tape.u[e].noalias() = *in * lp.experts[e].a;

@@ -3,6 +3,7 @@
 #include "experts/hash_routing.hpp"
 #include "experts/router.hpp"
 #include "experts/self_activation.hpp"
+#include "experts/weighted_output.hpp"
 
 #include <numeric>
 #include <string>
@@ -10,26 +11,6 @@
 namespace eoe::experts {
 
 namespace {
-
-/// One expert's weighted output g y on the tokens it was active on.
-struct contribution {
-  std::vector<std::int32_t> rows; ///< token indices, ascending
-  matrix values;                  ///< (rows, D): g * y per row
-};
-
-using contributions = std::vector<contribution>; // by expert index of the sending layer
-
-/// h (T, D) += weight_i * values_i scattered to their rows, for every sender i.
-/// weight: empty for all ones, else one weight per sender.
-void scatter_add(matrix& h, const contributions& cs, const float* weights = nullptr,
-                 Eigen::Index stride = 0) {
-  for (size_t i = 0; i < cs.size(); ++i) {
-    const float w = weights ? weights[i * stride] : 1.0f;
-    const auto& c = cs[i];
-    for (size_t r = 0; r < c.rows.size(); ++r)
-      h.row(c.rows[r]) += w * c.values.row(static_cast<Eigen::Index>(r));
-  }
-}
 
 /// out (n, cols) = rows of src.
 void gather(const matrix& src, const std::vector<std::int32_t>& rows, matrix& out) {
@@ -41,9 +22,9 @@ void gather(const matrix& src, const std::vector<std::int32_t>& rows, matrix& ou
 /// Runs every expert on its active rows of its input and weights the outputs by the gates.
 /// inputs(e) is expert e's first-projection input for all tokens.
 template <class InputOf>
-contributions run_experts(kernels::backend& be, const layer_params& lp, const layer_config& lc,
+std::vector<weighted_output> run_experts(kernels::backend& be, const layer_params& lp, const layer_config& lc,
                           const activation_set& active, InputOf&& input_of) {
-  contributions out(lp.experts.size());
+  std::vector<weighted_output> out(lp.experts.size());
   std::vector<float> gates;
   matrix in, hidden;
   for (size_t e = 0; e < lp.experts.size(); ++e) {
@@ -89,7 +70,7 @@ expected<forward_result> forward(kernels::backend& be, const model& m, const mat
     h = x;
   }
 
-  contributions pending; // the previous layer's g_i y_i
+  std::vector<weighted_output> pending; // the previous layer's g_i y_i
   size_t unrolled = 0;    // index of the layer as run (a recurrent layer counts each step)
   for (size_t l = 0; l < c.layers.size(); ++l) {
     const auto& lc = c.layers[l];

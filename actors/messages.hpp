@@ -1,0 +1,166 @@
+#pragma once
+// Every message of the actor mesh: its atom, declared once with what it is for, and its
+// payload struct with inspect(). Tensors travel as raw little-endian float32 bytes in a
+// std::string (CAF 0.17 serialises a std::vector<float> element by element, ~15x slower).
+
+#include <caf/atom.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace eoe::actors {
+
+// ---- atoms -------------------------------------------------------------------------------
+
+/// client -> coordinator -> composer: run one inference request.
+using infer_atom = caf::atom_constant<caf::atom("infer")>;
+/// expert -> relay -> experts or composer: one expert's output for the next layer.
+using contrib_atom = caf::atom_constant<caf::atom("contrib")>;
+/// expert -> relay -> peers of its layer: its top-k ranking scores for a request.
+using scores_atom = caf::atom_constant<caf::atom("scores")>;
+/// expert -> composer: what the expert decided on a layer (its scores and active rows).
+using record_atom = caf::atom_constant<caf::atom("record")>;
+/// coordinator -> relays -> experts: the plan of a membership epoch.
+using plan_atom = caf::atom_constant<caf::atom("plan")>;
+/// coordinator -> node agent: spawn the experts this node hosts.
+using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
+/// self-addressed timer: a request's deadline has passed.
+using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
+/// anyone -> coordinator or node agent: report the cluster's or the node's state.
+using status_atom = caf::atom_constant<caf::atom("status")>;
+/// anyone -> coordinator -> node agents: stop the cluster.
+using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
+/// anyone -> relay: message and byte counters of what crossed into this node.
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+/// test hook, coordinator -> expert: stop answering (to exercise deadlines).
+using mute_atom = caf::atom_constant<caf::atom("mute")>;
+/// a positive acknowledgement.
+using ok_atom = caf::atom_constant<caf::atom("ok")>;
+
+// ---- payloads ----------------------------------------------------------------------------
+
+/// A row-major float32 matrix as raw bytes: rows * cols * 4 little-endian bytes.
+struct wire_tensor {
+  std::uint32_t rows = 0;
+  std::uint32_t cols = 0;
+  std::string bytes;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, wire_tensor& x) {
+  return f(caf::meta::type_name("wire_tensor"), x.rows, x.cols, x.bytes);
+}
+
+/// A client's request: tokens (T, input width) and, for hash layers, one id per token.
+struct infer_request {
+  wire_tensor tokens;
+  std::string ids;               ///< T uint64, little-endian; empty: the row index
+  std::uint32_t deadline_ms = 5000;
+  bool want_record = true;       ///< return the activation record of every layer
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, infer_request& x) {
+  return f(caf::meta::type_name("infer_request"), x.tokens, x.ids, x.deadline_ms, x.want_record);
+}
+
+/// One layer of an activation record, as layer_record in experts/forward.hpp.
+struct wire_layer_record {
+  std::uint8_t kind = 0;
+  wire_tensor scores;   ///< (T, E); empty for hash and dense layers
+  std::string offsets;  ///< T + 1 int32
+  std::string experts;  ///< int32 per entry
+  std::string gates;    ///< float per entry
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, wire_layer_record& x) {
+  return f(caf::meta::type_name("wire_layer_record"), x.kind, x.scores, x.offsets, x.experts,
+           x.gates);
+}
+
+/// The answer to an infer_request.
+struct infer_result {
+  std::uint64_t request = 0;
+  std::uint64_t epoch = 0;
+  wire_tensor output;
+  std::vector<wire_layer_record> layers; ///< one per layer as run; empty unless asked
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, infer_result& x) {
+  return f(caf::meta::type_name("infer_result"), x.request, x.epoch, x.output, x.layers);
+}
+
+/// One sender's output bound for the experts of unrolled layer `to_layer` (or, past the last
+/// layer, the composer). The first member of the sending layer (the carrier) also carries the
+/// residual stream h and the token ids, so that they cross each node boundary once per layer.
+struct contribution {
+  std::uint64_t request = 0;
+  std::uint64_t epoch = 0;
+  std::uint32_t to_layer = 0;  ///< unrolled layer of the receivers
+  std::uint32_t sender = 0;    ///< expert index in the sending layer (0 for the embedder)
+  std::string sender_node;
+  std::uint32_t deadline_ms = 0; ///< the request's time budget, for the receivers' timers
+  std::string rows;   ///< active rows, int32 ascending; empty: the sender abstains
+  std::string scores; ///< float per active row: what the receivers' gates are made of
+  wire_tensor y;      ///< (rows, D) the sender's output before gating
+  wire_tensor stream; ///< (T, D) h_{l} when this is the carrier; else empty
+  std::string ids;    ///< with the stream: T uint64 token ids
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, contribution& x) {
+  return f(caf::meta::type_name("contribution"), x.request, x.epoch, x.to_layer, x.sender,
+           x.sender_node, x.deadline_ms, x.rows, x.scores, x.y, x.stream, x.ids);
+}
+
+/// An expert's top-k ranking scores (score + selection bias) on every token of a request.
+struct score_share {
+  std::uint64_t request = 0;
+  std::uint64_t epoch = 0;
+  std::uint32_t layer = 0;  ///< unrolled layer
+  std::uint32_t expert = 0;
+  std::string sender_node;
+  std::string scores; ///< T floats
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, score_share& x) {
+  return f(caf::meta::type_name("score_share"), x.request, x.epoch, x.layer, x.expert,
+           x.sender_node, x.scores);
+}
+
+/// What an expert decided on one unrolled layer of a request.
+struct expert_record {
+  std::uint64_t request = 0;
+  std::uint32_t layer = 0;  ///< unrolled layer
+  std::uint32_t expert = 0;
+  std::string scores; ///< T floats (eoe: self-scores; router: probabilities); empty otherwise
+  std::string rows;   ///< active rows, int32
+  std::string carried; ///< float per active row: what its contribution carries
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, expert_record& x) {
+  return f(caf::meta::type_name("expert_record"), x.request, x.layer, x.expert, x.scores, x.rows,
+           x.carried);
+}
+
+/// Counters of a node's relay: what arrived from other nodes.
+struct relay_stats {
+  std::uint64_t remote_messages = 0; ///< contributions and score shares from other nodes
+  std::uint64_t remote_bytes = 0;    ///< their tensor and vector bytes
+  std::uint64_t local_messages = 0;  ///< the same from this node's own experts
+  std::uint64_t deliveries = 0;      ///< messages handed to local experts (the fan-out)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, relay_stats& x) {
+  return f(caf::meta::type_name("relay_stats"), x.remote_messages, x.remote_bytes,
+           x.local_messages, x.deliveries);
+}
+
+} // namespace eoe::actors
