@@ -124,20 +124,24 @@ struct score_share {
   std::uint32_t layer = 0;  ///< unrolled layer
   std::uint32_t expert = 0;
   std::string sender_node;
+  std::uint32_t deadline_ms = 0; ///< the request's time budget, for the receivers' timers
   std::string scores; ///< T floats
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, score_share& x) {
   return f(caf::meta::type_name("score_share"), x.request, x.epoch, x.layer, x.expert,
-           x.sender_node, x.scores);
+           x.sender_node, x.deadline_ms, x.scores);
 }
 
-/// What an expert decided on one unrolled layer of a request.
+/// What an expert decided on one unrolled layer of a request. A top-k expert also sends one
+/// with `decided` false when it has shared its scores and waits for its peers, so that a
+/// missed deadline can tell the expert that never answered from the peers waiting for it.
 struct expert_record {
   std::uint64_t request = 0;
   std::uint32_t layer = 0;  ///< unrolled layer
   std::uint32_t expert = 0;
+  bool decided = true;
   std::string scores; ///< T floats (eoe: self-scores; router: probabilities); empty otherwise
   std::string rows;   ///< active rows, int32
   std::string carried; ///< float per active row: what its contribution carries
@@ -145,8 +149,8 @@ struct expert_record {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, expert_record& x) {
-  return f(caf::meta::type_name("expert_record"), x.request, x.layer, x.expert, x.scores, x.rows,
-           x.carried);
+  return f(caf::meta::type_name("expert_record"), x.request, x.layer, x.expert, x.decided,
+           x.scores, x.rows, x.carried);
 }
 
 /// Counters of a node's relay: what arrived from other nodes.

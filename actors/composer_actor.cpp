@@ -1,0 +1,271 @@
+#include "actors/composer_actor.hpp"
+
+#include "actors/mesh_errc.hpp"
+#include "actors/wire.hpp"
+#include "experts/weighted_output.hpp"
+
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/mailbox_element.hpp>
+
+namespace eoe::actors {
+
+namespace {
+
+using self_ptr = composer_actor::stateful_pointer<composer_state>;
+using experts::layer_kind;
+
+/// The activation record of unrolled layer u, from every expert's decision.
+wire_layer_record assemble_record(const composer_state& st, const pending_request& p,
+                                  std::uint32_t u) {
+  const auto& lc = st.model->config.layers[st.schedule[u]];
+  const auto experts = static_cast<size_t>(lc.experts);
+  const auto tokens = static_cast<size_t>(p.tokens);
+  wire_layer_record out;
+  out.kind = static_cast<std::uint8_t>(lc.kind);
+  std::vector<std::vector<std::int32_t>> rows(experts);
+  std::vector<std::vector<float>> carried(experts);
+  matrix scores;
+  const bool scored = lc.kind == layer_kind::eoe || lc.kind == layer_kind::router;
+  if (scored)
+    scores.resize(p.tokens, static_cast<Eigen::Index>(experts));
+  for (size_t e = 0; e < experts; ++e) {
+    const auto& r = *p.records[u][e];
+    rows[e] = unpack<std::int32_t>(r.rows, "record rows");
+    carried[e] = unpack<float>(r.carried, "record carried values");
+    if (scored) {
+      auto s = unpack<float>(r.scores, "record scores");
+      if (s.size() != tokens)
+        throw std::invalid_argument("record of expert " + expert_name(st.schedule[u], static_cast<std::uint32_t>(e))
+                                    + ": " + std::to_string(s.size()) + " scores for "
+                                    + std::to_string(tokens) + " tokens");
+      for (size_t t = 0; t < tokens; ++t)
+        scores(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(e)) = s[t];
+    }
+  }
+  // Per token: the experts active on it, ascending, and the gates everyone computes alike.
+  std::vector<std::vector<std::pair<std::int32_t, float>>> at(tokens);
+  for (size_t e = 0; e < experts; ++e)
+    for (size_t r = 0; r < rows[e].size(); ++r)
+      at[static_cast<size_t>(rows[e][r])].emplace_back(static_cast<std::int32_t>(e), carried[e][r]);
+  std::vector<std::int32_t> offsets{0}, active;
+  std::vector<float> gates, c, g;
+  for (auto& entries : at) {
+    c.clear();
+    for (auto& [e, v] : entries) {
+      active.push_back(e);
+      c.push_back(v);
+    }
+    g.resize(c.size());
+    experts::token_gates(lc, c, g);
+    gates.insert(gates.end(), g.begin(), g.end());
+    offsets.push_back(static_cast<std::int32_t>(active.size()));
+  }
+  if (scored)
+    out.scores = to_wire(scores);
+  out.offsets = pack(offsets);
+  out.experts = pack(active);
+  out.gates = pack(gates);
+  return out;
+}
+
+void try_complete(self_ptr self, std::uint64_t id) {
+  auto& st = self->state;
+  auto it = st.pending.find(id);
+  if (it == st.pending.end())
+    return;
+  auto& p = it->second;
+  if (p.outputs_in < p.outputs.size() || (p.want_record && p.records_in < p.records_expected))
+    return;
+  const auto& m = *st.model;
+  const auto& c = m.config;
+  infer_result res;
+  res.request = id;
+  res.epoch = p.epoch;
+  try {
+    const auto& carrier = p.outputs[0]->get_as<contribution>(1);
+    matrix h = from_wire(carrier.stream, "the carried residual stream");
+    std::vector<matrix> ys(p.outputs.size());
+    std::vector<std::vector<std::int32_t>> rows(p.outputs.size());
+    std::vector<std::vector<float>> carried(p.outputs.size());
+    std::vector<experts::sender_output> senders(p.outputs.size());
+    for (size_t i = 0; i < p.outputs.size(); ++i) {
+      const auto& ci = p.outputs[i]->get_as<contribution>(1);
+      rows[i] = unpack<std::int32_t>(ci.rows, "contribution rows");
+      carried[i] = unpack<float>(ci.scores, "contribution scores");
+      if (!rows[i].empty())
+        ys[i] = from_wire(ci.y, "contribution output");
+      senders[i] = {rows[i], carried[i], &ys[i]};
+    }
+    experts::scatter_add(h, experts::gate_outputs(c.layers[st.schedule.back()], senders,
+                                                  static_cast<size_t>(p.tokens)));
+    matrix out;
+    if (c.classes > 0) {
+      st.be->gemm(h, m.head_w, out);
+      st.be->add_bias(out, m.head_b);
+    } else {
+      out = std::move(h);
+    }
+    res.output = to_wire(out);
+    if (p.want_record)
+      for (std::uint32_t u = 0; u < st.schedule.size(); ++u)
+        res.layers.push_back(assemble_record(st, p, u));
+  } catch (const std::exception& e) {
+    p.rp.deliver(make_mesh_error(mesh_errc::internal,
+                                 "request " + std::to_string(id) + ": " + e.what()));
+    st.pending.erase(it);
+    return;
+  }
+  p.rp.deliver(std::move(res));
+  st.pending.erase(it);
+}
+
+/// Who did not answer in time: the first layer with a missing decision, else the last layer's
+/// missing outputs.
+std::string missing_report(const composer_state& st, const pending_request& p, std::uint64_t id) {
+  const auto budget = " within " + std::to_string(p.deadline_ms) + " ms";
+  std::vector<int> step_of(st.schedule.size(), 0);
+  for (size_t u = 1; u < st.schedule.size(); ++u)
+    step_of[u] = st.schedule[u] == st.schedule[u - 1] ? step_of[u - 1] + 1 : 0;
+  for (std::uint32_t u = 0; u < st.schedule.size(); ++u) {
+    // The silent ones; if all gave a sign of life, the ones that never decided.
+    std::string silent, undecided;
+    for (std::uint32_t e = 0; e < p.records[u].size(); ++e) {
+      if (p.records[u][e])
+        continue;
+      auto& list = p.heard[u][e] ? undecided : silent;
+      list += (list.empty() ? "" : ", ") + expert_name(st.schedule[u], e, step_of[u]);
+    }
+    const auto& names = silent.empty() ? undecided : silent;
+    if (!names.empty())
+      return "request " + std::to_string(id) + ": layer " + std::to_string(st.schedule[u])
+             + (step_of[u] ? " (step " + std::to_string(step_of[u] + 1) + ")" : "")
+             + (silent.empty() ? ": no decision from expert" : ": no answer from expert")
+             + (names.find(',') == std::string::npos ? " " : "s ") + names + budget;
+  }
+  std::string names;
+  for (std::uint32_t e = 0; e < p.outputs.size(); ++e)
+    if (!p.outputs[e])
+      names += (names.empty() ? "" : ", ")
+               + expert_name(st.schedule.back(), e, step_of.back());
+  return "request " + std::to_string(id) + ": the outputs of expert(s) " + names
+         + " of the last layer did not reach the composer" + budget;
+}
+
+} // namespace
+
+composer_actor::behavior_type
+composer_behavior(composer_actor::stateful_pointer<composer_state> self,
+                  std::shared_ptr<const experts::model> model, std::string node) {
+  auto& st = self->state;
+  st.model = std::move(model);
+  st.node = std::move(node);
+  st.schedule = unrolled_schedule(st.model->config);
+  st.be = kernels::make_cpu_backend();
+  return {
+    [=](infer_atom, std::uint64_t id, const infer_request& req) -> caf::result<infer_result> {
+      auto& st = self->state;
+      const auto& m = *st.model;
+      const auto& c = m.config;
+      if (st.plans.empty())
+        return make_mesh_error(mesh_errc::not_ready, "the composer has no plan yet");
+      const auto epoch = st.plans.rbegin()->first;
+      const auto& plan = st.plans.rbegin()->second;
+      const int in_dim = c.input_dim > 0 ? c.input_dim : c.dim;
+      matrix x;
+      try {
+        x = from_wire(req.tokens, "request tokens");
+      } catch (const std::exception& e) {
+        return make_mesh_error(mesh_errc::bad_request, "request " + std::to_string(id) + ": " + e.what());
+      }
+      if (x.rows() == 0 || x.cols() != in_dim)
+        return make_mesh_error(mesh_errc::bad_request,
+                               "request " + std::to_string(id) + ": tokens are (" + std::to_string(x.rows())
+                                 + ", " + std::to_string(x.cols()) + "), the model takes (T >= 1, "
+                                 + std::to_string(in_dim) + ")");
+      if (!req.ids.empty() && req.ids.size() != static_cast<size_t>(x.rows()) * 8)
+        return make_mesh_error(mesh_errc::bad_request,
+                               "request " + std::to_string(id) + ": " + std::to_string(req.ids.size() / 8)
+                                 + " token ids for " + std::to_string(x.rows()) + " tokens");
+      matrix h;
+      if (c.input_dim > 0) {
+        st.be->gemm(x, m.embed_w, h);
+        st.be->add_bias(h, m.embed_b);
+      } else {
+        h = std::move(x);
+      }
+      auto& p = st.pending[id];
+      p.rp = self->make_response_promise<infer_result>();
+      p.epoch = epoch;
+      p.tokens = h.rows();
+      p.want_record = req.want_record;
+      p.deadline_ms = req.deadline_ms;
+      p.outputs.resize(static_cast<size_t>(c.layers[st.schedule.back()].experts));
+      p.records.resize(st.schedule.size());
+      p.heard.resize(st.schedule.size());
+      for (size_t u = 0; u < st.schedule.size(); ++u) {
+        p.records[u].resize(static_cast<size_t>(c.layers[st.schedule[u]].experts));
+        p.heard[u].assign(p.records[u].size(), false);
+        p.records_expected += p.records[u].size();
+      }
+      contribution start;
+      start.request = id;
+      start.epoch = epoch;
+      start.to_layer = 0;
+      start.sender = 0;
+      start.sender_node = st.node;
+      start.deadline_ms = req.deadline_ms;
+      start.stream = to_wire(h);
+      start.ids = req.ids;
+      const auto msg = caf::make_message(contrib_atom::value, std::move(start));
+      for (auto n : plan.nodes_of_layer(st.schedule[0]))
+        caf::anon_send(caf::actor_cast<caf::actor>(plan.relays[n]), msg);
+      self->delayed_send(self, std::chrono::milliseconds(req.deadline_ms), deadline_atom::value, id);
+      return p.rp;
+    },
+    [=](contrib_atom, const contribution& c) {
+      auto& st = self->state;
+      auto it = st.pending.find(c.request);
+      if (it == st.pending.end() || c.to_layer != st.schedule.size())
+        return; // late (answered already) or misrouted
+      auto& p = it->second;
+      if (c.sender >= p.outputs.size() || p.outputs[c.sender])
+        return;
+      p.outputs[c.sender] = self->current_mailbox_element()->copy_content_to_message();
+      ++p.outputs_in;
+      try_complete(self, c.request);
+    },
+    [=](record_atom, expert_record& r) {
+      auto& st = self->state;
+      auto it = st.pending.find(r.request);
+      if (it == st.pending.end())
+        return;
+      auto& p = it->second;
+      if (r.layer >= p.records.size() || r.expert >= p.records[r.layer].size()
+          || p.records[r.layer][r.expert])
+        return;
+      p.heard[r.layer][r.expert] = true;
+      if (!r.decided)
+        return;
+      p.records[r.layer][r.expert] = std::move(r);
+      ++p.records_in;
+      try_complete(self, it->first);
+    },
+    [=](plan_atom, const mesh_plan& plan) {
+      self->state.plans[plan.epoch] = plan;
+      return ok_atom::value;
+    },
+    [=](deadline_atom, std::uint64_t id) {
+      auto& st = self->state;
+      auto it = st.pending.find(id);
+      if (it == st.pending.end())
+        return;
+      it->second.rp.deliver(
+        make_mesh_error(mesh_errc::deadline_exceeded, missing_report(st, it->second, id)));
+      st.pending.erase(it);
+    },
+  };
+}
+
+} // namespace eoe::actors

@@ -1,0 +1,342 @@
+#include "actors/expert_actor.hpp"
+
+#include "actors/wire.hpp"
+#include "experts/forward.hpp"
+#include "experts/hash_routing.hpp"
+#include "experts/router.hpp"
+#include "experts/self_activation.hpp"
+#include "experts/weighted_output.hpp"
+
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/actor_ostream.hpp>
+#include <caf/mailbox_element.hpp>
+
+#include <chrono>
+
+namespace eoe::actors {
+
+std::string expert_name(std::uint32_t layer, std::uint32_t index, int step) {
+  auto s = std::to_string(layer) + "." + std::to_string(index);
+  if (step > 0)
+    s += " (step " + std::to_string(step + 1) + ")";
+  return s;
+}
+
+std::vector<std::uint32_t> unrolled_schedule(const experts::model_config& c) {
+  std::vector<std::uint32_t> out;
+  for (size_t l = 0; l < c.layers.size(); ++l)
+    out.insert(out.end(), static_cast<size_t>(c.layers[l].steps), static_cast<std::uint32_t>(l));
+  return out;
+}
+
+namespace {
+
+using self_ptr = expert_actor::stateful_pointer<expert_state>;
+using experts::layer_kind;
+
+/// After a request's deadline the composer has answered; experts keep its leftovers this much
+/// longer, then drop them.
+constexpr std::chrono::milliseconds cleanup_grace{1000};
+
+const contribution& view(const caf::message& m) {
+  return m.get_as<contribution>(1);
+}
+
+/// Members of the layer that feeds unrolled layer u: the embedder alone for the first.
+size_t senders_of(const expert_state& st, std::uint32_t u) {
+  if (u == 0)
+    return 1;
+  return static_cast<size_t>(st.spec.model->config.layers[st.schedule[u - 1]].experts);
+}
+
+/// Sends a message to a typed handle without copying its payload again.
+template <class Handle>
+void forward_message(self_ptr self, const Handle& dest, const caf::message& msg) {
+  caf::anon_send(caf::actor_cast<caf::actor>(dest), msg);
+}
+
+/// Computes the output on the active rows and sends it to the next layer's relays (or the
+/// composer), and what was decided to the composer.
+void finish(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work& w,
+            std::uint64_t epoch, const std::vector<std::int32_t>& rows,
+            const std::vector<float>& carried) {
+  auto& st = self->state;
+  const auto& lc = st.spec.model->config.layers[st.spec.layer];
+  const auto& plan = st.plans.at(epoch);
+  contribution out;
+  out.request = request;
+  out.epoch = epoch;
+  out.to_layer = u + 1;
+  out.sender = st.spec.index;
+  out.sender_node = st.spec.node;
+  out.deadline_ms = w.deadline_ms;
+  out.rows = pack(rows);
+  out.scores = pack(carried);
+  if (!rows.empty()) {
+    matrix in(static_cast<Eigen::Index>(rows.size()), w.first_in.cols()), hidden, y;
+    for (size_t r = 0; r < rows.size(); ++r)
+      in.row(static_cast<Eigen::Index>(r)) = w.first_in.row(rows[r]);
+    experts::expert_forward(*st.be, st.spec.model->layers[st.spec.layer].experts[st.spec.index],
+                            lc.act, in, hidden, y);
+    out.y = to_wire(y);
+  }
+  if (st.spec.index == 0) { // the carrier: the stream and the ids travel on with its output
+    out.stream = to_wire(w.stream);
+    out.ids = w.ids;
+  }
+  expert_record rec;
+  rec.request = request;
+  rec.layer = u;
+  rec.expert = st.spec.index;
+  rec.scores = pack(w.scores);
+  rec.rows = out.rows;
+  rec.carried = out.scores;
+  const auto msg = caf::make_message(contrib_atom::value, std::move(out));
+  if (u + 1 < st.schedule.size()) {
+    for (auto node : plan.nodes_of_layer(st.schedule[u + 1]))
+      forward_message(self, plan.relays[node], msg);
+  } else {
+    forward_message(self, plan.composer, msg);
+  }
+  self->send(plan.composer, record_atom::value, std::move(rec));
+}
+
+/// Top-k: every peer's ranking scores are in; decide by the shared rule.
+void decide_topk(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work& w,
+                 std::uint64_t epoch) {
+  const auto& lc = self->state.spec.model->config.layers[self->state.spec.layer];
+  const auto tokens = w.scores.size();
+  std::vector<std::int32_t> rows;
+  std::vector<float> carried, row(static_cast<size_t>(lc.experts));
+  for (size_t t = 0; t < tokens; ++t) {
+    for (int e = 0; e < lc.experts; ++e)
+      row[e] = w.ranks[e][t];
+    if (experts::active_in_topk<float>(row, static_cast<int>(self->state.spec.index), lc.k)) {
+      rows.push_back(static_cast<std::int32_t>(t));
+      carried.push_back(w.scores[t]);
+    }
+  }
+  finish(self, request, u, w, epoch, rows, carried);
+}
+
+/// Every sender of the previous layer has answered: mix, score, decide (or share scores).
+void on_inputs(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work& w) {
+  auto& st = self->state;
+  const auto& m = *st.spec.model;
+  const auto& c = m.config;
+  const auto& lc = c.layers[st.spec.layer];
+  const auto& lp = m.layers[st.spec.layer];
+  const auto& carrier = view(*w.got[0]);
+  const std::uint64_t epoch = carrier.epoch;
+  const matrix h_prev = from_wire(carrier.stream, "the carried residual stream");
+  const auto tokens = h_prev.rows();
+  w.ids = carrier.ids;
+
+  // The previous layer's outputs, gated as every receiver gates them.
+  std::vector<experts::weighted_output> pending;
+  if (u > 0) {
+    std::vector<matrix> ys(w.got.size());
+    std::vector<std::vector<std::int32_t>> rows(w.got.size());
+    std::vector<std::vector<float>> carried(w.got.size());
+    std::vector<experts::sender_output> senders(w.got.size());
+    for (size_t i = 0; i < w.got.size(); ++i) {
+      const auto& ci = view(*w.got[i]);
+      rows[i] = unpack<std::int32_t>(ci.rows, "contribution rows");
+      carried[i] = unpack<float>(ci.scores, "contribution scores");
+      if (!rows[i].empty())
+        ys[i] = from_wire(ci.y, "contribution output");
+      senders[i] = {rows[i], carried[i], &ys[i]};
+    }
+    pending = experts::gate_outputs(c.layers[st.schedule[u - 1]], senders,
+                                    static_cast<size_t>(tokens));
+  }
+  w.stream = h_prev;
+  experts::scatter_add(w.stream, pending);
+  w.got.clear(); // the inputs are mixed; free them
+  matrix mixed;
+  const matrix* in = &w.stream;
+  if (lc.affinity) {
+    mixed = h_prev;
+    experts::scatter_add(mixed, pending, lp.affinity.data() + st.spec.index, lp.affinity.cols());
+    in = &mixed;
+  }
+
+  const auto& self_weights = lp.experts[st.spec.index];
+  std::vector<std::int32_t> rows;
+  std::vector<float> carried;
+  switch (lc.kind) {
+    case layer_kind::eoe: {
+      vector s;
+      experts::expert_scores(*st.be, self_weights, *in, w.first_in, s);
+      w.scores.assign(s.data(), s.data() + s.size());
+      if (lc.mode == experts::activation_mode::threshold) {
+        const float tau = lp.tau(0, st.spec.index);
+        for (Eigen::Index t = 0; t < tokens; ++t)
+          if (experts::active_over_threshold(w.scores[t], tau)) {
+            rows.push_back(static_cast<std::int32_t>(t));
+            carried.push_back(w.scores[t]);
+          }
+        break;
+      }
+      // top-k: share the ranking scores with the layer's peers, then decide.
+      std::vector<float> rank(w.scores);
+      const float bias = lp.select_bias(0, st.spec.index);
+      for (auto& r : rank)
+        r += bias;
+      w.ranks.resize(static_cast<size_t>(lc.experts));
+      w.ranks[st.spec.index] = rank;
+      ++w.ranks_in;
+      w.scored = true;
+      if (lc.experts > 1) {
+        const auto& plan = st.plans.at(epoch);
+        score_share share;
+        share.request = request;
+        share.epoch = epoch;
+        share.layer = u;
+        share.expert = st.spec.index;
+        share.sender_node = st.spec.node;
+        share.deadline_ms = w.deadline_ms;
+        share.scores = pack(rank);
+        const auto msg = caf::make_message(scores_atom::value, std::move(share));
+        for (auto node : plan.nodes_of_layer(st.spec.layer))
+          forward_message(self, plan.relays[node], msg);
+        expert_record waiting;
+        waiting.request = request;
+        waiting.layer = u;
+        waiting.expert = st.spec.index;
+        waiting.decided = false;
+        self->send(plan.composer, record_atom::value, std::move(waiting));
+      }
+      if (w.ranks_in == static_cast<size_t>(lc.experts))
+        decide_topk(self, request, u, w, epoch);
+      return;
+    }
+    case layer_kind::router: {
+      matrix logits;
+      st.be->gemm(*in, lp.router, logits);
+      const auto d = experts::route_topk(logits, lc.k);
+      w.first_in = *in;
+      w.scores.resize(static_cast<size_t>(tokens));
+      for (Eigen::Index t = 0; t < tokens; ++t) {
+        w.scores[t] = d.probs(t, st.spec.index);
+        for (auto e : d.active.experts_of(static_cast<size_t>(t)))
+          if (e == static_cast<std::int32_t>(st.spec.index)) {
+            rows.push_back(static_cast<std::int32_t>(t));
+            carried.push_back(w.scores[t]);
+          }
+      }
+      break;
+    }
+    case layer_kind::hash: {
+      auto ids = unpack<std::uint64_t>(w.ids, "token ids");
+      if (ids.empty()) {
+        ids.resize(static_cast<size_t>(tokens));
+        for (size_t t = 0; t < ids.size(); ++t)
+          ids[t] = t;
+      }
+      const auto a = experts::route_hash(ids, lc.experts, lc.k, experts::hash_seed(c, u));
+      w.first_in = *in;
+      for (size_t t = 0; t < a.tokens(); ++t)
+        for (auto e : a.experts_of(t))
+          if (e == static_cast<std::int32_t>(st.spec.index)) {
+            rows.push_back(static_cast<std::int32_t>(t));
+            carried.push_back(1.0f / static_cast<float>(lc.k));
+          }
+      break;
+    }
+    case layer_kind::dense:
+      w.first_in = *in;
+      for (Eigen::Index t = 0; t < tokens; ++t) {
+        rows.push_back(static_cast<std::int32_t>(t));
+        carried.push_back(1.0f);
+      }
+      break;
+  }
+  finish(self, request, u, w, epoch, rows, carried);
+}
+
+void arm_timer(self_ptr self, std::uint64_t request, std::uint32_t deadline_ms) {
+  if (!self->state.timed.insert(request).second)
+    return;
+  self->delayed_send(self, std::chrono::milliseconds(deadline_ms) + cleanup_grace,
+                     deadline_atom::value, request);
+}
+
+} // namespace
+
+expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<expert_state> self,
+                                            expert_spec spec) {
+  auto& st = self->state;
+  st.spec = std::move(spec);
+  st.be = kernels::make_cpu_backend();
+  st.schedule = unrolled_schedule(st.spec.model->config);
+  return {
+    [=](contrib_atom, const contribution& c) {
+      auto& st = self->state;
+      if (st.muted)
+        return;
+      if (c.to_layer >= st.schedule.size() || st.schedule[c.to_layer] != st.spec.layer) {
+        caf::aout(self) << expert_name(st.spec.layer, st.spec.index) << ": contribution for layer "
+                        << c.to_layer << " is not mine; dropped" << std::endl;
+        return;
+      }
+      arm_timer(self, c.request, c.deadline_ms);
+      auto& w = st.work[{c.request, c.to_layer}];
+      w.deadline_ms = c.deadline_ms;
+      const auto expected = senders_of(st, c.to_layer);
+      if (w.got.empty())
+        w.got.resize(expected);
+      if (c.sender >= expected || w.got[c.sender])
+        return; // out of range or a duplicate: never mixed twice
+      w.got[c.sender] = self->current_mailbox_element()->copy_content_to_message();
+      if (++w.count < expected)
+        return;
+      try {
+        on_inputs(self, c.request, c.to_layer, w);
+      } catch (const std::exception& e) {
+        caf::aout(self) << expert_name(st.spec.layer, st.spec.index) << ": request " << c.request
+                        << ": " << e.what() << std::endl;
+        st.work.erase({c.request, c.to_layer});
+        return;
+      }
+      if (!w.scored || w.ranks_in == w.ranks.size())
+        st.work.erase({c.request, c.to_layer});
+    },
+    [=](scores_atom, const score_share& s) {
+      auto& st = self->state;
+      if (st.muted || s.expert == st.spec.index)
+        return; // our own share comes back through our relay
+      arm_timer(self, s.request, s.deadline_ms);
+      auto& w = st.work[{s.request, s.layer}];
+      const auto experts = static_cast<size_t>(
+        st.spec.model->config.layers[st.spec.layer].experts);
+      if (w.ranks.empty())
+        w.ranks.resize(experts);
+      if (s.expert >= experts || !w.ranks[s.expert].empty())
+        return;
+      w.ranks[s.expert] = unpack<float>(s.scores, "ranking scores");
+      if (++w.ranks_in == experts && w.scored) {
+        decide_topk(self, s.request, s.layer, w, s.epoch);
+        st.work.erase({s.request, s.layer});
+      }
+    },
+    [=](plan_atom, const mesh_plan& p) {
+      self->state.plans[p.epoch] = p;
+      return ok_atom::value;
+    },
+    [=](deadline_atom, std::uint64_t request) {
+      auto& st = self->state;
+      st.timed.erase(request);
+      for (auto i = st.work.begin(); i != st.work.end();)
+        i = i->first.first == request ? st.work.erase(i) : std::next(i);
+    },
+    [=](mute_atom, bool on) {
+      self->state.muted = on;
+      return ok_atom::value;
+    },
+  };
+}
+
+} // namespace eoe::actors

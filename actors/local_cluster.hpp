@@ -1,0 +1,22 @@
+#pragma once
+// A whole mesh inside one actor system: node agents for `nodes` named nodes, round-robin
+// placement, the coordinator and composer on the first. For tests, benchmarks and the
+// single-process cluster; real clusters start through net/ (one process per node).
+
+#include "actors/coordinator_actor.hpp"
+
+#include <caf/actor_system.hpp>
+
+#include <chrono>
+
+namespace eoe::actors {
+
+/// Spawns the cluster; checkpoint "" runs the embedded default model.
+coordinator_actor spawn_local_cluster(caf::actor_system& sys, const std::string& checkpoint,
+                                      size_t nodes);
+
+/// Blocks until the coordinator admits requests; false after `timeout`.
+bool wait_ready(caf::actor_system& sys, const coordinator_actor& coordinator,
+                std::chrono::milliseconds timeout);
+
+} // namespace eoe::actors

@@ -1,0 +1,28 @@
+#pragma once
+// The node agent: one per process. On the coordinator's spawn order it loads the model and
+// spawns the node's relay and expert actors (linked to it: they end with it); on shutdown it
+// ends them and itself.
+
+#include "actors/relay_actor.hpp"
+
+#include <memory>
+
+namespace eoe::actors {
+
+struct node_agent_state {
+  std::string node;
+  std::map<std::string, std::shared_ptr<const experts::model>> models; ///< by checkpoint path
+  relay_actor relay;
+  std::vector<expert_actor> experts;
+
+  static inline const char* name = "eoe.node_agent";
+};
+
+node_agent_actor::behavior_type
+node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, std::string node);
+
+/// The model of a checkpoint path, or the embedded default (fresh weights from its seed) for
+/// an empty path. Throws std::runtime_error with the loader's message.
+std::shared_ptr<const experts::model> load_model(const std::string& checkpoint);
+
+} // namespace eoe::actors
