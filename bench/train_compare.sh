@@ -10,8 +10,8 @@ out="${OUT:-build/train_compare}"
 mkdir -p "$out"
 cmake --build build --target eoe bench_train_table -j "$(nproc)" >/dev/null
 
-configs=(dense_same_flops dense_same_params router_moe hash_moe
-         eoe_topk eoe_threshold eoe_affinity eoe_recurrent)
+configs=(eoe_topk dense_same_flops dense_same_params router_moe hash_moe
+         eoe_topk_unbalanced eoe_threshold eoe_affinity eoe_recurrent)
 extra=()
 [ -n "${EPOCHS:-}" ] && extra=(--epochs "$EPOCHS")
 for c in "${configs[@]}"; do
