@@ -46,9 +46,11 @@ using coordinator_actor = caf::typed_actor<                                     
   caf::replies_to<stats_atom>::with<std::vector<relay_stats>>,                    //
   caf::reacts_to<shutdown_atom>>;
 
-/// One per process: spawns and retires the node's experts on command.
+/// One per process: spawns and retires the node's experts on command; answers a health ping
+/// with the node's name.
 using node_agent_actor = caf::typed_actor<                         //
   caf::replies_to<spawn_atom, spawn_order>::with<spawned_node>,    //
+  caf::replies_to<status_atom>::with<std::string>,                 //
   caf::reacts_to<shutdown_atom>>;
 
 } // namespace eoe::actors

@@ -59,6 +59,8 @@ mesh_config::mesh_config() {
   add_message_type<node_agent_actor>("node_agent_actor");
   add_error_category(mesh_category, render_mesh_error);
   load<caf::io::middleman>();
+  // Nodes talk to each other directly, not through the node that introduced them.
+  set("middleman.enable-automatic-connections", true);
 }
 
 mesh_config& mesh_config::middleman_workers(size_t n) {

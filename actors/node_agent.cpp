@@ -54,6 +54,7 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       out.relay = st.relay;
       return out;
     },
+    [=](status_atom) { return self->state.node; },
     [=](shutdown_atom) { self->quit(caf::exit_reason::user_shutdown); },
   };
 }

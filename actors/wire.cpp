@@ -27,4 +27,23 @@ matrix from_wire(const wire_tensor& t, const char* what) {
   return m;
 }
 
+experts::forward_result decode(const infer_result& r) {
+  experts::forward_result out;
+  out.output = from_wire(r.output, "output");
+  for (auto& l : r.layers) {
+    experts::layer_record rec;
+    rec.kind = static_cast<experts::layer_kind>(l.kind);
+    if (l.scores.rows > 0)
+      rec.scores = from_wire(l.scores, "layer scores");
+    rec.active.offsets = unpack<std::int32_t>(l.offsets, "record offsets");
+    rec.active.experts = unpack<std::int32_t>(l.experts, "record experts");
+    rec.active.gates = unpack<float>(l.gates, "record gates");
+    if (rec.active.offsets.empty() || rec.active.gates.size() != rec.active.experts.size()
+        || static_cast<size_t>(rec.active.offsets.back()) != rec.active.experts.size())
+      throw std::invalid_argument("layer record: offsets, experts and gates do not agree");
+    out.layers.push_back(std::move(rec));
+  }
+  return out;
+}
+
 } // namespace eoe::actors

@@ -3,6 +3,7 @@
 // decoder checks sizes and names what does not fit.
 
 #include "actors/messages.hpp"
+#include "experts/forward.hpp"
 #include "kernels/tensor.hpp"
 
 #include <cstdint>
@@ -13,6 +14,10 @@
 #include <vector>
 
 namespace eoe::actors {
+
+/// An answer decoded into the reference forward's types (output and activation records), so
+/// that mesh and reference compare directly. Throws std::invalid_argument on malformed bytes.
+experts::forward_result decode(const infer_result& r);
 
 /// A matrix as a wire tensor (bytes copied once).
 wire_tensor to_wire(const matrix& m);

@@ -9,6 +9,7 @@
 #include "experts/checkpoint.hpp"
 #include "experts/forward.hpp"
 #include "experts/rng.hpp"
+#include "mesh_model.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
@@ -19,141 +20,9 @@
 
 using namespace eoe;
 using namespace eoe::actors;
+using namespace eoe::test;
 
 namespace {
-
-const char* stack = R"(
-[model]
-name = "mesh_test"
-input_dim = 12
-dim = 16
-classes = 5
-seed = 3
-
-[[layer]]
-kind = "eoe"
-experts = 5
-hidden = 20
-rank = 4
-k = 2
-
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 16
-rank = 6
-k = 2
-affinity = true
-
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 16
-rank = 4
-mode = "threshold"
-tau = 0
-
-[[layer]]
-kind = "router"
-experts = 3
-hidden = 12
-k = 2
-
-[[layer]]
-kind = "hash"
-experts = 3
-hidden = 8
-k = 1
-
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 12
-rank = 4
-k = 1
-steps = 2
-
-[[layer]]
-kind = "dense"
-hidden = 10
-)";
-
-matrix random_input(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed) {
-  experts::rng r{seed};
-  matrix x(rows, cols);
-  for (Eigen::Index i = 0; i < x.size(); ++i)
-    x.data()[i] = static_cast<float>(r.normal());
-  return x;
-}
-
-/// The test model: perturbed weights (affinities, selection biases too) and thresholds at the
-/// median score, so that every rule decides both ways. Written to a checkpoint once.
-const std::string& checkpoint() {
-  static const std::string path = [] {
-    auto c = experts::parse_model_config(stack, "mesh_test");
-    REQUIRE(c.has_value());
-    auto m = experts::init_model(*c);
-    experts::rng r{9};
-    experts::for_each_parameter(m, [&](const std::string& name, matrix& t) {
-      if (name.ends_with(".tau"))
-        return;
-      for (Eigen::Index i = 0; i < t.size(); ++i)
-        t.data()[i] += static_cast<float>(0.05 * r.normal());
-    });
-    for (auto& lp : m.layers)
-      for (auto& e : lp.experts)
-        e.w2 *= 0.3f;
-    auto be = kernels::make_cpu_backend();
-    auto probe = experts::forward(*be, m, random_input(64, 12, 1));
-    REQUIRE(probe.has_value());
-    for (Eigen::Index e = 0; e < 4; ++e) {
-      std::vector<float> s(probe->layers[2].scores.col(e).begin(),
-                           probe->layers[2].scores.col(e).end());
-      std::sort(s.begin(), s.end());
-      m.layers[2].tau(0, e) = (s[31] + s[32]) / 2;
-    }
-    auto p = (std::filesystem::temp_directory_path() / "eoe_test_mesh.ckpt").string();
-    REQUIRE(experts::save_checkpoint(m, p).has_value());
-    return p;
-  }();
-  return path;
-}
-
-infer_request request_of(const matrix& x, std::uint32_t deadline_ms = 10000) {
-  infer_request req;
-  req.tokens = to_wire(x);
-  req.deadline_ms = deadline_ms;
-  return req;
-}
-
-/// Max abs difference of outputs; records compared exactly (experts) and to 1e-6 (gates,
-/// scores).
-double compare(const experts::model& m, const matrix& x, const infer_result& got) {
-  auto be = kernels::make_cpu_backend();
-  auto want = experts::forward(*be, m, x);
-  REQUIRE(want.has_value());
-  const matrix out = from_wire(got.output, "output");
-  REQUIRE(out.rows() == want->output.rows());
-  REQUIRE(out.cols() == want->output.cols());
-  REQUIRE(got.layers.size() == want->layers.size());
-  for (size_t l = 0; l < got.layers.size(); ++l) {
-    INFO("layer " << l);
-    const auto& g = got.layers[l];
-    const auto& w = want->layers[l];
-    CHECK(g.kind == static_cast<std::uint8_t>(w.kind));
-    CHECK(unpack<std::int32_t>(g.offsets, "offsets") == w.active.offsets);
-    CHECK(unpack<std::int32_t>(g.experts, "experts") == w.active.experts);
-    auto gates = unpack<float>(g.gates, "gates");
-    REQUIRE(gates.size() == w.active.gates.size());
-    for (size_t i = 0; i < gates.size(); ++i)
-      CHECK(std::abs(gates[i] - w.active.gates[i]) <= 1e-6f);
-    if (w.scores.size()) {
-      const matrix s = from_wire(g.scores, "scores");
-      CHECK((s - w.scores).cwiseAbs().maxCoeff() <= 1e-6f);
-    }
-  }
-  return (out - want->output).cwiseAbs().maxCoeff();
-}
 
 struct cluster {
   mesh_config cfg;
@@ -233,6 +102,35 @@ TEST_CASE("an expert that never answers gets the deadline error with its name", 
   const auto waited = std::chrono::steady_clock::now() - start;
   CHECK(waited >= std::chrono::milliseconds(300));
   CHECK(waited < std::chrono::milliseconds(300 + 500));
+}
+
+TEST_CASE("a message for several experts of a node crosses into it once", "[mesh]") {
+  auto m = experts::load_checkpoint(checkpoint());
+  REQUIRE(m.has_value());
+  cluster cl{3};
+  caf::scoped_actor self{cl.sys};
+  constexpr int requests = 5;
+  for (int i = 0; i < requests; ++i)
+    self->request(cl.coordinator, std::chrono::seconds(30), infer_atom::value,
+                  request_of(random_input(6, 12, 50 + i)))
+      .receive([](const infer_result&) {}, [&](const caf::error& err) { FAIL(describe(err)); });
+  const auto want = expected_relay_counts(m->config, round_robin_placement(m->config, 3), 0, 3);
+  self->request(cl.coordinator, std::chrono::seconds(5), stats_atom::value)
+    .receive(
+      [&](const std::vector<relay_stats>& stats) {
+        REQUIRE(stats.size() == 3);
+        std::uint64_t remote = 0, naive = 0;
+        for (size_t n = 0; n < 3; ++n) {
+          INFO("node " << n);
+          CHECK(stats[n].remote_messages == requests * want.remote[n]);
+          CHECK(stats[n].local_messages == requests * want.local[n]);
+          CHECK(stats[n].deliveries > stats[n].remote_messages);
+          remote += stats[n].remote_messages;
+          naive += requests * want.naive_remote[n];
+        }
+        CHECK(remote < naive); // one message per node, not one per expert
+      },
+      [&](const caf::error& err) { FAIL(describe(err)); });
 }
 
 TEST_CASE("malformed requests are rejected by name", "[mesh]") {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fresh Debian 12 machine -> dependencies, build, the main job: the embedded default EoE model,
-# trained briefly on Fashion-MNIST, then run on test images, showing which experts each token
-# activated on every layer.
+# trained on Fashion-MNIST if no checkpoint is there yet, served by a cluster of 3 node
+# processes on loopback (every expert an actor), queried, checked against the in-process
+# reference, and shut down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,11 +16,42 @@ mkdir -p "$out"
 echo
 echo "== the model: parameters and memory (eoe inspect)"
 "$eoe" inspect
+
+if [ ! -f "$out/default.ckpt" ]; then
+  echo
+  echo "== training it on Fashion-MNIST (eoe train --config configs/default.toml)"
+  "$eoe" train --config configs/default.toml --out "$out/default.ckpt"
+fi
+
+cluster="$out/cluster.toml"
+cat > "$cluster" <<TOML
+# The demo cluster: 3 node processes on loopback serving the trained default model.
+[cluster]
+name = "demo"
+checkpoint = "$(pwd)/$out/default.ckpt"
+head = "n1"
+
+[[node]]
+name = "n1"
+port = 4431
+
+[[node]]
+name = "n2"
+port = 4432
+
+[[node]]
+name = "n3"
+port = 4433
+TOML
+
 echo
-echo "== training it on Fashion-MNIST (eoe train --config configs/default.toml)"
-"$eoe" train --config configs/default.toml --out "$out/default.ckpt"
+echo "== starting 3 nodes (eoe up $cluster)"
+"$eoe" down "$cluster" >/dev/null 2>&1 || true
+"$eoe" up "$cluster"
+trap '"$eoe" down "$cluster"' EXIT
+"$eoe" status "$cluster"
 echo
-echo "== the trained model on test images (eoe forward --checkpoint $out/default.ckpt)"
-"$eoe" forward --checkpoint "$out/default.ckpt" --tokens 8
+echo "== requests through the mesh (eoe infer --connect 127.0.0.1:4431 --reference)"
+"$eoe" infer --connect 127.0.0.1:4431 --input fashion --tokens 6 --reference
 echo
-echo "plots: $out/default.ckpt.loss.svg, $out/default.ckpt.accuracy.svg, $out/default.ckpt.experts.svg"
+echo "plots of the training run: $out/default.ckpt.{loss,accuracy,experts}.svg"

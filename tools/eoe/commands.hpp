@@ -10,6 +10,7 @@ void add_init(CLI::App& app);
 void add_forward(CLI::App& app);
 void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
+void add_cluster_commands(CLI::App& app);
 
 /// Thrown by a subcommand to end with an error message and exit code 1 (or `code`).
 struct command_error {

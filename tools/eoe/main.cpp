@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   eoe::cli::add_forward(app);
   eoe::cli::add_train(app);
   eoe::cli::add_eval(app);
+  eoe::cli::add_cluster_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,312 @@
+// bench/mesh: the actor mesh against the in-process reference forward, measured in the same
+// run, plus the network path it stands on.
+//
+//   build/bin/bench_mesh [--tokens 256] [--dim 1024] [--hidden 4096] [--experts 8] [--k 2]
+//                        [--rank 256] [--layers 2] [--reps 10]
+//
+// 1. forward latency at batch `tokens`: mesh on 1 process / reference (goal <= 1.15), and on
+//    3 processes on loopback / reference (goal <= 1.6);
+// 2. per-hop latency between two node processes: half a ping's round trip, p50 and p99;
+// 3. tensor bytes per second between two CAF nodes (1 MiB wire tensors, pipelined) / a plain
+//    TCP socket pair on the same machine moving the same bytes (goal >= 0.8).
+
+#include "actors/local_cluster.hpp"
+#include "actors/mesh_config.hpp"
+#include "actors/mesh_errc.hpp"
+#include "actors/wire.hpp"
+#include "bench/machine.hpp"
+#include "experts/checkpoint.hpp"
+#include "experts/forward.hpp"
+#include "experts/rng.hpp"
+#include "net/client.hpp"
+#include "net/process_cluster.hpp"
+
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace eoe;
+using namespace eoe::actors;
+namespace fs = std::filesystem;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(clock_type::time_point t) {
+  return std::chrono::duration<double>(clock_type::now() - t).count();
+}
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+/// Median seconds of `reps` mesh requests (after one warm-up), checked against the reference.
+double mesh_seconds(caf::actor_system& sys, const coordinator_actor& coord, const matrix& x,
+                    int reps, const matrix& want) {
+  caf::scoped_actor self{sys};
+  std::vector<double> t;
+  for (int i = 0; i <= reps; ++i) {
+    infer_request req;
+    req.tokens = to_wire(x);
+    req.deadline_ms = 120000;
+    req.want_record = false;
+    const auto start = clock_type::now();
+    self->request(coord, std::chrono::minutes(3), infer_atom::value, std::move(req))
+      .receive(
+        [&](const infer_result& r) {
+          const double s = seconds_since(start);
+          if (i > 0)
+            t.push_back(s);
+          const matrix out = from_wire(r.output, "output");
+          const double diff = (out - want).cwiseAbs().maxCoeff();
+          if (diff > 1e-4)
+            std::fprintf(stderr, "warning: mesh output differs from the reference by %g\n", diff);
+        },
+        [&](const caf::error& err) {
+          std::fprintf(stderr, "bench_mesh: %s\n", describe(err).c_str());
+          std::exit(1);
+        });
+  }
+  return percentile(t, 0.5);
+}
+
+// ---- the network path ----------------------------------------------------------------------
+
+using sink_actor = caf::typed_actor<caf::replies_to<contrib_atom, wire_tensor>::with<std::uint32_t>>;
+
+sink_actor::behavior_type sink(sink_actor::pointer) {
+  return {[](contrib_atom, const wire_tensor& t) { return static_cast<std::uint32_t>(t.bytes.size()); }};
+}
+
+/// Bytes per second of `count` 1 MiB tensors from one CAF node to another over loopback, with
+/// `window` in flight.
+double caf_bytes_per_second(int count, int window) {
+  mesh_config cfg_a, cfg_b;
+  caf::actor_system a{cfg_a}, b{cfg_b};
+  auto s = b.spawn(sink);
+  auto port = b.middleman().publish(s, 0, "127.0.0.1");
+  auto remote = a.middleman().remote_actor<sink_actor>("127.0.0.1", *port);
+  if (!remote) {
+    std::fprintf(stderr, "bench_mesh: %s\n", a.render(remote.error()).c_str());
+    std::exit(1);
+  }
+  wire_tensor t;
+  t.rows = 256;
+  t.cols = 1024;
+  t.bytes.assign(256 * 1024 * 4, '\x01');
+  caf::scoped_actor self{a};
+  auto send_batch = [&](int n) {
+    std::vector<decltype(self->request(*remote, caf::infinite, contrib_atom::value, t))> hs;
+    for (int i = 0; i < n; ++i)
+      hs.push_back(self->request(*remote, std::chrono::seconds(60), contrib_atom::value, t));
+    for (auto& h : hs)
+      h.receive([](std::uint32_t) {}, [&](caf::error& e) {
+        std::fprintf(stderr, "bench_mesh: %s\n", a.render(e).c_str());
+        std::exit(1);
+      });
+  };
+  send_batch(window); // warm-up: connection, buffers
+  const auto start = clock_type::now();
+  for (int sent = 0; sent < count; sent += window)
+    send_batch(std::min(window, count - sent));
+  const double secs = seconds_since(start);
+  anon_send_exit(s, caf::exit_reason::user_shutdown);
+  return static_cast<double>(count) * static_cast<double>(t.bytes.size()) / secs;
+}
+
+/// Bytes per second of the same bytes over a plain TCP socket pair on loopback: the writer
+/// sends `window` MiB, the reader acknowledges each batch with one byte.
+double tcp_bytes_per_second(int count, int window) {
+  const size_t chunk = 256 * 1024 * 4;
+  int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  listen(listener, 1);
+  std::thread reader([&] {
+    int fd = accept(listener, nullptr, nullptr);
+    std::vector<char> buf(1 << 20);
+    size_t want = chunk * static_cast<size_t>(window), got = 0;
+    for (int batch = 0; batch < (count + window - 1) / window + 1; ++batch) {
+      got = 0;
+      while (got < want) {
+        const auto n = read(fd, buf.data(), std::min(buf.size(), want - got));
+        if (n <= 0)
+          return;
+        got += static_cast<size_t>(n);
+      }
+      char ack = 1;
+      if (write(fd, &ack, 1) != 1)
+        return;
+    }
+    close(fd);
+  });
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  std::string data(chunk, '\x01');
+  auto batch = [&] {
+    for (int i = 0; i < window; ++i)
+      for (size_t off = 0; off < data.size();) {
+        const auto n = write(fd, data.data() + off, data.size() - off);
+        if (n <= 0)
+          std::exit(1);
+        off += static_cast<size_t>(n);
+      }
+    char ack;
+    if (read(fd, &ack, 1) != 1)
+      std::exit(1);
+  };
+  batch(); // warm-up
+  const auto start = clock_type::now();
+  for (int sent = 0; sent < count; sent += window)
+    batch();
+  const double secs = seconds_since(start);
+  close(fd);
+  reader.join();
+  close(listener);
+  return static_cast<double>((count + window - 1) / window * window) * static_cast<double>(chunk)
+         / secs;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  int tokens = 256, dim = 1024, hidden = 4096, experts = 8, k = 2, rank = 256, layers = 2, reps = 10;
+  CLI::App app{"The actor mesh against the reference forward and the network path"};
+  app.add_option("--tokens", tokens);
+  app.add_option("--dim", dim);
+  app.add_option("--hidden", hidden);
+  app.add_option("--experts", experts);
+  app.add_option("--k", k);
+  app.add_option("--rank", rank);
+  app.add_option("--layers", layers);
+  app.add_option("--reps", reps);
+  CLI11_PARSE(app, argc, argv);
+
+  experts::model_config c;
+  c.name = "bench_mesh";
+  c.dim = dim;
+  c.seed = 1;
+  for (int l = 0; l < layers; ++l) {
+    experts::layer_config lc;
+    lc.experts = experts;
+    lc.hidden = hidden;
+    lc.rank = rank;
+    lc.k = k;
+    c.layers.push_back(lc);
+  }
+  const auto model = experts::init_model(c);
+  const auto dir = fs::temp_directory_path() / ("eoe_bench_mesh_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const auto ckpt = (dir / "model.ckpt").string();
+  if (auto ok = experts::save_checkpoint(model, ckpt); !ok) {
+    std::fprintf(stderr, "bench_mesh: %s\n", ok.error().message.c_str());
+    return 1;
+  }
+  experts::rng r{42};
+  matrix x(tokens, dim);
+  for (Eigen::Index i = 0; i < x.size(); ++i)
+    x.data()[i] = static_cast<float>(r.normal());
+
+  // Reference, as it runs in-process: Eigen with all hardware threads.
+  auto be = kernels::make_cpu_backend();
+  matrix want;
+  std::vector<double> rt;
+  for (int i = 0; i <= reps; ++i) {
+    const auto start = clock_type::now();
+    want = experts::forward(*be, model, x)->output;
+    if (i > 0)
+      rt.push_back(seconds_since(start));
+  }
+  const double t_ref = percentile(rt, 0.5);
+
+  // Mesh in one process: the parallelism is the actors; each GEMM on one thread.
+  double t_one = 0;
+  {
+    const int threads = Eigen::nbThreads();
+    Eigen::setNbThreads(1);
+    mesh_config cfg;
+    caf::actor_system sys{cfg};
+    auto coord = spawn_local_cluster(sys, ckpt, 1);
+    if (!wait_ready(sys, coord, std::chrono::seconds(60))) {
+      std::fprintf(stderr, "bench_mesh: the 1-process cluster did not start\n");
+      return 1;
+    }
+    t_one = mesh_seconds(sys, coord, x, reps, want);
+    anon_send(coord, shutdown_atom::value);
+    Eigen::setNbThreads(threads);
+  }
+
+  // Mesh on 3 processes on loopback.
+  double t_three = 0;
+  std::vector<double> hops;
+  {
+    const int base = 30000 + static_cast<int>(getpid() % 1000) * 10;
+    const auto file = (dir / "cluster.toml").string();
+    {
+      std::ofstream out{file};
+      out << "[cluster]\nname = \"bench3\"\ncheckpoint = \"" << ckpt << "\"\n";
+      for (int n = 0; n < 3; ++n)
+        out << "\n[[node]]\nname = \"n" << n + 1 << "\"\nport = " << base + n << "\n";
+    }
+    auto cluster = net::load_cluster_config(file);
+    const auto exe = (fs::path{net::self_executable()}.parent_path() / "eoe").string();
+    auto nodes = net::start_nodes(*cluster, file, exe, dir);
+    if (auto err = net::wait_cluster_ready(*cluster, nodes, std::chrono::seconds(120)); !err.empty()) {
+      std::fprintf(stderr, "bench_mesh: %s\n", err.c_str());
+      net::stop_nodes(*cluster, nodes, std::chrono::seconds(1));
+      return 1;
+    }
+    mesh_config cfg;
+    caf::actor_system sys{cfg};
+    auto coord = net::connect(sys, cluster->nodes[0].address());
+    t_three = mesh_seconds(sys, *coord, x, reps, want);
+    // Per hop: half the round trip of a ping to node n2's agent.
+    auto agent = sys.middleman().remote_actor<node_agent_actor>("127.0.0.1",
+                                                                cluster->nodes[1].port);
+    caf::scoped_actor self{sys};
+    for (int i = 0; i < 2000; ++i) {
+      const auto start = clock_type::now();
+      self->request(*agent, std::chrono::seconds(5), status_atom::value)
+        .receive([&](const std::string&) { hops.push_back(seconds_since(start) / 2); },
+                 [&](const caf::error&) {});
+    }
+    net::stop_nodes(*cluster, nodes);
+  }
+
+  const double caf_bps = caf_bytes_per_second(400, 8);
+  const double tcp_bps = tcp_bytes_per_second(400, 8);
+  fs::remove_all(dir);
+
+  std::printf("machine: %s\n", bench::machine_line().c_str());
+  std::printf("model: %d EoE layers, D=%d H=%d, %d experts top-%d, rank %d; batch %d tokens\n",
+              layers, dim, hidden, experts, k, rank, tokens);
+  std::printf("%-44s %10.2f ms\n", "reference forward (in-process)", t_ref * 1e3);
+  std::printf("%-44s %10.2f ms   ratio %.3f (goal <= 1.15)\n", "mesh, 1 process", t_one * 1e3,
+              t_one / t_ref);
+  std::printf("%-44s %10.2f ms   ratio %.3f (goal <= 1.6)\n", "mesh, 3 processes on loopback",
+              t_three * 1e3, t_three / t_ref);
+  std::printf("%-44s p50 %.1f us, p99 %.1f us (%zu pings)\n", "per-hop latency between processes",
+              percentile(hops, 0.5) * 1e6, percentile(hops, 0.99) * 1e6, hops.size());
+  std::printf("%-44s %10.1f MB/s\n", "tensor bytes between two CAF nodes", caf_bps / 1e6);
+  std::printf("%-44s %10.1f MB/s   ratio %.3f (goal >= 0.8)\n", "plain TCP socket pair",
+              tcp_bps / 1e6, caf_bps / tcp_bps);
+  return 0;
+}

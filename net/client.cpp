@@ -1,0 +1,59 @@
+#include "net/client.hpp"
+
+#include "actors/mesh_errc.hpp"
+
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+
+namespace eoe::net {
+
+bool split_address(const std::string& address, std::string& host, std::uint16_t& port) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size())
+    return false;
+  try {
+    size_t used = 0;
+    const auto p = std::stoul(address.substr(colon + 1), &used);
+    if (used != address.size() - colon - 1 || p == 0 || p > 65535)
+      return false;
+    port = static_cast<std::uint16_t>(p);
+  } catch (const std::exception&) {
+    return false;
+  }
+  host = address.substr(0, colon);
+  return true;
+}
+
+caf::expected<actors::coordinator_actor> connect(caf::actor_system& sys,
+                                                 const std::string& address) {
+  std::string host;
+  std::uint16_t port = 0;
+  if (!split_address(address, host, port))
+    return actors::make_mesh_error(actors::mesh_errc::bad_request,
+                                   "'" + address + "' is not HOST:PORT");
+  return sys.middleman().remote_actor<actors::coordinator_actor>(host, port);
+}
+
+caf::expected<actors::infer_result> infer(caf::actor_system& sys,
+                                          const actors::coordinator_actor& coordinator,
+                                          actors::infer_request req,
+                                          std::chrono::milliseconds timeout) {
+  caf::scoped_actor self{sys};
+  caf::expected<actors::infer_result> out{caf::error{}};
+  self->request(coordinator, timeout, actors::infer_atom::value, std::move(req))
+    .receive([&](actors::infer_result& r) { out = std::move(r); },
+             [&](caf::error& err) { out = std::move(err); });
+  return out;
+}
+
+caf::expected<actors::cluster_status> status(caf::actor_system& sys,
+                                             const actors::coordinator_actor& coordinator) {
+  caf::scoped_actor self{sys};
+  caf::expected<actors::cluster_status> out{caf::error{}};
+  self->request(coordinator, std::chrono::seconds(10), actors::status_atom::value)
+    .receive([&](actors::cluster_status& s) { out = std::move(s); },
+             [&](caf::error& err) { out = std::move(err); });
+  return out;
+}
+
+} // namespace eoe::net

@@ -1,0 +1,157 @@
+#include "net/cluster_config.hpp"
+
+#include "experts/toml_reader.hpp"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace eoe::net {
+
+using experts::errc;
+using experts::fail;
+using experts::problems;
+using experts::table_reader;
+
+size_t cluster_config::head_index() const {
+  for (size_t i = 0; i < nodes.size(); ++i)
+    if (nodes[i].name == head)
+      return i;
+  return 0;
+}
+
+const node_entry* cluster_config::find(std::string_view node) const {
+  for (auto& n : nodes)
+    if (n.name == node)
+      return &n;
+  return nullptr;
+}
+
+std::string_view default_cluster_text() noexcept {
+  return R"(# The embedded default cluster: three nodes on loopback running the embedded default model.
+[cluster]
+name = "default"
+head = "n1"
+
+[[node]]
+name = "n1"
+port = 4401
+
+[[node]]
+name = "n2"
+port = 4402
+
+[[node]]
+name = "n3"
+port = 4403
+)";
+}
+
+experts::expected<cluster_config> parse_cluster_config(std::string_view text,
+                                                       std::string_view source) {
+  toml::table doc;
+  try {
+    doc = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << source << ":" << e.source().begin.line << ":" << e.source().begin.column
+       << ": TOML syntax: " << e.description();
+    return fail(errc::config_syntax, os.str());
+  }
+  problems out{source, {}};
+  table_reader top{doc, "", out};
+  cluster_config c;
+  if (auto* n = top.take("cluster")) {
+    if (auto t = n->as_table()) {
+      table_reader r{*t, "cluster", out};
+      c.name = r.string("name", c.name).value_or(c.name);
+      c.checkpoint = r.string("checkpoint", std::string{}).value_or("");
+      c.head = r.string("head", std::string{}).value_or("");
+      c.deadline_ms = static_cast<std::uint32_t>(
+        r.integer("deadline_ms", 1, 3'600'000, 5000).value_or(5000));
+      c.middleman_workers = static_cast<std::uint32_t>(
+        r.integer("middleman_workers", 0, 256, 0, " (0: CAF's default)").value_or(0));
+      r.reject_unknown(" in [cluster]");
+    } else {
+      top.bad(*n, "cluster", "a table");
+    }
+  }
+  std::set<std::string> names, addresses;
+  if (auto* n = top.take("node")) {
+    auto arr = n->as_array();
+    if (!arr || !arr->is_array_of_tables() || arr->empty()) {
+      top.bad(*n, "node", "an array of [[node]] tables");
+    } else {
+      for (size_t i = 0; i < arr->size(); ++i) {
+        const auto& t = *(*arr)[i].as_table();
+        table_reader r{t, "node[" + std::to_string(i) + "]", out};
+        node_entry e;
+        e.name = r.string("name", std::nullopt).value_or("");
+        e.host = r.string("host", e.host).value_or(e.host);
+        e.port = static_cast<std::uint16_t>(r.integer("port", 1, 65535, std::nullopt).value_or(0));
+        if (!e.name.empty() && !names.insert(e.name).second)
+          out.add(t.get("name")->source(), r.key_path("name"),
+                  "\"" + e.name + "\" names an earlier node too");
+        if (e.port != 0 && !addresses.insert(e.address()).second)
+          out.add(t.get("port")->source(), r.key_path("port"),
+                  e.address() + " is an earlier node's address too");
+        r.reject_unknown(" in a [[node]]");
+        c.nodes.push_back(std::move(e));
+      }
+    }
+  } else {
+    top.missing("node", "at least one [[node]] table with name and port");
+  }
+  if (auto* n = top.take("placement")) {
+    if (auto t = n->as_table()) {
+      table_reader r{*t, "placement", out};
+      if (auto* layers = r.take("layers")) {
+        auto arr = layers->as_array();
+        if (!arr) {
+          r.bad(*layers, "layers", "an array with one array of node names per layer");
+        } else {
+          for (size_t l = 0; l < arr->size(); ++l) {
+            auto row = (*arr)[l].as_array();
+            std::vector<std::string> nodes;
+            if (!row) {
+              r.bad((*arr)[l], "layers[" + std::to_string(l) + "]", "an array of node names");
+            } else {
+              for (size_t e = 0; e < row->size(); ++e) {
+                auto s = (*row)[e].as_string();
+                if (!s || !names.contains(s->get()))
+                  r.bad((*row)[e], "layers[" + std::to_string(l) + "][" + std::to_string(e) + "]",
+                        "the name of a [[node]]");
+                else
+                  nodes.push_back(s->get());
+              }
+            }
+            c.placement.push_back(std::move(nodes));
+          }
+        }
+      }
+      r.reject_unknown(" in [placement]");
+    } else {
+      top.bad(*n, "placement", "a table");
+    }
+  }
+  top.reject_unknown(" at the top level");
+  if (c.head.empty() && !c.nodes.empty())
+    c.head = c.nodes.front().name;
+  else if (!c.head.empty() && !names.contains(c.head))
+    out.add(doc.get_as<toml::table>("cluster")->get("head")->source(), "cluster.head",
+            "\"" + c.head + "\" is not the name of a [[node]]");
+  if (!out.lines.empty())
+    return fail(errc::config_invalid, out.joined());
+  return c;
+}
+
+experts::expected<cluster_config> load_cluster_config(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  if (!in)
+    return fail(errc::io, path + ": cannot open the cluster file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_cluster_config(text.str(), path);
+}
+
+} // namespace eoe::net

@@ -1,0 +1,50 @@
+#pragma once
+// A cluster file: the nodes (name, host, port), which node is the head (coordinator and
+// composer), the model every node loads, where each expert runs, and request defaults. Strict
+// validation, as every eoe config: errors name file, line, key, expected and actual value.
+
+#include "experts/error.hpp"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace eoe::net {
+
+struct node_entry {
+  std::string name;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+
+  std::string address() const {
+    return host + ":" + std::to_string(port);
+  }
+
+  bool operator==(const node_entry&) const = default;
+};
+
+struct cluster_config {
+  std::string name = "cluster";
+  std::string checkpoint;          ///< the model file every node reads; "" = embedded default
+  std::string head;                ///< name of the head node (default: the first)
+  std::uint32_t deadline_ms = 5000; ///< default request deadline
+  std::uint32_t middleman_workers = 0; ///< CAF middleman deserialisation threads (0: CAF's)
+  std::vector<node_entry> nodes;
+  /// [config layer] -> node name per expert; empty: round-robin over the nodes
+  std::vector<std::vector<std::string>> placement;
+
+  size_t head_index() const;
+  const node_entry* find(std::string_view node) const;
+
+  bool operator==(const cluster_config&) const = default;
+};
+
+experts::expected<cluster_config> parse_cluster_config(std::string_view text,
+                                                       std::string_view source);
+experts::expected<cluster_config> load_cluster_config(const std::string& path);
+
+/// The embedded default cluster: three nodes on loopback, the embedded default model.
+std::string_view default_cluster_text() noexcept;
+
+} // namespace eoe::net

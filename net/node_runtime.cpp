@@ -1,0 +1,126 @@
+#include "net/node_runtime.hpp"
+
+#include "actors/coordinator_actor.hpp"
+#include "actors/local_cluster.hpp"
+#include "actors/mesh_config.hpp"
+#include "actors/node_agent.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/io/middleman.hpp>
+
+#include <Eigen/Core>
+
+#include <ostream>
+#include <thread>
+
+namespace eoe::net {
+
+experts::expected<std::vector<std::vector<std::uint32_t>>>
+resolve_placement(const cluster_config& c, const experts::model_config& m) {
+  if (c.placement.empty())
+    return actors::round_robin_placement(m, c.nodes.size());
+  if (c.placement.size() != m.layers.size())
+    return experts::fail(experts::errc::config_invalid,
+                         "cluster '" + c.name + "': placement.layers lists "
+                           + std::to_string(c.placement.size()) + " layers, model '" + m.name
+                           + "' has " + std::to_string(m.layers.size()));
+  std::vector<std::vector<std::uint32_t>> out(m.layers.size());
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    if (c.placement[l].size() != static_cast<size_t>(m.layers[l].experts))
+      return experts::fail(experts::errc::config_invalid,
+                           "cluster '" + c.name + "': placement.layers[" + std::to_string(l)
+                             + "] places " + std::to_string(c.placement[l].size())
+                             + " experts, layer " + std::to_string(l) + " of model '" + m.name
+                             + "' has " + std::to_string(m.layers[l].experts));
+    for (auto& node : c.placement[l])
+      out[l].push_back(static_cast<std::uint32_t>(c.find(node) - c.nodes.data()));
+  }
+  return out;
+}
+
+int run_node(const cluster_config& c, const std::string& name, std::ostream& log) {
+  const auto* me = c.find(name);
+  if (!me) {
+    log << "eoe node: cluster '" << c.name << "' has no node '" << name << "'\n";
+    return 1;
+  }
+  // The mesh's parallelism is its actors: every GEMM runs on one thread.
+  Eigen::setNbThreads(1);
+  actors::mesh_config cfg;
+  cfg.middleman_workers(c.middleman_workers);
+  caf::actor_system sys{cfg};
+  auto agent = sys.spawn(actors::node_agent_behavior, name);
+  const bool head = name == c.nodes[c.head_index()].name;
+  if (!head) {
+    auto port = sys.middleman().publish(agent, me->port, me->host.c_str(), true);
+    if (!port) {
+      log << "eoe node " << name << ": cannot listen on " << me->address() << ": "
+          << sys.render(port.error()) << "\n";
+      anon_send_exit(agent, caf::exit_reason::user_shutdown);
+      return 1;
+    }
+    log << "node " << name << " listening on " << me->address() << std::endl;
+    sys.await_all_actors_done();
+    return 0;
+  }
+
+  actors::coordinator_setup setup;
+  setup.checkpoint = c.checkpoint;
+  try {
+    setup.model = actors::load_model(c.checkpoint);
+  } catch (const std::exception& e) {
+    log << "eoe node " << name << ": " << e.what() << "\n";
+    anon_send_exit(agent, caf::exit_reason::user_shutdown);
+    return 1;
+  }
+  auto placement = resolve_placement(c, setup.model->config);
+  if (!placement) {
+    log << "eoe node " << name << ": " << placement.error().message << "\n";
+    anon_send_exit(agent, caf::exit_reason::user_shutdown);
+    return 1;
+  }
+  setup.placement = std::move(*placement);
+  setup.head = static_cast<std::uint32_t>(c.head_index());
+  // The other nodes start at the same time: retry each for up to 30 seconds.
+  for (auto& n : c.nodes) {
+    setup.nodes.push_back(n.name);
+    setup.addresses.push_back(n.address());
+    if (n.name == name) {
+      setup.agents.push_back(agent);
+      continue;
+    }
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    for (;;) {
+      auto remote = sys.middleman().remote_actor<actors::node_agent_actor>(n.host, n.port);
+      if (remote) {
+        setup.agents.push_back(*remote);
+        break;
+      }
+      if (std::chrono::steady_clock::now() > until) {
+        log << "eoe node " << name << ": node " << n.name << " at " << n.address()
+            << " did not answer within 30 s: " << sys.render(remote.error()) << "\n";
+        anon_send_exit(agent, caf::exit_reason::user_shutdown);
+        return 1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  auto coordinator = sys.spawn(actors::coordinator_behavior, std::move(setup));
+  auto port = sys.middleman().publish(coordinator, me->port, me->host.c_str(), true);
+  if (!port) {
+    log << "eoe node " << name << ": cannot listen on " << me->address() << ": "
+        << sys.render(port.error()) << "\n";
+    anon_send(coordinator, actors::shutdown_atom::value);
+    return 1;
+  }
+  log << "node " << name << " (head) listening on " << me->address() << std::endl;
+  if (actors::wait_ready(sys, coordinator, std::chrono::seconds(120)))
+    log << "cluster '" << c.name << "' ready: " << c.nodes.size() << " node(s), coordinator at "
+        << me->address() << std::endl;
+  else
+    log << "cluster '" << c.name << "' did not become ready within 120 s" << std::endl;
+  sys.await_all_actors_done();
+  return 0;
+}
+
+} // namespace eoe::net

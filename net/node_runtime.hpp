@@ -1,0 +1,23 @@
+#pragma once
+// One node process of a cluster: its actor system, its node agent and, on the head, the
+// coordinator; published through the CAF middleman at the node's port.
+
+#include "net/cluster_config.hpp"
+#include "experts/model_config.hpp"
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace eoe::net {
+
+/// [config layer][expert] -> node index: the cluster's explicit placement checked against the
+/// model, or round-robin when it has none.
+experts::expected<std::vector<std::vector<std::uint32_t>>>
+resolve_placement(const cluster_config& c, const experts::model_config& m);
+
+/// Runs node `name` of cluster `c` until the cluster is shut down. Prints where it listens,
+/// and on the head "ready" once every node has its experts. Returns the process exit code.
+int run_node(const cluster_config& c, const std::string& name, std::ostream& log);
+
+} // namespace eoe::net

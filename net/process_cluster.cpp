@@ -1,0 +1,133 @@
+#include "net/process_cluster.hpp"
+
+#include "actors/mesh_config.hpp"
+#include "net/client.hpp"
+
+#include <caf/send.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace eoe::net {
+
+namespace fs = std::filesystem;
+
+std::string self_executable() {
+  return fs::read_symlink("/proc/self/exe").string();
+}
+
+std::string log_tail(const fs::path& log, size_t lines) {
+  std::ifstream in{log};
+  std::vector<std::string> all;
+  for (std::string l; std::getline(in, l);)
+    all.push_back(l);
+  std::string out;
+  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i)
+    out += "    " + all[i] + "\n";
+  return out;
+}
+
+std::vector<node_process> start_nodes(const cluster_config& c, const std::string& cluster_file,
+                                      const std::string& exe, const fs::path& log_dir,
+                                      const std::vector<std::vector<std::string>>& prefix) {
+  fs::create_directories(log_dir);
+  std::vector<node_process> out;
+  for (size_t i = 0; i < c.nodes.size(); ++i) {
+    const auto& n = c.nodes[i];
+    node_process p{n.name, 0, log_dir / (n.name + ".log")};
+    std::vector<std::string> argv;
+    if (i < prefix.size())
+      argv = prefix[i];
+    for (auto s : {exe, std::string{"node"}, std::string{"--cluster"}, cluster_file,
+                   std::string{"--name"}, n.name})
+      argv.push_back(s);
+    p.pid = fork();
+    if (p.pid < 0)
+      throw std::runtime_error("fork failed for node " + n.name);
+    if (p.pid == 0) {
+      setsid();
+      if (!std::freopen(p.log.c_str(), "w", stdout))
+        std::_Exit(126);
+      dup2(fileno(stdout), fileno(stderr));
+      std::vector<char*> args;
+      for (auto& a : argv)
+        args.push_back(a.data());
+      args.push_back(nullptr);
+      execvp(args[0], args.data());
+      std::perror("exec");
+      std::_Exit(127);
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::string wait_cluster_ready(const cluster_config& c, std::vector<node_process>& nodes,
+                               std::chrono::seconds timeout) {
+  actors::mesh_config cfg;
+  caf::actor_system sys{cfg};
+  const auto head = c.nodes[c.head_index()].address();
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    for (auto& p : nodes) {
+      int status = 0;
+      if (p.pid > 0 && waitpid(p.pid, &status, WNOHANG) == p.pid) {
+        p.pid = 0;
+        return "node " + p.node + " exited while the cluster started; its log ("
+               + p.log.string() + "):\n" + log_tail(p.log);
+      }
+    }
+    if (auto coord = connect(sys, head)) {
+      auto s = status(sys, *coord);
+      if (s && s->epoch > 0)
+        return {};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return "cluster '" + c.name + "' was not ready within " + std::to_string(timeout.count())
+         + " s";
+}
+
+size_t stop_nodes(const cluster_config& c, std::vector<node_process>& nodes,
+                  std::chrono::seconds grace) {
+  {
+    actors::mesh_config cfg;
+    caf::actor_system sys{cfg};
+    if (auto coord = connect(sys, c.nodes[c.head_index()].address())) {
+      caf::anon_send(*coord, actors::shutdown_atom::value);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  auto reap = [&] {
+    bool any = false;
+    for (auto& p : nodes) {
+      if (p.pid <= 0)
+        continue;
+      int status = 0;
+      const auto r = waitpid(p.pid, &status, WNOHANG);
+      if (r == p.pid || (r < 0 && kill(p.pid, 0) != 0))
+        p.pid = 0; // exited (ours), or not a child of ours and gone
+      else
+        any = true;
+    }
+    return any;
+  };
+  const auto until = std::chrono::steady_clock::now() + grace;
+  while (reap() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  size_t killed = 0;
+  for (auto& p : nodes)
+    if (p.pid > 0) {
+      kill(p.pid, SIGKILL);
+      waitpid(p.pid, nullptr, 0);
+      p.pid = 0;
+      ++killed;
+    }
+  return killed;
+}
+
+} // namespace eoe::net
