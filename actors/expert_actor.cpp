@@ -107,6 +107,8 @@ void finish(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work& w
 void decide_topk(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work& w,
                  std::uint64_t epoch) {
   const auto& lc = self->state.spec.model->config.layers[self->state.spec.layer];
+  const float gate_bias =
+    self->state.spec.model->layers[self->state.spec.layer].gate_bias(0, self->state.spec.index);
   const auto tokens = w.scores.size();
   std::vector<std::int32_t> rows;
   std::vector<float> carried, row(static_cast<size_t>(lc.experts));
@@ -115,7 +117,7 @@ void decide_topk(self_ptr self, std::uint64_t request, std::uint32_t u, layer_wo
       row[e] = w.ranks[e][t];
     if (experts::active_in_topk<float>(row, static_cast<int>(self->state.spec.index), lc.k)) {
       rows.push_back(static_cast<std::int32_t>(t));
-      carried.push_back(w.scores[t]);
+      carried.push_back(w.scores[t] + gate_bias); // the gate logit
     }
   }
   finish(self, request, u, w, epoch, rows, carried);
@@ -173,10 +175,11 @@ void on_inputs(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work
       w.scores.assign(s.data(), s.data() + s.size());
       if (lc.mode == experts::activation_mode::threshold) {
         const float tau = lp.tau(0, st.spec.index);
+        const float gate_bias = lp.gate_bias(0, st.spec.index);
         for (Eigen::Index t = 0; t < tokens; ++t)
           if (experts::active_over_threshold(w.scores[t], tau)) {
             rows.push_back(static_cast<std::int32_t>(t));
-            carried.push_back(w.scores[t]);
+            carried.push_back(w.scores[t] + gate_bias); // the gate logit
           }
         break;
       }

@@ -30,7 +30,7 @@ model_account account(const model_config& c) {
     if (lc.affinity)
       la.shared += static_cast<std::uint64_t>(c.experts_before(l)) * e;
     if (lc.kind == layer_kind::eoe)
-      la.shared += e; // tau (threshold) or the selection bias (topk)
+      la.shared += 2 * e; // tau (threshold) or the selection bias (topk), and the gate bias
     la.total = e * la.per_expert + la.shared;
     const bool threshold = lc.kind == layer_kind::eoe && lc.mode == activation_mode::threshold;
     const std::uint64_t k = lc.kind == layer_kind::dense ? 1 : threshold ? e : lc.k;

@@ -15,7 +15,7 @@ struct layer_account {
   layer_kind kind = layer_kind::eoe;
   int experts = 0;
   std::uint64_t per_expert = 0; ///< parameters of one expert
-  std::uint64_t shared = 0;     ///< router, affinity, thresholds or selection biases
+  std::uint64_t shared = 0;     ///< router, affinity, thresholds, selection and gate biases
   std::uint64_t total = 0;      ///< experts * per_expert + shared
   /// Parameters one token uses: every expert's scoring factor A (eoe), the router, and
   /// k experts' remaining weights. For threshold mode the count is an upper bound (all

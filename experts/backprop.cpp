@@ -209,12 +209,16 @@ step_result<S> loss_and_gradient(const basic_model<S>& m, const basic_matrix<S>&
             tape.u[e].noalias() = *in * lp.experts[e].a;
             trace.scores.col(e) = tape.u[e].rowwise().norm();
           }
+          const std::span<const S> gate_bias{lp.gate_bias.data(),
+                                             static_cast<size_t>(lp.gate_bias.size())};
           trace.active = lc.mode == activation_mode::topk
                            ? select_topk<S>(trace.scores, lc.k,
                                             {lp.select_bias.data(),
-                                             static_cast<size_t>(lp.select_bias.size())})
+                                             static_cast<size_t>(lp.select_bias.size())},
+                                            gate_bias)
                            : select_threshold<S>(
-                               trace.scores, {lp.tau.data(), static_cast<size_t>(lp.tau.size())});
+                               trace.scores, {lp.tau.data(), static_cast<size_t>(lp.tau.size())},
+                               gate_bias);
           run_experts(lp, lc, trace.active, tape, opt, tapes.size(), [&](size_t e) -> const mat<S>& {
             return tape.u[e];
           });
@@ -351,8 +355,9 @@ step_result<S> loss_and_gradient(const basic_model<S>& m, const basic_matrix<S>&
         backprop_experts([&](size_t e, const expert_tape<S>& et, const mat<S>& din) {
           scatter_rows(du[e], et.rows, din);
         });
-        // Gates are the softmax of the active experts' scores: ds = g (dg - sum g dg), and a
-        // score is ||u||: du += ds u / ||u||.
+        // Gates are the softmax of the active experts' score + gate bias: d(logit) =
+        // g (dg - sum g dg) reaches the gate bias and the score; a score is ||u||:
+        // du += ds u / ||u||.
         for (size_t t = 0; t < trace.active.tokens(); ++t) {
           const auto b = trace.active.offsets[t], e_end = trace.active.offsets[t + 1];
           S dot = 0;
@@ -361,6 +366,7 @@ step_result<S> loss_and_gradient(const basic_model<S>& m, const basic_matrix<S>&
           for (auto i = b; i < e_end; ++i) {
             const auto e = trace.active.experts[i];
             const S ds = trace.active.gates[i] * (dgate[i] - dot);
+            gp.gate_bias(0, e) += ds;
             const S s = trace.scores(static_cast<Eigen::Index>(t), e);
             if (s > S{0})
               du[e].row(static_cast<Eigen::Index>(t)) +=

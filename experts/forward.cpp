@@ -97,12 +97,16 @@ expected<forward_result> forward(kernels::backend& be, const model& m, const mat
             expert_scores(be, lp.experts[e], *in, u[e], s);
             rec.scores.col(e) = s;
           }
+          const std::span<const float> gate_bias{lp.gate_bias.data(),
+                                                 static_cast<size_t>(lp.gate_bias.size())};
           rec.active = lc.mode == activation_mode::topk
                          ? select_topk<float>(rec.scores, lc.k,
                                               {lp.select_bias.data(),
-                                               static_cast<size_t>(lp.select_bias.size())})
+                                               static_cast<size_t>(lp.select_bias.size())},
+                                              gate_bias)
                          : select_threshold<float>(
-                             rec.scores, {lp.tau.data(), static_cast<size_t>(lp.tau.size())});
+                             rec.scores, {lp.tau.data(), static_cast<size_t>(lp.tau.size())},
+                             gate_bias);
           pending = run_experts(be, lp, lc, rec.active, [&](size_t e) -> const matrix& {
             return u[e];
           });

@@ -41,6 +41,8 @@ std::vector<tensor_shape> parameter_shapes(const model_config& c) {
       out.push_back({prefix + "tau", 1, lc.experts});
     if (lc.kind == layer_kind::eoe && lc.mode == activation_mode::topk)
       out.push_back({prefix + "select_bias", 1, lc.experts});
+    if (lc.kind == layer_kind::eoe)
+      out.push_back({prefix + "gate_bias", 1, lc.experts});
   }
   if (c.classes > 0) {
     out.push_back({"head.w", d, c.classes});
@@ -64,7 +66,7 @@ model init_model(const model_config& c) {
   model m = zero_model(c);
   for_each_parameter(m, [&](const std::string& name, matrix& t) {
     if (name.ends_with(".b") || name.ends_with(".b1") || name.ends_with(".b2")
-        || name.ends_with(".select_bias"))
+        || name.ends_with(".select_bias") || name.ends_with(".gate_bias"))
       return; // biases start at zero
     if (name.ends_with(".affinity")) {
       t.setOnes(); // starts as the plain residual mix

@@ -24,6 +24,11 @@ struct basic_layer_params {
   /// to the gates: training moves it to balance the experts' load without an auxiliary loss
   /// (DeepSeek-V3's auxiliary-loss-free balancing). Zero: plain top-k.
   basic_matrix<S> select_bias;
+  /// (1, E) eoe layers; else empty. Added to an expert's score where gates are made (the
+  /// softmax over the active experts' score + gate bias), never where it is decided. Learned,
+  /// 0 at init. Splitting an expert into two clones that each take its gate bias - ln 2
+  /// leaves every gate sum as it was: the function-preserving clone.
+  basic_matrix<S> gate_bias;
 };
 
 /// A whole model: the config it was built from and its weights. S = float at run time; the
@@ -85,6 +90,8 @@ void for_each_parameter(Model& m, F&& f) {
       f(prefix + "tau", lp.tau);
     if (lc.kind == layer_kind::eoe && lc.mode == activation_mode::topk)
       f(prefix + "select_bias", lp.select_bias);
+    if (lc.kind == layer_kind::eoe)
+      f(prefix + "gate_bias", lp.gate_bias);
   }
   if (c.classes > 0) {
     f(std::string{"head.w"}, m.head_w);

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <span>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace eoe::experts {
@@ -81,36 +82,50 @@ basic_activation_set<S> select(const basic_matrix<S>& decide, const basic_matrix
 
 } // namespace detail
 
-/// topk mode. scores: (T, E) -> per token the k best experts by topk_rank, gated by the
-/// softmax of their scores. With a selection bias (E), experts are ranked by score + bias but
-/// gated by the score alone.
+namespace detail {
+
+/// scores (T, E) + bias (E) on every row; the scores themselves for an empty bias.
 template <class S>
-basic_activation_set<S> select_topk(const basic_matrix<S>& scores, int k,
-                                    std::span<const S> bias = {}) {
-  if (k < 1 || k > scores.cols())
-    throw std::invalid_argument("select_topk: k must be in 1..experts");
-  if (!bias.empty() && static_cast<Eigen::Index>(bias.size()) != scores.cols())
-    throw std::invalid_argument("select_topk: one selection bias per expert");
-  auto rule = [k](std::span<const S> row, int e) { return active_in_topk(row, e, k); };
+basic_matrix<S> plus_bias(const basic_matrix<S>& scores, std::span<const S> bias,
+                          const char* what) {
   if (bias.empty())
-    return detail::select(scores, scores, rule);
-  basic_matrix<S> ranked = scores;
-  for (Eigen::Index t = 0; t < ranked.rows(); ++t)
-    for (Eigen::Index e = 0; e < ranked.cols(); ++e)
-      ranked(t, e) += bias[static_cast<size_t>(e)];
-  return detail::select(ranked, scores, rule);
+    return scores;
+  if (static_cast<Eigen::Index>(bias.size()) != scores.cols())
+    throw std::invalid_argument(std::string{what} + ": one value per expert");
+  basic_matrix<S> out = scores;
+  for (Eigen::Index t = 0; t < out.rows(); ++t)
+    for (Eigen::Index e = 0; e < out.cols(); ++e)
+      out(t, e) += bias[static_cast<size_t>(e)];
+  return out;
 }
 
-/// threshold mode. scores: (T, E), tau: (E) -> per token the experts over their threshold,
-/// gated; a token may have none (it then passes through by the residual).
+} // namespace detail
+
+/// topk mode. scores: (T, E) -> per token the k best experts by topk_rank of score + selection
+/// bias, gated by the softmax of their score + gate bias. Empty biases are zero.
 template <class S>
-basic_activation_set<S> select_threshold(const basic_matrix<S>& scores,
-                                         std::span<const S> tau) {
+basic_activation_set<S> select_topk(const basic_matrix<S>& scores, int k,
+                                    std::span<const S> select_bias = {},
+                                    std::span<const S> gate_bias = {}) {
+  if (k < 1 || k > scores.cols())
+    throw std::invalid_argument("select_topk: k must be in 1..experts");
+  auto rule = [k](std::span<const S> row, int e) { return active_in_topk(row, e, k); };
+  return detail::select(detail::plus_bias(scores, select_bias, "select_topk: selection bias"),
+                        detail::plus_bias(scores, gate_bias, "select_topk: gate bias"), rule);
+}
+
+/// threshold mode. scores: (T, E), tau: (E) -> per token the experts whose score exceeds
+/// their tau, gated by the softmax of score + gate bias; a token may have none (it then passes
+/// through by the residual).
+template <class S>
+basic_activation_set<S> select_threshold(const basic_matrix<S>& scores, std::span<const S> tau,
+                                         std::span<const S> gate_bias = {}) {
   if (static_cast<Eigen::Index>(tau.size()) != scores.cols())
     throw std::invalid_argument("select_threshold: one tau per expert");
-  return detail::select(scores, scores, [tau](std::span<const S> row, int e) {
-    return active_over_threshold(row[e], tau[e]);
-  });
+  return detail::select(scores, detail::plus_bias(scores, gate_bias, "select_threshold: gate bias"),
+                        [tau](std::span<const S> row, int e) {
+                          return active_over_threshold(row[e], tau[e]);
+                        });
 }
 
 } // namespace eoe::experts

@@ -117,9 +117,9 @@ inline reference_result reference_forward(const experts::model& m, const matrix&
               if (scores[j] > double(lp.tau(0, j)))
                 chosen.push_back(j);
           }
-          vec active_scores;
+          vec active_scores; // gate logits: score + gate bias
           for (int j : chosen)
-            active_scores.push_back(scores[j]);
+            active_scores.push_back(scores[j] + double(lp.gate_bias(0, j)));
           gates = softmax_of(active_scores);
           break;
         }

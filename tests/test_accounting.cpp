@@ -63,23 +63,24 @@ k = 2
   CHECK(a.head == 8 * 3 + 3);
   // eoe: A 8x2 + B 2x16 + b1 16 + W2 16x8 + b2 8 = 16 + 32 + 16 + 128 + 8 = 200.
   CHECK(a.layers[0].per_expert == 200);
-  CHECK(a.layers[0].shared == 4); // the selection bias
-  CHECK(a.layers[0].total == 804);
-  // Active: every expert scores (4 x 16) + two experts' rest (2 x 184) + the selection bias.
-  CHECK(a.layers[0].active == 4 * 16 + 2 * 184 + 4);
+  CHECK(a.layers[0].shared == 8); // the selection and gate biases
+  CHECK(a.layers[0].total == 808);
+  // Active: every expert scores (4 x 16) + two experts' rest (2 x 184) + the biases.
+  CHECK(a.layers[0].active == 4 * 16 + 2 * 184 + 8);
   // router: W1 8x5 + W2 5x8 = 80 per expert; router 8x3 = 24.
   CHECK(a.layers[1].per_expert == 80);
   CHECK(a.layers[1].shared == 24);
   CHECK(a.layers[1].active == 80 + 24);
-  // threshold eoe with affinity: per expert 8*8 + 8*4 + 4 + 4*8 + 8 = 140; affinity 3x2 + tau 2.
+  // threshold eoe with affinity: per expert 8*8 + 8*4 + 4 + 4*8 + 8 = 140; affinity 3x2,
+  // tau 2, gate bias 2.
   CHECK(a.layers[2].per_expert == 140);
-  CHECK(a.layers[2].shared == 8);
+  CHECK(a.layers[2].shared == 10);
   CHECK(a.layers[2].active_is_bound);
-  CHECK(a.layers[2].active == 2 * 140 + 8);
+  CHECK(a.layers[2].active == 2 * 140 + 10);
   // hash: 8*6 + 6 + 6*8 + 8 = 110 per expert, k = 2.
   CHECK(a.layers[3].per_expert == 110);
   CHECK(a.layers[3].active == 220);
-  CHECK(a.total == 88 + 27 + 804 + 264 + 288 + 550);
+  CHECK(a.total == 88 + 27 + 808 + 264 + 290 + 550);
   CHECK(a.active_is_bound);
 }
 
