@@ -6,8 +6,8 @@
 
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
-#include <caf/send.hpp>
 #include <caf/mailbox_element.hpp>
+#include <caf/send.hpp>
 
 namespace eoe::actors {
 
@@ -16,10 +16,16 @@ namespace {
 using self_ptr = composer_actor::stateful_pointer<composer_state>;
 using experts::layer_kind;
 
-/// The activation record of unrolled layer u, from every expert's decision.
-wire_layer_record assemble_record(const composer_state& st, const pending_request& p,
-                                  std::uint32_t u) {
-  const auto& lc = st.model->config.layers[st.schedule[u]];
+/// The stable name of the member at `position` of the layer run as unrolled layer u.
+std::string member_name(const epoch_view& v, std::uint32_t u, size_t position, int step) {
+  const auto l = v.schedule[u];
+  return expert_name(l, v.plan.members[l][position], step);
+}
+
+/// The activation record of unrolled layer u, from every member's decision.
+wire_layer_record assemble_record(const pending_request& p, std::uint32_t u) {
+  const auto& v = *p.view;
+  const auto& lc = v.config.layers[v.schedule[u]];
   const auto experts = static_cast<size_t>(lc.experts);
   const auto tokens = static_cast<size_t>(p.tokens);
   wire_layer_record out;
@@ -37,8 +43,8 @@ wire_layer_record assemble_record(const composer_state& st, const pending_reques
     if (scored) {
       auto s = unpack<float>(r.scores, "record scores");
       if (s.size() != tokens)
-        throw std::invalid_argument("record of expert " + expert_name(st.schedule[u], static_cast<std::uint32_t>(e))
-                                    + ": " + std::to_string(s.size()) + " scores for "
+        throw std::invalid_argument("the record of expert " + member_name(v, u, e, 0) + " has "
+                                    + std::to_string(s.size()) + " scores for "
                                     + std::to_string(tokens) + " tokens");
       for (size_t t = 0; t < tokens; ++t)
         scores(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(e)) = s[t];
@@ -53,9 +59,9 @@ wire_layer_record assemble_record(const composer_state& st, const pending_reques
   std::vector<float> gates, c, g;
   for (auto& entries : at) {
     c.clear();
-    for (auto& [e, v] : entries) {
+    for (auto& [e, val] : entries) {
       active.push_back(e);
-      c.push_back(v);
+      c.push_back(val);
     }
     g.resize(c.size());
     experts::token_gates(lc, c, g);
@@ -79,10 +85,10 @@ void try_complete(self_ptr self, std::uint64_t id) {
   if (p.outputs_in < p.outputs.size() || (p.want_record && p.records_in < p.records_expected))
     return;
   const auto& m = *st.model;
-  const auto& c = m.config;
+  const auto& v = *p.view;
   infer_result res;
   res.request = id;
-  res.epoch = p.epoch;
+  res.epoch = v.plan.epoch;
   try {
     const auto& carrier = p.outputs[0]->get_as<contribution>(1);
     matrix h = from_wire(carrier.stream, "the carried residual stream");
@@ -98,10 +104,10 @@ void try_complete(self_ptr self, std::uint64_t id) {
         ys[i] = from_wire(ci.y, "contribution output");
       senders[i] = {rows[i], carried[i], &ys[i]};
     }
-    experts::scatter_add(h, experts::gate_outputs(c.layers[st.schedule.back()], senders,
+    experts::scatter_add(h, experts::gate_outputs(v.config.layers[v.schedule.back()], senders,
                                                   static_cast<size_t>(p.tokens)));
     matrix out;
-    if (c.classes > 0) {
+    if (m.config.classes > 0) {
       st.be->gemm(h, m.head_w, out);
       st.be->add_bias(out, m.head_b);
     } else {
@@ -109,8 +115,8 @@ void try_complete(self_ptr self, std::uint64_t id) {
     }
     res.output = to_wire(out);
     if (p.want_record)
-      for (std::uint32_t u = 0; u < st.schedule.size(); ++u)
-        res.layers.push_back(assemble_record(st, p, u));
+      for (std::uint32_t u = 0; u < v.schedule.size(); ++u)
+        res.layers.push_back(assemble_record(p, u));
   } catch (const std::exception& e) {
     p.rp.deliver(make_mesh_error(mesh_errc::internal,
                                  "request " + std::to_string(id) + ": " + e.what()));
@@ -121,34 +127,35 @@ void try_complete(self_ptr self, std::uint64_t id) {
   st.pending.erase(it);
 }
 
-/// Who did not answer in time: the first layer with a missing decision, else the last layer's
-/// missing outputs.
-std::string missing_report(const composer_state& st, const pending_request& p, std::uint64_t id) {
+/// Who did not answer in time: the first layer with a missing decision (the silent experts,
+/// else those that never decided), else the last layer's missing outputs.
+std::string missing_report(const pending_request& p, std::uint64_t id) {
+  const auto& v = *p.view;
   const auto budget = " within " + std::to_string(p.deadline_ms) + " ms";
-  std::vector<int> step_of(st.schedule.size(), 0);
-  for (size_t u = 1; u < st.schedule.size(); ++u)
-    step_of[u] = st.schedule[u] == st.schedule[u - 1] ? step_of[u - 1] + 1 : 0;
-  for (std::uint32_t u = 0; u < st.schedule.size(); ++u) {
-    // The silent ones; if all gave a sign of life, the ones that never decided.
+  std::vector<int> step_of(v.schedule.size(), 0);
+  for (size_t u = 1; u < v.schedule.size(); ++u)
+    step_of[u] = v.schedule[u] == v.schedule[u - 1] ? step_of[u - 1] + 1 : 0;
+  for (std::uint32_t u = 0; u < v.schedule.size(); ++u) {
     std::string silent, undecided;
-    for (std::uint32_t e = 0; e < p.records[u].size(); ++e) {
+    for (size_t e = 0; e < p.records[u].size(); ++e) {
       if (p.records[u][e])
         continue;
       auto& list = p.heard[u][e] ? undecided : silent;
-      list += (list.empty() ? "" : ", ") + expert_name(st.schedule[u], e, step_of[u]);
+      list += (list.empty() ? "" : ", ") + member_name(v, u, e, step_of[u]);
     }
     const auto& names = silent.empty() ? undecided : silent;
     if (!names.empty())
-      return "request " + std::to_string(id) + ": layer " + std::to_string(st.schedule[u])
+      return "request " + std::to_string(id) + ": layer " + std::to_string(v.schedule[u])
              + (step_of[u] ? " (step " + std::to_string(step_of[u] + 1) + ")" : "")
              + (silent.empty() ? ": no decision from expert" : ": no answer from expert")
              + (names.find(',') == std::string::npos ? " " : "s ") + names + budget;
   }
   std::string names;
-  for (std::uint32_t e = 0; e < p.outputs.size(); ++e)
+  for (size_t e = 0; e < p.outputs.size(); ++e)
     if (!p.outputs[e])
       names += (names.empty() ? "" : ", ")
-               + expert_name(st.schedule.back(), e, step_of.back());
+               + member_name(v, static_cast<std::uint32_t>(v.schedule.size() - 1), e,
+                             step_of.back());
   return "request " + std::to_string(id) + ": the outputs of expert(s) " + names
          + " of the last layer did not reach the composer" + budget;
 }
@@ -161,35 +168,37 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
   auto& st = self->state;
   st.model = std::move(model);
   st.node = std::move(node);
-  st.schedule = unrolled_schedule(st.model->config);
   st.be = kernels::make_cpu_backend();
   return {
-    [=](infer_atom, std::uint64_t id, const infer_request& req) -> caf::result<infer_result> {
+    [=](infer_atom, std::uint64_t id, std::uint64_t epoch,
+        const infer_request& req) -> caf::result<infer_result> {
       auto& st = self->state;
       const auto& m = *st.model;
-      const auto& c = m.config;
-      if (st.plans.empty())
-        return make_mesh_error(mesh_errc::not_ready, "the composer has no plan yet");
-      const auto epoch = st.plans.rbegin()->first;
-      const auto& plan = st.plans.rbegin()->second;
-      const int in_dim = c.input_dim > 0 ? c.input_dim : c.dim;
+      auto ev = st.epochs.find(epoch);
+      if (ev == st.epochs.end())
+        return make_mesh_error(mesh_errc::not_ready,
+                               "the composer has no plan for epoch " + std::to_string(epoch));
+      const auto& v = *ev->second;
+      const int in_dim = m.config.input_dim > 0 ? m.config.input_dim : m.config.dim;
       matrix x;
       try {
         x = from_wire(req.tokens, "request tokens");
       } catch (const std::exception& e) {
-        return make_mesh_error(mesh_errc::bad_request, "request " + std::to_string(id) + ": " + e.what());
+        return make_mesh_error(mesh_errc::bad_request,
+                               "request " + std::to_string(id) + ": " + e.what());
       }
       if (x.rows() == 0 || x.cols() != in_dim)
         return make_mesh_error(mesh_errc::bad_request,
-                               "request " + std::to_string(id) + ": tokens are (" + std::to_string(x.rows())
-                                 + ", " + std::to_string(x.cols()) + "), the model takes (T >= 1, "
-                                 + std::to_string(in_dim) + ")");
+                               "request " + std::to_string(id) + ": tokens are ("
+                                 + std::to_string(x.rows()) + ", " + std::to_string(x.cols())
+                                 + "), the model takes (T >= 1, " + std::to_string(in_dim) + ")");
       if (!req.ids.empty() && req.ids.size() != static_cast<size_t>(x.rows()) * 8)
         return make_mesh_error(mesh_errc::bad_request,
-                               "request " + std::to_string(id) + ": " + std::to_string(req.ids.size() / 8)
-                                 + " token ids for " + std::to_string(x.rows()) + " tokens");
+                               "request " + std::to_string(id) + ": "
+                                 + std::to_string(req.ids.size() / 8) + " token ids for "
+                                 + std::to_string(x.rows()) + " tokens");
       matrix h;
-      if (c.input_dim > 0) {
+      if (m.config.input_dim > 0) {
         st.be->gemm(x, m.embed_w, h);
         st.be->add_bias(h, m.embed_b);
       } else {
@@ -197,15 +206,15 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       }
       auto& p = st.pending[id];
       p.rp = self->make_response_promise<infer_result>();
-      p.epoch = epoch;
+      p.view = ev->second;
       p.tokens = h.rows();
       p.want_record = req.want_record;
       p.deadline_ms = req.deadline_ms;
-      p.outputs.resize(static_cast<size_t>(c.layers[st.schedule.back()].experts));
-      p.records.resize(st.schedule.size());
-      p.heard.resize(st.schedule.size());
-      for (size_t u = 0; u < st.schedule.size(); ++u) {
-        p.records[u].resize(static_cast<size_t>(c.layers[st.schedule[u]].experts));
+      p.outputs.resize(static_cast<size_t>(v.config.layers[v.schedule.back()].experts));
+      p.records.resize(v.schedule.size());
+      p.heard.resize(v.schedule.size());
+      for (size_t u = 0; u < v.schedule.size(); ++u) {
+        p.records[u].resize(static_cast<size_t>(v.config.layers[v.schedule[u]].experts));
         p.heard[u].assign(p.records[u].size(), false);
         p.records_expected += p.records[u].size();
       }
@@ -219,15 +228,16 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       start.stream = to_wire(h);
       start.ids = req.ids;
       const auto msg = caf::make_message(contrib_atom::value, std::move(start));
-      for (auto n : plan.nodes_of_layer(st.schedule[0]))
-        caf::anon_send(caf::actor_cast<caf::actor>(plan.relays[n]), msg);
-      self->delayed_send(self, std::chrono::milliseconds(req.deadline_ms), deadline_atom::value, id);
+      for (auto n : v.nodes_of_layer(v.schedule[0]))
+        caf::anon_send(caf::actor_cast<caf::actor>(v.plan.relays[n]), msg);
+      self->delayed_send(self, std::chrono::milliseconds(req.deadline_ms), deadline_atom::value,
+                         id);
       return p.rp;
     },
     [=](contrib_atom, const contribution& c) {
       auto& st = self->state;
       auto it = st.pending.find(c.request);
-      if (it == st.pending.end() || c.to_layer != st.schedule.size())
+      if (it == st.pending.end() || c.to_layer != it->second.view->schedule.size())
         return; // late (answered already) or misrouted
       auto& p = it->second;
       if (c.sender >= p.outputs.size() || p.outputs[c.sender])
@@ -252,17 +262,22 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       ++p.records_in;
       try_complete(self, it->first);
     },
-    [=](plan_atom, const mesh_plan& plan) {
-      self->state.plans[plan.epoch] = plan;
+    [=](plan_atom, const mesh_plan& plan) -> caf::result<ok_atom> {
+      try {
+        self->state.epochs[plan.epoch] = decode_plan(plan);
+      } catch (const std::exception& e) {
+        return caf::make_error(caf::sec::invalid_argument, e.what());
+      }
       return ok_atom::value;
     },
+    [=](retire_atom, std::uint64_t epoch) { self->state.epochs.erase(epoch); },
     [=](deadline_atom, std::uint64_t id) {
       auto& st = self->state;
       auto it = st.pending.find(id);
       if (it == st.pending.end())
         return;
       it->second.rp.deliver(
-        make_mesh_error(mesh_errc::deadline_exceeded, missing_report(st, it->second, id)));
+        make_mesh_error(mesh_errc::deadline_exceeded, missing_report(it->second, id)));
       st.pending.erase(it);
     },
   };

@@ -14,7 +14,7 @@ namespace eoe::actors {
 
 struct pending_request {
   caf::typed_response_promise<infer_result> rp;
-  std::uint64_t epoch = 0;
+  std::shared_ptr<const epoch_view> view; ///< the request's epoch
   Eigen::Index tokens = 0;
   bool want_record = true;
   std::uint32_t deadline_ms = 0;
@@ -26,11 +26,10 @@ struct pending_request {
 };
 
 struct composer_state {
-  std::shared_ptr<const experts::model> model;
+  std::shared_ptr<const experts::model> model; ///< embedding and head (membership never changes them)
   std::string node;
-  std::vector<std::uint32_t> schedule;
   std::unique_ptr<kernels::backend> be;
-  std::map<std::uint64_t, mesh_plan> plans;
+  std::map<std::uint64_t, std::shared_ptr<const epoch_view>> epochs;
   std::map<std::uint64_t, pending_request> pending;
 
   static inline const char* name = "eoe.composer";

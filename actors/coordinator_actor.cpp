@@ -1,11 +1,15 @@
 #include "actors/coordinator_actor.hpp"
 
 #include "actors/mesh_errc.hpp"
+#include "experts/checkpoint.hpp"
+#include "experts/membership.hpp"
 
 #include <caf/actor_ostream.hpp>
 #include <caf/event_based_actor.hpp>
-#include <caf/typed_response_promise.hpp>
 
+#include <algorithm>
+#include <functional>
+#include <numeric>
 #include <memory>
 
 namespace eoe::actors {
@@ -22,30 +26,310 @@ std::vector<std::vector<std::uint32_t>> round_robin_placement(const experts::mod
 namespace {
 
 using self_ptr = coordinator_actor::stateful_pointer<coordinator_state>;
+using model_ptr = std::shared_ptr<const experts::model>;
+using members_t = std::vector<std::vector<std::uint32_t>>;
+using done_fn = std::function<void(caf::expected<std::uint64_t>)>;
 
-/// All nodes have spawned: build epoch 1's plan, hand it out, then admit requests.
-void publish_plan(self_ptr self) {
+/// Models kept for `model_atom` (references of past epochs), newest first out of the map last.
+constexpr size_t history_size = 64;
+
+std::string node_list(const std::vector<std::string>& names) {
+  std::string out;
+  for (auto& n : names)
+    out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+/// The experts an epoch places on node n, by name.
+std::vector<std::string> experts_on(const epoch_entry& e, std::uint32_t n) {
+  std::vector<std::string> out;
+  for (std::uint32_t l = 0; l < e.placement.size(); ++l)
+    for (size_t p = 0; p < e.placement[l].size(); ++p)
+      if (e.placement[l][p] == n)
+        out.push_back(expert_name(l, e.members[l][p]));
+  return out;
+}
+
+/// Retires epochs that are neither current nor serving, and the experts no live epoch counts.
+void retire_idle(self_ptr self) {
   auto& st = self->state;
-  auto& p = st.plan;
-  p.epoch = 1;
-  p.nodes = st.setup.nodes;
-  p.relays.clear();
-  for (auto& s : st.spawned)
-    p.relays.push_back(s.relay);
-  p.composer = st.composer;
-  p.composer_node = st.setup.head;
-  p.placement = st.setup.placement;
-  auto pending = std::make_shared<size_t>(p.relays.size() + 1);
-  auto acked = [self, pending](ok_atom) {
-    if (--*pending == 0)
-      self->state.ready = true;
+  for (auto it = st.epochs.begin(); it != st.epochs.end();) {
+    if (it->first == st.current || it->second.in_flight > 0) {
+      ++it;
+      continue;
+    }
+    self->send(st.composer, retire_atom::value, it->first);
+    for (auto& n : st.nodes)
+      if (n.alive)
+        self->send(n.relay, retire_atom::value, it->first);
+    it = st.epochs.erase(it);
+  }
+  std::set<std::pair<std::uint32_t, std::uint32_t>> live;
+  std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint32_t> where;
+  for (auto& [epoch, e] : st.epochs)
+    for (std::uint32_t l = 0; l < e.members.size(); ++l)
+      for (size_t p = 0; p < e.members[l].size(); ++p) {
+        live.insert({l, e.members[l][p]});
+        where[{l, e.members[l][p]}] = e.placement[l][p];
+      }
+  for (auto it = st.experts.begin(); it != st.experts.end();) {
+    if (live.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    // Its node: from the newest epoch that had it is gone; ask every live node agent.
+    for (auto& n : st.nodes)
+      if (n.alive)
+        self->send(n.agent, retire_atom::value, it->first.first, it->first.second);
+    it = st.experts.erase(it);
+  }
+}
+
+/// Hands a new epoch's plan to every live relay and the composer; once all have it, it becomes
+/// the epoch new requests join.
+void publish(self_ptr self, model_ptr m, members_t members, members_t placement, done_fn done) {
+  auto& st = self->state;
+  st.changing = true;
+  const auto epoch = ++st.last_epoch;
+  std::vector<std::string> names;
+  std::vector<relay_actor> relays;
+  for (auto& n : st.nodes) {
+    names.push_back(n.name);
+    relays.push_back(n.relay);
+  }
+  auto entry = std::make_shared<epoch_entry>();
+  entry->model = m;
+  entry->members = std::move(members);
+  entry->placement = std::move(placement);
+  entry->plan = make_plan(epoch, *m, entry->members, entry->placement, std::move(names),
+                          std::move(relays), st.composer, st.setup.head);
+  size_t targets = 1;
+  for (auto& n : st.nodes)
+    targets += n.alive;
+  auto pending = std::make_shared<size_t>(targets);
+  auto failed = std::make_shared<bool>(false);
+  auto ack = [self, epoch, entry, pending, failed, done](ok_atom) {
+    if (--*pending > 0 || *failed)
+      return;
+    auto& st = self->state;
+    st.history[epoch] = entry->model;
+    while (st.history.size() > history_size)
+      st.history.erase(st.history.begin());
+    st.epochs[epoch] = std::move(*entry);
+    st.current = epoch;
+    st.changing = false;
+    retire_idle(self);
+    done(epoch);
   };
-  auto failed = [self](const caf::error& err) {
-    caf::aout(self) << "coordinator: handing out the plan failed: " << describe(err) << std::endl;
+  auto fail = [self, failed, done](caf::error& err) {
+    if (*failed)
+      return;
+    *failed = true;
+    self->state.changing = false;
+    done(std::move(err));
   };
-  for (auto& r : p.relays)
-    self->request(r, std::chrono::seconds(30), plan_atom::value, p).then(acked, failed);
-  self->request(st.composer, std::chrono::seconds(30), plan_atom::value, p).then(acked, failed);
+  for (auto& n : st.nodes)
+    if (n.alive)
+      self->request(n.relay, std::chrono::seconds(30), plan_atom::value, entry->plan).then(ack, fail);
+  self->request(st.composer, std::chrono::seconds(30), plan_atom::value, entry->plan).then(ack, fail);
+}
+
+/// Answers an admitted request (once) and lets its epoch retire when it was the last.
+void complete(self_ptr self, std::uint64_t id, caf::expected<infer_result> r) {
+  auto& st = self->state;
+  auto it = st.requests.find(id);
+  if (it == st.requests.end())
+    return; // failed already (its node was lost)
+  if (r) {
+    ++st.served;
+    it->second.rp.deliver(std::move(*r));
+  } else {
+    ++st.failed;
+    it->second.rp.deliver(std::move(r.error()));
+  }
+  if (auto e = st.epochs.find(it->second.epoch); e != st.epochs.end())
+    --e->second.in_flight;
+  st.requests.erase(it);
+  retire_idle(self);
+}
+
+/// The current epoch's model and membership without the experts on node n; top-k layers keep
+/// k = min(k, the experts left). Empty with `why` set when a layer would have none left.
+std::optional<std::tuple<model_ptr, members_t, members_t>>
+without_node(const epoch_entry& e, std::uint32_t n, const std::string& node, std::string& why) {
+  auto m = *e.model;
+  auto members = e.members;
+  auto placement = e.placement;
+  for (size_t l = 0; l < placement.size(); ++l)
+    for (size_t p = placement[l].size(); p-- > 0;) {
+      if (placement[l][p] != n)
+        continue;
+      auto& lc = m.config.layers[l];
+      if (lc.experts == 1) {
+        why = "layer " + std::to_string(l) + " lost its last expert with node " + node;
+        return std::nullopt;
+      }
+      if (lc.mode == experts::activation_mode::topk && lc.k > lc.experts - 1)
+        lc.k = lc.experts - 1;
+      auto next = experts::without_expert(m, l, p);
+      if (!next) {
+        why = next.error().message;
+        return std::nullopt;
+      }
+      m = std::move(*next);
+      members[l].erase(members[l].begin() + static_cast<std::ptrdiff_t>(p));
+      placement[l].erase(placement[l].begin() + static_cast<std::ptrdiff_t>(p));
+    }
+  return std::make_tuple(std::make_shared<const experts::model>(std::move(m)), std::move(members),
+                         std::move(placement));
+}
+
+/// A node went away: the requests that needed it fail now, naming it; the registry publishes
+/// an epoch without its experts.
+void lose_node(self_ptr self, std::uint32_t n) {
+  auto& st = self->state;
+  auto& node = st.nodes[n];
+  if (!node.alive)
+    return;
+  node.alive = false;
+  caf::aout(self) << "coordinator: node " << node.name << " (" << node.address << ") lost"
+                  << std::endl;
+  for (auto it = st.requests.begin(); it != st.requests.end();) {
+    auto e = st.epochs.find(it->second.epoch);
+    if (e == st.epochs.end()) {
+      ++it;
+      continue;
+    }
+    const auto names = experts_on(e->second, n);
+    if (names.empty()) {
+      ++it;
+      continue;
+    }
+    ++st.failed;
+    it->second.rp.deliver(make_mesh_error(
+      mesh_errc::node_lost, "request " + std::to_string(it->first) + ": node " + node.name + " ("
+                              + node.address + ") was lost; the request needed its experts "
+                              + node_list(names)));
+    --e->second.in_flight;
+    it = st.requests.erase(it);
+  }
+  for (auto it = st.experts.begin(); it != st.experts.end();)
+    it = it->second.node() == node.agent.node() ? st.experts.erase(it) : std::next(it);
+  if (st.current == 0)
+    return;
+  std::string why;
+  auto next = without_node(st.epochs.at(st.current), n, node.name, why);
+  if (!next) {
+    st.broken = why;
+    caf::aout(self) << "coordinator: " << why << "; no request can be served" << std::endl;
+    return;
+  }
+  auto [m, members, placement] = std::move(*next);
+  publish(self, m, std::move(members), std::move(placement),
+          [self, name = node.name](caf::expected<std::uint64_t> epoch) {
+            if (epoch)
+              caf::aout(self) << "coordinator: epoch " << *epoch << " runs without node " << name
+                              << std::endl;
+            else
+              self->state.broken = "no epoch without node " + name + ": " + describe(epoch.error());
+          });
+}
+
+std::optional<std::uint32_t> node_index(const coordinator_state& st, const std::string& name) {
+  for (std::uint32_t i = 0; i < st.nodes.size(); ++i)
+    if (st.nodes[i].name == name)
+      return i;
+  return std::nullopt;
+}
+
+/// "1.3" -> (1, 3).
+bool parse_expert_name(const std::string& s, std::uint32_t& layer, std::uint32_t& id) {
+  const auto dot = s.find('.');
+  if (dot == std::string::npos || dot == 0 || dot + 1 == s.size())
+    return false;
+  try {
+    size_t a = 0, b = 0;
+    layer = static_cast<std::uint32_t>(std::stoul(s.substr(0, dot), &a));
+    id = static_cast<std::uint32_t>(std::stoul(s.substr(dot + 1), &b));
+    return a == dot && b == s.size() - dot - 1;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+caf::error change_error(std::string text) {
+  return make_mesh_error(mesh_errc::bad_request, std::move(text));
+}
+
+/// Turns a membership change into a response: the new epoch, or the error.
+template <class Promise>
+done_fn answer(Promise rp) {
+  return [rp](caf::expected<std::uint64_t> epoch) mutable {
+    if (epoch)
+      rp.deliver(*epoch);
+    else
+      rp.deliver(std::move(epoch.error()));
+  };
+}
+
+/// The model for `add-expert ... --init init`, or the reason there is none.
+experts::expected<experts::model> model_with_new_expert(const coordinator_state& st,
+                                                        const epoch_entry& e, std::uint32_t layer,
+                                                        std::uint32_t id, const std::string& init) {
+  const auto& m = *e.model;
+  if (init == "zero") {
+    return experts::with_expert(m, layer, experts::zero_expert(m, layer, m.config.seed ^ id), {});
+  }
+  if (init.starts_with("clone:")) {
+    std::uint32_t l = 0, source = 0;
+    if (!parse_expert_name(init.substr(6), l, source))
+      return experts::fail(experts::errc::data_invalid,
+                           "--init " + init + ": expected clone:LAYER.EXPERT, for example clone:1.3");
+    if (l != layer)
+      return experts::fail(experts::errc::data_invalid,
+                           "--init " + init + ": a clone joins its original's layer, not layer "
+                             + std::to_string(layer));
+    const auto& ids = e.members[layer];
+    const auto p = std::find(ids.begin(), ids.end(), source);
+    if (p == ids.end())
+      return experts::fail(experts::errc::data_invalid,
+                           "--init " + init + ": expert " + expert_name(l, source)
+                             + " is not a member of the current epoch");
+    return experts::with_clone(m, layer, static_cast<size_t>(p - ids.begin()));
+  }
+  if (init.starts_with("checkpoint:")) {
+    auto spec = init.substr(11);
+    std::string file = spec, name = std::to_string(layer) + ".0";
+    if (auto colon = spec.rfind(':'); colon != std::string::npos && colon > 0) {
+      std::uint32_t l = 0, i = 0;
+      if (parse_expert_name(spec.substr(colon + 1), l, i)) {
+        file = spec.substr(0, colon);
+        name = spec.substr(colon + 1);
+      }
+    }
+    std::uint32_t sl = 0, si = 0;
+    parse_expert_name(name, sl, si);
+    auto src = experts::load_checkpoint(file);
+    if (!src)
+      return std::unexpected(src.error());
+    if (sl >= src->layers.size() || si >= src->layers[sl].experts.size())
+      return experts::fail(experts::errc::checkpoint_mismatch,
+                           file + ": the checkpoint has no expert " + name);
+    const auto& slp = src->layers[sl];
+    experts::expert_entries x;
+    if (slp.tau.size())
+      x.tau = slp.tau(0, si);
+    if (slp.select_bias.size())
+      x.select_bias = slp.select_bias(0, si);
+    if (slp.gate_bias.size())
+      x.gate_bias = slp.gate_bias(0, si);
+    return experts::with_expert(m, layer, slp.experts[si], x);
+  }
+  (void) st;
+  (void) id;
+  return experts::fail(experts::errc::data_invalid,
+                       "--init " + init + ": expected zero, clone:LAYER.EXPERT or "
+                                          "checkpoint:FILE[:LAYER.EXPERT]");
 }
 
 } // namespace
@@ -57,98 +341,256 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
   st.setup = std::move(setup);
   st.composer = self->spawn<caf::linked>(composer_behavior, st.setup.model,
                                          st.setup.nodes[st.setup.head]);
-  st.spawned.resize(st.setup.nodes.size());
-  auto pending = std::make_shared<size_t>(st.setup.nodes.size());
   for (std::uint32_t n = 0; n < st.setup.nodes.size(); ++n) {
+    st.nodes.push_back({st.setup.nodes[n], st.setup.addresses[n], st.setup.agents[n], {}, true});
+    if (n != st.setup.head)
+      self->monitor(st.setup.agents[n]);
+  }
+  self->set_down_handler([self](const caf::down_msg& dm) {
+    auto& st = self->state;
+    for (std::uint32_t n = 0; n < st.nodes.size(); ++n)
+      if (st.nodes[n].agent.address() == dm.source)
+        lose_node(self, n);
+  });
+  const auto& c = st.setup.model->config;
+  for (auto& layer : c.layers)
+    st.next_id.push_back(static_cast<std::uint32_t>(layer.experts));
+  auto pending = std::make_shared<size_t>(st.nodes.size());
+  for (std::uint32_t n = 0; n < st.nodes.size(); ++n) {
     spawn_order order;
-    order.node = st.setup.nodes[n];
+    order.node = st.nodes[n].name;
     order.checkpoint = st.setup.checkpoint;
     for (std::uint32_t l = 0; l < st.setup.placement.size(); ++l)
       for (std::uint32_t e = 0; e < st.setup.placement[l].size(); ++e)
         if (st.setup.placement[l][e] == n)
           order.experts.emplace_back(l, e);
-    self->request(st.setup.agents[n], std::chrono::seconds(60), spawn_atom::value, order)
+    self->request(st.nodes[n].agent, std::chrono::seconds(60), spawn_atom::value, order)
       .then(
-        [self, n, pending](spawned_node& s) {
-          self->state.spawned[n] = std::move(s);
-          if (--*pending == 0)
-            publish_plan(self);
+        [self, n, pending, order](spawned_node& s) {
+          auto& st = self->state;
+          st.nodes[n].relay = s.relay;
+          for (size_t i = 0; i < order.experts.size(); ++i)
+            st.experts[order.experts[i]] = s.experts[i];
+          if (--*pending > 0)
+            return;
+          members_t members;
+          for (auto& layer : st.setup.model->config.layers) {
+            members.emplace_back(static_cast<size_t>(layer.experts));
+            std::iota(members.back().begin(), members.back().end(), 0u);
+          }
+          publish(self, st.setup.model, std::move(members), st.setup.placement,
+                  [self](caf::expected<std::uint64_t> epoch) {
+                    if (!epoch)
+                      self->state.broken = "the first plan failed: " + describe(epoch.error());
+                  });
         },
         [self, n](const caf::error& err) {
-          caf::aout(self) << "coordinator: node " << self->state.setup.nodes[n]
-                          << " could not spawn its experts: " << describe(err) << std::endl;
+          self->state.broken = "node " + self->state.nodes[n].name
+                               + " could not spawn its experts: " + describe(err);
+          caf::aout(self) << "coordinator: " << self->state.broken << std::endl;
         });
   }
   return {
     [=](infer_atom, infer_request& req) -> caf::result<infer_result> {
       auto& st = self->state;
-      if (!st.ready)
+      if (!st.broken.empty())
+        return make_mesh_error(mesh_errc::not_ready, st.broken);
+      if (st.current == 0)
         return make_mesh_error(mesh_errc::not_ready, "the cluster is still starting");
       const auto id = ++st.next_request;
-      ++st.in_flight;
+      const auto epoch = st.current;
+      ++st.epochs.at(epoch).in_flight;
       auto rp = self->make_response_promise<infer_result>();
-      self->request(st.composer, caf::infinite, infer_atom::value, id, std::move(req))
-        .then(
-          [self, rp](infer_result& r) mutable {
-            --self->state.in_flight;
-            ++self->state.served;
-            rp.deliver(std::move(r));
-          },
-          [self, rp](caf::error& err) mutable {
-            --self->state.in_flight;
-            ++self->state.failed;
-            rp.deliver(std::move(err));
-          });
+      st.requests[id] = {rp, epoch};
+      self->request(st.composer, caf::infinite, infer_atom::value, id, epoch, std::move(req))
+        .then([self, id](infer_result& r) { complete(self, id, std::move(r)); },
+              [self, id](caf::error& err) { complete(self, id, std::move(err)); });
       return rp;
     },
     [=](status_atom) {
       auto& st = self->state;
       cluster_status s;
-      s.epoch = st.ready ? st.plan.epoch : 0;
+      s.epoch = st.current;
       s.model = st.setup.model->config.name;
       s.checkpoint = st.setup.checkpoint;
-      s.nodes = st.setup.nodes;
-      s.addresses = st.setup.addresses;
-      s.experts_per_node.assign(st.setup.nodes.size(), 0);
-      for (auto& layer : st.setup.placement)
-        for (auto n : layer)
-          ++s.experts_per_node[n];
-      s.alive.assign(st.setup.nodes.size(), true);
+      for (auto& n : st.nodes) {
+        s.nodes.push_back(n.name);
+        s.addresses.push_back(n.address);
+        s.alive.push_back(n.alive);
+      }
+      s.experts_per_node.assign(st.nodes.size(), 0);
+      if (auto e = st.epochs.find(st.current); e != st.epochs.end())
+        for (std::uint32_t l = 0; l < e->second.placement.size(); ++l)
+          for (size_t p = 0; p < e->second.placement[l].size(); ++p) {
+            const auto n = e->second.placement[l][p];
+            ++s.experts_per_node[n];
+            s.experts.push_back(expert_name(l, e->second.members[l][p]) + "@" + st.nodes[n].name);
+          }
+      for (auto& [epoch, e] : st.epochs)
+        s.live_epochs.push_back(epoch);
       s.requests_served = st.served;
       s.requests_failed = st.failed;
-      s.in_flight = st.in_flight;
+      s.in_flight = st.requests.size();
       return s;
     },
-    [=](mute_atom, std::uint32_t layer, std::uint32_t index, bool on) -> caf::result<ok_atom> {
+    [=](add_expert_atom, std::uint32_t layer, const std::string& node,
+        const std::string& init) -> caf::result<std::uint64_t> {
       auto& st = self->state;
-      if (layer >= st.setup.placement.size() || index >= st.setup.placement[layer].size())
-        return make_mesh_error(mesh_errc::bad_request, "no expert " + expert_name(layer, index));
-      const auto node = st.setup.placement[layer][index];
-      // The node's experts are listed in placement order.
-      size_t k = 0;
-      for (std::uint32_t l = 0; l <= layer; ++l)
-        for (std::uint32_t e = 0; e < st.setup.placement[l].size(); ++e)
-          if (st.setup.placement[l][e] == node && (l < layer || e < index))
-            ++k;
-      return self->delegate(st.spawned[node].experts.at(k), mute_atom::value, on);
+      if (st.current == 0 || st.changing)
+        return make_mesh_error(mesh_errc::not_ready,
+                               "a membership change is in progress; try again");
+      const auto n = node_index(st, node);
+      if (!n || !st.nodes[*n].alive)
+        return change_error("add expert: no live node '" + node + "'");
+      const auto& e = st.epochs.at(st.current);
+      if (layer >= e.members.size())
+        return change_error("add expert: the model has no layer " + std::to_string(layer));
+      const auto id = st.next_id[layer];
+      auto m = model_with_new_expert(st, e, layer, id, init);
+      if (!m)
+        return change_error("add expert " + expert_name(layer, id) + ": " + m.error().message);
+      ++st.next_id[layer];
+      auto model = std::make_shared<const experts::model>(std::move(*m));
+      auto members = e.members;
+      auto placement = e.placement;
+      const auto position = static_cast<std::uint32_t>(members[layer].size());
+      members[layer].push_back(id);
+      placement[layer].push_back(*n);
+      spawn_order order;
+      order.node = node;
+      order.explicit_experts.push_back(weights_of(*model, layer, position, id));
+      st.changing = true;
+      auto rp = self->make_response_promise<std::uint64_t>();
+      self->request(st.nodes[*n].agent, std::chrono::seconds(30), spawn_atom::value, order)
+        .then(
+          [self, rp, model, members, placement, layer, id](spawned_node& s) mutable {
+            self->state.experts[{layer, id}] = s.experts.at(0);
+            publish(self, model, std::move(members), std::move(placement), answer(rp));
+          },
+          [self, rp](caf::error& err) mutable {
+            self->state.changing = false;
+            rp.deliver(std::move(err));
+          });
+      return rp;
+    },
+    [=](remove_expert_atom, std::uint32_t layer,
+        std::uint32_t id) -> caf::result<std::uint64_t> {
+      auto& st = self->state;
+      if (st.current == 0 || st.changing)
+        return make_mesh_error(mesh_errc::not_ready,
+                               "a membership change is in progress; try again");
+      const auto& e = st.epochs.at(st.current);
+      if (layer >= e.members.size())
+        return change_error("remove expert: the model has no layer " + std::to_string(layer));
+      const auto& ids = e.members[layer];
+      const auto p = std::find(ids.begin(), ids.end(), id);
+      if (p == ids.end())
+        return change_error("remove expert: " + expert_name(layer, id)
+                            + " is not a member of the current epoch");
+      const auto position = static_cast<size_t>(p - ids.begin());
+      auto m = experts::without_expert(*e.model, layer, position);
+      if (!m)
+        return change_error(m.error().message);
+      auto members = e.members;
+      auto placement = e.placement;
+      members[layer].erase(members[layer].begin() + static_cast<std::ptrdiff_t>(position));
+      placement[layer].erase(placement[layer].begin() + static_cast<std::ptrdiff_t>(position));
+      auto rp = self->make_response_promise<std::uint64_t>();
+      publish(self, std::make_shared<const experts::model>(std::move(*m)), std::move(members),
+              std::move(placement), answer(rp));
+      return rp;
+    },
+    [=](drain_atom, const std::string& node) -> caf::result<std::uint64_t> {
+      auto& st = self->state;
+      if (st.current == 0 || st.changing)
+        return make_mesh_error(mesh_errc::not_ready,
+                               "a membership change is in progress; try again");
+      const auto n = node_index(st, node);
+      if (!n)
+        return change_error("drain node: no node '" + node + "'");
+      const auto& e = st.epochs.at(st.current);
+      auto m = *e.model;
+      auto members = e.members;
+      auto placement = e.placement;
+      for (size_t l = 0; l < placement.size(); ++l)
+        for (size_t p = placement[l].size(); p-- > 0;) {
+          if (placement[l][p] != *n)
+            continue;
+          auto next = experts::without_expert(m, l, p);
+          if (!next)
+            return change_error("drain node " + node + ": " + next.error().message);
+          m = std::move(*next);
+          members[l].erase(members[l].begin() + static_cast<std::ptrdiff_t>(p));
+          placement[l].erase(placement[l].begin() + static_cast<std::ptrdiff_t>(p));
+        }
+      auto rp = self->make_response_promise<std::uint64_t>();
+      publish(self, std::make_shared<const experts::model>(std::move(m)), std::move(members),
+              std::move(placement), answer(rp));
+      return rp;
+    },
+    [=](join_atom, const std::string& name, const std::string& address,
+        node_agent_actor agent) -> caf::result<ok_atom> {
+      auto& st = self->state;
+      if (auto n = node_index(st, name); n && st.nodes[*n].alive)
+        return change_error("join: a live node is called '" + name + "' already");
+      auto rp = self->make_response_promise<ok_atom>();
+      spawn_order order;
+      order.node = name;
+      self->request(agent, std::chrono::seconds(30), spawn_atom::value, order)
+        .then(
+          [self, rp, name, address, agent](spawned_node& s) mutable {
+            self->state.nodes.push_back({name, address, agent, s.relay, true});
+            self->monitor(agent);
+            caf::aout(self) << "coordinator: node " << name << " (" << address << ") joined"
+                            << std::endl;
+            rp.deliver(ok_atom::value);
+          },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+    [=](model_atom, std::uint64_t epoch) -> caf::result<std::string> {
+      auto& st = self->state;
+      auto i = st.history.find(epoch);
+      if (i == st.history.end())
+        return change_error("model: epoch " + std::to_string(epoch) + " is not kept (the last "
+                            + std::to_string(history_size) + " are)");
+      const auto bytes = experts::checkpoint_bytes(*i->second);
+      return std::string{bytes.begin(), bytes.end()};
+    },
+    [=](mute_atom, std::uint32_t layer, std::uint32_t id, bool on) -> caf::result<ok_atom> {
+      auto& st = self->state;
+      auto i = st.experts.find({layer, id});
+      if (i == st.experts.end())
+        return change_error("no expert " + expert_name(layer, id));
+      return self->delegate(i->second, mute_atom::value, on);
     },
     [=](stats_atom) -> caf::result<std::vector<relay_stats>> {
       auto& st = self->state;
       auto rp = self->make_response_promise<std::vector<relay_stats>>();
-      auto out = std::make_shared<std::vector<relay_stats>>(st.spawned.size());
-      auto pending = std::make_shared<size_t>(st.spawned.size());
-      for (size_t n = 0; n < st.spawned.size(); ++n)
-        self->request(st.spawned[n].relay, std::chrono::seconds(10), stats_atom::value)
-          .then([rp, out, pending, n](relay_stats s) mutable {
-            (*out)[n] = s;
-            if (--*pending == 0)
-              rp.deliver(*out);
-          });
+      auto out = std::make_shared<std::vector<relay_stats>>(st.nodes.size());
+      auto pending = std::make_shared<size_t>(1);
+      auto done = [rp, out, pending]() mutable {
+        if (--*pending == 0)
+          rp.deliver(*out);
+      };
+      for (size_t n = 0; n < st.nodes.size(); ++n) {
+        if (!st.nodes[n].alive)
+          continue;
+        ++*pending;
+        self->request(st.nodes[n].relay, std::chrono::seconds(10), stats_atom::value)
+          .then([out, n, done](relay_stats s) mutable {
+                  (*out)[n] = s;
+                  done();
+                },
+                [done](caf::error&) mutable { done(); });
+      }
+      done();
       return rp;
     },
     [=](shutdown_atom) {
-      for (auto& a : self->state.setup.agents)
-        self->send(a, shutdown_atom::value);
+      for (auto& n : self->state.nodes)
+        if (n.alive)
+          self->send(n.agent, shutdown_atom::value);
       self->quit(caf::exit_reason::user_shutdown); // linked: the composer ends too
     },
   };

@@ -1,10 +1,18 @@
 #pragma once
-// The coordinator: admits requests (an id and the current membership epoch for each), owns the
-// registry of nodes and experts, builds the epoch plan and hands it to every relay (and through
-// them to every expert) and to the composer before it admits anything.
+// The coordinator: admits requests (an id and the membership epoch current at admission for
+// each), owns the versioned registry of nodes and experts, and changes it on command (add an
+// expert, remove one, drain a node, join a node) or when a node is lost. Every change makes a
+// new epoch: its plan reaches every relay (and through them every expert) and the composer
+// before it admits anything into it. An epoch with no requests left retires; an expert no live
+// epoch counts is retired by its node (the drain of a removed expert).
 
 #include "actors/composer_actor.hpp"
 
+#include <caf/typed_response_promise.hpp>
+
+#include <deque>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -21,14 +29,45 @@ struct coordinator_setup {
   std::uint32_t head = 0;                    ///< node index of the coordinator and composer
 };
 
+/// One node as the registry knows it.
+struct registered_node {
+  std::string name;
+  std::string address;
+  node_agent_actor agent;
+  relay_actor relay;
+  bool alive = true;
+};
+
+/// One membership epoch.
+struct epoch_entry {
+  std::shared_ptr<const experts::model> model; ///< members' weights in position order
+  std::vector<std::vector<std::uint32_t>> members;   ///< [layer] -> stable ids
+  std::vector<std::vector<std::uint32_t>> placement; ///< [layer][position] -> node
+  mesh_plan plan;
+  std::uint64_t in_flight = 0;
+};
+
+/// A request between admission and answer.
+struct admitted_request {
+  caf::typed_response_promise<infer_result> rp;
+  std::uint64_t epoch = 0;
+};
+
 struct coordinator_state {
   coordinator_setup setup;
   composer_actor composer;
-  std::vector<spawned_node> spawned; ///< per node
-  mesh_plan plan;
-  bool ready = false;
+  std::vector<registered_node> nodes;
+  std::map<std::pair<std::uint32_t, std::uint32_t>, expert_actor> experts; ///< by (layer, id)
+  std::vector<std::uint32_t> next_id;             ///< per layer: the next stable id
+  std::map<std::uint64_t, epoch_entry> epochs;    ///< live epochs
+  std::map<std::uint64_t, std::shared_ptr<const experts::model>> history; ///< recent models
+  std::uint64_t current = 0;                      ///< epoch new requests join; 0: not ready
+  std::uint64_t last_epoch = 0;
+  bool changing = false;                          ///< a membership change is being published
+  std::string broken;                             ///< why no request can be admitted, if so
+  std::map<std::uint64_t, admitted_request> requests;
   std::uint64_t next_request = 0;
-  std::uint64_t served = 0, failed = 0, in_flight = 0;
+  std::uint64_t served = 0, failed = 0;
 
   static inline const char* name = "eoe.coordinator";
 };

@@ -8,17 +8,17 @@
 #include "experts/weighted_output.hpp"
 
 #include <caf/actor_cast.hpp>
-#include <caf/event_based_actor.hpp>
-#include <caf/send.hpp>
 #include <caf/actor_ostream.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/mailbox_element.hpp>
+#include <caf/send.hpp>
 
 #include <chrono>
 
 namespace eoe::actors {
 
-std::string expert_name(std::uint32_t layer, std::uint32_t index, int step) {
-  auto s = std::to_string(layer) + "." + std::to_string(index);
+std::string expert_name(std::uint32_t layer, std::uint32_t id, int step) {
+  auto s = std::to_string(layer) + "." + std::to_string(id);
   if (step > 0)
     s += " (step " + std::to_string(step + 1) + ")";
   return s;
@@ -40,36 +40,40 @@ using experts::layer_kind;
 /// longer, then drop them.
 constexpr std::chrono::milliseconds cleanup_grace{1000};
 
-const contribution& view(const caf::message& m) {
+const contribution& view_of(const caf::message& m) {
   return m.get_as<contribution>(1);
 }
 
-/// Members of the layer that feeds unrolled layer u: the embedder alone for the first.
-size_t senders_of(const expert_state& st, std::uint32_t u) {
+std::string my_name(const expert_state& st) {
+  return expert_name(st.spec.layer, st.spec.id);
+}
+
+/// Members of the layer that feeds unrolled layer u in epoch v: the embedder alone for the
+/// first layer.
+size_t senders_of(const epoch_view& v, std::uint32_t u) {
   if (u == 0)
     return 1;
-  return static_cast<size_t>(st.spec.model->config.layers[st.schedule[u - 1]].experts);
+  return static_cast<size_t>(v.config.layers[v.schedule[u - 1]].experts);
 }
 
 /// Sends a message to a typed handle without copying its payload again.
 template <class Handle>
-void forward_message(self_ptr self, const Handle& dest, const caf::message& msg) {
+void forward_message(const Handle& dest, const caf::message& msg) {
   caf::anon_send(caf::actor_cast<caf::actor>(dest), msg);
 }
 
 /// Computes the output on the active rows and sends it to the next layer's relays (or the
 /// composer), and what was decided to the composer.
-void finish(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work& w,
-            std::uint64_t epoch, const std::vector<std::int32_t>& rows,
+void finish(self_ptr self, const epoch_view& v, std::uint64_t request, std::uint32_t u,
+            layer_work& w, int position, const std::vector<std::int32_t>& rows,
             const std::vector<float>& carried) {
   auto& st = self->state;
-  const auto& lc = st.spec.model->config.layers[st.spec.layer];
-  const auto& plan = st.plans.at(epoch);
+  const auto& lc = v.config.layers[st.spec.layer];
   contribution out;
   out.request = request;
-  out.epoch = epoch;
+  out.epoch = v.plan.epoch;
   out.to_layer = u + 1;
-  out.sender = st.spec.index;
+  out.sender = static_cast<std::uint32_t>(position);
   out.sender_node = st.spec.node;
   out.deadline_ms = w.deadline_ms;
   out.rows = pack(rows);
@@ -78,60 +82,57 @@ void finish(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work& w
     matrix in(static_cast<Eigen::Index>(rows.size()), w.first_in.cols()), hidden, y;
     for (size_t r = 0; r < rows.size(); ++r)
       in.row(static_cast<Eigen::Index>(r)) = w.first_in.row(rows[r]);
-    experts::expert_forward(*st.be, st.spec.model->layers[st.spec.layer].experts[st.spec.index],
-                            lc.act, in, hidden, y);
+    experts::expert_forward(*st.be, *st.spec.weights, lc.act, in, hidden, y);
     out.y = to_wire(y);
   }
-  if (st.spec.index == 0) { // the carrier: the stream and the ids travel on with its output
+  if (position == 0) { // the carrier: the stream and the ids travel on with its output
     out.stream = to_wire(w.stream);
     out.ids = w.ids;
   }
   expert_record rec;
   rec.request = request;
   rec.layer = u;
-  rec.expert = st.spec.index;
+  rec.expert = static_cast<std::uint32_t>(position);
   rec.scores = pack(w.scores);
   rec.rows = out.rows;
   rec.carried = out.scores;
   const auto msg = caf::make_message(contrib_atom::value, std::move(out));
-  if (u + 1 < st.schedule.size()) {
-    for (auto node : plan.nodes_of_layer(st.schedule[u + 1]))
-      forward_message(self, plan.relays[node], msg);
+  if (u + 1 < v.schedule.size()) {
+    for (auto node : v.nodes_of_layer(v.schedule[u + 1]))
+      forward_message(v.plan.relays[node], msg);
   } else {
-    forward_message(self, plan.composer, msg);
+    forward_message(v.plan.composer, msg);
   }
-  self->send(plan.composer, record_atom::value, std::move(rec));
+  self->send(v.plan.composer, record_atom::value, std::move(rec));
 }
 
 /// Top-k: every peer's ranking scores are in; decide by the shared rule.
-void decide_topk(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work& w,
-                 std::uint64_t epoch) {
-  const auto& lc = self->state.spec.model->config.layers[self->state.spec.layer];
-  const float gate_bias =
-    self->state.spec.model->layers[self->state.spec.layer].gate_bias(0, self->state.spec.index);
+void decide_topk(self_ptr self, const epoch_view& v, std::uint64_t request, std::uint32_t u,
+                 layer_work& w, int position) {
+  const auto& lc = v.config.layers[self->state.spec.layer];
+  const float gate_bias = v.params[self->state.spec.layer].gate_bias(0, position);
   const auto tokens = w.scores.size();
   std::vector<std::int32_t> rows;
   std::vector<float> carried, row(static_cast<size_t>(lc.experts));
   for (size_t t = 0; t < tokens; ++t) {
     for (int e = 0; e < lc.experts; ++e)
       row[e] = w.ranks[e][t];
-    if (experts::active_in_topk<float>(row, static_cast<int>(self->state.spec.index), lc.k)) {
+    if (experts::active_in_topk<float>(row, position, lc.k)) {
       rows.push_back(static_cast<std::int32_t>(t));
       carried.push_back(w.scores[t] + gate_bias); // the gate logit
     }
   }
-  finish(self, request, u, w, epoch, rows, carried);
+  finish(self, v, request, u, w, position, rows, carried);
 }
 
 /// Every sender of the previous layer has answered: mix, score, decide (or share scores).
-void on_inputs(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work& w) {
+void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::uint32_t u,
+               layer_work& w, int position) {
   auto& st = self->state;
-  const auto& m = *st.spec.model;
-  const auto& c = m.config;
+  const auto& c = v.config;
   const auto& lc = c.layers[st.spec.layer];
-  const auto& lp = m.layers[st.spec.layer];
-  const auto& carrier = view(*w.got[0]);
-  const std::uint64_t epoch = carrier.epoch;
+  const auto& lp = v.params[st.spec.layer];
+  const auto& carrier = view_of(*w.got[0]);
   const matrix h_prev = from_wire(carrier.stream, "the carried residual stream");
   const auto tokens = h_prev.rows();
   w.ids = carrier.ids;
@@ -144,14 +145,14 @@ void on_inputs(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work
     std::vector<std::vector<float>> carried(w.got.size());
     std::vector<experts::sender_output> senders(w.got.size());
     for (size_t i = 0; i < w.got.size(); ++i) {
-      const auto& ci = view(*w.got[i]);
+      const auto& ci = view_of(*w.got[i]);
       rows[i] = unpack<std::int32_t>(ci.rows, "contribution rows");
       carried[i] = unpack<float>(ci.scores, "contribution scores");
       if (!rows[i].empty())
         ys[i] = from_wire(ci.y, "contribution output");
       senders[i] = {rows[i], carried[i], &ys[i]};
     }
-    pending = experts::gate_outputs(c.layers[st.schedule[u - 1]], senders,
+    pending = experts::gate_outputs(c.layers[v.schedule[u - 1]], senders,
                                     static_cast<size_t>(tokens));
   }
   w.stream = h_prev;
@@ -161,21 +162,20 @@ void on_inputs(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work
   const matrix* in = &w.stream;
   if (lc.affinity) {
     mixed = h_prev;
-    experts::scatter_add(mixed, pending, lp.affinity.data() + st.spec.index, lp.affinity.cols());
+    experts::scatter_add(mixed, pending, lp.affinity.data() + position, lp.affinity.cols());
     in = &mixed;
   }
 
-  const auto& self_weights = lp.experts[st.spec.index];
   std::vector<std::int32_t> rows;
   std::vector<float> carried;
   switch (lc.kind) {
     case layer_kind::eoe: {
       vector s;
-      experts::expert_scores(*st.be, self_weights, *in, w.first_in, s);
+      experts::expert_scores(*st.be, *st.spec.weights, *in, w.first_in, s);
       w.scores.assign(s.data(), s.data() + s.size());
       if (lc.mode == experts::activation_mode::threshold) {
-        const float tau = lp.tau(0, st.spec.index);
-        const float gate_bias = lp.gate_bias(0, st.spec.index);
+        const float tau = lp.tau(0, position);
+        const float gate_bias = lp.gate_bias(0, position);
         for (Eigen::Index t = 0; t < tokens; ++t)
           if (experts::active_over_threshold(w.scores[t], tau)) {
             rows.push_back(static_cast<std::int32_t>(t));
@@ -185,35 +185,34 @@ void on_inputs(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work
       }
       // top-k: share the ranking scores with the layer's peers, then decide.
       std::vector<float> rank(w.scores);
-      const float bias = lp.select_bias(0, st.spec.index);
+      const float bias = lp.select_bias(0, position);
       for (auto& r : rank)
         r += bias;
       w.ranks.resize(static_cast<size_t>(lc.experts));
-      w.ranks[st.spec.index] = rank;
+      w.ranks[position] = rank;
       ++w.ranks_in;
       w.scored = true;
       if (lc.experts > 1) {
-        const auto& plan = st.plans.at(epoch);
         score_share share;
         share.request = request;
-        share.epoch = epoch;
+        share.epoch = v.plan.epoch;
         share.layer = u;
-        share.expert = st.spec.index;
+        share.expert = static_cast<std::uint32_t>(position);
         share.sender_node = st.spec.node;
         share.deadline_ms = w.deadline_ms;
         share.scores = pack(rank);
         const auto msg = caf::make_message(scores_atom::value, std::move(share));
-        for (auto node : plan.nodes_of_layer(st.spec.layer))
-          forward_message(self, plan.relays[node], msg);
+        for (auto node : v.nodes_of_layer(st.spec.layer))
+          forward_message(v.plan.relays[node], msg);
         expert_record waiting;
         waiting.request = request;
         waiting.layer = u;
-        waiting.expert = st.spec.index;
+        waiting.expert = static_cast<std::uint32_t>(position);
         waiting.decided = false;
-        self->send(plan.composer, record_atom::value, std::move(waiting));
+        self->send(v.plan.composer, record_atom::value, std::move(waiting));
       }
       if (w.ranks_in == static_cast<size_t>(lc.experts))
-        decide_topk(self, request, u, w, epoch);
+        decide_topk(self, v, request, u, w, position);
       return;
     }
     case layer_kind::router: {
@@ -223,9 +222,9 @@ void on_inputs(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work
       w.first_in = *in;
       w.scores.resize(static_cast<size_t>(tokens));
       for (Eigen::Index t = 0; t < tokens; ++t) {
-        w.scores[t] = d.probs(t, st.spec.index);
+        w.scores[t] = d.probs(t, position);
         for (auto e : d.active.experts_of(static_cast<size_t>(t)))
-          if (e == static_cast<std::int32_t>(st.spec.index)) {
+          if (e == position) {
             rows.push_back(static_cast<std::int32_t>(t));
             carried.push_back(w.scores[t]);
           }
@@ -243,7 +242,7 @@ void on_inputs(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work
       w.first_in = *in;
       for (size_t t = 0; t < a.tokens(); ++t)
         for (auto e : a.experts_of(t))
-          if (e == static_cast<std::int32_t>(st.spec.index)) {
+          if (e == position) {
             rows.push_back(static_cast<std::int32_t>(t));
             carried.push_back(1.0f / static_cast<float>(lc.k));
           }
@@ -257,7 +256,7 @@ void on_inputs(self_ptr self, std::uint64_t request, std::uint32_t u, layer_work
       }
       break;
   }
-  finish(self, request, u, w, epoch, rows, carried);
+  finish(self, v, request, u, w, position, rows, carried);
 }
 
 void arm_timer(self_ptr self, std::uint64_t request, std::uint32_t deadline_ms) {
@@ -267,6 +266,23 @@ void arm_timer(self_ptr self, std::uint64_t request, std::uint32_t deadline_ms) 
                      deadline_atom::value, request);
 }
 
+/// The epoch's view and this expert's position in its layer, or nothing (with a note) when the
+/// epoch is unknown or does not count this expert among its members.
+std::pair<const epoch_view*, int> place(self_ptr self, std::uint64_t epoch, std::uint32_t layer) {
+  auto& st = self->state;
+  auto i = st.epochs.find(epoch);
+  if (i == st.epochs.end()) {
+    caf::aout(self) << my_name(st) << ": a message of unknown epoch " << epoch << " dropped"
+                    << std::endl;
+    return {nullptr, -1};
+  }
+  const auto& v = *i->second;
+  if (layer >= v.schedule.size() || v.schedule[layer] != st.spec.layer)
+    return {nullptr, -1};
+  const int position = v.position(st.spec.layer, st.spec.id);
+  return {position < 0 ? nullptr : &v, position};
+}
+
 } // namespace
 
 expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<expert_state> self,
@@ -274,21 +290,19 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
   auto& st = self->state;
   st.spec = std::move(spec);
   st.be = kernels::make_cpu_backend();
-  st.schedule = unrolled_schedule(st.spec.model->config);
   return {
     [=](contrib_atom, const contribution& c) {
       auto& st = self->state;
       if (st.muted)
         return;
-      if (c.to_layer >= st.schedule.size() || st.schedule[c.to_layer] != st.spec.layer) {
-        caf::aout(self) << expert_name(st.spec.layer, st.spec.index) << ": contribution for layer "
-                        << c.to_layer << " is not mine; dropped" << std::endl;
+      auto [v, position] = place(self, c.epoch, c.to_layer);
+      if (!v)
         return;
-      }
       arm_timer(self, c.request, c.deadline_ms);
-      auto& w = st.work[{c.request, c.to_layer}];
+      const std::pair<std::uint64_t, std::uint32_t> key{c.request, c.to_layer};
+      auto& w = st.work[key];
       w.deadline_ms = c.deadline_ms;
-      const auto expected = senders_of(st, c.to_layer);
+      const auto expected = senders_of(*v, c.to_layer);
       if (w.got.empty())
         w.got.resize(expected);
       if (c.sender >= expected || w.got[c.sender])
@@ -297,38 +311,46 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
       if (++w.count < expected)
         return;
       try {
-        on_inputs(self, c.request, c.to_layer, w);
+        on_inputs(self, *v, c.request, c.to_layer, w, position);
       } catch (const std::exception& e) {
-        caf::aout(self) << expert_name(st.spec.layer, st.spec.index) << ": request " << c.request
-                        << ": " << e.what() << std::endl;
-        st.work.erase({c.request, c.to_layer});
+        caf::aout(self) << my_name(st) << ": request " << c.request << ": " << e.what()
+                        << std::endl;
+        st.work.erase(key);
         return;
       }
       if (!w.scored || w.ranks_in == w.ranks.size())
-        st.work.erase({c.request, c.to_layer});
+        st.work.erase(key);
     },
     [=](scores_atom, const score_share& s) {
       auto& st = self->state;
-      if (st.muted || s.expert == st.spec.index)
+      if (st.muted)
+        return;
+      auto [v, position] = place(self, s.epoch, s.layer);
+      if (!v || static_cast<int>(s.expert) == position)
         return; // our own share comes back through our relay
       arm_timer(self, s.request, s.deadline_ms);
-      auto& w = st.work[{s.request, s.layer}];
-      const auto experts = static_cast<size_t>(
-        st.spec.model->config.layers[st.spec.layer].experts);
+      const std::pair<std::uint64_t, std::uint32_t> key{s.request, s.layer};
+      auto& w = st.work[key];
+      const auto experts = static_cast<size_t>(v->config.layers[st.spec.layer].experts);
       if (w.ranks.empty())
         w.ranks.resize(experts);
       if (s.expert >= experts || !w.ranks[s.expert].empty())
         return;
       w.ranks[s.expert] = unpack<float>(s.scores, "ranking scores");
       if (++w.ranks_in == experts && w.scored) {
-        decide_topk(self, s.request, s.layer, w, s.epoch);
-        st.work.erase({s.request, s.layer});
+        decide_topk(self, *v, s.request, s.layer, w, position);
+        st.work.erase(key);
       }
     },
-    [=](plan_atom, const mesh_plan& p) {
-      self->state.plans[p.epoch] = p;
+    [=](plan_atom, const mesh_plan& p) -> caf::result<ok_atom> {
+      try {
+        self->state.epochs[p.epoch] = decode_plan(p);
+      } catch (const std::exception& e) {
+        return caf::make_error(caf::sec::invalid_argument, e.what());
+      }
       return ok_atom::value;
     },
+    [=](retire_atom, std::uint64_t epoch) { self->state.epochs.erase(epoch); },
     [=](deadline_atom, std::uint64_t request) {
       auto& st = self->state;
       st.timed.erase(request);

@@ -1,12 +1,14 @@
 #pragma once
-// The expert actor: one expert of one layer (every step of a recurrent layer).
+// The expert actor: one expert of one layer (every step of a recurrent layer), a member of
+// every epoch whose plan lists it.
 //
 // Per request and layer it waits for an output or an abstain from every member of the
-// previous layer (the embedder for the first layer), mixes them into the residual stream (with
-// its own affinity weights), scores itself, in top-k mode exchanges ranking scores with its
-// layer peers, computes if active, and sends its output (or an abstain) to the relays of every
-// node hosting the next layer (the composer after the last layer) and what it decided to the
-// composer. The first expert of the layer carries the residual stream on.
+// previous layer in the request's epoch (the embedder for the first layer), mixes them into
+// the residual stream (with its own affinity weights), scores itself, in top-k mode exchanges
+// ranking scores with its layer peers, computes if active, and sends its output (or an
+// abstain) to the relays of every node hosting the next layer (the composer after the last)
+// and what it decided to the composer. The first member of the layer carries the residual
+// stream on.
 
 #include "actors/interfaces.hpp"
 #include "actors/plan.hpp"
@@ -28,21 +30,21 @@ namespace eoe::actors {
 
 /// Who an expert actor is and what it computes with.
 struct expert_spec {
-  std::shared_ptr<const experts::model> model;
+  std::shared_ptr<const experts::ffn_expert> weights;
   std::uint32_t layer = 0; ///< config layer
-  std::uint32_t index = 0; ///< expert index in the layer
+  std::uint32_t id = 0;    ///< stable id in the layer (its name is "layer.id")
   std::string node;        ///< the node it runs on
 };
 
 /// A request's progress on one unrolled layer.
 struct layer_work {
-  std::vector<std::optional<caf::message>> got; ///< by sender index (the shared messages)
+  std::vector<std::optional<caf::message>> got; ///< by sender position (the shared messages)
   size_t count = 0;
   bool scored = false;
   matrix stream;   ///< h_l, the layer's residual stream (the carrier sends it on)
   matrix first_in; ///< the first projection's input, all tokens: u = x A, or x
   std::vector<float> scores;  ///< own self-scores (eoe) or router probabilities
-  std::vector<std::vector<float>> ranks; ///< top-k: [expert] ranking scores, own included
+  std::vector<std::vector<float>> ranks; ///< top-k: [position] ranking scores, own included
   size_t ranks_in = 0;
   std::string ids;
   std::uint32_t deadline_ms = 0;
@@ -51,10 +53,9 @@ struct layer_work {
 struct expert_state {
   expert_spec spec;
   std::unique_ptr<kernels::backend> be;
-  std::map<std::uint64_t, mesh_plan> plans;     ///< by epoch
-  std::vector<std::uint32_t> schedule;          ///< unrolled layer -> config layer
+  std::map<std::uint64_t, std::shared_ptr<const epoch_view>> epochs;
   std::map<std::pair<std::uint64_t, std::uint32_t>, layer_work> work;
-  std::set<std::uint64_t> timed;                ///< requests with a deadline timer
+  std::set<std::uint64_t> timed; ///< requests with a cleanup timer
   bool muted = false;
 
   static inline const char* name = "eoe.expert";
@@ -63,8 +64,8 @@ struct expert_state {
 expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<expert_state> self,
                                             expert_spec spec);
 
-/// "1.3": config layer 1, expert 3 (and " (step 2)" for a later step of a recurrent layer).
-std::string expert_name(std::uint32_t layer, std::uint32_t index, int step = 0);
+/// "1.3": config layer 1, expert id 3 (and " (step 2)" for a later step of a recurrent layer).
+std::string expert_name(std::uint32_t layer, std::uint32_t id, int step = 0);
 
 /// unrolled layer -> config layer of a model config.
 std::vector<std::uint32_t> unrolled_schedule(const experts::model_config& c);

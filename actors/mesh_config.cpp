@@ -48,6 +48,10 @@ mesh_config::mesh_config() {
   add_message_type<spawn_order>("spawn_order");
   add_message_type<spawned_node>("spawned_node");
   add_message_type<cluster_status>("cluster_status");
+  add_message_type<expert_weights>("expert_weights");
+  add_message_type<std::vector<wire_tensor>>("std::vector<wire_tensor>");
+  add_message_type<std::vector<std::vector<wire_tensor>>>("std::vector<std::vector<wire_tensor>>");
+  add_message_type<std::vector<std::uint64_t>>("std::vector<uint64_t>");
   add_message_type<std::vector<std::uint32_t>>("std::vector<uint32_t>");
   add_message_type<std::vector<std::vector<std::uint32_t>>>("std::vector<std::vector<uint32_t>>");
   add_message_type<std::vector<std::pair<std::uint32_t, std::uint32_t>>>(

@@ -38,6 +38,19 @@ using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using mute_atom = caf::atom_constant<caf::atom("mute")>;
 /// a positive acknowledgement.
 using ok_atom = caf::atom_constant<caf::atom("ok")>;
+/// ctl -> coordinator: add an expert to a layer (a new epoch).
+using add_expert_atom = caf::atom_constant<caf::atom("addexpert")>;
+/// ctl -> coordinator: remove an expert (a new epoch; it drains, then exits).
+using remove_expert_atom = caf::atom_constant<caf::atom("rmexpert")>;
+/// ctl -> coordinator: move every expert off a node (a new epoch without them).
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
+/// new node or ctl -> coordinator: register a node agent with the cluster.
+using join_atom = caf::atom_constant<caf::atom("join")>;
+/// coordinator -> relays, experts, composer: an epoch has no requests left; forget it.
+/// coordinator -> node agent: an expert is in no live epoch; end it.
+using retire_atom = caf::atom_constant<caf::atom("retire")>;
+/// anyone -> coordinator: the model of an epoch, as checkpoint bytes (for references).
+using model_atom = caf::atom_constant<caf::atom("model")>;
 
 // ---- payloads ----------------------------------------------------------------------------
 
@@ -151,6 +164,19 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, expert_record& x) {
   return f(caf::meta::type_name("expert_record"), x.request, x.layer, x.expert, x.decided,
            x.scores, x.rows, x.carried);
+}
+
+/// The weights of one expert to spawn: its tensors in the order of experts::ffn_expert
+/// (a, w1, b1, w2, b2; empty where the layer has none).
+struct expert_weights {
+  std::uint32_t layer = 0; ///< config layer
+  std::uint32_t id = 0;    ///< stable expert id in the layer
+  std::vector<wire_tensor> tensors;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, expert_weights& x) {
+  return f(caf::meta::type_name("expert_weights"), x.layer, x.id, x.tensors);
 }
 
 /// Counters of a node's relay: what arrived from other nodes.

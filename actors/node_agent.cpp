@@ -4,6 +4,7 @@
 #include "experts/checkpoint.hpp"
 
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 
 #include <stdexcept>
 
@@ -19,40 +20,74 @@ std::shared_ptr<const experts::model> load_model(const std::string& checkpoint) 
   return std::make_shared<const experts::model>(std::move(*m));
 }
 
+namespace {
+
+using self_ptr = node_agent_actor::stateful_pointer<node_agent_state>;
+
+expert_actor spawn_expert(self_ptr self, std::uint32_t layer, std::uint32_t id,
+                          std::shared_ptr<const experts::ffn_expert> weights) {
+  auto& st = self->state;
+  auto e = self->spawn<caf::linked>(expert_behavior,
+                                    expert_spec{std::move(weights), layer, id, st.node});
+  st.experts[{layer, id}] = e;
+  self->send(st.relay, spawn_atom::value, layer, id, e);
+  return e;
+}
+
+} // namespace
+
 node_agent_actor::behavior_type
 node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, std::string node) {
   self->state.node = std::move(node);
+  self->state.relay = self->spawn<caf::linked>(relay_behavior, self->state.node);
   return {
     [=](spawn_atom, const spawn_order& order) -> caf::result<spawned_node> {
       auto& st = self->state;
-      std::shared_ptr<const experts::model> model;
-      try {
-        auto& cached = st.models[order.checkpoint];
-        if (!cached)
-          cached = load_model(order.checkpoint);
-        model = cached;
-      } catch (const std::exception& e) {
-        st.models.erase(order.checkpoint);
-        return make_mesh_error(mesh_errc::bad_request, "node " + st.node + ": " + e.what());
-      }
-      const auto& c = model->config;
       spawned_node out;
       out.node = st.node;
-      std::map<std::uint32_t, std::vector<expert_actor>> local;
-      for (auto [layer, index] : order.experts) {
-        if (layer >= c.layers.size() || index >= static_cast<std::uint32_t>(c.layers[layer].experts))
-          return make_mesh_error(mesh_errc::bad_request,
-                                 "node " + st.node + ": the model has no expert "
-                                   + expert_name(layer, index));
-        auto e = self->spawn<caf::linked>(expert_behavior, expert_spec{model, layer, index, st.node});
-        local[layer].push_back(e);
-        out.experts.push_back(e);
-        st.experts.push_back(e);
-      }
-      st.relay = self->spawn<caf::linked>(relay_behavior, st.node, unrolled_schedule(c),
-                                          std::move(local));
       out.relay = st.relay;
+      if (!order.experts.empty()) {
+        std::shared_ptr<const experts::model> model;
+        try {
+          auto& cached = st.models[order.checkpoint];
+          if (!cached)
+            cached = load_model(order.checkpoint);
+          model = cached;
+        } catch (const std::exception& e) {
+          st.models.erase(order.checkpoint);
+          return make_mesh_error(mesh_errc::bad_request, "node " + st.node + ": " + e.what());
+        }
+        const auto& c = model->config;
+        for (auto [layer, id] : order.experts) {
+          if (layer >= c.layers.size() || id >= static_cast<std::uint32_t>(c.layers[layer].experts))
+            return make_mesh_error(mesh_errc::bad_request, "node " + st.node
+                                                             + ": the model has no expert "
+                                                             + expert_name(layer, id));
+          out.experts.push_back(spawn_expert(
+            self, layer, id,
+            std::make_shared<const experts::ffn_expert>(model->layers[layer].experts[id])));
+        }
+      }
+      for (auto& w : order.explicit_experts) {
+        try {
+          out.experts.push_back(spawn_expert(
+            self, w.layer, w.id, std::make_shared<const experts::ffn_expert>(expert_from(w))));
+        } catch (const std::exception& e) {
+          return make_mesh_error(mesh_errc::bad_request, "node " + st.node + ": expert "
+                                                           + expert_name(w.layer, w.id) + ": "
+                                                           + e.what());
+        }
+      }
       return out;
+    },
+    [=](retire_atom, std::uint32_t layer, std::uint32_t id) {
+      auto& st = self->state;
+      auto i = st.experts.find({layer, id});
+      if (i == st.experts.end())
+        return;
+      self->send(st.relay, retire_atom::value, layer, id);
+      self->send_exit(i->second, caf::exit_reason::user_shutdown);
+      st.experts.erase(i);
     },
     [=](status_atom) { return self->state.node; },
     [=](shutdown_atom) { self->quit(caf::exit_reason::user_shutdown); },

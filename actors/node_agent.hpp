@@ -1,7 +1,7 @@
 #pragma once
-// The node agent: one per process. On the coordinator's spawn order it loads the model and
-// spawns the node's relay and expert actors (linked to it: they end with it); on shutdown it
-// ends them and itself.
+// The node agent: one per process. On the coordinator's spawn orders it spawns the node's
+// relay (once) and expert actors, from the checkpoint or from weights it is sent; all linked
+// to it, so they end with it. It retires an expert no live epoch counts any more.
 
 #include "actors/relay_actor.hpp"
 
@@ -13,7 +13,7 @@ struct node_agent_state {
   std::string node;
   std::map<std::string, std::shared_ptr<const experts::model>> models; ///< by checkpoint path
   relay_actor relay;
-  std::vector<expert_actor> experts;
+  std::map<std::pair<std::uint32_t, std::uint32_t>, expert_actor> experts; ///< by (layer, id)
 
   static inline const char* name = "eoe.node_agent";
 };

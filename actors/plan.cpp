@@ -1,14 +1,120 @@
 #include "actors/plan.hpp"
 
+#include "actors/wire.hpp"
+
 #include <algorithm>
+#include <stdexcept>
 
 namespace eoe::actors {
 
-std::vector<std::uint32_t> mesh_plan::nodes_of_layer(size_t l) const {
-  std::vector<std::uint32_t> out(placement.at(l).begin(), placement.at(l).end());
+namespace {
+
+constexpr size_t layer_tensor_count = 5; // router, affinity, tau, select_bias, gate_bias
+
+matrix or_empty(const wire_tensor& t, const char* what) {
+  return t.rows == 0 && t.cols == 0 ? matrix{} : from_wire(t, what);
+}
+
+wire_tensor wire_or_empty(const matrix& m) {
+  return m.size() == 0 ? wire_tensor{} : to_wire(m);
+}
+
+} // namespace
+
+int epoch_view::position(size_t l, std::uint32_t id) const {
+  const auto& m = plan.members.at(l);
+  const auto i = std::find(m.begin(), m.end(), id);
+  return i == m.end() ? -1 : static_cast<int>(i - m.begin());
+}
+
+std::vector<std::uint32_t> epoch_view::nodes_of_layer(size_t l) const {
+  std::vector<std::uint32_t> out(plan.placement.at(l).begin(), plan.placement.at(l).end());
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
+}
+
+std::shared_ptr<const epoch_view> decode_plan(const mesh_plan& p) {
+  auto v = std::make_shared<epoch_view>();
+  v->plan = p;
+  auto c = experts::parse_model_config(p.config, "plan of epoch " + std::to_string(p.epoch));
+  if (!c)
+    throw std::invalid_argument(c.error().message);
+  v->config = std::move(*c);
+  const auto layers = v->config.layers.size();
+  if (p.members.size() != layers || p.placement.size() != layers || p.layer_params.size() != layers)
+    throw std::invalid_argument("plan of epoch " + std::to_string(p.epoch)
+                                + ": members, placement and parameters must cover every layer");
+  for (size_t l = 0; l < layers; ++l) {
+    const auto e = static_cast<size_t>(v->config.layers[l].experts);
+    if (p.members[l].size() != e || p.placement[l].size() != e
+        || p.layer_params[l].size() != layer_tensor_count)
+      throw std::invalid_argument("plan of epoch " + std::to_string(p.epoch) + ": layer "
+                                  + std::to_string(l) + " lists the wrong number of members");
+    for (auto n : p.placement[l])
+      if (n >= p.nodes.size())
+        throw std::invalid_argument("plan of epoch " + std::to_string(p.epoch)
+                                    + ": placement names node " + std::to_string(n));
+  }
+  for (size_t l = 0; l < layers; ++l) {
+    experts::layer_params lp;
+    const auto& t = p.layer_params[l];
+    lp.router = or_empty(t[0], "plan router");
+    lp.affinity = or_empty(t[1], "plan affinity");
+    lp.tau = or_empty(t[2], "plan tau");
+    lp.select_bias = or_empty(t[3], "plan selection bias");
+    lp.gate_bias = or_empty(t[4], "plan gate bias");
+    v->params.push_back(std::move(lp));
+  }
+  for (size_t l = 0; l < layers; ++l)
+    v->schedule.insert(v->schedule.end(), static_cast<size_t>(v->config.layers[l].steps),
+                       static_cast<std::uint32_t>(l));
+  return v;
+}
+
+mesh_plan make_plan(std::uint64_t epoch, const experts::model& m,
+                    std::vector<std::vector<std::uint32_t>> members,
+                    std::vector<std::vector<std::uint32_t>> placement,
+                    std::vector<std::string> nodes, std::vector<relay_actor> relays,
+                    composer_actor composer, std::uint32_t composer_node) {
+  mesh_plan p;
+  p.epoch = epoch;
+  p.config = experts::to_toml(m.config);
+  p.nodes = std::move(nodes);
+  p.relays = std::move(relays);
+  p.composer = std::move(composer);
+  p.composer_node = composer_node;
+  p.members = std::move(members);
+  p.placement = std::move(placement);
+  for (auto& lp : m.layers)
+    p.layer_params.push_back({wire_or_empty(lp.router), wire_or_empty(lp.affinity),
+                              wire_or_empty(lp.tau), wire_or_empty(lp.select_bias),
+                              wire_or_empty(lp.gate_bias)});
+  return p;
+}
+
+expert_weights weights_of(const experts::model& m, std::uint32_t layer, std::uint32_t position,
+                          std::uint32_t id) {
+  const auto& e = m.layers.at(layer).experts.at(position);
+  expert_weights w;
+  w.layer = layer;
+  w.id = id;
+  w.tensors = {wire_or_empty(e.a), wire_or_empty(e.w1), wire_or_empty(e.b1), wire_or_empty(e.w2),
+               wire_or_empty(e.b2)};
+  return w;
+}
+
+experts::ffn_expert expert_from(const expert_weights& w) {
+  if (w.tensors.size() != 5)
+    throw std::invalid_argument("expert weights: 5 tensors (a, w1, b1, w2, b2) expected, got "
+                                + std::to_string(w.tensors.size()));
+  experts::ffn_expert e;
+  e.a = or_empty(w.tensors[0], "expert a");
+  e.w1 = or_empty(w.tensors[1], "expert w1");
+  e.b1 = or_empty(w.tensors[2], "expert b1");
+  e.w2 = or_empty(w.tensors[3], "expert w2");
+  e.b2 = or_empty(w.tensors[4], "expert b2");
+  return e;
 }
 
 } // namespace eoe::actors

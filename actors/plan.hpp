@@ -1,12 +1,17 @@
 #pragma once
-// The plan of a membership epoch: which node hosts which expert, and the relays and composer
-// every message of a request pinned to that epoch goes through.
+// The plan of a membership epoch: the model as it stands in that epoch (config and the
+// layer-level parameters: router, affinity, thresholds, selection and gate biases), which
+// experts are members of each layer and in what order, where each one runs, and the relays and
+// composer every message of a request pinned to that epoch goes through. A request never sees
+// two epochs.
 
 #include "actors/interfaces.hpp"
+#include "experts/model.hpp"
 
 #include <caf/meta/type_name.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,41 +19,77 @@ namespace eoe::actors {
 
 struct mesh_plan {
   std::uint64_t epoch = 0;
+  std::string config;              ///< canonical TOML of the epoch's model config
   std::vector<std::string> nodes;  ///< node names; indices below refer to this list
-  std::vector<relay_actor> relays; ///< one per node
+  std::vector<relay_actor> relays; ///< one per node (a lost node's stays, never used)
   composer_actor composer;
   std::uint32_t composer_node = 0;
-  /// [config layer][expert] -> node index
+  /// [config layer] -> stable expert ids of the members, in position order
+  std::vector<std::vector<std::uint32_t>> members;
+  /// [config layer][position] -> node index
   std::vector<std::vector<std::uint32_t>> placement;
-
-  /// The nodes hosting experts of config layer l (ascending, without repeats).
-  std::vector<std::uint32_t> nodes_of_layer(size_t l) const;
+  /// [config layer] -> router, affinity, tau, select_bias, gate_bias (empty where absent)
+  std::vector<std::vector<wire_tensor>> layer_params;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, mesh_plan& x) {
-  return f(caf::meta::type_name("mesh_plan"), x.epoch, x.nodes, x.relays, x.composer,
-           x.composer_node, x.placement);
+  return f(caf::meta::type_name("mesh_plan"), x.epoch, x.config, x.nodes, x.relays, x.composer,
+           x.composer_node, x.members, x.placement, x.layer_params);
 }
 
-/// What the coordinator asks a node agent to host.
+/// A plan decoded once by each actor that receives it.
+struct epoch_view {
+  mesh_plan plan;
+  experts::model_config config;
+  std::vector<std::uint32_t> schedule; ///< unrolled layer -> config layer
+  /// layer-level parameters per config layer (experts left empty)
+  std::vector<experts::layer_params> params;
+
+  /// The position of expert `id` in config layer l, or -1 when it is not a member.
+  int position(size_t l, std::uint32_t id) const;
+
+  /// The nodes hosting members of config layer l (ascending, without repeats).
+  std::vector<std::uint32_t> nodes_of_layer(size_t l) const;
+};
+
+/// Decodes a plan; throws std::invalid_argument naming what does not fit.
+std::shared_ptr<const epoch_view> decode_plan(const mesh_plan& p);
+
+/// The plan of an epoch of model m (members and placement per config layer, in m's order).
+mesh_plan make_plan(std::uint64_t epoch, const experts::model& m,
+                    std::vector<std::vector<std::uint32_t>> members,
+                    std::vector<std::vector<std::uint32_t>> placement,
+                    std::vector<std::string> nodes, std::vector<relay_actor> relays,
+                    composer_actor composer, std::uint32_t composer_node);
+
+/// The weights of expert `position` of config layer l of m, as an expert_weights message.
+expert_weights weights_of(const experts::model& m, std::uint32_t layer, std::uint32_t position,
+                          std::uint32_t id);
+
+/// The expert an expert_weights message carries.
+experts::ffn_expert expert_from(const expert_weights& w);
+
+/// What the coordinator asks a node agent to host: the initial experts from the checkpoint,
+/// by (config layer, position = id), or explicit weights.
 struct spawn_order {
   std::string node;       ///< the node's name
-  std::string checkpoint; ///< the model file, readable on that node
-  /// (config layer, expert) pairs the node hosts
+  std::string checkpoint; ///< the model file, readable on that node ("" = embedded default)
   std::vector<std::pair<std::uint32_t, std::uint32_t>> experts;
+  std::vector<expert_weights> explicit_experts;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, spawn_order& x) {
-  return f(caf::meta::type_name("spawn_order"), x.node, x.checkpoint, x.experts);
+  return f(caf::meta::type_name("spawn_order"), x.node, x.checkpoint, x.experts,
+           x.explicit_experts);
 }
 
 /// What a node agent spawned.
 struct spawned_node {
   std::string node;
   relay_actor relay;
-  std::vector<expert_actor> experts; ///< in the order of the spawn order's experts
+  std::vector<expert_actor> experts; ///< checkpoint experts, then explicit ones, in order
 };
 
 template <class Inspector>
@@ -65,16 +106,18 @@ struct cluster_status {
   std::vector<std::string> addresses; ///< host:port per node
   std::vector<std::uint32_t> experts_per_node;
   std::vector<bool> alive;
+  std::vector<std::string> experts;   ///< "layer.id@node" of the current epoch's members
   std::uint64_t requests_served = 0;
   std::uint64_t requests_failed = 0;
   std::uint64_t in_flight = 0;
+  std::vector<std::uint64_t> live_epochs; ///< the current one and those still serving requests
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_status& x) {
   return f(caf::meta::type_name("cluster_status"), x.epoch, x.model, x.checkpoint, x.nodes,
-           x.addresses, x.experts_per_node, x.alive, x.requests_served, x.requests_failed,
-           x.in_flight);
+           x.addresses, x.experts_per_node, x.alive, x.experts, x.requests_served,
+           x.requests_failed, x.in_flight, x.live_epochs);
 }
 
 } // namespace eoe::actors

@@ -1,7 +1,8 @@
 #pragma once
 // The relay: a node's entry point for mesh traffic. A contribution or a score share bound for
-// several experts of this node arrives once and is handed to each of them (the message is
-// shared, not copied). It counts what crossed from other nodes.
+// several experts of this node arrives once and is handed to each local member of the
+// message's epoch (the message is shared, not copied). It counts what crossed from other
+// nodes.
 
 #include "actors/expert_actor.hpp"
 
@@ -12,17 +13,15 @@ namespace eoe::actors {
 
 struct relay_state {
   std::string node;
-  std::vector<std::uint32_t> schedule;                  ///< unrolled layer -> config layer
-  std::map<std::uint32_t, std::vector<expert_actor>> local; ///< config layer -> local experts
+  /// config layer -> expert id -> the local expert actor
+  std::map<std::uint32_t, std::map<std::uint32_t, expert_actor>> local;
+  std::map<std::uint64_t, std::shared_ptr<const epoch_view>> epochs;
   relay_stats stats;
 
   static inline const char* name = "eoe.relay";
 };
 
-/// local: the node's experts by config layer.
 relay_actor::behavior_type relay_behavior(relay_actor::stateful_pointer<relay_state> self,
-                                          std::string node,
-                                          std::vector<std::uint32_t> schedule,
-                                          std::map<std::uint32_t, std::vector<expert_actor>> local);
+                                          std::string node);
 
 } // namespace eoe::actors
