@@ -5,6 +5,7 @@
 #include "experts/weighted_output.hpp"
 
 #include <caf/actor_cast.hpp>
+#include <caf/actor_ostream.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/mailbox_element.hpp>
 #include <caf/send.hpp>
@@ -169,6 +170,14 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
   st.model = std::move(model);
   st.node = std::move(node);
   st.be = kernels::make_cpu_backend();
+  self->set_exception_handler([self](std::exception_ptr& eptr) -> caf::error {
+    try {
+      std::rethrow_exception(eptr);
+    } catch (const std::exception& e) {
+      caf::aout(self) << "composer: unexpected exception: " << e.what() << std::endl;
+      return make_mesh_error(mesh_errc::internal, e.what());
+    }
+  });
   return {
     [=](infer_atom, std::uint64_t id, std::uint64_t epoch,
         const infer_request& req) -> caf::result<infer_result> {

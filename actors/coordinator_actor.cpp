@@ -30,8 +30,11 @@ using model_ptr = std::shared_ptr<const experts::model>;
 using members_t = std::vector<std::vector<std::uint32_t>>;
 using done_fn = std::function<void(caf::expected<std::uint64_t>)>;
 
-/// Models kept for `model_atom` (references of past epochs), newest first out of the map last.
+/// Models kept for `model_atom` (references of past epochs).
 constexpr size_t history_size = 64;
+
+/// Requests that may wait for the epoch without a lost node.
+constexpr size_t max_held = 4096;
 
 std::string node_list(const std::vector<std::string>& names) {
   std::string out;
@@ -64,6 +67,8 @@ void retire_idle(self_ptr self) {
         self->send(n.relay, retire_atom::value, it->first);
     it = st.epochs.erase(it);
   }
+  if (st.changing)
+    return; // an expert spawned for the epoch being published is in none yet
   std::set<std::pair<std::uint32_t, std::uint32_t>> live;
   std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint32_t> where;
   for (auto& [epoch, e] : st.epochs)
@@ -116,7 +121,7 @@ void publish(self_ptr self, model_ptr m, members_t members, members_t placement,
     while (st.history.size() > history_size)
       st.history.erase(st.history.begin());
     st.epochs[epoch] = std::move(*entry);
-    st.current = epoch;
+    st.current = std::max(st.current, epoch); // a later epoch may have been published first
     st.changing = false;
     retire_idle(self);
     done(epoch);
@@ -151,6 +156,18 @@ void complete(self_ptr self, std::uint64_t id, caf::expected<infer_result> r) {
     --e->second.in_flight;
   st.requests.erase(it);
   retire_idle(self);
+}
+
+/// Pins a request to the current epoch and sends it to the composer.
+void admit(self_ptr self, infer_request req, caf::typed_response_promise<infer_result> rp) {
+  auto& st = self->state;
+  const auto id = ++st.next_request;
+  const auto epoch = st.current;
+  ++st.epochs.at(epoch).in_flight;
+  st.requests[id] = {rp, epoch};
+  self->request(st.composer, caf::infinite, infer_atom::value, id, epoch, std::move(req))
+    .then([self, id](infer_result& r) { complete(self, id, std::move(r)); },
+          [self, id](caf::error& err) { complete(self, id, std::move(err)); });
 }
 
 /// The current epoch's model and membership without the experts on node n; top-k layers keep
@@ -219,19 +236,34 @@ void lose_node(self_ptr self, std::uint32_t n) {
     return;
   std::string why;
   auto next = without_node(st.epochs.at(st.current), n, node.name, why);
+  auto release = [self](const std::string& error) {
+    auto& st = self->state;
+    st.rebuilding.clear();
+    for (auto& [req, rp] : st.held)
+      if (error.empty())
+        admit(self, std::move(req), rp);
+      else
+        rp.deliver(make_mesh_error(mesh_errc::node_lost, error));
+    st.held.clear();
+  };
   if (!next) {
     st.broken = why;
     caf::aout(self) << "coordinator: " << why << "; no request can be served" << std::endl;
+    release(why);
     return;
   }
+  st.rebuilding = node.name;
   auto [m, members, placement] = std::move(*next);
   publish(self, m, std::move(members), std::move(placement),
-          [self, name = node.name](caf::expected<std::uint64_t> epoch) {
-            if (epoch)
+          [self, release, name = node.name](caf::expected<std::uint64_t> epoch) {
+            if (epoch) {
               caf::aout(self) << "coordinator: epoch " << *epoch << " runs without node " << name
                               << std::endl;
-            else
+              release({});
+            } else {
               self->state.broken = "no epoch without node " + name + ": " + describe(epoch.error());
+              release(self->state.broken);
+            }
           });
 }
 
@@ -346,6 +378,14 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
     if (n != st.setup.head)
       self->monitor(st.setup.agents[n]);
   }
+  self->set_exception_handler([self](std::exception_ptr& eptr) -> caf::error {
+    try {
+      std::rethrow_exception(eptr);
+    } catch (const std::exception& e) {
+      caf::aout(self) << "coordinator: unexpected exception: " << e.what() << std::endl;
+      return make_mesh_error(mesh_errc::internal, e.what());
+    }
+  });
   self->set_down_handler([self](const caf::down_msg& dm) {
     auto& st = self->state;
     for (std::uint32_t n = 0; n < st.nodes.size(); ++n)
@@ -397,14 +437,16 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
         return make_mesh_error(mesh_errc::not_ready, st.broken);
       if (st.current == 0)
         return make_mesh_error(mesh_errc::not_ready, "the cluster is still starting");
-      const auto id = ++st.next_request;
-      const auto epoch = st.current;
-      ++st.epochs.at(epoch).in_flight;
       auto rp = self->make_response_promise<infer_result>();
-      st.requests[id] = {rp, epoch};
-      self->request(st.composer, caf::infinite, infer_atom::value, id, epoch, std::move(req))
-        .then([self, id](infer_result& r) { complete(self, id, std::move(r)); },
-              [self, id](caf::error& err) { complete(self, id, std::move(err)); });
+      if (!st.rebuilding.empty()) {
+        if (st.held.size() >= max_held)
+          return make_mesh_error(mesh_errc::node_lost,
+                                 "node " + st.rebuilding + " was lost and " + std::to_string(max_held)
+                                   + " requests already wait for the epoch without it");
+        st.held.emplace_back(std::move(req), rp);
+        return rp;
+      }
+      admit(self, std::move(req), rp);
       return rp;
     },
     [=](status_atom) {

@@ -64,6 +64,10 @@ struct coordinator_state {
   std::uint64_t current = 0;                      ///< epoch new requests join; 0: not ready
   std::uint64_t last_epoch = 0;
   bool changing = false;                          ///< a membership change is being published
+  /// A node was lost and the epoch without it is being published: requests wait here (the
+  /// current epoch needs the lost node) and join the new epoch once it is out.
+  std::string rebuilding;
+  std::deque<std::pair<infer_request, caf::typed_response_promise<infer_result>>> held;
   std::string broken;                             ///< why no request can be admitted, if so
   std::map<std::uint64_t, admitted_request> requests;
   std::uint64_t next_request = 0;

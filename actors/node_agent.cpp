@@ -86,6 +86,8 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       if (i == st.experts.end())
         return;
       self->send(st.relay, retire_atom::value, layer, id);
+      // Unlinked first: the expert's exit must not take its node agent (and node) along.
+      self->unlink_from(i->second);
       self->send_exit(i->second, caf::exit_reason::user_shutdown);
       st.experts.erase(i);
     },

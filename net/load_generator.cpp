@@ -1,0 +1,204 @@
+#include "net/load_generator.hpp"
+
+#include "actors/mesh_errc.hpp"
+#include "actors/wire.hpp"
+#include "experts/checkpoint.hpp"
+#include "experts/forward.hpp"
+#include "experts/hash_routing.hpp"
+#include "experts/rng.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/sec.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <regex>
+
+namespace eoe::net {
+
+double quantile(std::vector<double> values, double p) {
+  if (values.empty())
+    return 0;
+  std::sort(values.begin(), values.end());
+  return values[std::min(values.size() - 1, static_cast<size_t>(p * static_cast<double>(values.size())))];
+}
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+matrix tokens_for(const load_options& opt, size_t i, int width) {
+  experts::rng r{experts::stable_hash(opt.seed, i)};
+  matrix x(static_cast<Eigen::Index>(opt.tokens), width);
+  for (Eigen::Index k = 0; k < x.size(); ++k)
+    x.data()[k] = static_cast<float>(r.normal());
+  return x;
+}
+
+/// What came back for request i.
+struct answer {
+  bool done = false;
+  bool ok = false;
+  std::uint64_t epoch = 0;
+  matrix output;
+  std::string error;
+  bool timed_out = false;
+  double sent_s = 0, latency_ms = 0;
+};
+
+struct shared_run {
+  load_options opt;
+  int width = 0;
+  std::vector<answer> answers;
+  size_t next = 0, outstanding = 0;
+  clock_type::time_point start;
+  std::promise<void> finished;
+  std::atomic<size_t>* answered = nullptr;
+};
+
+void send_next(caf::event_based_actor* self, const actors::coordinator_actor& coord,
+               std::shared_ptr<shared_run> run) {
+  while (run->outstanding < run->opt.concurrency && run->next < run->opt.requests) {
+    const size_t i = run->next++;
+    ++run->outstanding;
+    actors::infer_request req;
+    req.tokens = actors::to_wire(tokens_for(run->opt, i, run->width));
+    req.deadline_ms = run->opt.deadline_ms;
+    req.want_record = false;
+    const auto sent = clock_type::now();
+    run->answers[i].sent_s = std::chrono::duration<double>(sent - run->start).count();
+    auto finish = [self, coord, run, i, sent](answer a) {
+      a.done = true;
+      a.sent_s = run->answers[i].sent_s;
+      a.latency_ms = std::chrono::duration<double, std::milli>(clock_type::now() - sent).count();
+      run->answers[i] = std::move(a);
+      --run->outstanding;
+      if (run->answered)
+        ++*run->answered;
+      send_next(self, coord, run);
+      if (run->outstanding == 0 && run->next == run->opt.requests) {
+        run->finished.set_value();
+        self->quit();
+      }
+    };
+    // No answer within the deadline plus this much counts as lost.
+    const auto patience = std::chrono::milliseconds(run->opt.deadline_ms) + std::chrono::seconds(5);
+    self->request(coord, patience, actors::infer_atom::value, std::move(req))
+      .then(
+        [finish](actors::infer_result& r) {
+          answer a;
+          try {
+            a.output = actors::from_wire(r.output, "output");
+            a.ok = true;
+            a.epoch = r.epoch;
+          } catch (const std::exception& e) {
+            a.error = std::string{"malformed answer: "} + e.what();
+          }
+          finish(std::move(a));
+        },
+        [finish](caf::error& err) {
+          answer a;
+          a.timed_out = err == caf::sec::request_timeout;
+          a.error = actors::describe(err);
+          finish(std::move(a));
+        });
+  }
+}
+
+/// An error's text without what differs from request to request (its id, its expert list).
+std::string error_kind(const std::string& text) {
+  if (text.empty())
+    return "no answer";
+  auto kind = std::regex_replace(text, std::regex{"request [0-9]+: "}, "");
+  if (auto cut = kind.find("; the request needed"); cut != std::string::npos)
+    kind.resize(cut);
+  return kind;
+}
+
+} // namespace
+
+load_report run_load(caf::actor_system& sys, const actors::coordinator_actor& coordinator,
+                     const load_options& opt, std::atomic<size_t>* answered) {
+  load_report rep;
+  // The model's input width comes with the first epoch's model.
+  caf::scoped_actor self{sys};
+  std::map<std::uint64_t, std::shared_ptr<experts::model>> models;
+  auto model_of = [&](std::uint64_t epoch) -> std::shared_ptr<experts::model> {
+    auto& m = models[epoch];
+    if (m)
+      return m;
+    self->request(coordinator, std::chrono::seconds(30), actors::model_atom::value, epoch)
+      .receive(
+        [&](const std::string& bytes) {
+          auto parsed = experts::parse_checkpoint(std::vector<char>(bytes.begin(), bytes.end()),
+                                                  "model of epoch " + std::to_string(epoch));
+          if (parsed)
+            m = std::make_shared<experts::model>(std::move(*parsed));
+        },
+        [&](const caf::error&) {});
+    return m;
+  };
+  std::uint64_t first_epoch = 0;
+  self->request(coordinator, std::chrono::seconds(30), actors::status_atom::value)
+    .receive([&](const actors::cluster_status& s) { first_epoch = s.epoch; },
+             [&](const caf::error&) {});
+  auto first = model_of(first_epoch);
+  if (!first) {
+    rep.lost = opt.requests;
+    rep.errors["could not fetch the cluster's model"] = opt.requests;
+    return rep;
+  }
+  auto run = std::make_shared<shared_run>();
+  run->opt = opt;
+  run->width = first->config.input_dim > 0 ? first->config.input_dim : first->config.dim;
+  run->answers.resize(opt.requests);
+  run->answered = answered;
+  run->start = clock_type::now();
+  auto done = run->finished.get_future();
+  if (opt.requests == 0)
+    run->finished.set_value();
+  else
+    sys.spawn([coordinator, run](caf::event_based_actor* self) {
+      send_next(self, coordinator, run);
+    });
+  done.wait();
+  rep.seconds = std::chrono::duration<double>(clock_type::now() - run->start).count();
+
+  auto be = kernels::make_cpu_backend();
+  for (size_t i = 0; i < run->answers.size(); ++i) {
+    const auto& a = run->answers[i];
+    if (!a.ok) {
+      if (a.timed_out)
+        ++rep.lost;
+      else
+        ++rep.failed;
+      ++rep.errors[error_kind(a.error)];
+      continue;
+    }
+    rep.latency_ms.push_back(a.latency_ms);
+    rep.sent_at_s.push_back(a.sent_s);
+    ++rep.per_epoch[a.epoch];
+    auto m = model_of(a.epoch);
+    if (!m) {
+      ++rep.wrong;
+      ++rep.errors["the model of epoch " + std::to_string(a.epoch) + " is not kept"];
+      continue;
+    }
+    auto want = experts::forward(*be, *m, tokens_for(opt, i, run->width));
+    const double diff = want && want->output.rows() == a.output.rows()
+                            && want->output.cols() == a.output.cols()
+                          ? (want->output - a.output).cwiseAbs().maxCoeff()
+                          : 1e30;
+    rep.worst_difference = std::max(rep.worst_difference, diff);
+    if (diff <= opt.tolerance)
+      ++rep.ok;
+    else
+      ++rep.wrong;
+  }
+  return rep;
+}
+
+} // namespace eoe::net

@@ -1,0 +1,150 @@
+// Membership of a running mesh: a zero expert added mid-flight changes no output bit; 64
+// concurrent requests stay right, none lost or failed, while experts are added and removed 20
+// times; removed experts drain and exit.
+
+#include "actors/local_cluster.hpp"
+#include "actors/mesh_config.hpp"
+#include "actors/mesh_errc.hpp"
+#include "mesh_model.hpp"
+#include "net/load_generator.hpp"
+
+#include <caf/scoped_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <thread>
+
+using namespace eoe;
+using namespace eoe::actors;
+using namespace eoe::test;
+
+namespace {
+
+struct cluster {
+  mesh_config cfg;
+  caf::actor_system sys;
+  coordinator_actor coordinator;
+
+  explicit cluster(size_t nodes) : sys(cfg) {
+    coordinator = spawn_local_cluster(sys, checkpoint(), nodes);
+    REQUIRE(wait_ready(sys, coordinator, std::chrono::seconds(20)));
+  }
+
+  ~cluster() {
+    caf::anon_send(coordinator, shutdown_atom::value);
+  }
+
+  template <class... Ts>
+  std::uint64_t change(Ts... xs) {
+    caf::scoped_actor self{sys};
+    std::uint64_t epoch = 0;
+    self->request(coordinator, std::chrono::seconds(30), xs...)
+      .receive([&](std::uint64_t e) { epoch = e; },
+               [&](const caf::error& err) { FAIL(describe(err)); });
+    return epoch;
+  }
+
+  cluster_status status() {
+    caf::scoped_actor self{sys};
+    cluster_status out;
+    self->request(coordinator, std::chrono::seconds(10), status_atom::value)
+      .receive([&](cluster_status& s) { out = std::move(s); },
+               [&](const caf::error& err) { FAIL(describe(err)); });
+    return out;
+  }
+
+  matrix output_of(const matrix& x) {
+    caf::scoped_actor self{sys};
+    matrix out;
+    self->request(coordinator, std::chrono::seconds(30), infer_atom::value, request_of(x))
+      .receive([&](const infer_result& r) { out = from_wire(r.output, "output"); },
+               [&](const caf::error& err) { FAIL(describe(err)); });
+    return out;
+  }
+};
+
+} // namespace
+
+TEST_CASE("a zero expert joins a running mesh without changing an output bit", "[membership]") {
+  cluster cl{3};
+  const auto x = random_input(32, 12, 900);
+  const auto before = cl.output_of(x);
+  const auto epoch = cl.change(add_expert_atom::value, std::uint32_t{0}, std::string{"n2"},
+                               std::string{"zero"});
+  CHECK(epoch == 2);
+  const auto s = cl.status();
+  CHECK(s.epoch == 2);
+  CHECK(std::find(s.experts.begin(), s.experts.end(), "0.5@n2") != s.experts.end());
+  CHECK(cl.output_of(x) == before);
+}
+
+TEST_CASE("a clone joins a threshold layer of a running mesh, outputs within 1e-6",
+          "[membership]") {
+  cluster cl{3};
+  const auto x = random_input(32, 12, 901);
+  const auto before = cl.output_of(x);
+  cl.change(add_expert_atom::value, std::uint32_t{2}, std::string{"n3"}, std::string{"clone:2.1"});
+  CHECK((cl.output_of(x) - before).cwiseAbs().maxCoeff() <= 1e-6f);
+  // Refusals name the reason.
+  caf::scoped_actor self{cl.sys};
+  self->request(cl.coordinator, std::chrono::seconds(10), add_expert_atom::value,
+                std::uint32_t{0}, std::string{"n1"}, std::string{"clone:0.1"})
+    .receive([](std::uint64_t) { FAIL("a top-k clone was accepted"); },
+             [](const caf::error& err) {
+               CHECK_THAT(describe(err), Catch::Contains("layer 0 runs top-k"));
+             });
+  self->request(cl.coordinator, std::chrono::seconds(10), remove_expert_atom::value,
+                std::uint32_t{0}, std::uint32_t{42})
+    .receive([](std::uint64_t) { FAIL("a non-member was removed"); },
+             [](const caf::error& err) {
+               CHECK(describe(err)
+                     == "bad_request: remove expert: 0.42 is not a member of the current epoch");
+             });
+}
+
+TEST_CASE("64 concurrent requests while experts are added and removed 20 times: 0 wrong, "
+          "0 lost, 0 failed",
+          "[membership]") {
+  cluster cl{3};
+  net::load_options opt;
+  opt.requests = 3000;
+  opt.concurrency = 64;
+  opt.tokens = 3;
+  std::atomic<size_t> answered{0};
+  net::load_report rep;
+  std::thread load([&] { rep = net::run_load(cl.sys, cl.coordinator, opt, &answered); });
+  // Layers 0, 1, 2 and 5 are eoe layers; removals take originals, additions are zero experts.
+  const std::vector<std::tuple<bool, std::uint32_t, std::uint32_t>> changes = {
+    {true, 0, 0}, {false, 0, 4}, {true, 1, 1}, {false, 1, 0}, {true, 2, 2}, {false, 2, 3},
+    {true, 5, 0}, {false, 5, 2}, {true, 0, 1}, {false, 0, 1}, {true, 1, 2}, {false, 2, 0},
+    {true, 2, 0}, {false, 0, 2}, {true, 5, 1}, {false, 1, 3}, {true, 0, 2}, {false, 5, 0},
+    {true, 1, 0}, {false, 0, 3}};
+  std::uint64_t last = 1;
+  for (size_t i = 0; i < changes.size(); ++i) {
+    while (answered < (i + 1) * opt.requests / (changes.size() + 2))
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    auto [add, layer, x] = changes[i];
+    const auto epoch = add ? cl.change(add_expert_atom::value, layer,
+                                       std::string{"n"} + std::to_string(1 + x % 3),
+                                       std::string{"zero"})
+                           : cl.change(remove_expert_atom::value, layer, x);
+    CHECK(epoch == last + 1);
+    last = epoch;
+  }
+  load.join();
+  INFO("ok " << rep.ok << " wrong " << rep.wrong << " failed " << rep.failed << " lost "
+             << rep.lost << " worst diff " << rep.worst_difference);
+  for (auto& [text, n] : rep.errors)
+    INFO(n << " x " << text);
+  CHECK(rep.ok == opt.requests);
+  CHECK(rep.wrong == 0);
+  CHECK(rep.failed == 0);
+  CHECK(rep.lost == 0);
+  CHECK(rep.per_epoch.size() > 10); // the answers came from many epochs
+  // Old epochs retire once their requests are answered; the removed experts have drained.
+  for (int i = 0; i < 100 && cl.status().live_epochs.size() > 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const auto s = cl.status();
+  CHECK(s.live_epochs == std::vector<std::uint64_t>{last});
+  CHECK(s.in_flight == 0);
+}
