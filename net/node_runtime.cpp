@@ -3,10 +3,13 @@
 #include "actors/coordinator_actor.hpp"
 #include "actors/local_cluster.hpp"
 #include "actors/mesh_config.hpp"
+#include "actors/mesh_errc.hpp"
 #include "actors/node_agent.hpp"
+#include "net/client.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
 
 #include <Eigen/Core>
 
@@ -119,6 +122,49 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
         << me->address() << std::endl;
   else
     log << "cluster '" << c.name << "' did not become ready within 120 s" << std::endl;
+  sys.await_all_actors_done();
+  return 0;
+}
+
+int run_joining_node(const std::string& head, const std::string& name, const std::string& host,
+                     std::uint16_t port, std::uint32_t middleman_workers, std::ostream& log) {
+  Eigen::setNbThreads(1);
+  actors::mesh_config cfg;
+  cfg.middleman_workers(middleman_workers);
+  caf::actor_system sys{cfg};
+  auto agent = sys.spawn(actors::node_agent_behavior, name);
+  auto bound = sys.middleman().publish(agent, port, host.c_str(), true);
+  if (!bound) {
+    log << "eoe node " << name << ": cannot listen on " << host << ":" << port << ": "
+        << sys.render(bound.error()) << "\n";
+    anon_send_exit(agent, caf::exit_reason::user_shutdown);
+    return 1;
+  }
+  const auto address = host + ":" + std::to_string(*bound);
+  log << "node " << name << " listening on " << address << std::endl;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    auto coord = connect(sys, head);
+    if (coord) {
+      caf::scoped_actor self{sys};
+      std::string failure;
+      self->request(*coord, std::chrono::seconds(30), actors::join_atom::value, name, address, agent)
+        .receive([](actors::ok_atom) {}, [&](const caf::error& err) { failure = actors::describe(err); });
+      if (!failure.empty()) {
+        log << "eoe node " << name << ": the cluster at " << head << " refused it: " << failure << "\n";
+        anon_send_exit(agent, caf::exit_reason::user_shutdown);
+        return 1;
+      }
+      log << "node " << name << " joined the cluster at " << head << std::endl;
+      break;
+    }
+    if (std::chrono::steady_clock::now() > until) {
+      log << "eoe node " << name << ": no coordinator at " << head << " within 30 s\n";
+      anon_send_exit(agent, caf::exit_reason::user_shutdown);
+      return 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
   sys.await_all_actors_done();
   return 0;
 }

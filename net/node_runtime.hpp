@@ -21,3 +21,12 @@ resolve_placement(const cluster_config& c, const experts::model_config& m);
 int run_node(const cluster_config& c, const std::string& name, std::ostream& log);
 
 } // namespace eoe::net
+
+namespace eoe::net {
+
+/// Runs a node that joins a running cluster: listens at host:port, then registers with the
+/// coordinator at `head` (host:port). It hosts no expert until one is added to it.
+int run_joining_node(const std::string& head, const std::string& name, const std::string& host,
+                     std::uint16_t port, std::uint32_t middleman_workers, std::ostream& log);
+
+} // namespace eoe::net

@@ -127,6 +127,13 @@ void run_status(const std::string& file, const std::string& address) {
                   s->alive[n] ? "alive" : "lost");
     std::cout << line;
   }
+  std::cout << "experts of epoch " << s->epoch << ":";
+  for (auto& e : s->experts)
+    std::cout << " " << e;
+  std::cout << "\nlive epochs:";
+  for (auto e : s->live_epochs)
+    std::cout << " " << e;
+  std::cout << "\n";
 }
 
 struct infer_options {
@@ -193,12 +200,37 @@ void add_cluster_commands(CLI::App& app) {
     auto* cmd = app.add_subcommand("node", "Run one node of a cluster (what `eoe up` starts)");
     auto file = std::make_shared<std::string>();
     auto name = std::make_shared<std::string>();
-    cmd->add_option("--cluster", *file, "cluster file (default: the embedded 3-node cluster)")
-      ->check(CLI::ExistingFile);
-    cmd->add_option("--name", *name, "this node's name in the cluster file")->required();
-    cmd->callback([file, name] {
-      const auto c = load_cluster(*file);
-      if (int rc = net::run_node(c, *name, std::cout); rc != 0)
+    auto join = std::make_shared<std::string>();
+    auto listen = std::make_shared<std::string>("127.0.0.1:0");
+    auto workers = std::make_shared<std::uint32_t>(0);
+    auto* cluster_opt = cmd->add_option("--cluster", *file,
+                                        "cluster file (default: the embedded 3-node cluster)")
+                          ->check(CLI::ExistingFile);
+    cmd->add_option("--name", *name, "this node's name")->required();
+    auto* join_opt = cmd->add_option("--join", *join,
+                                     "HOST:PORT of a running cluster's coordinator to join");
+    cmd->add_option("--listen", *listen, "with --join: HOST:PORT to listen on (port 0: any)");
+    cmd->add_option("--workers", *workers, "with --join: middleman worker threads");
+    join_opt->excludes(cluster_opt);
+    cmd->callback([file, name, join, listen, workers] {
+      int rc = 0;
+      if (!join->empty()) {
+        std::string host;
+        std::uint16_t port = 0;
+        const auto colon = listen->rfind(':');
+        if (colon == std::string::npos)
+          throw command_error{"--listen '" + *listen + "' is not HOST:PORT"};
+        host = listen->substr(0, colon);
+        try {
+          port = static_cast<std::uint16_t>(std::stoul(listen->substr(colon + 1)));
+        } catch (const std::exception&) {
+          throw command_error{"--listen '" + *listen + "' is not HOST:PORT"};
+        }
+        rc = net::run_joining_node(*join, *name, host, port, *workers, std::cout);
+      } else {
+        rc = net::run_node(load_cluster(*file), *name, std::cout);
+      }
+      if (rc != 0)
         throw command_error{"node " + *name + " failed", rc};
     });
   }

@@ -11,6 +11,8 @@ void add_forward(CLI::App& app);
 void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_cluster_commands(CLI::App& app);
+void add_ctl(CLI::App& app);
+void add_bench(CLI::App& app);
 
 /// Thrown by a subcommand to end with an error message and exit code 1 (or `code`).
 struct command_error {

@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   eoe::cli::add_train(app);
   eoe::cli::add_eval(app);
   eoe::cli::add_cluster_commands(app);
+  eoe::cli::add_ctl(app);
+  eoe::cli::add_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
