@@ -186,7 +186,9 @@ without_node(const epoch_entry& e, std::uint32_t n, const std::string& node, std
         why = "layer " + std::to_string(l) + " lost its last expert with node " + node;
         return std::nullopt;
       }
-      if (lc.mode == experts::activation_mode::topk && lc.k > lc.experts - 1)
+      const bool picks_k = lc.kind != experts::layer_kind::eoe
+                           || lc.mode == experts::activation_mode::topk;
+      if (picks_k && lc.k > lc.experts - 1)
         lc.k = lc.experts - 1;
       auto next = experts::without_expert(m, l, p);
       if (!next) {

@@ -140,9 +140,12 @@ expected<model> with_clone(const model& m, size_t layer, size_t position) {
 }
 
 expected<model> without_expert(const model& m, size_t layer, size_t position) {
-  if (auto ok = check_eoe(m, layer, "remove expert"); !ok)
-    return std::unexpected(ok.error());
+  if (layer >= m.config.layers.size())
+    return fail(errc::data_invalid, "remove expert: the model has no layer " + std::to_string(layer));
   const auto& lc = m.config.layers[layer];
+  if (lc.kind == layer_kind::dense)
+    return fail(errc::data_invalid, "remove expert: layer " + std::to_string(layer)
+                                      + " is dense: its one FFN cannot go");
   if (position >= static_cast<size_t>(lc.experts))
     return fail(errc::data_invalid, "remove expert: layer " + std::to_string(layer) + " has "
                                       + std::to_string(lc.experts) + " experts, no position "
@@ -150,7 +153,8 @@ expected<model> without_expert(const model& m, size_t layer, size_t position) {
   if (lc.experts == 1)
     return fail(errc::data_invalid, "remove expert: it is the last expert of layer "
                                       + std::to_string(layer));
-  if (lc.mode == activation_mode::topk && lc.k > lc.experts - 1)
+  const bool picks_k = lc.kind != layer_kind::eoe || lc.mode == activation_mode::topk;
+  if (picks_k && lc.k > lc.experts - 1)
     return fail(errc::data_invalid,
                 "remove expert: layer " + std::to_string(layer) + " runs top-" + std::to_string(lc.k)
                   + " and would keep " + std::to_string(lc.experts - 1) + " expert(s)");
@@ -160,13 +164,17 @@ expected<model> without_expert(const model& m, size_t layer, size_t position) {
   const auto p = static_cast<Eigen::Index>(position);
   lp.experts.erase(lp.experts.begin() + p);
   --oc.experts;
-  if (oc.mode == activation_mode::threshold) {
-    oc.tau.erase(oc.tau.begin() + p);
-    lp.tau = without_column(lp.tau, p);
-  } else {
-    lp.select_bias = without_column(lp.select_bias, p);
+  if (oc.kind == layer_kind::router)
+    lp.router = without_column(lp.router, p);
+  if (oc.kind == layer_kind::eoe) {
+    if (oc.mode == activation_mode::threshold) {
+      oc.tau.erase(oc.tau.begin() + p);
+      lp.tau = without_column(lp.tau, p);
+    } else {
+      lp.select_bias = without_column(lp.select_bias, p);
+    }
+    lp.gate_bias = without_column(lp.gate_bias, p);
   }
-  lp.gate_bias = without_column(lp.gate_bias, p);
   if (oc.affinity)
     lp.affinity = without_column(lp.affinity, p);
   if (layer + 1 < out.layers.size() && out.config.layers[layer + 1].affinity)

@@ -36,7 +36,8 @@ expected<model> with_expert(const model& m, size_t layer, const ffn_expert& e,
 /// the last position); both carry the original's gate bias - ln 2.
 expected<model> with_clone(const model& m, size_t layer, size_t position);
 
-/// m without the expert at `position` of eoe layer `layer`.
+/// m without the expert at `position` of layer `layer` (eoe, router or hash; a router or hash
+/// layer then routes over the experts left, which changes its choices: for lost nodes).
 expected<model> without_expert(const model& m, size_t layer, size_t position);
 
 } // namespace eoe::experts
