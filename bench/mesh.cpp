@@ -21,7 +21,9 @@
 #include "net/client.hpp"
 #include "net/process_cluster.hpp"
 
+#include <caf/actor_cast.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/send.hpp>
 #include <caf/scoped_actor.hpp>
 
 #include <CLI/CLI.hpp>
@@ -86,16 +88,26 @@ double mesh_seconds(caf::actor_system& sys, const coordinator_actor& coord, cons
 
 // ---- the network path ----------------------------------------------------------------------
 
-using sink_actor = caf::typed_actor<caf::replies_to<contrib_atom, wire_tensor>::with<std::uint32_t>>;
+/// Receives tensors one way (as the mesh sends contributions) and answers a barrier with the
+/// bytes received so far.
+using sink_actor = caf::typed_actor<caf::reacts_to<contrib_atom, wire_tensor>,
+                                    caf::replies_to<stats_atom>::with<std::uint64_t>>;
 
-sink_actor::behavior_type sink(sink_actor::pointer) {
-  return {[](contrib_atom, const wire_tensor& t) { return static_cast<std::uint32_t>(t.bytes.size()); }};
+struct sink_state {
+  std::uint64_t bytes = 0;
+};
+
+sink_actor::behavior_type sink(sink_actor::stateful_pointer<sink_state> self) {
+  return {[=](contrib_atom, const wire_tensor& t) { self->state.bytes += t.bytes.size(); },
+          [=](stats_atom) { return self->state.bytes; }};
 }
 
-/// Bytes per second of `count` 1 MiB tensors from one CAF node to another over loopback, with
-/// `window` in flight.
-double caf_bytes_per_second(int count, int window) {
+/// Bytes per second of `count` 1 MiB tensors sent one way from one CAF node to another over
+/// loopback, acknowledged every `window` tensors.
+double caf_bytes_per_second(int count, int window, size_t workers) {
   mesh_config cfg_a, cfg_b;
+  cfg_a.middleman_workers(workers);
+  cfg_b.middleman_workers(workers);
   caf::actor_system a{cfg_a}, b{cfg_b};
   auto s = b.spawn(sink);
   auto port = b.middleman().publish(s, 0, "127.0.0.1");
@@ -109,12 +121,13 @@ double caf_bytes_per_second(int count, int window) {
   t.cols = 1024;
   t.bytes.assign(256 * 1024 * 4, '\x01');
   caf::scoped_actor self{a};
+  // Like the TCP pair: `n` tensors one way, then one acknowledgement for the batch.
+  const auto msg = caf::make_message(contrib_atom::value, t);
   auto send_batch = [&](int n) {
-    std::vector<decltype(self->request(*remote, caf::infinite, contrib_atom::value, t))> hs;
     for (int i = 0; i < n; ++i)
-      hs.push_back(self->request(*remote, std::chrono::seconds(60), contrib_atom::value, t));
-    for (auto& h : hs)
-      h.receive([](std::uint32_t) {}, [&](caf::error& e) {
+      caf::anon_send(caf::actor_cast<caf::actor>(*remote), msg);
+    self->request(*remote, std::chrono::seconds(60), stats_atom::value)
+      .receive([](std::uint64_t) {}, [&](caf::error& e) {
         std::fprintf(stderr, "bench_mesh: %s\n", a.render(e).c_str());
         std::exit(1);
       });
@@ -189,6 +202,9 @@ double tcp_bytes_per_second(int count, int window) {
 
 int main(int argc, char** argv) {
   int tokens = 256, dim = 1024, hidden = 4096, experts = 8, k = 2, rank = 256, layers = 2, reps = 10;
+  int window = 8;
+  size_t mm_workers = 0;
+  bool network_only = false;
   CLI::App app{"The actor mesh against the reference forward and the network path"};
   app.add_option("--tokens", tokens);
   app.add_option("--dim", dim);
@@ -198,7 +214,17 @@ int main(int argc, char** argv) {
   app.add_option("--rank", rank);
   app.add_option("--layers", layers);
   app.add_option("--reps", reps);
+  app.add_option("--window", window, "tensors in flight for the bytes-per-second test");
+  app.add_option("--middleman-workers", mm_workers, "CAF middleman workers for that test");
+  app.add_flag("--network-only", network_only, "only the bytes-per-second test");
   CLI11_PARSE(app, argc, argv);
+  if (network_only) {
+    const double caf_bps = caf_bytes_per_second(400, window, mm_workers);
+    const double tcp_bps = tcp_bytes_per_second(400, window);
+    std::printf("window %d, middleman workers %zu: CAF %.1f MB/s, TCP %.1f MB/s, ratio %.3f\n",
+                window, mm_workers, caf_bps / 1e6, tcp_bps / 1e6, caf_bps / tcp_bps);
+    return 0;
+  }
 
   experts::model_config c;
   c.name = "bench_mesh";
@@ -291,8 +317,8 @@ int main(int argc, char** argv) {
     net::stop_nodes(*cluster, nodes);
   }
 
-  const double caf_bps = caf_bytes_per_second(400, 8);
-  const double tcp_bps = tcp_bytes_per_second(400, 8);
+  const double caf_bps = caf_bytes_per_second(400, window, mm_workers);
+  const double tcp_bps = tcp_bytes_per_second(400, window);
   fs::remove_all(dir);
 
   std::printf("machine: %s\n", bench::machine_line().c_str());
