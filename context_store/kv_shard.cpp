@@ -64,6 +64,32 @@ void kv_shard::append(std::span<const matrix> k, std::span<const matrix> v) {
   size_ += m;
 }
 
+void kv_shard::replace(std::int64_t position, std::span<const matrix> k,
+                       std::span<const matrix> v) {
+  const auto local = position - begin_;
+  if (local < 0 || local >= size_)
+    throw std::out_of_range("kv_shard::replace: position " + std::to_string(position)
+                            + " is not held here [" + std::to_string(begin_) + ", "
+                            + std::to_string(end()) + ")");
+  if (static_cast<int>(k.size()) != shape_.heads || static_cast<int>(v.size()) != shape_.heads)
+    throw std::invalid_argument("kv_shard::replace: one key and one value per head");
+  const auto b = local / shape_.block_size;
+  const auto first = b * shape_.block_size;
+  const auto n = std::min<std::int64_t>(shape_.block_size, size_ - first);
+  for (int h = 0; h < shape_.heads; ++h) {
+    if (k[h].rows() != 1 || v[h].rows() != 1 || k[h].cols() != shape_.head_dim
+        || v[h].cols() != shape_.head_dim)
+      throw std::invalid_argument("kv_shard::replace: head " + std::to_string(h) + " needs (1, "
+                                  + std::to_string(shape_.head_dim) + ") key and value");
+    k_[h].row(local) = k[h];
+    v_[h].row(local) = v[h];
+    const auto rows = k_[h].middleRows(first, n);
+    mean_[h].row(b) = rows.colwise().sum();
+    min_[h].row(b) = rows.colwise().minCoeff();
+    max_[h].row(b) = rows.colwise().maxCoeff();
+  }
+}
+
 matrix::ConstRowsBlockXpr kv_shard::keys(int head) const {
   return k_.at(static_cast<size_t>(head)).topRows(size_);
 }

@@ -55,6 +55,10 @@ public:
   /// std::invalid_argument on a shape mismatch and std::length_error past the capacity.
   void append(std::span<const matrix> k, std::span<const matrix> v);
 
+  /// Replaces the keys and values of one held position (k[h], v[h] are (1, head_dim)) and
+  /// recomputes its block's summary.
+  void replace(std::int64_t position, std::span<const matrix> k, std::span<const matrix> v);
+
   /// Softmax attention of the queries q (rows, head_dim) of `head`, at global `positions`, over
   /// every key of the shard (causal: only keys at positions <= the query's).
   partial attend(int head, const matrix& q, std::span<const std::int64_t> positions,
