@@ -1,5 +1,6 @@
 #include "actors/coordinator_actor.hpp"
 
+#include "actors/context_actor.hpp"
 #include "actors/mesh_errc.hpp"
 #include "experts/checkpoint.hpp"
 #include "experts/membership.hpp"
@@ -375,6 +376,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
   st.setup = std::move(setup);
   st.composer = self->spawn<caf::linked>(composer_behavior, st.setup.model,
                                          st.setup.nodes[st.setup.head]);
+  st.contexts = self->spawn<caf::linked>(context_behavior, st.setup.agents);
   for (std::uint32_t n = 0; n < st.setup.nodes.size(); ++n) {
     st.nodes.push_back({st.setup.nodes[n], st.setup.addresses[n], st.setup.agents[n], {}, true});
     if (n != st.setup.head)
@@ -601,6 +603,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       const auto bytes = experts::checkpoint_bytes(*i->second);
       return std::string{bytes.begin(), bytes.end()};
     },
+    [=](context_atom) { return self->state.contexts; },
     [=](mute_atom, std::uint32_t layer, std::uint32_t id, bool on) -> caf::result<ok_atom> {
       auto& st = self->state;
       auto i = st.experts.find({layer, id});

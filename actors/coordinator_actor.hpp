@@ -56,6 +56,7 @@ struct admitted_request {
 struct coordinator_state {
   coordinator_setup setup;
   composer_actor composer;
+  context_actor contexts; ///< the cluster's context composer (long contexts in shards)
   std::vector<registered_node> nodes;
   std::map<std::pair<std::uint32_t, std::uint32_t>, expert_actor> experts; ///< by (layer, id)
   std::vector<std::uint32_t> next_id;             ///< per layer: the next stable id

@@ -43,10 +43,27 @@ using composer_actor = caf::typed_actor<                                        
   caf::reacts_to<retire_atom, std::uint64_t>,                                                   //
   caf::reacts_to<deadline_atom, std::uint64_t>>;
 
-/// One per process: spawns and retires the node's experts on command; answers a health ping
-/// with the node's name.
+/// One shard of a long context: keys and values of a range of positions and their block
+/// summaries; answers partial attention where its data lives.
+using shard_actor = caf::typed_actor<                                                 //
+  caf::replies_to<append_atom, heads_tensor, heads_tensor>::with<std::uint64_t>,     //
+  caf::replies_to<query_atom, attention_query>::with<wire_partial>,                  //
+  caf::replies_to<score_atom, attention_query>::with<std::string>>;
+
+/// Creates contexts, grows them by spawning shards on the cluster's nodes as they fill, and
+/// merges the shards' partial attention into global attention (full, global top-k in two
+/// rounds, or a per-shard budget in one).
+using context_actor = caf::typed_actor<                                               //
+  caf::replies_to<create_atom, context_spec>::with<std::uint64_t>,                   //
+  caf::replies_to<append_atom, std::uint64_t, heads_tensor, heads_tensor>::with<std::uint64_t>, //
+  caf::replies_to<query_atom, std::uint64_t, attention_query>::with<wire_partial>,  //
+  caf::replies_to<drop_atom, std::uint64_t>::with<ok_atom>>;
+
+/// One per process: spawns and retires the node's experts and context shards on command;
+/// answers a health ping with the node's name.
 using node_agent_actor = caf::typed_actor<                         //
   caf::replies_to<spawn_atom, spawn_order>::with<spawned_node>,    //
+  caf::replies_to<create_atom, context_spec, std::uint64_t, std::uint64_t>::with<shard_actor>, //
   caf::reacts_to<retire_atom, std::uint32_t, std::uint32_t>,       //
   caf::replies_to<status_atom>::with<std::string>,                 //
   caf::reacts_to<shutdown_atom>>;
@@ -61,6 +78,7 @@ using coordinator_actor = caf::typed_actor<                                     
   caf::replies_to<drain_atom, std::string>::with<std::uint64_t>,                               //
   caf::replies_to<join_atom, std::string, std::string, node_agent_actor>::with<ok_atom>,       //
   caf::replies_to<model_atom, std::uint64_t>::with<std::string>,                               //
+  caf::replies_to<context_atom>::with<context_actor>,                                          //
   caf::replies_to<mute_atom, std::uint32_t, std::uint32_t, bool>::with<ok_atom>,               //
   caf::replies_to<stats_atom>::with<std::vector<relay_stats>>,                                 //
   caf::reacts_to<shutdown_atom>>;

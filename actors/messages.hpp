@@ -51,6 +51,18 @@ using join_atom = caf::atom_constant<caf::atom("join")>;
 using retire_atom = caf::atom_constant<caf::atom("retire")>;
 /// anyone -> coordinator: the model of an epoch, as checkpoint bytes (for references).
 using model_atom = caf::atom_constant<caf::atom("model")>;
+/// anyone -> coordinator: the context composer of the cluster.
+using context_atom = caf::atom_constant<caf::atom("context")>;
+/// client -> context composer: create a context; context composer -> node agent: a shard.
+using create_atom = caf::atom_constant<caf::atom("create")>;
+/// client -> context composer -> shard: append keys and values.
+using append_atom = caf::atom_constant<caf::atom("append")>;
+/// client -> context composer -> shards: attention of queries over a context.
+using query_atom = caf::atom_constant<caf::atom("query")>;
+/// context composer -> shard: score every block (round one of a global top-k).
+using score_atom = caf::atom_constant<caf::atom("score")>;
+/// client -> context composer: forget a context (its shards exit).
+using drop_atom = caf::atom_constant<caf::atom("drop")>;
 
 // ---- payloads ----------------------------------------------------------------------------
 
@@ -177,6 +189,54 @@ struct expert_weights {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, expert_weights& x) {
   return f(caf::meta::type_name("expert_weights"), x.layer, x.id, x.tensors);
+}
+
+/// Keys or values of every head for some positions: one (positions, head_dim) tensor per head.
+using heads_tensor = std::vector<wire_tensor>;
+
+/// A query of one head over a shard or a context.
+struct attention_query {
+  std::uint32_t head = 0;
+  wire_tensor q;          ///< (rows, head_dim)
+  std::string positions;  ///< rows int64: each query's position (for the causal mask)
+  bool causal = true;
+  std::uint8_t mode = 0;  ///< 0 full, 1 global top-k (two rounds), 2 per-shard budget (one)
+  std::uint8_t score = 0; ///< 0 Quest bound, 1 MoBA mean key
+  std::uint32_t k = 0;    ///< top-k: blocks per query row over the whole context
+  double fraction = 0;    ///< budget: share of each shard's visible blocks
+  std::string blocks;     ///< to a shard: int32 local blocks to read (empty: as the mode says)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, attention_query& x) {
+  return f(caf::meta::type_name("attention_query"), x.head, x.q, x.positions, x.causal, x.mode,
+           x.score, x.k, x.fraction, x.blocks);
+}
+
+/// Partial (or merged) attention: normalised output, row max and row sum of exponentials.
+struct wire_partial {
+  wire_tensor out;
+  std::string max; ///< rows float
+  std::string sum; ///< rows float
+  std::uint64_t blocks_read = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, wire_partial& x) {
+  return f(caf::meta::type_name("wire_partial"), x.out, x.max, x.sum, x.blocks_read);
+}
+
+/// What a context is made of.
+struct context_spec {
+  std::uint32_t heads = 1;
+  std::uint32_t head_dim = 64;
+  std::uint32_t block_size = 64;
+  std::uint64_t shard_size = 65536; ///< positions per shard; a new shard starts when one fills
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, context_spec& x) {
+  return f(caf::meta::type_name("context_spec"), x.heads, x.head_dim, x.block_size, x.shard_size);
 }
 
 /// Counters of a node's relay: what arrived from other nodes.

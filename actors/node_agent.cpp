@@ -1,6 +1,7 @@
 #include "actors/node_agent.hpp"
 
 #include "actors/mesh_errc.hpp"
+#include "actors/shard_actor.hpp"
 #include "experts/checkpoint.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -91,8 +92,17 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       self->send_exit(i->second, caf::exit_reason::user_shutdown);
       st.experts.erase(i);
     },
+    [=](create_atom, const context_spec& spec, std::uint64_t begin, std::uint64_t capacity) {
+      auto s = self->spawn(shard_behavior, spec, begin, capacity);
+      self->state.shards.push_back(s);
+      return s;
+    },
     [=](status_atom) { return self->state.node; },
-    [=](shutdown_atom) { self->quit(caf::exit_reason::user_shutdown); },
+    [=](shutdown_atom) {
+      for (auto& s : self->state.shards)
+        self->send_exit(s, caf::exit_reason::user_shutdown);
+      self->quit(caf::exit_reason::user_shutdown);
+    },
   };
 }
 

@@ -14,6 +14,7 @@ struct node_agent_state {
   std::map<std::string, std::shared_ptr<const experts::model>> models; ///< by checkpoint path
   relay_actor relay;
   std::map<std::pair<std::uint32_t, std::uint32_t>, expert_actor> experts; ///< by (layer, id)
+  std::vector<shard_actor> shards; ///< context shards hosted here (not linked: dropped one by one)
 
   static inline const char* name = "eoe.node_agent";
 };

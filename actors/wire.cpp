@@ -27,6 +27,26 @@ matrix from_wire(const wire_tensor& t, const char* what) {
   return m;
 }
 
+wire_partial to_wire(const context::partial& p) {
+  wire_partial w;
+  w.out = to_wire(p.out);
+  w.max = pack(p.max);
+  w.sum = pack(p.sum);
+  return w;
+}
+
+context::partial from_wire(const wire_partial& w) {
+  context::partial p;
+  p.out = from_wire(w.out, "partial output");
+  p.max = unpack<float>(w.max, "partial max");
+  p.sum = unpack<float>(w.sum, "partial sum");
+  if (p.max.size() != static_cast<size_t>(p.out.rows()) || p.sum.size() != p.max.size())
+    throw std::invalid_argument("partial: " + std::to_string(p.out.rows()) + " output rows, "
+                                + std::to_string(p.max.size()) + " maxima, "
+                                + std::to_string(p.sum.size()) + " sums");
+  return p;
+}
+
 experts::forward_result decode(const infer_result& r) {
   experts::forward_result out;
   out.output = from_wire(r.output, "output");

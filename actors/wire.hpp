@@ -3,6 +3,7 @@
 // decoder checks sizes and names what does not fit.
 
 #include "actors/messages.hpp"
+#include "context_store/partial.hpp"
 #include "experts/forward.hpp"
 #include "kernels/tensor.hpp"
 
@@ -18,6 +19,10 @@ namespace eoe::actors {
 /// An answer decoded into the reference forward's types (output and activation records), so
 /// that mesh and reference compare directly. Throws std::invalid_argument on malformed bytes.
 experts::forward_result decode(const infer_result& r);
+
+/// Partial attention on the wire and back.
+wire_partial to_wire(const context::partial& p);
+context::partial from_wire(const wire_partial& w);
 
 /// A matrix as a wire tensor (bytes copied once).
 wire_tensor to_wire(const matrix& m);

@@ -13,6 +13,26 @@ partial empty_partial(size_t q, Eigen::Index d) {
   return p;
 }
 
+partial stack_rows(std::span<const partial> rows) {
+  partial out;
+  Eigen::Index total = 0, d = 0;
+  for (auto& r : rows) {
+    total += r.out.rows();
+    d = std::max(d, r.out.cols());
+  }
+  out.out.resize(total, d);
+  Eigen::Index at = 0;
+  for (auto& r : rows) {
+    if (r.out.rows() > 0 && r.out.cols() != d)
+      throw std::invalid_argument("stack_rows: partials of different widths");
+    out.out.middleRows(at, r.out.rows()) = r.out;
+    at += r.out.rows();
+    out.max.insert(out.max.end(), r.max.begin(), r.max.end());
+    out.sum.insert(out.sum.end(), r.sum.begin(), r.sum.end());
+  }
+  return out;
+}
+
 partial merge(std::span<const partial> parts) {
   if (parts.empty())
     throw std::invalid_argument("merge: no partials");

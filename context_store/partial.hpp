@@ -30,6 +30,9 @@ inline constexpr float no_key = -std::numeric_limits<float>::infinity();
 /// A partial with no visible key for any of q rows of width d.
 partial empty_partial(size_t q, Eigen::Index d);
 
+/// Partials of single rows (or blocks of rows) stacked into one, in order.
+partial stack_rows(std::span<const partial> rows);
+
 /// Merges partials of the same query rows (any order). Rows no partial sees keep an output of
 /// 0, max -inf and sum 0. Throws std::invalid_argument when the shapes differ.
 partial merge(std::span<const partial> parts);

@@ -4,6 +4,7 @@
 
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
+#include "context_model.hpp"
 #include "mesh_model.hpp"
 #include "net/client.hpp"
 #include "net/load_generator.hpp"
@@ -79,6 +80,25 @@ void exercise(const net::cluster_config& c) {
         }
       },
       [&](const caf::error& err) { FAIL(describe(err)); });
+  // A long context whose shards live on the three processes gives what the math gives (as it
+  // does in one process: test_context_mesh).
+  context_actor contexts;
+  self->request(*coord, std::chrono::seconds(5), context_atom::value)
+    .receive([&](context_actor ctx) { contexts = ctx; }, [&](const caf::error& e) { FAIL(describe(e)); });
+  const test_context tc;
+  const auto id = tc.fill(self, contexts);
+  const auto shards = tc.shards();
+  const std::vector<std::int64_t> pos{0, 99, 100, 555, 999};
+  const auto q = queries(static_cast<Eigen::Index>(pos.size()), 8);
+  for (std::uint8_t mode : {0, 1, 2})
+    self->request(contexts, std::chrono::seconds(30), query_atom::value, id,
+                  query_of(q, pos, mode, 5, 0.25))
+      .receive(
+        [&](const wire_partial& w) {
+          const auto want = expected(shards, q, pos, mode, 5, 0.25);
+          CHECK((from_wire(w).out - want.out).cwiseAbs().maxCoeff() <= 1e-6f);
+        },
+        [&](const caf::error& e) { FAIL(describe(e)); });
 }
 
 /// Sends one small request and reports whether it was answered.

@@ -1,0 +1,310 @@
+#include "actors/context_actor.hpp"
+
+#include "actors/mesh_errc.hpp"
+#include "actors/shard_actor.hpp"
+#include "actors/wire.hpp"
+#include "context_store/selection.hpp"
+
+#include <caf/event_based_actor.hpp>
+
+#include <memory>
+
+namespace eoe::actors {
+
+namespace {
+
+using self_ptr = context_actor::stateful_pointer<context_state>;
+using promise_u64 = caf::typed_response_promise<std::uint64_t>;
+using promise_partial = caf::typed_response_promise<wire_partial>;
+
+caf::error no_context(std::uint64_t id) {
+  return make_mesh_error(mesh_errc::bad_request, "context " + std::to_string(id) + " does not exist");
+}
+
+/// Rows [from, from + n) of every head's tensor.
+heads_tensor slice(const heads_tensor& t, std::uint64_t from, std::uint64_t n) {
+  heads_tensor out;
+  for (auto& h : t) {
+    wire_tensor w;
+    w.rows = static_cast<std::uint32_t>(n);
+    w.cols = h.cols;
+    const auto row = static_cast<size_t>(h.cols) * sizeof(float);
+    w.bytes = h.bytes.substr(from * row, n * row);
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+void run_next(self_ptr self, std::uint64_t id);
+
+/// Appends rows [done, total) of k and v to context id, spawning shards as they fill.
+void append_from(self_ptr self, std::uint64_t id, std::shared_ptr<heads_tensor> k,
+                 std::shared_ptr<heads_tensor> v, std::uint64_t done, std::uint64_t total,
+                 promise_u64 rp) {
+  auto& st = self->state;
+  auto it = st.contexts.find(id);
+  if (it == st.contexts.end()) {
+    rp.deliver(no_context(id));
+    return;
+  }
+  auto& c = it->second;
+  if (done == total) {
+    rp.deliver(c.length);
+    c.busy = false;
+    run_next(self, id);
+    return;
+  }
+  auto fail = [self, id, rp](caf::error& err) mutable {
+    rp.deliver(std::move(err));
+    auto i = self->state.contexts.find(id);
+    if (i != self->state.contexts.end()) {
+      i->second.busy = false;
+      run_next(self, id);
+    }
+  };
+  if (c.last_capacity_left == 0) {
+    if (st.nodes.empty()) {
+      rp.deliver(make_mesh_error(mesh_errc::not_ready, "no node to host a shard"));
+      c.busy = false;
+      return;
+    }
+    const auto& node = st.nodes[st.next_node++ % st.nodes.size()];
+    self->request(node, std::chrono::seconds(30), create_atom::value, c.spec, c.length,
+                  c.spec.shard_size)
+      .then(
+        [self, id, k, v, done, total, rp](shard_actor s) {
+          auto& c = self->state.contexts.at(id);
+          c.shards.push_back(s);
+          c.begins.push_back(c.length);
+          c.last_capacity_left = c.spec.shard_size;
+          append_from(self, id, k, v, done, total, rp);
+        },
+        fail);
+    return;
+  }
+  const auto n = std::min(total - done, c.last_capacity_left);
+  self->request(c.shards.back(), std::chrono::seconds(60), append_atom::value, slice(*k, done, n),
+                slice(*v, done, n))
+    .then(
+      [self, id, k, v, done, n, total, rp](std::uint64_t) {
+        auto& c = self->state.contexts.at(id);
+        c.length += n;
+        c.last_capacity_left -= n;
+        append_from(self, id, k, v, done + n, total, rp);
+      },
+      fail);
+}
+
+void run_next(self_ptr self, std::uint64_t id) {
+  auto& c = self->state.contexts.at(id);
+  if (c.busy || c.waiting.empty())
+    return;
+  auto next = std::move(c.waiting.front());
+  c.waiting.pop_front();
+  next();
+}
+
+/// Collects one partial per shard, then merges.
+struct gather_state {
+  std::vector<context::partial> parts;
+  size_t pending = 0;
+  std::uint64_t blocks = 0;
+  bool failed = false;
+};
+
+void full_or_budget(self_ptr self, const context_entry& c, attention_query q, promise_partial rp) {
+  auto g = std::make_shared<gather_state>();
+  g->parts.resize(c.shards.size());
+  g->pending = c.shards.size();
+  for (size_t s = 0; s < c.shards.size(); ++s)
+    self->request(c.shards[s], std::chrono::seconds(60), query_atom::value, q)
+      .then(
+        [g, s, rp](wire_partial& w) mutable {
+          if (g->failed)
+            return;
+          try {
+            g->parts[s] = from_wire(w);
+          } catch (const std::exception& e) {
+            g->failed = true;
+            rp.deliver(make_mesh_error(mesh_errc::internal, e.what()));
+            return;
+          }
+          g->blocks += w.blocks_read;
+          if (--g->pending == 0) {
+            auto merged = to_wire(context::merge(g->parts));
+            merged.blocks_read = g->blocks;
+            rp.deliver(std::move(merged));
+          }
+        },
+        [g, rp](caf::error& err) mutable {
+          if (!g->failed) {
+            g->failed = true;
+            rp.deliver(std::move(err));
+          }
+        });
+}
+
+/// Global top-k in two rounds: every shard's own k best blocks per row, then the winners'
+/// partials, one request per (shard, row) that reads any of its blocks.
+void top_k(self_ptr self, const context_entry& c, attention_query q, promise_partial rp) {
+  struct round_state {
+    std::vector<std::vector<context::scored_block>> candidates; ///< per row
+    size_t pending = 0;
+    bool failed = false;
+  };
+  auto r1 = std::make_shared<round_state>();
+  const auto rows = q.q.rows;
+  r1->candidates.resize(rows);
+  r1->pending = c.shards.size();
+  auto shards = c.shards;
+  for (size_t s = 0; s < shards.size(); ++s)
+    self->request(shards[s], std::chrono::seconds(60), score_atom::value, q)
+      .then(
+        [self, r1, s, q, rp, shards, rows](const std::string& packed) mutable {
+          if (r1->failed)
+            return;
+          try {
+            auto per_row = unpack_candidates(packed, static_cast<int>(s));
+            for (size_t r = 0; r < per_row.size() && r < rows; ++r)
+              r1->candidates[r].insert(r1->candidates[r].end(), per_row[r].begin(), per_row[r].end());
+          } catch (const std::exception& e) {
+            r1->failed = true;
+            rp.deliver(make_mesh_error(mesh_errc::internal, e.what()));
+            return;
+          }
+          if (--r1->pending > 0)
+            return;
+          // Round two.
+          const matrix all_q = from_wire(q.q, "query");
+          const auto positions = unpack<std::int64_t>(q.positions, "query positions");
+          struct row_parts {
+            std::vector<context::partial> parts;
+          };
+          auto rows_out = std::make_shared<std::vector<row_parts>>(rows);
+          auto g = std::make_shared<gather_state>();
+          std::vector<std::tuple<size_t, size_t, attention_query>> asks;
+          for (size_t r = 0; r < rows; ++r) {
+            const auto winners = context::global_top(r1->candidates[r], static_cast<int>(q.k));
+            std::map<int, std::vector<std::int32_t>> by_shard;
+            for (auto& w : winners)
+              by_shard[w.shard].push_back(w.block);
+            for (auto& [shard, blocks] : by_shard) {
+              attention_query one = q;
+              one.q = to_wire(matrix(all_q.row(static_cast<Eigen::Index>(r))));
+              one.positions = pack(std::vector<std::int64_t>{positions[r]});
+              one.blocks = pack(blocks);
+              g->blocks += blocks.size();
+              asks.emplace_back(static_cast<size_t>(shard), r, std::move(one));
+            }
+          }
+          auto finish = [rows_out, rows, g, rp, d = all_q.cols()]() mutable {
+            std::vector<context::partial> merged;
+            for (size_t r = 0; r < rows; ++r)
+              merged.push_back((*rows_out)[r].parts.empty()
+                                 ? context::empty_partial(1, d)
+                                 : context::merge((*rows_out)[r].parts));
+            auto w = to_wire(context::stack_rows(merged));
+            w.blocks_read = g->blocks;
+            rp.deliver(std::move(w));
+          };
+          g->pending = asks.size();
+          if (asks.empty()) {
+            finish();
+            return;
+          }
+          for (auto& [shard, r, one] : asks)
+            self->request(shards[shard], std::chrono::seconds(60), query_atom::value, one)
+              .then(
+                [g, rows_out, r = r, finish, rp](wire_partial& w) mutable {
+                  if (g->failed)
+                    return;
+                  try {
+                    (*rows_out)[r].parts.push_back(from_wire(w));
+                  } catch (const std::exception& e) {
+                    g->failed = true;
+                    rp.deliver(make_mesh_error(mesh_errc::internal, e.what()));
+                    return;
+                  }
+                  if (--g->pending == 0)
+                    finish();
+                },
+                [g, rp](caf::error& err) mutable {
+                  if (!g->failed) {
+                    g->failed = true;
+                    rp.deliver(std::move(err));
+                  }
+                });
+        },
+        [r1, rp](caf::error& err) mutable {
+          if (!r1->failed) {
+            r1->failed = true;
+            rp.deliver(std::move(err));
+          }
+        });
+}
+
+} // namespace
+
+context_actor::behavior_type context_behavior(context_actor::stateful_pointer<context_state> self,
+                                              std::vector<node_agent_actor> nodes) {
+  self->state.nodes = std::move(nodes);
+  return {
+    [=](create_atom, const context_spec& spec) -> caf::result<std::uint64_t> {
+      if (spec.heads == 0 || spec.head_dim == 0 || spec.block_size == 0 || spec.shard_size == 0)
+        return make_mesh_error(mesh_errc::bad_request,
+                               "context: heads, head_dim, block_size and shard_size must be >= 1");
+      const auto id = ++self->state.next_id;
+      self->state.contexts[id].spec = spec;
+      return id;
+    },
+    [=](append_atom, std::uint64_t id, heads_tensor& k,
+        heads_tensor& v) -> caf::result<std::uint64_t> {
+      auto it = self->state.contexts.find(id);
+      if (it == self->state.contexts.end())
+        return no_context(id);
+      auto& c = it->second;
+      if (k.size() != c.spec.heads || v.size() != c.spec.heads || k.empty()
+          || k[0].rows != v[0].rows)
+        return make_mesh_error(mesh_errc::bad_request,
+                               "context " + std::to_string(id) + ": append one key and one value "
+                                 "tensor per head (" + std::to_string(c.spec.heads)
+                                 + "), all with the same rows");
+      auto rp = self->make_response_promise<std::uint64_t>();
+      auto kp = std::make_shared<heads_tensor>(std::move(k));
+      auto vp = std::make_shared<heads_tensor>(std::move(v));
+      const std::uint64_t total = kp->at(0).rows;
+      c.waiting.push_back([self, id, kp, vp, total, rp] {
+        self->state.contexts.at(id).busy = true;
+        append_from(self, id, kp, vp, 0, total, rp);
+      });
+      run_next(self, id);
+      return rp;
+    },
+    [=](query_atom, std::uint64_t id, attention_query& q) -> caf::result<wire_partial> {
+      auto it = self->state.contexts.find(id);
+      if (it == self->state.contexts.end())
+        return no_context(id);
+      auto& c = it->second;
+      if (c.shards.empty())
+        return make_mesh_error(mesh_errc::bad_request,
+                               "context " + std::to_string(id) + " is empty");
+      auto rp = self->make_response_promise<wire_partial>();
+      if (q.mode == 1)
+        top_k(self, c, std::move(q), rp);
+      else
+        full_or_budget(self, c, std::move(q), rp);
+      return rp;
+    },
+    [=](drop_atom, std::uint64_t id) -> caf::result<ok_atom> {
+      auto it = self->state.contexts.find(id);
+      if (it == self->state.contexts.end())
+        return no_context(id);
+      for (auto& s : it->second.shards)
+        self->send_exit(s, caf::exit_reason::user_shutdown);
+      self->state.contexts.erase(it);
+      return ok_atom::value;
+    },
+  };
+}
+
+} // namespace eoe::actors

@@ -1,0 +1,140 @@
+#include "actors/shard_actor.hpp"
+
+#include "actors/mesh_errc.hpp"
+#include "actors/wire.hpp"
+#include "context_store/selection.hpp"
+
+#include <cstring>
+
+namespace eoe::actors {
+
+std::string pack_candidates(const std::vector<std::vector<context::scored_block>>& rows) {
+  std::string out;
+  auto put = [&out](const void* p, size_t n) { out.append(static_cast<const char*>(p), n); };
+  for (auto& row : rows) {
+    const auto n = static_cast<std::uint32_t>(row.size());
+    put(&n, 4);
+    for (auto& c : row) {
+      put(&c.score, 4);
+      put(&c.block, 4);
+    }
+  }
+  return out;
+}
+
+std::vector<std::vector<context::scored_block>> unpack_candidates(const std::string& bytes,
+                                                                   int shard) {
+  std::vector<std::vector<context::scored_block>> rows;
+  size_t at = 0;
+  auto get = [&](void* p, size_t n) {
+    if (at + n > bytes.size())
+      throw std::invalid_argument("shard candidates: truncated at byte " + std::to_string(at));
+    std::memcpy(p, bytes.data() + at, n);
+    at += n;
+  };
+  while (at < bytes.size()) {
+    std::uint32_t n = 0;
+    get(&n, 4);
+    auto& row = rows.emplace_back();
+    for (std::uint32_t i = 0; i < n; ++i) {
+      context::scored_block c;
+      c.shard = shard;
+      get(&c.score, 4);
+      get(&c.block, 4);
+      row.push_back(c);
+    }
+  }
+  return rows;
+}
+
+namespace {
+
+struct decoded_query {
+  matrix q;
+  std::vector<std::int64_t> positions;
+};
+
+decoded_query decode_query(const attention_query& a) {
+  decoded_query d{from_wire(a.q, "query"), unpack<std::int64_t>(a.positions, "query positions")};
+  if (static_cast<Eigen::Index>(d.positions.size()) != d.q.rows())
+    throw std::invalid_argument("query: " + std::to_string(d.positions.size()) + " positions for "
+                                + std::to_string(d.q.rows()) + " rows");
+  return d;
+}
+
+} // namespace
+
+shard_actor::behavior_type shard_behavior(shard_actor::stateful_pointer<shard_state> self,
+                                          context_spec spec, std::uint64_t begin,
+                                          std::uint64_t capacity) {
+  self->state.shard.emplace(context::shard_shape{static_cast<int>(spec.heads),
+                                                 static_cast<int>(spec.head_dim),
+                                                 static_cast<int>(spec.block_size)},
+                            static_cast<std::int64_t>(begin), static_cast<std::int64_t>(capacity));
+  return {
+    [=](append_atom, const heads_tensor& k, const heads_tensor& v) -> caf::result<std::uint64_t> {
+      auto& s = *self->state.shard;
+      try {
+        std::vector<matrix> ks, vs;
+        for (auto& t : k)
+          ks.push_back(from_wire(t, "appended keys"));
+        for (auto& t : v)
+          vs.push_back(from_wire(t, "appended values"));
+        s.append(ks, vs);
+      } catch (const std::exception& e) {
+        return make_mesh_error(mesh_errc::bad_request, std::string{"shard append: "} + e.what());
+      }
+      return static_cast<std::uint64_t>(s.size());
+    },
+    [=](query_atom, const attention_query& a) -> caf::result<wire_partial> {
+      const auto& s = *self->state.shard;
+      try {
+        const auto d = decode_query(a);
+        const auto head = static_cast<int>(a.head);
+        const auto kind = a.score == 0 ? context::block_score::quest : context::block_score::moba;
+        if (!a.blocks.empty()) {
+          const auto blocks = unpack<std::int32_t>(a.blocks, "query blocks");
+          auto w = to_wire(s.attend_blocks(head, d.q, d.positions, a.causal, blocks));
+          w.blocks_read = blocks.size();
+          return w;
+        }
+        if (a.mode != 2) {
+          auto w = to_wire(s.attend(head, d.q, d.positions, a.causal));
+          w.blocks_read = static_cast<std::uint64_t>(s.blocks());
+          return w;
+        }
+        // Budget: every row reads its own best blocks of this shard.
+        const auto scores = s.score_blocks(head, d.q, d.positions, a.causal, kind);
+        std::vector<context::partial> rows;
+        std::uint64_t read = 0;
+        for (Eigen::Index r = 0; r < d.q.rows(); ++r) {
+          const auto blocks = context::shard_budget(scores, r, a.fraction);
+          read += blocks.size();
+          const matrix one = d.q.row(r);
+          rows.push_back(s.attend_blocks(head, one, std::span{&d.positions[r], 1}, a.causal, blocks));
+        }
+        auto w = to_wire(context::stack_rows(rows));
+        w.blocks_read = read;
+        return w;
+      } catch (const std::exception& e) {
+        return make_mesh_error(mesh_errc::bad_request, std::string{"shard query: "} + e.what());
+      }
+    },
+    [=](score_atom, const attention_query& a) -> caf::result<std::string> {
+      const auto& s = *self->state.shard;
+      try {
+        const auto d = decode_query(a);
+        const auto kind = a.score == 0 ? context::block_score::quest : context::block_score::moba;
+        const auto scores = s.score_blocks(static_cast<int>(a.head), d.q, d.positions, a.causal, kind);
+        std::vector<std::vector<context::scored_block>> rows;
+        for (Eigen::Index r = 0; r < d.q.rows(); ++r)
+          rows.push_back(context::shard_top(scores, r, 0, static_cast<int>(a.k)));
+        return pack_candidates(rows);
+      } catch (const std::exception& e) {
+        return make_mesh_error(mesh_errc::bad_request, std::string{"shard score: "} + e.what());
+      }
+    },
+  };
+}
+
+} // namespace eoe::actors
