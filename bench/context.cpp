@@ -7,17 +7,25 @@
 //    share of trials whose sparse attention output has cosine >= 0.9 with the planted value,
 //    against the fraction of 64-position blocks read (global top-k by Quest bound and by
 //    MoBA mean key).
+// 3. Through actors (3 in-process nodes, shards of 128K positions, up to 1M): one decode query
+//    over every block, over a global top-k of 1/8 chosen in two rounds, and over each shard's
+//    budget of 1/8 in one round.
 // 2. Decode (one query, one head, d = 64) time against N, full and sparse at 1/8, with the
 //    linear fit of full time on N and its R^2, and attention bytes per second (keys + values
 //    read) against this machine's memcpy bandwidth (bytes copied per second, best of 5 copies
 //    of 512 MiB) measured in the same run.
 
+#include "actors/local_cluster.hpp"
+#include "actors/mesh_config.hpp"
+#include "actors/wire.hpp"
 #include "bench/machine.hpp"
 #include "context_store/kv_shard.hpp"
 #include "context_store/selection.hpp"
 #include "experts/rng.hpp"
 
 #include <CLI/CLI.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -217,5 +225,68 @@ int main(int argc, char** argv) {
     ss_res += std::pow(ys[i] - (a + b * xs[i]), 2);
   std::printf("linear fit of full decode time: %.3f ms + %.3f ns per token, R^2 = %.5f\n",
               a * 1e3, b * 1e9, 1 - ss_res / syy);
+
+  // ---- through actors: full pathway, global top-k in two rounds, budget in one -------------
+  {
+    const std::int64_t n = std::min<std::int64_t>(max_tokens, 1 << 20);
+    actors::mesh_config cfg;
+    caf::actor_system sys{cfg};
+    auto coord = actors::spawn_local_cluster(sys, "", 3);
+    if (!actors::wait_ready(sys, coord, std::chrono::seconds(60))) {
+      std::fprintf(stderr, "bench_context: the cluster did not start\n");
+      return 1;
+    }
+    caf::scoped_actor self{sys};
+    actors::context_actor ctx;
+    self->request(coord, std::chrono::seconds(5), actors::context_atom::value)
+      .receive([&](actors::context_actor c) { ctx = c; }, [](const caf::error&) {});
+    std::uint64_t id = 0;
+    self->request(ctx, std::chrono::seconds(5), actors::create_atom::value,
+                  actors::context_spec{1, d, block, 131072})
+      .receive([&](std::uint64_t i) { id = i; }, [](const caf::error&) {});
+    experts::rng r{91};
+    constexpr std::int64_t chunk = 65536;
+    for (std::int64_t at = 0; at < n; at += chunk) {
+      matrix k(chunk, d), v(chunk, d);
+      for (Eigen::Index i = 0; i < k.size(); ++i) {
+        k.data()[i] = static_cast<float>(r.normal());
+        v.data()[i] = static_cast<float>(r.normal());
+      }
+      self->request(ctx, std::chrono::seconds(60), actors::append_atom::value, id,
+                    actors::heads_tensor{actors::to_wire(k)}, actors::heads_tensor{actors::to_wire(v)})
+        .receive([](std::uint64_t) {}, [](const caf::error&) {});
+    }
+    matrix q(1, d);
+    for (int i = 0; i < d; ++i)
+      q(0, i) = static_cast<float>(r.normal());
+    const auto blocks_total = (n + block - 1) / block;
+    std::printf("\nthrough actors: %lld positions in shards of 131072 on 3 in-process nodes, one decode query\n",
+                static_cast<long long>(n));
+    std::printf("%-34s %10s %14s\n", "mode", "ms (p50)", "blocks read");
+    for (std::uint8_t mode : {0, 1, 2}) {
+      actors::attention_query a;
+      a.q = actors::to_wire(q);
+      a.positions = actors::pack(std::vector<std::int64_t>{n - 1});
+      a.mode = mode;
+      a.k = static_cast<std::uint32_t>(blocks_total / 8);
+      a.fraction = 1.0 / 8;
+      std::vector<double> t;
+      std::uint64_t read = 0;
+      for (int i = 0; i < 11; ++i) {
+        const auto start = clock_type::now();
+        self->request(ctx, std::chrono::seconds(60), actors::query_atom::value, id, a)
+          .receive([&](const actors::wire_partial& w) { read = w.blocks_read; }, [](const caf::error&) {});
+        if (i > 0)
+          t.push_back(seconds_since(start));
+      }
+      std::sort(t.begin(), t.end());
+      const char* name = mode == 0 ? "full pathway (every block)"
+                         : mode == 1 ? "global top-k 1/8, two rounds"
+                                     : "per-shard budget 1/8, one round";
+      std::printf("%-34s %10.3f %9llu / %lld\n", name, t[t.size() / 2] * 1e3,
+                  static_cast<unsigned long long>(read), static_cast<long long>(blocks_total));
+    }
+    caf::anon_send(coord, actors::shutdown_atom::value);
+  }
   return 0;
 }

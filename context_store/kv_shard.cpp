@@ -184,10 +184,16 @@ partial kv_shard::attend_blocks(int head, const matrix& q, std::span<const std::
     if (b < 0 || b >= this->blocks() || (i > 0 && sorted[i - 1] == b))
       throw std::invalid_argument("kv_shard::attend_blocks: block " + std::to_string(b)
                                   + " is not a block of this shard, or listed twice");
-    if (q.rows() > 0)
-      attend_range(head, q, positions, causal, static_cast<std::int64_t>(b) * shape_.block_size,
-                   std::min<std::int64_t>(size_, static_cast<std::int64_t>(b + 1) * shape_.block_size),
-                   acc);
+  }
+  // Runs of adjacent blocks are read as one range.
+  for (size_t i = 0; i < sorted.size() && q.rows() > 0;) {
+    size_t j = i + 1;
+    while (j < sorted.size() && sorted[j] == sorted[j - 1] + 1)
+      ++j;
+    attend_range(head, q, positions, causal, static_cast<std::int64_t>(sorted[i]) * shape_.block_size,
+                 std::min<std::int64_t>(size_, static_cast<std::int64_t>(sorted[j - 1] + 1) * shape_.block_size),
+                 acc);
+    i = j;
   }
   normalise(acc);
   return acc;
