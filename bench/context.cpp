@@ -19,6 +19,7 @@
 #include "actors/mesh_config.hpp"
 #include "actors/wire.hpp"
 #include "bench/machine.hpp"
+#include "bench/timing.hpp"
 #include "context_store/kv_shard.hpp"
 #include "context_store/selection.hpp"
 #include "experts/rng.hpp"
@@ -36,17 +37,14 @@
 
 using namespace eoe;
 using namespace eoe::context;
-using clock_type = std::chrono::steady_clock;
+using eoe::bench::clock_type;
+using eoe::bench::seconds_since;
 
 namespace {
 
 constexpr int d = 64;
 constexpr int block = 64;
 constexpr std::int64_t shard_tokens = 1 << 20; // shards of at most 1M positions
-
-double seconds_since(clock_type::time_point t) {
-  return std::chrono::duration<double>(clock_type::now() - t).count();
-}
 
 /// A context of n random positions in shards of shard_tokens, filled in chunks.
 std::vector<kv_shard> make_context(std::int64_t n, std::uint64_t seed) {

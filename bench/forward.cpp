@@ -10,6 +10,7 @@
 // forward keeps.
 
 #include "bench/machine.hpp"
+#include "bench/timing.hpp"
 #include "experts/forward.hpp"
 #include "experts/rng.hpp"
 
@@ -22,23 +23,9 @@
 
 using namespace eoe;
 using namespace eoe::experts;
+using eoe::bench::median_seconds;
 
 namespace {
-
-using clock_type = std::chrono::steady_clock;
-
-template <class F>
-double median_seconds(int reps, F&& f) {
-  f(); // warm-up
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    auto start = clock_type::now();
-    f();
-    t.push_back(std::chrono::duration<double>(clock_type::now() - start).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 struct gemm_shape {
   Eigen::Index m, k, n;

@@ -15,6 +15,7 @@
 #include "actors/mesh_errc.hpp"
 #include "actors/wire.hpp"
 #include "bench/machine.hpp"
+#include "bench/timing.hpp"
 #include "experts/checkpoint.hpp"
 #include "experts/forward.hpp"
 #include "experts/rng.hpp"
@@ -43,18 +44,11 @@
 using namespace eoe;
 using namespace eoe::actors;
 namespace fs = std::filesystem;
-using clock_type = std::chrono::steady_clock;
+using eoe::bench::clock_type;
+using eoe::bench::quantile;
+using eoe::bench::seconds_since;
 
 namespace {
-
-double seconds_since(clock_type::time_point t) {
-  return std::chrono::duration<double>(clock_type::now() - t).count();
-}
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
 
 /// Median seconds of `reps` mesh requests (after one warm-up), checked against the reference.
 double mesh_seconds(caf::actor_system& sys, const coordinator_actor& coord, const matrix& x,
@@ -83,7 +77,7 @@ double mesh_seconds(caf::actor_system& sys, const coordinator_actor& coord, cons
           std::exit(1);
         });
   }
-  return percentile(t, 0.5);
+  return quantile(t, 0.5);
 }
 
 // ---- the network path ----------------------------------------------------------------------
@@ -261,7 +255,7 @@ int main(int argc, char** argv) {
     if (i > 0)
       rt.push_back(seconds_since(start));
   }
-  const double t_ref = percentile(rt, 0.5);
+  const double t_ref = quantile(rt, 0.5);
 
   // Mesh in one process: the parallelism is the actors; each GEMM on one thread.
   double t_one = 0;
@@ -330,7 +324,7 @@ int main(int argc, char** argv) {
   std::printf("%-44s %10.2f ms   ratio %.3f (goal <= 1.6)\n", "mesh, 3 processes on loopback",
               t_three * 1e3, t_three / t_ref);
   std::printf("%-44s p50 %.1f us, p99 %.1f us (%zu pings)\n", "per-hop latency between processes",
-              percentile(hops, 0.5) * 1e6, percentile(hops, 0.99) * 1e6, hops.size());
+              quantile(hops, 0.5) * 1e6, quantile(hops, 0.99) * 1e6, hops.size());
   std::printf("%-44s %10.1f MB/s\n", "tensor bytes between two CAF nodes", caf_bps / 1e6);
   std::printf("%-44s %10.1f MB/s   ratio %.3f (goal >= 0.8)\n", "plain TCP socket pair",
               tcp_bps / 1e6, caf_bps / tcp_bps);

@@ -141,15 +141,10 @@ layer_config read_layer(table_reader& r, const model_config& m, size_t index, in
 } // namespace
 
 expected<config_file> parse_config_file(std::string_view text, std::string_view source) {
-  toml::table doc;
-  try {
-    doc = toml::parse(text, source);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream os;
-    os << source << ":" << e.source().begin.line << ":" << e.source().begin.column
-       << ": TOML syntax: " << e.description();
-    return fail(errc::config_syntax, os.str());
-  }
+  auto parsed = parse_toml(text, source);
+  if (!parsed)
+    return std::unexpected(parsed.error());
+  const toml::table& doc = *parsed;
 
   problems out{source, {}};
   table_reader top{doc, "", out};

@@ -5,6 +5,17 @@
 
 namespace eoe::experts {
 
+expected<toml::table> parse_toml(std::string_view text, std::string_view source) {
+  try {
+    return toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << source << ":" << e.source().begin.line << ":" << e.source().begin.column
+       << ": TOML syntax: " << e.description();
+    return fail(errc::config_syntax, os.str());
+  }
+}
+
 std::string describe(const toml::node& n) {
   std::ostringstream os;
   switch (n.type()) {

@@ -3,6 +3,8 @@
 // type and range, every key that is not read is reported as unknown, and every problem names
 // file, line, column and key. Internal to experts/.
 
+#include "experts/error.hpp"
+
 #include <toml++/toml.h>
 
 #include <cstdint>
@@ -12,6 +14,9 @@
 #include <vector>
 
 namespace eoe::experts {
+
+/// Parses TOML text; a syntax error names source, line and column.
+expected<toml::table> parse_toml(std::string_view text, std::string_view source);
 
 /// "an integer (3)", "a string (\"x\")": how a node is named in errors.
 std::string describe(const toml::node& n);

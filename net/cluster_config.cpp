@@ -49,15 +49,10 @@ port = 4403
 
 experts::expected<cluster_config> parse_cluster_config(std::string_view text,
                                                        std::string_view source) {
-  toml::table doc;
-  try {
-    doc = toml::parse(text, source);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream os;
-    os << source << ":" << e.source().begin.line << ":" << e.source().begin.column
-       << ": TOML syntax: " << e.description();
-    return fail(errc::config_syntax, os.str());
-  }
+  auto parsed = experts::parse_toml(text, source);
+  if (!parsed)
+    return std::unexpected(parsed.error());
+  const toml::table& doc = *parsed;
   problems out{source, {}};
   table_reader top{doc, "", out};
   cluster_config c;

@@ -6,6 +6,7 @@
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
 #include "context_model.hpp"
+#include "local_cluster_fixture.hpp"
 
 #include <caf/scoped_actor.hpp>
 
@@ -17,22 +18,11 @@ using namespace eoe::test;
 
 namespace {
 
-struct cluster {
-  mesh_config cfg;
-  caf::actor_system sys;
-  coordinator_actor coordinator;
-  context_actor contexts;
+struct cluster : local_cluster {
+  context_actor contexts = local_cluster::contexts();
 
-  cluster() : sys(cfg) {
-    coordinator = spawn_local_cluster(sys, "", 3);
-    REQUIRE(wait_ready(sys, coordinator, std::chrono::seconds(20)));
-    caf::scoped_actor self{sys};
-    self->request(coordinator, std::chrono::seconds(5), context_atom::value)
-      .receive([&](context_actor c) { contexts = c; }, [&](const caf::error& e) { FAIL(describe(e)); });
-  }
-
-  ~cluster() {
-    caf::anon_send(coordinator, shutdown_atom::value);
+  cluster() : local_cluster("", 3) {
+    // nop
   }
 };
 

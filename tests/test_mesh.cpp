@@ -9,6 +9,7 @@
 #include "experts/checkpoint.hpp"
 #include "experts/forward.hpp"
 #include "experts/rng.hpp"
+#include "local_cluster_fixture.hpp"
 #include "mesh_model.hpp"
 
 #include <caf/actor_system.hpp>
@@ -24,18 +25,9 @@ using namespace eoe::test;
 
 namespace {
 
-struct cluster {
-  mesh_config cfg;
-  caf::actor_system sys;
-  coordinator_actor coordinator;
-
-  explicit cluster(size_t nodes) : sys(cfg) {
-    coordinator = spawn_local_cluster(sys, checkpoint(), nodes);
-    REQUIRE(wait_ready(sys, coordinator, std::chrono::seconds(20)));
-  }
-
-  ~cluster() {
-    caf::anon_send(coordinator, shutdown_atom::value);
+struct cluster : local_cluster {
+  explicit cluster(size_t nodes) : local_cluster(checkpoint(), nodes) {
+    // nop
   }
 };
 

@@ -5,6 +5,7 @@
 #include "actors/local_cluster.hpp"
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
+#include "local_cluster_fixture.hpp"
 #include "mesh_model.hpp"
 #include "net/load_generator.hpp"
 
@@ -20,37 +21,9 @@ using namespace eoe::test;
 
 namespace {
 
-struct cluster {
-  mesh_config cfg;
-  caf::actor_system sys;
-  coordinator_actor coordinator;
-
-  explicit cluster(size_t nodes) : sys(cfg) {
-    coordinator = spawn_local_cluster(sys, checkpoint(), nodes);
-    REQUIRE(wait_ready(sys, coordinator, std::chrono::seconds(20)));
-  }
-
-  ~cluster() {
-    caf::anon_send(coordinator, shutdown_atom::value);
-  }
-
-  template <class... Ts>
-  std::uint64_t change(Ts... xs) {
-    caf::scoped_actor self{sys};
-    std::uint64_t epoch = 0;
-    self->request(coordinator, std::chrono::seconds(30), xs...)
-      .receive([&](std::uint64_t e) { epoch = e; },
-               [&](const caf::error& err) { FAIL(describe(err)); });
-    return epoch;
-  }
-
-  cluster_status status() {
-    caf::scoped_actor self{sys};
-    cluster_status out;
-    self->request(coordinator, std::chrono::seconds(10), status_atom::value)
-      .receive([&](cluster_status& s) { out = std::move(s); },
-               [&](const caf::error& err) { FAIL(describe(err)); });
-    return out;
+struct cluster : local_cluster {
+  explicit cluster(size_t nodes) : local_cluster(checkpoint(), nodes) {
+    // nop
   }
 
   matrix output_of(const matrix& x) {

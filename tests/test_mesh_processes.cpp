@@ -16,6 +16,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <csignal>
 #include <thread>
 #include <unistd.h>
@@ -43,6 +44,38 @@ std::string write_cluster(const fs::path& dir, const std::vector<std::string>& h
         << base + static_cast<int>(i) << "\n";
   return (dir / "cluster.toml").string();
 }
+
+/// 3 `eoe node` processes of a cluster file written to dir, ready (or the test fails with the
+/// log of the node that died). Hosts and command prefixes per node.
+struct process_cluster {
+  net::cluster_config config;
+  std::vector<net::node_process> nodes;
+
+  process_cluster(const fs::path& dir, const std::vector<std::string>& hosts,
+                  const std::vector<std::vector<std::string>>& prefix = {}) {
+    const auto file = write_cluster(dir, hosts);
+    auto c = net::load_cluster_config(file);
+    REQUIRE(c.has_value());
+    config = std::move(*c);
+    nodes = net::start_nodes(config, file, eoe_binary(), dir, prefix);
+    const auto err = net::wait_cluster_ready(config, nodes, std::chrono::seconds(60));
+    if (!err.empty()) {
+      net::stop_nodes(config, nodes, std::chrono::seconds(1));
+      FAIL(err);
+    }
+  }
+
+  /// Shuts the cluster down; how many processes had to be killed.
+  size_t stop() {
+    return net::stop_nodes(config, nodes);
+  }
+
+  ~process_cluster() {
+    // A failed check left it running: no process outlives the test.
+    if (std::any_of(nodes.begin(), nodes.end(), [](auto& n) { return n.pid > 0; }))
+      net::stop_nodes(config, nodes, std::chrono::seconds(1));
+  }
+};
 
 /// Runs the equivalence and fan-out checks against a started cluster.
 void exercise(const net::cluster_config& c) {
@@ -120,32 +153,18 @@ bool can_use_netns() {
 TEST_CASE("3 node processes on loopback equal the reference and fan out once per node",
           "[mesh][processes]") {
   const auto dir = fs::temp_directory_path() / ("eoe_test_cluster_" + std::to_string(getpid()));
-  const auto file = write_cluster(dir, {"127.0.0.1", "127.0.0.1", "127.0.0.1"});
-  auto c = net::load_cluster_config(file);
-  REQUIRE(c.has_value());
-  auto nodes = net::start_nodes(*c, file, eoe_binary(), dir);
-  const auto err = net::wait_cluster_ready(*c, nodes, std::chrono::seconds(60));
-  if (!err.empty()) {
-    net::stop_nodes(*c, nodes, std::chrono::seconds(1));
-    FAIL(err);
-  }
-  exercise(*c);
-  CHECK(net::stop_nodes(*c, nodes) == 0); // every node exits on the shutdown
+  process_cluster pc{dir, {"127.0.0.1", "127.0.0.1", "127.0.0.1"}};
+  exercise(pc.config);
+  CHECK(pc.stop() == 0); // every node exits on the shutdown
 }
 
 TEST_CASE("kill -9 of one node of 3 mid-load: 0 lost, 0 wrong, the failures name the node, "
           "service again within 2 s",
           "[mesh][processes][failure]") {
   const auto dir = fs::temp_directory_path() / ("eoe_test_kill_" + std::to_string(getpid()));
-  const auto file = write_cluster(dir, {"127.0.0.1", "127.0.0.1", "127.0.0.1"});
-  auto c = net::load_cluster_config(file);
-  REQUIRE(c.has_value());
-  auto nodes = net::start_nodes(*c, file, eoe_binary(), dir);
-  const auto err = net::wait_cluster_ready(*c, nodes, std::chrono::seconds(60));
-  if (!err.empty()) {
-    net::stop_nodes(*c, nodes, std::chrono::seconds(1));
-    FAIL(err);
-  }
+  process_cluster pc{dir, {"127.0.0.1", "127.0.0.1", "127.0.0.1"}};
+  const auto* c = &pc.config;
+  auto& nodes = pc.nodes;
   mesh_config cfg;
   caf::actor_system sys{cfg};
   auto coord = net::connect(sys, c->nodes[0].address());
@@ -185,7 +204,7 @@ TEST_CASE("kill -9 of one node of 3 mid-load: 0 lost, 0 wrong, the failures name
   REQUIRE(s);
   CHECK_FALSE(s->alive[2]);
   CHECK(s->experts_per_node[2] == 0);
-  net::stop_nodes(*c, nodes);
+  pc.stop();
 }
 
 TEST_CASE("3 nodes in separate network namespaces joined by veth pairs", "[mesh][netns]") {
@@ -193,9 +212,7 @@ TEST_CASE("3 nodes in separate network namespaces joined by veth pairs", "[mesh]
     WARN("SKIPPED: needs root and `ip netns` (iproute2)");
     return;
   }
-  // A bridge-free star: the head's namespace reaches each other namespace over its own veth
-  // pair, and the two others reach each other through routes over the head... simpler: one
-  // bridge in the root namespace with a veth into each node's namespace.
+  // One bridge in the root namespace with a veth pair into each node's namespace.
   const std::string tag = std::to_string(getpid() % 10000);
   const std::string br = "eoebr" + tag;
   std::vector<std::string> ns, hosts;
@@ -229,20 +246,16 @@ TEST_CASE("3 nodes in separate network namespaces joined by veth pairs", "[mesh]
   const std::string root_ip = "10.77." + std::to_string(static_cast<int>(getpid() % 200)) + ".254";
   sh("ip addr add " + root_ip + "/24 dev " + br);
   const auto dir = fs::temp_directory_path() / ("eoe_test_netns_" + std::to_string(getpid()));
-  const auto file = write_cluster(dir, hosts);
-  auto c = net::load_cluster_config(file);
-  REQUIRE(c.has_value());
   std::vector<std::vector<std::string>> prefix;
   for (auto& n : ns)
     prefix.push_back({"ip", "netns", "exec", n});
-  auto nodes = net::start_nodes(*c, file, eoe_binary(), dir, prefix);
-  const auto err = net::wait_cluster_ready(*c, nodes, std::chrono::seconds(60));
-  if (!err.empty()) {
-    net::stop_nodes(*c, nodes, std::chrono::seconds(1));
-    cleanup();
-    FAIL(err);
-  }
-  exercise(*c);
-  CHECK(net::stop_nodes(*c, nodes) == 0);
-  cleanup();
+  struct namespaces_guard {
+    std::function<void()> cleanup;
+    ~namespaces_guard() {
+      cleanup();
+    }
+  } guard{cleanup};
+  process_cluster pc{dir, hosts, prefix};
+  exercise(pc.config);
+  CHECK(pc.stop() == 0);
 }

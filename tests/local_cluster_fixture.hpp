@@ -1,0 +1,63 @@
+#pragma once
+// A whole mesh in this test process (actors/local_cluster), started ready and shut down at the
+// end of the test, with the coordinator calls the tests make.
+
+#include "actors/local_cluster.hpp"
+#include "actors/mesh_config.hpp"
+#include "actors/mesh_errc.hpp"
+#include "actors/wire.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
+#include <catch2/catch.hpp>
+
+namespace eoe::test {
+
+struct local_cluster {
+  actors::mesh_config cfg;
+  caf::actor_system sys;
+  actors::coordinator_actor coordinator;
+
+  /// checkpoint "": the embedded default model.
+  local_cluster(const std::string& checkpoint, size_t nodes) : sys(cfg) {
+    coordinator = actors::spawn_local_cluster(sys, checkpoint, nodes);
+    REQUIRE(actors::wait_ready(sys, coordinator, std::chrono::seconds(20)));
+  }
+
+  ~local_cluster() {
+    caf::anon_send(coordinator, actors::shutdown_atom::value);
+  }
+
+  /// A membership change; returns the epoch it made.
+  template <class... Ts>
+  std::uint64_t change(Ts... xs) {
+    caf::scoped_actor self{sys};
+    std::uint64_t epoch = 0;
+    self->request(coordinator, std::chrono::seconds(30), xs...)
+      .receive([&](std::uint64_t e) { epoch = e; },
+               [&](const caf::error& err) { FAIL(actors::describe(err)); });
+    return epoch;
+  }
+
+  actors::cluster_status status() {
+    caf::scoped_actor self{sys};
+    actors::cluster_status out;
+    self->request(coordinator, std::chrono::seconds(10), actors::status_atom::value)
+      .receive([&](actors::cluster_status& s) { out = std::move(s); },
+               [&](const caf::error& err) { FAIL(actors::describe(err)); });
+    return out;
+  }
+
+  actors::context_actor contexts() {
+    caf::scoped_actor self{sys};
+    actors::context_actor out;
+    self->request(coordinator, std::chrono::seconds(5), actors::context_atom::value)
+      .receive([&](actors::context_actor c) { out = c; },
+               [&](const caf::error& err) { FAIL(actors::describe(err)); });
+    return out;
+  }
+};
+
+} // namespace eoe::test
