@@ -43,7 +43,7 @@ using eoe::bench::seconds_since;
 namespace {
 
 constexpr int d = 64;
-constexpr int block = 64;
+int block = 64; // positions per block (--block)
 constexpr std::int64_t shard_tokens = 1 << 20; // shards of at most 1M positions
 
 /// A context of n random positions in shards of shard_tokens, filled in chunks.
@@ -122,6 +122,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-tokens", max_tokens, "largest context of the scaling run");
   app.add_option("--passkey-max", passkey_max, "largest context of the passkey run");
   app.add_option("--trials", trials, "passkey trials per context length");
+  app.add_option("--block", block, "positions per block summary");
   CLI11_PARSE(app, argc, argv);
   Eigen::setNbThreads(1);
   std::printf("machine: %s\n", bench::machine_line().c_str());

@@ -125,9 +125,20 @@ void kv_shard::attend_range(int head, const matrix& q, std::span<const std::int6
   }
   const auto& keys = k_[head];
   const auto& vals = v_[head];
-  matrix s, p;
+  // Score buffers reused across calls: sparse reads call this once per block.
+  thread_local matrix s_buf, p_buf;
+  if (s_buf.rows() != rows || s_buf.cols() < tile) {
+    s_buf.resize(rows, tile);
+    p_buf.resize(rows, tile);
+  }
+  if (rows == 1) {
+    attend_one(head, q, positions[0], causal, from, last_visible, acc);
+    return;
+  }
   for (std::int64_t t0 = from; t0 < last_visible; t0 += tile) {
     const auto n = std::min(tile, last_visible - t0);
+    auto s = s_buf.leftCols(n);
+    auto p = p_buf.leftCols(n);
     s.noalias() = (q * keys.middleRows(t0, n).transpose()) * scale;
     if (causal)
       for (Eigen::Index r = 0; r < rows; ++r) {
@@ -135,7 +146,6 @@ void kv_shard::attend_range(int head, const matrix& q, std::span<const std::int6
         for (auto j = std::max<std::int64_t>(0, visible); j < n; ++j)
           s(r, j) = no_key;
       }
-    p.resize(rows, n);
     for (Eigen::Index r = 0; r < rows; ++r) {
       const float tile_max = s.row(r).maxCoeff();
       if (tile_max == no_key) {
@@ -150,6 +160,64 @@ void kv_shard::attend_range(int head, const matrix& q, std::span<const std::int6
       acc.max[r] = m_new;
     }
     acc.out.noalias() += p * vals.middleRows(t0, n);
+  }
+}
+
+namespace {
+
+/// One decode step over key rows [from, to) of K and V (rows of width D; Eigen::Dynamic: d),
+/// online softmax over tiles. D fixed at compile time lets the dot products and the updates
+/// unroll: the common head widths get their own instance.
+template <int D>
+void decode_rows(const float* kp, const float* vp, int d, const float* q, float scale,
+                 std::int64_t from, std::int64_t to, std::int64_t tile_size, float* out,
+                 float& max, float& sum) {
+  using vec = Eigen::Matrix<float, D, 1>;
+  const Eigen::Map<const vec> qv{q, d};
+  Eigen::Map<vec> o{out, d};
+  thread_local std::vector<float> s;
+  s.resize(static_cast<size_t>(tile_size));
+  for (std::int64_t t0 = from; t0 < to; t0 += tile_size) {
+    const auto n = std::min(tile_size, to - t0);
+    float tile_max = no_key;
+    for (std::int64_t j = 0; j < n; ++j) {
+      s[j] = Eigen::Map<const vec>{kp + (t0 + j) * d, d}.dot(qv) * scale;
+      tile_max = std::max(tile_max, s[j]);
+    }
+    const float m_new = std::max(max, tile_max);
+    const float rescale = max == no_key ? 0.0f : std::exp(max - m_new);
+    o *= rescale;
+    Eigen::Map<Eigen::ArrayXf> p{s.data(), n};
+    p = (p - m_new).exp(); // vectorised
+    for (std::int64_t j = 0; j < n; ++j)
+      o.noalias() += s[j] * Eigen::Map<const vec>{vp + (t0 + j) * d, d};
+    sum = sum * rescale + p.sum();
+    max = m_new;
+  }
+}
+
+} // namespace
+
+void kv_shard::attend_one(int head, const matrix& q, std::int64_t position, bool causal,
+                          std::int64_t from, std::int64_t to, partial& acc) const {
+  // A decode step: one query row, read key by key and value by value (no GEMM set-up per
+  // block).
+  const int d = shape_.head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  if (causal)
+    to = std::min<std::int64_t>(to, position - begin_ + 1);
+  const float* kp = k_[head].data();
+  const float* vp = v_[head].data();
+  switch (d) {
+    case 64:
+      decode_rows<64>(kp, vp, d, q.data(), scale, from, to, tile, acc.out.data(), acc.max[0], acc.sum[0]);
+      break;
+    case 128:
+      decode_rows<128>(kp, vp, d, q.data(), scale, from, to, tile, acc.out.data(), acc.max[0], acc.sum[0]);
+      break;
+    default:
+      decode_rows<Eigen::Dynamic>(kp, vp, d, q.data(), scale, from, to, tile, acc.out.data(),
+                                  acc.max[0], acc.sum[0]);
   }
 }
 

@@ -82,6 +82,9 @@ public:
 
 private:
   void check_query(int head, const matrix& q, std::span<const std::int64_t> positions) const;
+  /// The same for a single query row, key by key.
+  void attend_one(int head, const matrix& q, std::int64_t position, bool causal,
+                  std::int64_t from, std::int64_t to, partial& acc) const;
   /// Attention over key rows [from, to) of the shard, accumulated into running state.
   void attend_range(int head, const matrix& q, std::span<const std::int64_t> positions,
                     bool causal, std::int64_t from, std::int64_t to, partial& acc) const;

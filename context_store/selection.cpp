@@ -25,8 +25,10 @@ std::vector<scored_block> shard_top(const matrix& scores, Eigen::Index row, int 
     if (scores(row, b) != no_key)
       all.push_back({scores(row, b), shard, static_cast<int>(b)});
   const auto keep = std::min<size_t>(static_cast<size_t>(std::max(k, 0)), all.size());
-  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(keep), all.end(), better);
+  // The k best first (nth_element), then ordered among themselves.
+  std::nth_element(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(keep), all.end(), better);
   all.resize(keep);
+  std::sort(all.begin(), all.end(), better);
   return all;
 }
 
