@@ -241,7 +241,7 @@ int main(int argc, char** argv) {
       .receive([&](actors::context_actor c) { ctx = c; }, [](const caf::error&) {});
     std::uint64_t id = 0;
     self->request(ctx, std::chrono::seconds(5), actors::create_atom::value,
-                  actors::context_spec{1, d, block, 131072})
+                  actors::context_spec{1, d, static_cast<std::uint32_t>(block), 131072})
       .receive([&](std::uint64_t i) { id = i; }, [](const caf::error&) {});
     experts::rng r{91};
     constexpr std::int64_t chunk = 65536;
