@@ -1,6 +1,7 @@
 #include "actors/composer_actor.hpp"
 
 #include "actors/mesh_errc.hpp"
+#include "actors/trace.hpp"
 #include "actors/wire.hpp"
 #include "experts/weighted_output.hpp"
 
@@ -87,9 +88,12 @@ void try_complete(self_ptr self, std::uint64_t id) {
     return;
   const auto& m = *st.model;
   const auto& v = *p.view;
+  const trace_scope tr{p.trace, id, st.node, "composer"};
+  const auto t0 = tr ? tracing::now_ns() : 0;
   infer_result res;
   res.request = id;
   res.epoch = v.plan.epoch;
+  res.trace_id = p.trace;
   try {
     const auto& carrier = p.outputs[0]->get_as<contribution>(1);
     matrix h = from_wire(carrier.stream, "the carried residual stream");
@@ -123,6 +127,14 @@ void try_complete(self_ptr self, std::uint64_t id) {
                                  "request " + std::to_string(id) + ": " + e.what()));
     st.pending.erase(it);
     return;
+  }
+  if (tr) {
+    const auto t1 = tracing::now_ns();
+    tr.step(trace_kind::merge, "head", static_cast<std::int32_t>(v.schedule.size()), -1, t0, t1,
+            static_cast<std::uint32_t>(p.tokens));
+    res.trace_msg = tracing::next_message_id();
+    tr.message(trace_kind::send, "result", "coordinator", res.trace_msg, 0,
+               res.output.bytes.size(), -1, -1, t1);
   }
   p.rp.deliver(std::move(res));
   st.pending.erase(it);
@@ -188,6 +200,11 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
         return make_mesh_error(mesh_errc::not_ready,
                                "the composer has no plan for epoch " + std::to_string(epoch));
       const auto& v = *ev->second;
+      const trace_scope tr{req.trace_id, id, st.node, "composer"};
+      if (tr)
+        tr.message(trace_kind::receive, "infer", "coordinator", req.trace_msg, 0,
+                   req.tokens.bytes.size() + req.ids.size(), -1, -1, tracing::now_ns());
+      const auto t_embed = tr ? tracing::now_ns() : 0;
       const int in_dim = m.config.input_dim > 0 ? m.config.input_dim : m.config.dim;
       matrix x;
       try {
@@ -213,7 +230,11 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       } else {
         h = std::move(x);
       }
+      if (tr)
+        tr.step(trace_kind::compute, "embed", -1, -1, t_embed, tracing::now_ns(),
+                static_cast<std::uint32_t>(h.rows()));
       auto& p = st.pending[id];
+      p.trace = req.trace_id;
       p.rp = self->make_response_promise<infer_result>();
       p.view = ev->second;
       p.tokens = h.rows();
@@ -236,9 +257,18 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       start.deadline_ms = req.deadline_ms;
       start.stream = to_wire(h);
       start.ids = req.ids;
+      start.trace = req.trace_id;
+      if (tr)
+        start.msg = tracing::next_message_id();
+      const auto bytes = start.stream.bytes.size() + start.ids.size();
+      const auto msg_id = start.msg;
       const auto msg = caf::make_message(contrib_atom::value, std::move(start));
-      for (auto n : v.nodes_of_layer(v.schedule[0]))
+      for (auto n : v.nodes_of_layer(v.schedule[0])) {
+        if (tr)
+          tr.message(trace_kind::send, "contrib", relay_name(v.plan.nodes[n]), msg_id, 0, bytes,
+                     0, -1, tracing::now_ns());
         caf::anon_send(caf::actor_cast<caf::actor>(v.plan.relays[n]), msg);
+      }
       self->delayed_send(self, std::chrono::milliseconds(req.deadline_ms), deadline_atom::value,
                          id);
       return p.rp;
@@ -249,6 +279,16 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       if (it == st.pending.end() || c.to_layer != it->second.view->schedule.size())
         return; // late (answered already) or misrouted
       auto& p = it->second;
+      if (const trace_scope tr{c.trace, c.request, st.node, "composer"}; tr) {
+        const auto& v = *p.view;
+        const auto l = v.schedule.back();
+        tr.message(trace_kind::receive, "contrib",
+                   c.sender < v.plan.members[l].size()
+                     ? expert_actor_name(l, v.plan.members[l][c.sender])
+                     : "?",
+                   c.msg, 0, contribution_bytes(c), static_cast<std::int32_t>(c.to_layer), -1,
+                   tracing::now_ns());
+      }
       if (c.sender >= p.outputs.size() || p.outputs[c.sender])
         return;
       p.outputs[c.sender] = self->current_mailbox_element()->copy_content_to_message();
@@ -261,6 +301,16 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       if (it == st.pending.end())
         return;
       auto& p = it->second;
+      if (const trace_scope tr{r.trace, r.request, st.node, "composer"}; tr) {
+        const auto& v = *p.view;
+        const auto l = r.layer < v.schedule.size() ? v.schedule[r.layer] : 0;
+        tr.message(trace_kind::receive, "record",
+                   r.expert < v.plan.members[l].size()
+                     ? expert_actor_name(l, v.plan.members[l][r.expert])
+                     : "?",
+                   r.msg, 0, r.scores.size() + r.rows.size() + r.carried.size(),
+                   static_cast<std::int32_t>(r.layer), -1, tracing::now_ns());
+      }
       if (r.layer >= p.records.size() || r.expert >= p.records[r.layer].size()
           || p.records[r.layer][r.expert])
         return;

@@ -18,6 +18,7 @@ struct pending_request {
   Eigen::Index tokens = 0;
   bool want_record = true;
   std::uint32_t deadline_ms = 0;
+  std::uint64_t trace = 0; ///< the request's trace id (0: not traced)
   std::vector<std::optional<caf::message>> outputs;   ///< the last layer's, by expert
   size_t outputs_in = 0;
   std::vector<std::vector<std::optional<expert_record>>> records; ///< [unrolled][expert]

@@ -2,6 +2,7 @@
 
 #include "actors/context_actor.hpp"
 #include "actors/mesh_errc.hpp"
+#include "actors/trace.hpp"
 #include "experts/checkpoint.hpp"
 #include "experts/membership.hpp"
 
@@ -159,6 +160,30 @@ void complete(self_ptr self, std::uint64_t id, caf::expected<infer_result> r) {
   retire_idle(self);
 }
 
+/// Measures the clock offset of a node's agent from ours in `rounds` round trips (the
+/// shortest wins) and tells the agent, so that its trace events land on the head's time line.
+void measure_clock(self_ptr self, node_agent_actor agent, std::string node, int rounds = 8) {
+  auto samples = std::make_shared<std::vector<tracing::clock_sample>>();
+  auto step = std::make_shared<std::function<void()>>();
+  *step = [self, agent, node, rounds, samples, step] {
+    const auto t0 = tracing::now_ns();
+    self->request(agent, std::chrono::seconds(5), clock_atom::value)
+      .then(
+        [self, agent, node, rounds, samples, step, t0](std::int64_t t1) {
+          samples->push_back({t0, t1, tracing::now_ns()});
+          if (static_cast<int>(samples->size()) < rounds) {
+            (*step)();
+            return;
+          }
+          const auto offset = tracing::estimate_offset(samples->data(), samples->size());
+          self->send(agent, clock_atom::value, offset);
+          *step = nullptr; // breaks the cycle
+        },
+        [step, node](const caf::error&) { *step = nullptr; }); // a lost node: nothing to align
+  };
+  (*step)();
+}
+
 /// Pins a request to the current epoch and sends it to the composer.
 void admit(self_ptr self, infer_request req, caf::typed_response_promise<infer_result> rp) {
   auto& st = self->state;
@@ -166,9 +191,25 @@ void admit(self_ptr self, infer_request req, caf::typed_response_promise<infer_r
   const auto epoch = st.current;
   ++st.epochs.at(epoch).in_flight;
   st.requests[id] = {rp, epoch};
+  if (req.trace || tracing::sampled(id, st.setup.trace_sample))
+    req.trace_id = st.trace_salt ^ id;
+  else
+    req.trace_id = 0;
+  const trace_scope tr{req.trace_id, id, st.setup.nodes[st.setup.head], "coordinator"};
+  if (tr) {
+    req.trace_msg = tracing::next_message_id();
+    tr.message(trace_kind::send, "infer", "composer", req.trace_msg, 0,
+               req.tokens.bytes.size() + req.ids.size(), -1, -1, tracing::now_ns());
+  }
   self->request(st.composer, caf::infinite, infer_atom::value, id, epoch, std::move(req))
-    .then([self, id](infer_result& r) { complete(self, id, std::move(r)); },
-          [self, id](caf::error& err) { complete(self, id, std::move(err)); });
+    .then(
+      [self, id, tr](infer_result& r) {
+        if (tr)
+          tr.message(trace_kind::receive, "result", "composer", r.trace_msg, 0,
+                     r.output.bytes.size(), -1, -1, tracing::now_ns());
+        complete(self, id, std::move(r));
+      },
+      [self, id](caf::error& err) { complete(self, id, std::move(err)); });
 }
 
 /// The current epoch's model and membership without the experts on node n; top-k layers keep
@@ -377,10 +418,13 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
   st.composer = self->spawn<caf::linked>(composer_behavior, st.setup.model,
                                          st.setup.nodes[st.setup.head]);
   st.contexts = self->spawn<caf::linked>(context_behavior, st.setup.agents);
+  st.trace_salt = static_cast<std::uint64_t>(tracing::now_ns()) << 24;
   for (std::uint32_t n = 0; n < st.setup.nodes.size(); ++n) {
     st.nodes.push_back({st.setup.nodes[n], st.setup.addresses[n], st.setup.agents[n], {}, true});
-    if (n != st.setup.head)
+    if (n != st.setup.head) {
       self->monitor(st.setup.agents[n]);
+      measure_clock(self, st.setup.agents[n], st.setup.nodes[n]);
+    }
   }
   self->set_exception_handler([self](std::exception_ptr& eptr) -> caf::error {
     try {
@@ -587,6 +631,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
           [self, rp, name, address, agent](spawned_node& s) mutable {
             self->state.nodes.push_back({name, address, agent, s.relay, true});
             self->monitor(agent);
+            measure_clock(self, agent, name);
             caf::aout(self) << "coordinator: node " << name << " (" << address << ") joined"
                             << std::endl;
             rp.deliver(ok_atom::value);

@@ -27,6 +27,7 @@ struct coordinator_setup {
   std::vector<node_agent_actor> agents;      ///< per node (the head's own agent included)
   std::vector<std::vector<std::uint32_t>> placement; ///< [config layer][expert] -> node index
   std::uint32_t head = 0;                    ///< node index of the coordinator and composer
+  double trace_sample = 0;                   ///< share of requests traced (0: only flagged ones)
 };
 
 /// One node as the registry knows it.
@@ -73,6 +74,7 @@ struct coordinator_state {
   std::map<std::uint64_t, admitted_request> requests;
   std::uint64_t next_request = 0;
   std::uint64_t served = 0, failed = 0;
+  std::uint64_t trace_salt = 0; ///< trace id = salt ^ request id (distinct across restarts)
 
   static inline const char* name = "eoe.coordinator";
 };

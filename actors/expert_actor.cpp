@@ -1,5 +1,6 @@
 #include "actors/expert_actor.hpp"
 
+#include "actors/trace.hpp"
 #include "actors/wire.hpp"
 #include "experts/forward.hpp"
 #include "experts/hash_routing.hpp"
@@ -22,6 +23,19 @@ std::string expert_name(std::uint32_t layer, std::uint32_t id, int step) {
   if (step > 0)
     s += " (step " + std::to_string(step + 1) + ")";
   return s;
+}
+
+std::string expert_actor_name(std::uint32_t layer, std::uint32_t id) {
+  return "expert " + expert_name(layer, id);
+}
+
+std::string relay_name(const std::string& node) {
+  return "relay " + node;
+}
+
+std::uint64_t contribution_bytes(const contribution& c) noexcept {
+  return c.rows.size() + c.scores.size() + c.y.bytes.size() + c.stream.bytes.size()
+         + c.ids.size();
 }
 
 std::vector<std::uint32_t> unrolled_schedule(const experts::model_config& c) {
@@ -69,6 +83,17 @@ void finish(self_ptr self, const epoch_view& v, std::uint64_t request, std::uint
             const std::vector<float>& carried) {
   auto& st = self->state;
   const auto& lc = v.config.layers[st.spec.layer];
+  const trace_scope tr{w.trace, request, st.spec.node, st.actor};
+  const auto layer = static_cast<std::int32_t>(u);
+  const auto id = static_cast<std::int32_t>(st.spec.id);
+  if (tr) {
+    float mean = 0;
+    for (auto x : w.scores)
+      mean += x / static_cast<float>(w.scores.size());
+    const auto t = tracing::now_ns();
+    tr.step(rows.empty() ? trace_kind::abstain : trace_kind::activate, "decide", layer, id, t, t,
+            static_cast<std::uint32_t>(rows.size()), w.scores.empty() ? std::nanf("") : mean);
+  }
   contribution out;
   out.request = request;
   out.epoch = v.plan.epoch;
@@ -82,7 +107,11 @@ void finish(self_ptr self, const epoch_view& v, std::uint64_t request, std::uint
     matrix in(static_cast<Eigen::Index>(rows.size()), w.first_in.cols()), hidden, y;
     for (size_t r = 0; r < rows.size(); ++r)
       in.row(static_cast<Eigen::Index>(r)) = w.first_in.row(rows[r]);
+    const auto t0 = tr ? tracing::now_ns() : 0;
     experts::expert_forward(*st.be, *st.spec.weights, lc.act, in, hidden, y);
+    if (tr)
+      tr.step(trace_kind::compute, "ffn", layer, id, t0, tracing::now_ns(),
+              static_cast<std::uint32_t>(rows.size()));
     out.y = to_wire(y);
   }
   if (position == 0) { // the carrier: the stream and the ids travel on with its output
@@ -96,13 +125,31 @@ void finish(self_ptr self, const epoch_view& v, std::uint64_t request, std::uint
   rec.scores = pack(w.scores);
   rec.rows = out.rows;
   rec.carried = out.scores;
+  out.trace = rec.trace = w.trace;
+  if (tr) {
+    out.msg = tracing::next_message_id();
+    rec.msg = tracing::next_message_id();
+  }
+  const auto bytes = contribution_bytes(out);
+  const auto msg_id = out.msg;
   const auto msg = caf::make_message(contrib_atom::value, std::move(out));
   if (u + 1 < v.schedule.size()) {
-    for (auto node : v.nodes_of_layer(v.schedule[u + 1]))
+    for (auto node : v.nodes_of_layer(v.schedule[u + 1])) {
+      if (tr)
+        tr.message(trace_kind::send, "contrib", relay_name(v.plan.nodes[node]), msg_id, 0, bytes,
+                   layer + 1, id, tracing::now_ns());
       forward_message(v.plan.relays[node], msg);
+    }
   } else {
+    if (tr)
+      tr.message(trace_kind::send, "contrib", "composer", msg_id, 0, bytes, layer + 1, id,
+                 tracing::now_ns());
     forward_message(v.plan.composer, msg);
   }
+  if (tr)
+    tr.message(trace_kind::send, "record", "composer", rec.msg, 0,
+               rec.scores.size() + rec.rows.size() + rec.carried.size(), layer, id,
+               tracing::now_ns());
   self->send(v.plan.composer, record_atom::value, std::move(rec));
 }
 
@@ -132,6 +179,9 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
   const auto& c = v.config;
   const auto& lc = c.layers[st.spec.layer];
   const auto& lp = v.params[st.spec.layer];
+  const trace_scope tr{w.trace, request, st.spec.node, st.actor};
+  const auto layer = static_cast<std::int32_t>(u);
+  const auto id = static_cast<std::int32_t>(st.spec.id);
   const auto& carrier = view_of(*w.got[0]);
   const matrix h_prev = from_wire(carrier.stream, "the carried residual stream");
   const auto tokens = h_prev.rows();
@@ -166,6 +216,10 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
     in = &mixed;
   }
 
+  const auto t_mixed = tr ? tracing::now_ns() : 0;
+  if (tr)
+    tr.step(trace_kind::merge, "mix", layer, id, w.inputs_at, t_mixed,
+            static_cast<std::uint32_t>(tokens));
   std::vector<std::int32_t> rows;
   std::vector<float> carried;
   switch (lc.kind) {
@@ -173,6 +227,9 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
       vector s;
       experts::expert_scores(*st.be, *st.spec.weights, *in, w.first_in, s);
       w.scores.assign(s.data(), s.data() + s.size());
+      if (tr)
+        tr.step(trace_kind::compute, "score", layer, id, t_mixed, tracing::now_ns(),
+                static_cast<std::uint32_t>(tokens));
       if (lc.mode == experts::activation_mode::threshold) {
         const float tau = lp.tau(0, position);
         const float gate_bias = lp.gate_bias(0, position);
@@ -201,14 +258,29 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
         share.sender_node = st.spec.node;
         share.deadline_ms = w.deadline_ms;
         share.scores = pack(rank);
+        share.trace = w.trace;
+        if (tr)
+          share.msg = tracing::next_message_id();
+        const auto bytes = share.scores.size();
+        const auto msg_id = share.msg;
         const auto msg = caf::make_message(scores_atom::value, std::move(share));
-        for (auto node : v.nodes_of_layer(st.spec.layer))
+        for (auto node : v.nodes_of_layer(st.spec.layer)) {
+          if (tr)
+            tr.message(trace_kind::send, "scores", relay_name(v.plan.nodes[node]), msg_id, 0,
+                       bytes, layer, id, tracing::now_ns());
           forward_message(v.plan.relays[node], msg);
+        }
         expert_record waiting;
         waiting.request = request;
         waiting.layer = u;
         waiting.expert = static_cast<std::uint32_t>(position);
         waiting.decided = false;
+        waiting.trace = w.trace;
+        if (tr) {
+          waiting.msg = tracing::next_message_id();
+          tr.message(trace_kind::send, "record", "composer", waiting.msg, 0, 0, layer, id,
+                     tracing::now_ns());
+        }
         self->send(v.plan.composer, record_atom::value, std::move(waiting));
       }
       if (w.ranks_in == static_cast<size_t>(lc.experts))
@@ -289,12 +361,19 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
                                             expert_spec spec) {
   auto& st = self->state;
   st.spec = std::move(spec);
+  st.actor = expert_actor_name(st.spec.layer, st.spec.id);
   st.be = kernels::make_cpu_backend();
   return {
     [=](contrib_atom, const contribution& c) {
       auto& st = self->state;
       if (st.muted)
         return;
+      const trace_scope tr{c.trace, c.request, st.spec.node, st.actor};
+      const auto t_in = tr ? tracing::now_ns() : 0;
+      if (tr)
+        tr.message(trace_kind::receive, "contrib", relay_name(st.spec.node), c.msg, 1,
+                   contribution_bytes(c), static_cast<std::int32_t>(c.to_layer),
+                   static_cast<std::int32_t>(st.spec.id), t_in);
       auto [v, position] = place(self, c.epoch, c.to_layer);
       if (!v)
         return;
@@ -302,6 +381,8 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
       const std::pair<std::uint64_t, std::uint32_t> key{c.request, c.to_layer};
       auto& w = st.work[key];
       w.deadline_ms = c.deadline_ms;
+      w.trace = c.trace;
+      w.inputs_at = t_in;
       const auto expected = senders_of(*v, c.to_layer);
       if (w.got.empty())
         w.got.resize(expected);
@@ -325,12 +406,17 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
       auto& st = self->state;
       if (st.muted)
         return;
+      if (const trace_scope tr{s.trace, s.request, st.spec.node, st.actor}; tr)
+        tr.message(trace_kind::receive, "scores", relay_name(st.spec.node), s.msg, 1,
+                   s.scores.size(), static_cast<std::int32_t>(s.layer),
+                   static_cast<std::int32_t>(st.spec.id), tracing::now_ns());
       auto [v, position] = place(self, s.epoch, s.layer);
       if (!v || static_cast<int>(s.expert) == position)
         return; // our own share comes back through our relay
       arm_timer(self, s.request, s.deadline_ms);
       const std::pair<std::uint64_t, std::uint32_t> key{s.request, s.layer};
       auto& w = st.work[key];
+      w.trace = s.trace;
       const auto experts = static_cast<size_t>(v->config.layers[st.spec.layer].experts);
       if (w.ranks.empty())
         w.ranks.resize(experts);

@@ -48,6 +48,8 @@ struct layer_work {
   size_t ranks_in = 0;
   std::string ids;
   std::uint32_t deadline_ms = 0;
+  std::uint64_t trace = 0;   ///< the request's trace id (0: not traced)
+  std::int64_t inputs_at = 0; ///< traced: when the last input arrived
 };
 
 struct expert_state {
@@ -57,6 +59,7 @@ struct expert_state {
   std::map<std::pair<std::uint64_t, std::uint32_t>, layer_work> work;
   std::set<std::uint64_t> timed; ///< requests with a cleanup timer
   bool muted = false;
+  std::string actor; ///< "expert L.ID", as trace events name it
 
   static inline const char* name = "eoe.expert";
 };
@@ -66,6 +69,13 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
 
 /// "1.3": config layer 1, expert id 3 (and " (step 2)" for a later step of a recurrent layer).
 std::string expert_name(std::uint32_t layer, std::uint32_t id, int step = 0);
+
+/// The actor names trace events use: "expert 1.3", "relay n2".
+std::string expert_actor_name(std::uint32_t layer, std::uint32_t id);
+std::string relay_name(const std::string& node);
+
+/// Payload bytes of a contribution (its tensors and vectors).
+std::uint64_t contribution_bytes(const contribution& c) noexcept;
 
 /// unrolled layer -> config layer of a model config.
 std::vector<std::uint32_t> unrolled_schedule(const experts::model_config& c);

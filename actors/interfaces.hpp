@@ -66,6 +66,8 @@ using node_agent_actor = caf::typed_actor<                         //
   caf::replies_to<create_atom, context_spec, std::uint64_t, std::uint64_t>::with<shard_actor>, //
   caf::reacts_to<retire_atom, std::uint32_t, std::uint32_t>,       //
   caf::replies_to<status_atom>::with<std::string>,                 //
+  caf::replies_to<clock_atom>::with<std::int64_t>,                 //
+  caf::reacts_to<clock_atom, std::int64_t>,                        //
   caf::reacts_to<shutdown_atom>>;
 
 /// Admits requests (each pinned to the epoch current at admission), owns the versioned

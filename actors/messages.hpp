@@ -61,6 +61,8 @@ using append_atom = caf::atom_constant<caf::atom("append")>;
 using query_atom = caf::atom_constant<caf::atom("query")>;
 /// context composer -> shard: score every block (round one of a global top-k).
 using score_atom = caf::atom_constant<caf::atom("score")>;
+/// coordinator -> node agent: read your clock (for the clock offset), or here is your offset.
+using clock_atom = caf::atom_constant<caf::atom("clock")>;
 /// client -> context composer: forget a context (its shards exit).
 using drop_atom = caf::atom_constant<caf::atom("drop")>;
 
@@ -84,11 +86,15 @@ struct infer_request {
   std::string ids;               ///< T uint64, little-endian; empty: the row index
   std::uint32_t deadline_ms = 5000;
   bool want_record = true;       ///< return the activation record of every layer
+  bool trace = false;            ///< trace this request (whatever the cluster's sampling)
+  std::uint64_t trace_id = 0;    ///< set by the coordinator: nonzero when traced
+  std::uint64_t trace_msg = 0;   ///< coordinator -> composer: the message id of the hop
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, infer_request& x) {
-  return f(caf::meta::type_name("infer_request"), x.tokens, x.ids, x.deadline_ms, x.want_record);
+  return f(caf::meta::type_name("infer_request"), x.tokens, x.ids, x.deadline_ms, x.want_record,
+           x.trace, x.trace_id, x.trace_msg);
 }
 
 /// One layer of an activation record, as layer_record in experts/forward.hpp.
@@ -112,11 +118,14 @@ struct infer_result {
   std::uint64_t epoch = 0;
   wire_tensor output;
   std::vector<wire_layer_record> layers; ///< one per layer as run; empty unless asked
+  std::uint64_t trace_id = 0;  ///< nonzero: the request was traced under this id
+  std::uint64_t trace_msg = 0; ///< composer -> coordinator: the message id of the answer
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, infer_result& x) {
-  return f(caf::meta::type_name("infer_result"), x.request, x.epoch, x.output, x.layers);
+  return f(caf::meta::type_name("infer_result"), x.request, x.epoch, x.output, x.layers,
+           x.trace_id, x.trace_msg);
 }
 
 /// One sender's output bound for the experts of unrolled layer `to_layer` (or, past the last
@@ -134,12 +143,14 @@ struct contribution {
   wire_tensor y;      ///< (rows, D) the sender's output before gating
   wire_tensor stream; ///< (T, D) h_{l} when this is the carrier; else empty
   std::string ids;    ///< with the stream: T uint64 token ids
+  std::uint64_t trace = 0; ///< the request's trace id; 0: not traced
+  std::uint64_t msg = 0;   ///< traced: the message id the sender drew
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, contribution& x) {
   return f(caf::meta::type_name("contribution"), x.request, x.epoch, x.to_layer, x.sender,
-           x.sender_node, x.deadline_ms, x.rows, x.scores, x.y, x.stream, x.ids);
+           x.sender_node, x.deadline_ms, x.rows, x.scores, x.y, x.stream, x.ids, x.trace, x.msg);
 }
 
 /// An expert's top-k ranking scores (score + selection bias) on every token of a request.
@@ -151,12 +162,14 @@ struct score_share {
   std::string sender_node;
   std::uint32_t deadline_ms = 0; ///< the request's time budget, for the receivers' timers
   std::string scores; ///< T floats
+  std::uint64_t trace = 0; ///< as in contribution
+  std::uint64_t msg = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, score_share& x) {
   return f(caf::meta::type_name("score_share"), x.request, x.epoch, x.layer, x.expert,
-           x.sender_node, x.deadline_ms, x.scores);
+           x.sender_node, x.deadline_ms, x.scores, x.trace, x.msg);
 }
 
 /// What an expert decided on one unrolled layer of a request. A top-k expert also sends one
@@ -170,12 +183,14 @@ struct expert_record {
   std::string scores; ///< T floats (eoe: self-scores; router: probabilities); empty otherwise
   std::string rows;   ///< active rows, int32
   std::string carried; ///< float per active row: what its contribution carries
+  std::uint64_t trace = 0; ///< as in contribution
+  std::uint64_t msg = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, expert_record& x) {
   return f(caf::meta::type_name("expert_record"), x.request, x.layer, x.expert, x.decided,
-           x.scores, x.rows, x.carried);
+           x.scores, x.rows, x.carried, x.trace, x.msg);
 }
 
 /// The weights of one expert to spawn: its tensors in the order of experts::ffn_expert

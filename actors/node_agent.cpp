@@ -1,5 +1,7 @@
 #include "actors/node_agent.hpp"
 
+#include "actors/trace.hpp"
+
 #include "actors/mesh_errc.hpp"
 #include "actors/shard_actor.hpp"
 #include "experts/checkpoint.hpp"
@@ -98,6 +100,10 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       return s;
     },
     [=](status_atom) { return self->state.node; },
+    [=](clock_atom) { return tracing::now_ns(); },
+    [=](clock_atom, std::int64_t offset_ns) {
+      tracing::set_clock_offset(self->state.node, offset_ns);
+    },
     [=](shutdown_atom) {
       for (auto& s : self->state.shards)
         self->send_exit(s, caf::exit_reason::user_shutdown);

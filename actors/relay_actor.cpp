@@ -1,5 +1,7 @@
 #include "actors/relay_actor.hpp"
 
+#include "actors/trace.hpp"
+
 #include <caf/actor_cast.hpp>
 #include <caf/actor_ostream.hpp>
 #include <caf/event_based_actor.hpp>
@@ -15,11 +17,36 @@ namespace {
 
 using self_ptr = relay_actor::stateful_pointer<relay_state>;
 
+/// What a traced message says of itself.
+struct traced {
+  std::uint64_t trace = 0, request = 0, msg = 0;
+  const char* name = "";
+  std::int32_t layer = -1;
+  /// The sending actor's name, from the epoch's plan.
+  std::string (*sender)(const epoch_view&, std::uint32_t unrolled, std::uint32_t position);
+  std::uint32_t position = 0;
+};
+
+std::string member(const epoch_view& v, std::uint32_t unrolled, std::uint32_t position) {
+  if (unrolled >= v.schedule.size())
+    return "?";
+  const auto l = v.schedule[unrolled];
+  return position < v.plan.members[l].size() ? expert_actor_name(l, v.plan.members[l][position])
+                                             : "?";
+}
+
 /// Hands the current message to every local member of the config layer run as `unrolled` in
 /// `epoch`.
 void fan_out(self_ptr self, std::uint64_t epoch, std::uint32_t unrolled,
-             const std::string& sender_node, size_t bytes) {
+             const std::string& sender_node, size_t bytes, const traced& t) {
   auto& st = self->state;
+  const trace_scope tr{t.trace, t.request, st.node, relay_name(st.node)};
+  if (tr) {
+    auto v = st.epochs.find(epoch);
+    tr.message(trace_kind::receive, t.name,
+               v == st.epochs.end() ? "?" : t.sender(*v->second, unrolled, t.position), t.msg, 0,
+               bytes, t.layer, -1, tracing::now_ns());
+  }
   if (sender_node == st.node)
     ++st.stats.local_messages;
   else {
@@ -44,6 +71,9 @@ void fan_out(self_ptr self, std::uint64_t epoch, std::uint32_t unrolled,
     auto e = here->second.find(id);
     if (e == here->second.end())
       continue;
+    if (tr)
+      tr.message(trace_kind::send, t.name, expert_actor_name(layer, id), t.msg, 1, bytes, t.layer,
+                 static_cast<std::int32_t>(id), tracing::now_ns());
     caf::anon_send(caf::actor_cast<caf::actor>(e->second), msg);
     ++st.stats.deliveries;
   }
@@ -56,12 +86,17 @@ relay_actor::behavior_type relay_behavior(relay_actor::stateful_pointer<relay_st
   self->state.node = std::move(node);
   return {
     [=](contrib_atom, const contribution& c) {
-      fan_out(self, c.epoch, c.to_layer, c.sender_node,
-              c.rows.size() + c.scores.size() + c.y.bytes.size() + c.stream.bytes.size()
-                + c.ids.size());
+      traced t{c.trace, c.request, c.msg, "contrib", static_cast<std::int32_t>(c.to_layer),
+               [](const epoch_view& v, std::uint32_t u, std::uint32_t position) {
+                 return u == 0 ? std::string("composer") : member(v, u - 1, position);
+               },
+               c.sender};
+      fan_out(self, c.epoch, c.to_layer, c.sender_node, contribution_bytes(c), t);
     },
     [=](scores_atom, const score_share& s) {
-      fan_out(self, s.epoch, s.layer, s.sender_node, s.scores.size());
+      traced t{s.trace, s.request, s.msg, "scores", static_cast<std::int32_t>(s.layer), member,
+               s.expert};
+      fan_out(self, s.epoch, s.layer, s.sender_node, s.scores.size(), t);
     },
     [=](plan_atom, const mesh_plan& p) -> caf::result<ok_atom> {
       // Every local member has the plan before the relay acknowledges it.

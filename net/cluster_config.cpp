@@ -129,6 +129,27 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
       top.bad(*n, "placement", "a table");
     }
   }
+  if (auto* n = top.take("trace")) {
+    if (auto t = n->as_table()) {
+      table_reader r{*t, "trace", out};
+      c.trace.dir = r.string("dir", std::string{}).value_or("");
+      c.trace.sample = r.number("sample", 0.0, 1.0, 0.0).value_or(0.0);
+      c.trace.collector = r.string("collector", std::string{}).value_or("");
+      if (!c.trace.collector.empty()) {
+        const auto colon = c.trace.collector.rfind(':');
+        const auto port = colon == std::string::npos ? std::string{} : c.trace.collector.substr(colon + 1);
+        const bool digits = !port.empty() && port.size() <= 5
+                            && port.find_first_not_of("0123456789") == std::string::npos;
+        if (colon == 0 || !digits || std::stoi(port) < 1 || std::stoi(port) > 65535)
+          out.add(t->get("collector")->source(), "trace.collector",
+                  "expected host:port with a port in [1, 65535], got \"" + c.trace.collector
+                    + "\"");
+      }
+      r.reject_unknown(" in [trace]");
+    } else {
+      top.bad(*n, "trace", "a table");
+    }
+  }
   top.reject_unknown(" at the top level");
   if (c.head.empty() && !c.nodes.empty())
     c.head = c.nodes.front().name;

@@ -24,6 +24,18 @@ struct node_entry {
   bool operator==(const node_entry&) const = default;
 };
 
+/// [trace]: where the nodes write trace events and which requests are traced.
+struct trace_settings {
+  std::string dir;        ///< each node writes <dir>/<node>.trace.jsonl; "" = no files
+  double sample = 0;      ///< share of requests traced; flagged requests always are
+  std::string collector;  ///< host:port the head listens at for the live stream; "" = none
+
+  bool enabled() const {
+    return !dir.empty() || !collector.empty();
+  }
+  bool operator==(const trace_settings&) const = default;
+};
+
 struct cluster_config {
   std::string name = "cluster";
   std::string checkpoint;          ///< the model file every node reads; "" = embedded default
@@ -33,6 +45,7 @@ struct cluster_config {
   std::vector<node_entry> nodes;
   /// [config layer] -> node name per expert; empty: round-robin over the nodes
   std::vector<std::vector<std::string>> placement;
+  trace_settings trace;
 
   size_t head_index() const;
   const node_entry* find(std::string_view node) const;

@@ -6,6 +6,8 @@
 #include "actors/mesh_errc.hpp"
 #include "actors/node_agent.hpp"
 #include "net/client.hpp"
+#include "net/trace_collector.hpp"
+#include "net/trace_sink.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
@@ -41,12 +43,55 @@ resolve_placement(const cluster_config& c, const experts::model_config& m) {
   return out;
 }
 
+namespace {
+
+/// The node's tracing for as long as it runs: the head's collector (when configured) and the
+/// process's sink, installed for the actors and flushed and removed at the end.
+struct node_tracing {
+  std::unique_ptr<trace_collector> collector;
+  std::shared_ptr<file_trace_sink> sink;
+
+  ~node_tracing() {
+    if (sink) {
+      actors::tracing::install(nullptr);
+      sink->flush();
+    }
+  }
+
+  /// False (with a message in log) when the head cannot listen at the collector's address.
+  bool start(const cluster_config& c, bool head, std::ostream& log) {
+    if (!c.trace.enabled())
+      return true;
+    try {
+      if (head && !c.trace.collector.empty()) {
+        const auto colon = c.trace.collector.rfind(':');
+        collector = std::make_unique<trace_collector>(
+          c.trace.collector.substr(0, colon),
+          static_cast<std::uint16_t>(std::stoi(c.trace.collector.substr(colon + 1))));
+        log << "trace collector listening on " << c.trace.collector << std::endl;
+      }
+      sink = std::make_shared<file_trace_sink>(c.trace.dir, c.trace.collector);
+    } catch (const std::exception& e) {
+      log << e.what() << "\n";
+      return false;
+    }
+    actors::tracing::install(sink);
+    return true;
+  }
+};
+
+} // namespace
+
 int run_node(const cluster_config& c, const std::string& name, std::ostream& log) {
   const auto* me = c.find(name);
   if (!me) {
     log << "eoe node: cluster '" << c.name << "' has no node '" << name << "'\n";
     return 1;
   }
+  const bool is_head = name == c.nodes[c.head_index()].name;
+  node_tracing trace_runtime;
+  if (!trace_runtime.start(c, is_head, log))
+    return 1;
   // The mesh's parallelism is its actors: every GEMM runs on one thread.
   Eigen::setNbThreads(1);
   actors::mesh_config cfg;
@@ -84,6 +129,7 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   }
   setup.placement = std::move(*placement);
   setup.head = static_cast<std::uint32_t>(c.head_index());
+  setup.trace_sample = c.trace.sample;
   // The other nodes start at the same time: retry each for up to 30 seconds.
   for (auto& n : c.nodes) {
     setup.nodes.push_back(n.name);

@@ -1,0 +1,282 @@
+#include "actors/trace.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <limits>
+#include <random>
+#include <stdexcept>
+
+namespace eoe::actors {
+
+namespace {
+
+constexpr std::string_view kind_names[] = {"send", "receive", "compute", "activate", "abstain",
+                                           "merge"};
+
+} // namespace
+
+std::string_view to_string(trace_kind k) noexcept {
+  return kind_names[static_cast<size_t>(k)];
+}
+
+std::optional<trace_kind> trace_kind_from(std::string_view s) noexcept {
+  for (size_t i = 0; i < std::size(kind_names); ++i)
+    if (kind_names[i] == s)
+      return static_cast<trace_kind>(i);
+  return std::nullopt;
+}
+
+std::string to_json_line(const trace_event& e) {
+  nlohmann::json j;
+  j["trace"] = e.trace;
+  j["req"] = e.request;
+  j["kind"] = to_string(e.kind);
+  j["name"] = e.name;
+  j["node"] = e.node;
+  j["actor"] = e.actor;
+  if (!e.peer.empty())
+    j["peer"] = e.peer;
+  if (e.msg != 0) {
+    j["msg"] = e.msg;
+    j["hop"] = e.hop;
+  }
+  if (e.bytes != 0)
+    j["bytes"] = e.bytes;
+  if (e.layer >= 0)
+    j["layer"] = e.layer;
+  if (e.expert >= 0)
+    j["expert"] = e.expert;
+  if (!std::isnan(e.score))
+    j["score"] = e.score;
+  if (e.rows != 0)
+    j["rows"] = e.rows;
+  j["t"] = e.t_ns;
+  if (e.dur_ns != 0)
+    j["dur"] = e.dur_ns;
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+namespace {
+
+const nlohmann::json* field(const nlohmann::json& j, const char* key, bool required) {
+  auto it = j.find(key);
+  if (it == j.end()) {
+    if (required)
+      throw std::invalid_argument(std::string("missing field \"") + key + "\"");
+    return nullptr;
+  }
+  return &*it;
+}
+
+template <class T>
+T integer(const nlohmann::json& j, const char* key, bool required, T fallback = 0) {
+  const auto* v = field(j, key, required);
+  if (!v)
+    return fallback;
+  if (!v->is_number_integer())
+    throw std::invalid_argument(std::string("field \"") + key + "\" must be an integer, not "
+                                + v->dump());
+  if (v->is_number_unsigned()) {
+    const auto u = v->get<std::uint64_t>();
+    if (u > static_cast<std::uint64_t>(std::numeric_limits<T>::max()))
+      throw std::invalid_argument(std::string("field \"") + key + "\" is out of range: "
+                                  + v->dump());
+    return static_cast<T>(u);
+  }
+  const auto s = v->get<std::int64_t>();
+  if (s < static_cast<std::int64_t>(std::numeric_limits<T>::min())
+      || (s > 0 && static_cast<std::uint64_t>(s) > static_cast<std::uint64_t>(std::numeric_limits<T>::max())))
+    throw std::invalid_argument(std::string("field \"") + key + "\" is out of range: "
+                                + v->dump());
+  return static_cast<T>(s);
+}
+
+std::string text(const nlohmann::json& j, const char* key, bool required) {
+  const auto* v = field(j, key, required);
+  if (!v)
+    return {};
+  if (!v->is_string())
+    throw std::invalid_argument(std::string("field \"") + key + "\" must be a string, not "
+                                + v->dump());
+  return v->get<std::string>();
+}
+
+} // namespace
+
+trace_event parse_trace_line(std::string_view line) {
+  const auto j = nlohmann::json::parse(line, nullptr, false);
+  if (j.is_discarded())
+    throw std::invalid_argument("not a JSON object");
+  if (!j.is_object())
+    throw std::invalid_argument("not a JSON object but " + std::string(j.type_name()));
+  trace_event e;
+  e.trace = integer<std::uint64_t>(j, "trace", true);
+  e.request = integer<std::uint64_t>(j, "req", true);
+  const auto kind = text(j, "kind", true);
+  const auto k = trace_kind_from(kind);
+  if (!k)
+    throw std::invalid_argument("field \"kind\": unknown kind \"" + kind + "\"");
+  e.kind = *k;
+  e.name = text(j, "name", true);
+  e.node = text(j, "node", true);
+  e.actor = text(j, "actor", true);
+  e.peer = text(j, "peer", false);
+  e.msg = integer<std::uint64_t>(j, "msg", false);
+  e.hop = integer<std::uint8_t>(j, "hop", false);
+  e.bytes = integer<std::uint64_t>(j, "bytes", false);
+  e.layer = integer<std::int32_t>(j, "layer", false, -1);
+  e.expert = integer<std::int32_t>(j, "expert", false, -1);
+  if (const auto* s = field(j, "score", false)) {
+    if (!s->is_number())
+      throw std::invalid_argument("field \"score\" must be a number, not " + s->dump());
+    e.score = s->get<float>();
+  }
+  e.rows = integer<std::uint32_t>(j, "rows", false);
+  e.t_ns = integer<std::int64_t>(j, "t", true);
+  e.dur_ns = integer<std::int64_t>(j, "dur", false);
+  if (e.dur_ns < 0)
+    throw std::invalid_argument("field \"dur\" is negative");
+  if ((e.kind == trace_kind::send || e.kind == trace_kind::receive) && e.msg == 0)
+    throw std::invalid_argument("a " + kind + " needs a \"msg\" id");
+  return e;
+}
+
+namespace tracing {
+
+namespace {
+
+std::atomic<std::shared_ptr<trace_sink>>& installed() {
+  static std::atomic<std::shared_ptr<trace_sink>> s;
+  return s;
+}
+
+std::int64_t skew_ns() {
+  static const std::int64_t skew = [] {
+    const char* s = std::getenv("EOE_CLOCK_SKEW_MS");
+    return s ? std::strtoll(s, nullptr, 10) * 1'000'000 : 0;
+  }();
+  return skew;
+}
+
+struct offset_table {
+  std::mutex mu;
+  std::map<std::string, std::int64_t, std::less<>> by_node;
+};
+
+offset_table& offsets() {
+  static offset_table t;
+  return t;
+}
+
+} // namespace
+
+void set_clock_offset(const std::string& node, std::int64_t offset_ns) {
+  auto& t = offsets();
+  std::lock_guard lock{t.mu};
+  t.by_node[node] = offset_ns;
+}
+
+std::int64_t clock_offset(std::string_view node) {
+  auto& t = offsets();
+  std::lock_guard lock{t.mu};
+  auto i = t.by_node.find(node);
+  return i == t.by_node.end() ? 0 : i->second;
+}
+
+void install(std::shared_ptr<trace_sink> sink) {
+  installed().store(std::move(sink));
+}
+
+std::shared_ptr<trace_sink> sink() {
+  return installed().load();
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+           .count()
+         + skew_ns();
+}
+
+std::uint64_t next_message_id() {
+  // A random process salt in the high bits, a counter in the low ones.
+  static const std::uint64_t salt = [] {
+    std::random_device rd;
+    return (static_cast<std::uint64_t>(rd()) << 32 | rd()) & ~std::uint64_t{0xffffffffff};
+  }();
+  static std::atomic<std::uint64_t> counter{0};
+  return salt | ((counter.fetch_add(1, std::memory_order_relaxed) + 1) & 0xffffffffff);
+}
+
+bool sampled(std::uint64_t request, double fraction) noexcept {
+  if (fraction <= 0)
+    return false;
+  if (fraction >= 1)
+    return true;
+  std::uint64_t z = request + 0x9e3779b97f4a7c15ULL; // splitmix64
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53 < fraction;
+}
+
+std::int64_t estimate_offset(const clock_sample* samples, size_t n) {
+  if (n == 0)
+    throw std::invalid_argument("estimate_offset: no samples");
+  const clock_sample* best = samples;
+  for (size_t i = 1; i < n; ++i)
+    if (samples[i].t2 - samples[i].t0 < best->t2 - best->t0)
+      best = samples + i;
+  return best->t1 - (best->t0 + (best->t2 - best->t0) / 2);
+}
+
+} // namespace tracing
+
+void trace_scope::message(trace_kind kind, std::string_view name, std::string_view peer,
+                          std::uint64_t msg, std::uint8_t hop, std::uint64_t bytes,
+                          std::int32_t layer, std::int32_t expert, std::int64_t t,
+                          std::int64_t dur) const {
+  if (!sink)
+    return;
+  trace_event e;
+  e.trace = trace;
+  e.request = request;
+  e.kind = kind;
+  e.name = name;
+  e.node = node;
+  e.actor = actor;
+  e.peer = peer;
+  e.msg = msg;
+  e.hop = hop;
+  e.bytes = bytes;
+  e.layer = layer;
+  e.expert = expert;
+  e.t_ns = t;
+  e.dur_ns = dur;
+  sink->record(std::move(e));
+}
+
+void trace_scope::step(trace_kind kind, std::string_view name, std::int32_t layer,
+                       std::int32_t expert, std::int64_t t0, std::int64_t t1, std::uint32_t rows,
+                       float score) const {
+  if (!sink)
+    return;
+  trace_event e;
+  e.trace = trace;
+  e.request = request;
+  e.kind = kind;
+  e.name = name;
+  e.node = node;
+  e.actor = actor;
+  e.layer = layer;
+  e.expert = expert;
+  e.rows = rows;
+  e.score = score;
+  e.t_ns = t0;
+  e.dur_ns = t1 - t0;
+  sink->record(std::move(e));
+}
+
+} // namespace eoe::actors
