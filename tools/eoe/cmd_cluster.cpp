@@ -144,6 +144,7 @@ struct infer_options {
   std::string checkpoint;
   bool checkpoint_given = false;
   std::uint32_t deadline_ms = 5000;
+  bool trace = false;
 };
 
 void run_infer(const infer_options& opt) {
@@ -168,6 +169,7 @@ void run_infer(const infer_options& opt) {
   actors::infer_request req;
   req.tokens = actors::to_wire(in.x);
   req.deadline_ms = opt.deadline_ms;
+  req.trace = opt.trace;
   auto r = net::infer(sys, *coord, std::move(req), std::chrono::milliseconds(opt.deadline_ms + 5000));
   if (!r)
     throw command_error{actors::describe(r.error())};
@@ -175,6 +177,9 @@ void run_infer(const infer_options& opt) {
   std::cout << "request " << r->request << " (epoch " << r->epoch << ") on " << in.what
             << " through " << opt.connect << "\n"
             << describe_layers(c) << format_activations(c, got, in.labels);
+  if (r->trace_id != 0)
+    std::cout << "traced as " << r->trace_id << " (eoe-trace summary --trace " << r->trace_id
+              << " <the cluster's [trace] dir>)\n";
   if (!opt.reference)
     return;
   auto be = kernels::make_cpu_backend();
@@ -275,6 +280,8 @@ void add_cluster_commands(CLI::App& app) {
       ->each([opt](const std::string&) { opt->checkpoint_given = true; });
     cmd->add_option("--deadline-ms", opt->deadline_ms, "the request's deadline")
       ->check(CLI::Range(1, 3'600'000));
+    cmd->add_flag("--trace", opt->trace,
+                  "trace this request (events go to the nodes' [trace] dir and collector)");
     cmd->callback([opt] { run_infer(*opt); });
   }
 }
