@@ -9,6 +9,8 @@
 #include "net/client.hpp"
 #include "net/load_generator.hpp"
 #include "net/process_cluster.hpp"
+#include "follow.hpp"
+#include "trace_log.hpp"
 
 #include <caf/scoped_actor.hpp>
 
@@ -33,12 +35,19 @@ std::string eoe_binary() {
   return (fs::path{dir ? dir : "build/bin"} / "eoe").string();
 }
 
-/// A cluster file for 3 nodes at the given hosts, on ports no other test run uses.
-std::string write_cluster(const fs::path& dir, const std::vector<std::string>& hosts) {
+int base_port() {
+  return 20000 + static_cast<int>(getpid() % 2000) * 10;
+}
+
+/// A cluster file for 3 nodes at the given hosts, on ports no other test run uses, with the
+/// lines of `extra` (a [trace] table, say).
+std::string write_cluster(const fs::path& dir, const std::vector<std::string>& hosts,
+                          const std::string& extra = "") {
   fs::create_directories(dir);
-  const int base = 20000 + static_cast<int>(getpid() % 2000) * 10;
+  const int base = base_port();
   std::ofstream out{dir / "cluster.toml"};
-  out << "[cluster]\nname = \"test3\"\ncheckpoint = \"" << checkpoint() << "\"\nhead = \"n1\"\n";
+  out << "[cluster]\nname = \"test3\"\ncheckpoint = \"" << checkpoint() << "\"\nhead = \"n1\"\n"
+      << extra << "\n";
   for (size_t i = 0; i < hosts.size(); ++i)
     out << "\n[[node]]\nname = \"n" << i + 1 << "\"\nhost = \"" << hosts[i] << "\"\nport = "
         << base + static_cast<int>(i) << "\n";
@@ -52,8 +61,9 @@ struct process_cluster {
   std::vector<net::node_process> nodes;
 
   process_cluster(const fs::path& dir, const std::vector<std::string>& hosts,
-                  const std::vector<std::vector<std::string>>& prefix = {}) {
-    const auto file = write_cluster(dir, hosts);
+                  const std::vector<std::vector<std::string>>& prefix = {},
+                  const std::string& extra = "") {
+    const auto file = write_cluster(dir, hosts, extra);
     auto c = net::load_cluster_config(file);
     REQUIRE(c.has_value());
     config = std::move(*c);
@@ -258,4 +268,59 @@ TEST_CASE("3 nodes in separate network namespaces joined by veth pairs", "[mesh]
   process_cluster pc{dir, hosts, prefix};
   exercise(pc.config);
   CHECK(pc.stop() == 0);
+}
+
+TEST_CASE("traces of 3 processes line up on the head's clock, and stream live to a follower",
+          "[mesh][trace]") {
+  const auto dir = fs::temp_directory_path() / ("eoe_trace3_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  const auto collector = "127.0.0.1:" + std::to_string(base_port() + 9);
+  // Node n2's clock runs 300 ms ahead; the offset measured at start-up takes it out.
+  process_cluster cluster{dir,
+                          {"127.0.0.1", "127.0.0.1", "127.0.0.1"},
+                          {{}, {"env", "EOE_CLOCK_SKEW_MS=300"}, {}},
+                          "\n[trace]\ndir = \"" + (dir / "trace").string() + "\"\ncollector = \""
+                            + collector + "\"\n"};
+  std::ostringstream live;
+  std::uint64_t shown = 0;
+  std::thread follower([&] { shown = trace_tool::follow(collector, live, 40); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300)); // the follower is registered
+  mesh_config cfg;
+  caf::actor_system sys{cfg};
+  auto coord = net::connect(sys, cluster.config.nodes[0].address());
+  REQUIRE(coord);
+  auto req = request_of(random_input(5, 12, 77));
+  req.trace = true;
+  auto r = net::infer(sys, *coord, req, std::chrono::seconds(20));
+  REQUIRE(r);
+  CHECK(r->trace_id != 0);
+  follower.join();
+  CHECK(shown == 40);
+  const auto text = live.str();
+  CHECK(std::count(text.begin(), text.end(), '\n') == 40);
+  CHECK(text.find("does not parse") == std::string::npos);
+  CHECK(cluster.stop() == 0);
+
+  const auto log = trace_tool::load_trace({dir / "trace"});
+  const auto m = trace_tool::match_messages(log);
+  CHECK(m.unmatched_sends.empty());
+  CHECK(m.unmatched_receives.empty());
+  std::set<std::string> nodes;
+  size_t from_n2 = 0, to_n2 = 0;
+  for (auto& msg : m.messages) {
+    const auto& s = log.events[msg.send];
+    const auto& rcv = log.events[msg.receive];
+    nodes.insert(s.node);
+    from_n2 += s.node == "n2" && rcv.node != "n2";
+    to_n2 += s.node != "n2" && rcv.node == "n2";
+    INFO(s.node << " -> " << rcv.node << ": " << msg.latency_ns << " ns");
+    // Unaligned, a message into n2 would seem to take 300 ms and one out of it -300 ms; the
+    // alignment is as good as half the fastest loopback round trip.
+    CHECK(msg.latency_ns > -1'000'000);
+    CHECK(msg.latency_ns < 100'000'000);
+  }
+  CHECK(nodes.size() == 3);
+  CHECK(from_n2 > 0);
+  CHECK(to_n2 > 0);
+  fs::remove_all(dir);
 }
