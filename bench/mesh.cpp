@@ -32,6 +32,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <iterator>
 #include <arpa/inet.h>
 #include <cstdio>
 #include <filesystem>
@@ -50,9 +51,10 @@ using eoe::bench::seconds_since;
 
 namespace {
 
-/// Median seconds of `reps` mesh requests (after one warm-up), checked against the reference.
+/// Median seconds of `reps` mesh requests (after one warm-up), checked against the reference;
+/// `trace`: every request traced.
 double mesh_seconds(caf::actor_system& sys, const coordinator_actor& coord, const matrix& x,
-                    int reps, const matrix& want) {
+                    int reps, const matrix& want, bool trace = false) {
   caf::scoped_actor self{sys};
   std::vector<double> t;
   for (int i = 0; i <= reps; ++i) {
@@ -60,6 +62,7 @@ double mesh_seconds(caf::actor_system& sys, const coordinator_actor& coord, cons
     req.tokens = to_wire(x);
     req.deadline_ms = 120000;
     req.want_record = false;
+    req.trace = trace;
     const auto start = clock_type::now();
     self->request(coord, std::chrono::minutes(3), infer_atom::value, std::move(req))
       .receive(
@@ -192,6 +195,61 @@ double tcp_bytes_per_second(int count, int window) {
          / secs;
 }
 
+/// The 3-process mesh with tracing off and with every request traced to files in dir/trace,
+/// in alternating rounds; prints both medians, the ratio and what the traces weigh.
+int run_trace_overhead(const std::string& ckpt, const fs::path& dir, const matrix& x, int reps,
+                       const matrix& want) {
+  const int base = 30000 + static_cast<int>(getpid() % 1000) * 10;
+  const auto file = (dir / "cluster.toml").string();
+  const auto trace_dir = dir / "trace";
+  {
+    std::ofstream out{file};
+    out << "[cluster]\nname = \"bench3\"\ncheckpoint = \"" << ckpt << "\"\n"
+        << "[trace]\ndir = \"" << trace_dir.string() << "\"\n";
+    for (int n = 0; n < 3; ++n)
+      out << "\n[[node]]\nname = \"n" << n + 1 << "\"\nport = " << base + n << "\n";
+  }
+  auto cluster = net::load_cluster_config(file);
+  const auto exe = (fs::path{net::self_executable()}.parent_path() / "eoe").string();
+  auto nodes = net::start_nodes(*cluster, file, exe, dir);
+  if (auto err = net::wait_cluster_ready(*cluster, nodes, std::chrono::seconds(120)); !err.empty()) {
+    std::fprintf(stderr, "bench_mesh: %s\n", err.c_str());
+    net::stop_nodes(*cluster, nodes, std::chrono::seconds(1));
+    return 1;
+  }
+  std::vector<double> off, on;
+  {
+    mesh_config cfg;
+    caf::actor_system sys{cfg};
+    auto coord = net::connect(sys, cluster->nodes[0].address());
+    for (int round = 0; round < 5; ++round) {
+      off.push_back(mesh_seconds(sys, *coord, x, reps, want, false));
+      on.push_back(mesh_seconds(sys, *coord, x, reps, want, true));
+    }
+  }
+  net::stop_nodes(*cluster, nodes);
+  std::uintmax_t bytes = 0;
+  size_t lines = 0;
+  for (auto& f : fs::directory_iterator(trace_dir)) {
+    bytes += fs::file_size(f.path());
+    std::ifstream in{f.path()};
+    lines += static_cast<size_t>(std::count(std::istreambuf_iterator<char>(in),
+                                            std::istreambuf_iterator<char>(), '\n'));
+  }
+  const auto traced = static_cast<double>(5 * (reps + 1));
+  const double t_off = quantile(off, 0.5), t_on = quantile(on, 0.5);
+  std::printf("machine: %s\n", bench::machine_line().c_str());
+  std::printf("3 processes on loopback, %lld tokens, median of 5 rounds of %d requests each\n",
+              static_cast<long long>(x.rows()), reps);
+  std::printf("%-44s %10.3f ms\n", "tracing off", t_off * 1e3);
+  std::printf("%-44s %10.3f ms   ratio %.3f (goal <= 1.05)\n", "every request traced", t_on * 1e3,
+              t_on / t_off);
+  std::printf("%-44s %10.0f events, %.1f KiB per request\n", "trace written", lines / traced,
+              static_cast<double>(bytes) / traced / 1024);
+  fs::remove_all(dir);
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -199,6 +257,7 @@ int main(int argc, char** argv) {
   int window = 8;
   size_t mm_workers = 0;
   bool network_only = false;
+  bool trace_overhead = false;
   CLI::App app{"The actor mesh against the reference forward and the network path"};
   app.add_option("--tokens", tokens);
   app.add_option("--dim", dim);
@@ -211,6 +270,8 @@ int main(int argc, char** argv) {
   app.add_option("--window", window, "tensors in flight for the bytes-per-second test");
   app.add_option("--middleman-workers", mm_workers, "CAF middleman workers for that test");
   app.add_flag("--network-only", network_only, "only the bytes-per-second test");
+  app.add_flag("--trace-overhead", trace_overhead,
+               "only the 3-process mesh, tracing off against every request traced");
   CLI11_PARSE(app, argc, argv);
   if (network_only) {
     const double caf_bps = caf_bytes_per_second(400, window, mm_workers);
@@ -273,6 +334,9 @@ int main(int argc, char** argv) {
     anon_send(coord, shutdown_atom::value);
     Eigen::setNbThreads(threads);
   }
+
+  if (trace_overhead)
+    return run_trace_overhead(ckpt, dir, x, reps, want);
 
   // Mesh on 3 processes on loopback.
   double t_three = 0;

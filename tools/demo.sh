@@ -2,7 +2,8 @@
 # Fresh Debian 12 machine -> dependencies, build, the main job: the embedded default EoE model,
 # trained on Fashion-MNIST if no checkpoint is there yet, served by a cluster of 3 node
 # processes on loopback (every expert an actor), queried, checked against the in-process
-# reference, and shut down.
+# reference, grown by a hot-added expert, traced (summary, Perfetto JSON and an HTML page of
+# every message), and shut down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,10 @@ name = "demo"
 checkpoint = "$(pwd)/$out/default.ckpt"
 head = "n1"
 
+[trace]
+dir = "$(pwd)/$out/trace"    # each node writes <node>.trace.jsonl here
+collector = "127.0.0.1:4439"   # live stream: eoe-trace follow 127.0.0.1:4439
+
 [[node]]
 name = "n1"
 port = 4431
@@ -47,11 +52,27 @@ TOML
 echo
 echo "== starting 3 nodes (eoe up $cluster)"
 "$eoe" down "$cluster" >/dev/null 2>&1 || true
+rm -rf "$out/trace"
 "$eoe" up "$cluster"
 trap '"$eoe" down "$cluster"' EXIT
 "$eoe" status "$cluster"
 echo
 echo "== requests through the mesh (eoe infer --connect 127.0.0.1:4431 --reference)"
-"$eoe" infer --connect 127.0.0.1:4431 --input fashion --tokens 6 --reference
+"$eoe" infer --connect 127.0.0.1:4431 --input fashion --tokens 6 --reference --trace
+echo
+echo "== hot-add: a zero-initialised expert joins layer 2 on n2 (outputs unchanged until trained)"
+"$eoe" ctl --connect 127.0.0.1:4431 add-expert --layer 2 --node n2 --init zero
+"$eoe" infer --connect 127.0.0.1:4431 --input fashion --tokens 6 --reference --trace
+"$eoe" down "$cluster"
+trap - EXIT
+echo
+echo "== the trace of those requests (eoe-trace summary $out/trace)"
+trace=build/bin/eoe-trace
+"$trace" summary "$out/trace" | sed -n '1,2p;/^expert activation/,$p'
+"$trace" perfetto "$out/trace" -o "$out/trace.json"
+"$trace" html "$out/trace" -o "$out/flows.html"
 echo
 echo "plots of the training run: $out/default.ckpt.{loss,accuracy,experts}.svg"
+echo "trace files:                $out/trace/*.trace.jsonl"
+echo "timeline (ui.perfetto.dev): $out/trace.json"
+echo "message flows page:         $out/flows.html   (tools/trace_screenshot.sh $out/flows.html flows.png)"
