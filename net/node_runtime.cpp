@@ -59,18 +59,18 @@ struct node_tracing {
   }
 
   /// False (with a message in log) when the head cannot listen at the collector's address.
-  bool start(const cluster_config& c, bool head, std::ostream& log) {
-    if (!c.trace.enabled())
+  bool start(const trace_settings& t, bool head, std::ostream& log) {
+    if (!t.enabled())
       return true;
     try {
-      if (head && !c.trace.collector.empty()) {
-        const auto colon = c.trace.collector.rfind(':');
+      if (head && !t.collector.empty()) {
+        const auto colon = t.collector.rfind(':');
         collector = std::make_unique<trace_collector>(
-          c.trace.collector.substr(0, colon),
-          static_cast<std::uint16_t>(std::stoi(c.trace.collector.substr(colon + 1))));
-        log << "trace collector listening on " << c.trace.collector << std::endl;
+          t.collector.substr(0, colon),
+          static_cast<std::uint16_t>(std::stoi(t.collector.substr(colon + 1))));
+        log << "trace collector listening on " << t.collector << std::endl;
       }
-      sink = std::make_shared<file_trace_sink>(c.trace.dir, c.trace.collector);
+      sink = std::make_shared<file_trace_sink>(t.dir, t.collector);
     } catch (const std::exception& e) {
       log << e.what() << "\n";
       return false;
@@ -90,7 +90,7 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   }
   const bool is_head = name == c.nodes[c.head_index()].name;
   node_tracing trace_runtime;
-  if (!trace_runtime.start(c, is_head, log))
+  if (!trace_runtime.start(c.trace, is_head, log))
     return 1;
   // The mesh's parallelism is its actors: every GEMM runs on one thread.
   Eigen::setNbThreads(1);
@@ -173,7 +173,11 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
 }
 
 int run_joining_node(const std::string& head, const std::string& name, const std::string& host,
-                     std::uint16_t port, std::uint32_t middleman_workers, std::ostream& log) {
+                     std::uint16_t port, std::uint32_t middleman_workers,
+                     const trace_settings& trace, std::ostream& log) {
+  node_tracing trace_runtime;
+  if (!trace_runtime.start(trace, false, log))
+    return 1;
   Eigen::setNbThreads(1);
   actors::mesh_config cfg;
   cfg.middleman_workers(middleman_workers);

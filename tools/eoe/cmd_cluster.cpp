@@ -208,6 +208,7 @@ void add_cluster_commands(CLI::App& app) {
     auto join = std::make_shared<std::string>();
     auto listen = std::make_shared<std::string>("127.0.0.1:0");
     auto workers = std::make_shared<std::uint32_t>(0);
+    auto trace = std::make_shared<net::trace_settings>();
     auto* cluster_opt = cmd->add_option("--cluster", *file,
                                         "cluster file (default: the embedded 3-node cluster)")
                           ->check(CLI::ExistingFile);
@@ -216,8 +217,12 @@ void add_cluster_commands(CLI::App& app) {
                                      "HOST:PORT of a running cluster's coordinator to join");
     cmd->add_option("--listen", *listen, "with --join: HOST:PORT to listen on (port 0: any)");
     cmd->add_option("--workers", *workers, "with --join: middleman worker threads");
+    cmd->add_option("--trace-dir", trace->dir,
+                    "with --join: where this node writes its trace events (as [trace] dir)");
+    cmd->add_option("--trace-collector", trace->collector,
+                    "with --join: HOST:PORT of the cluster's trace collector (as [trace] collector)");
     join_opt->excludes(cluster_opt);
-    cmd->callback([file, name, join, listen, workers] {
+    cmd->callback([file, name, join, listen, workers, trace] {
       int rc = 0;
       if (!join->empty()) {
         std::string host;
@@ -231,7 +236,7 @@ void add_cluster_commands(CLI::App& app) {
         } catch (const std::exception&) {
           throw command_error{"--listen '" + *listen + "' is not HOST:PORT"};
         }
-        rc = net::run_joining_node(*join, *name, host, port, *workers, std::cout);
+        rc = net::run_joining_node(*join, *name, host, port, *workers, *trace, std::cout);
       } else {
         rc = net::run_node(load_cluster(*file), *name, std::cout);
       }
