@@ -1,5 +1,6 @@
 #include "actors/composer_actor.hpp"
 
+#include "actors/data_plane.hpp"
 #include "actors/mesh_errc.hpp"
 #include "actors/trace.hpp"
 #include "actors/wire.hpp"
@@ -263,11 +264,12 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       const auto bytes = start.stream.bytes.size() + start.ids.size();
       const auto msg_id = start.msg;
       const auto msg = caf::make_message(contrib_atom::value, std::move(start));
+      std::shared_ptr<const outgoing_frame> frame;
       for (auto n : v.nodes_of_layer(v.schedule[0])) {
         if (tr)
           tr.message(trace_kind::send, "contrib", relay_name(v.plan.nodes[n]), msg_id, 0, bytes,
                      0, -1, tracing::now_ns());
-        caf::anon_send(caf::actor_cast<caf::actor>(v.plan.relays[n]), msg);
+        send_contribution(v.plan, n, self->node(), msg, frame);
       }
       self->delayed_send(self, std::chrono::milliseconds(req.deadline_ms), deadline_atom::value,
                          id);

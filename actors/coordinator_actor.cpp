@@ -100,16 +100,18 @@ void publish(self_ptr self, model_ptr m, members_t members, members_t placement,
   const auto epoch = ++st.last_epoch;
   std::vector<std::string> names;
   std::vector<relay_actor> relays;
+  std::vector<std::string> data;
   for (auto& n : st.nodes) {
     names.push_back(n.name);
     relays.push_back(n.relay);
+    data.push_back(n.data);
   }
   auto entry = std::make_shared<epoch_entry>();
   entry->model = m;
   entry->members = std::move(members);
   entry->placement = std::move(placement);
   entry->plan = make_plan(epoch, *m, entry->members, entry->placement, std::move(names),
-                          std::move(relays), st.composer, st.setup.head);
+                          std::move(relays), std::move(data), st.composer, st.setup.head);
   size_t targets = 1;
   for (auto& n : st.nodes)
     targets += n.alive;
@@ -422,7 +424,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
   st.contexts = self->spawn<caf::linked>(context_behavior, st.setup.agents);
   st.trace_salt = static_cast<std::uint64_t>(tracing::now_ns()) << 24;
   for (std::uint32_t n = 0; n < st.setup.nodes.size(); ++n) {
-    st.nodes.push_back({st.setup.nodes[n], st.setup.addresses[n], st.setup.agents[n], {}, true});
+    st.nodes.push_back({st.setup.nodes[n], st.setup.addresses[n], st.setup.agents[n], {}, true, {}});
     if (n != st.setup.head) {
       self->monitor(st.setup.agents[n]);
       measure_clock(self, st.setup.agents[n], st.setup.nodes[n]);
@@ -459,6 +461,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
         [self, n, pending, order](spawned_node& s) {
           auto& st = self->state;
           st.nodes[n].relay = s.relay;
+          st.nodes[n].data = s.data;
           for (size_t i = 0; i < order.experts.size(); ++i)
             st.experts[order.experts[i]] = s.experts[i];
           if (--*pending > 0)
@@ -631,7 +634,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       self->request(agent, std::chrono::seconds(30), spawn_atom::value, order)
         .then(
           [self, rp, name, address, agent](spawned_node& s) mutable {
-            self->state.nodes.push_back({name, address, agent, s.relay, true});
+            self->state.nodes.push_back({name, address, agent, s.relay, true, s.data});
             self->monitor(agent);
             measure_clock(self, agent, name);
             caf::aout(self) << "coordinator: node " << name << " (" << address << ") joined"

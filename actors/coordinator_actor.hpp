@@ -37,6 +37,7 @@ struct registered_node {
   node_agent_actor agent;
   relay_actor relay;
   bool alive = true;
+  std::string data; ///< its data plane address ("" = contributions go through CAF)
 };
 
 /// One membership epoch.

@@ -1,5 +1,6 @@
 #include "actors/expert_actor.hpp"
 
+#include "actors/data_plane.hpp"
 #include "actors/trace.hpp"
 #include "actors/wire.hpp"
 #include "experts/forward.hpp"
@@ -133,18 +134,23 @@ void finish(self_ptr self, const epoch_view& v, std::uint64_t request, std::uint
   const auto bytes = contribution_bytes(out);
   const auto msg_id = out.msg;
   const auto msg = caf::make_message(contrib_atom::value, std::move(out));
+  std::shared_ptr<const outgoing_frame> frame; // encoded once if the data plane takes it
   if (u + 1 < v.schedule.size()) {
     for (auto node : v.nodes_of_layer(v.schedule[u + 1])) {
       if (tr)
         tr.message(trace_kind::send, "contrib", relay_name(v.plan.nodes[node]), msg_id, 0, bytes,
                    layer + 1, id, tracing::now_ns());
-      forward_message(v.plan.relays[node], msg);
+      send_contribution(v.plan, node, self->node(), msg, frame);
     }
   } else {
     if (tr)
       tr.message(trace_kind::send, "contrib", "composer", msg_id, 0, bytes, layer + 1, id,
                  tracing::now_ns());
-    forward_message(v.plan.composer, msg);
+    // Through the head's relay when the data plane reaches it (the relay hands it on).
+    if (v.plan.composer.node() != self->node())
+      send_contribution(v.plan, v.plan.composer_node, self->node(), msg, frame);
+    else
+      forward_message(v.plan.composer, msg);
   }
   if (tr)
     tr.message(trace_kind::send, "record", "composer", rec.msg, 0,

@@ -1,5 +1,6 @@
 #include "actors/node_agent.hpp"
 
+#include "actors/data_plane.hpp"
 #include "actors/trace.hpp"
 
 #include "actors/mesh_errc.hpp"
@@ -43,12 +44,16 @@ node_agent_actor::behavior_type
 node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, std::string node) {
   self->state.node = std::move(node);
   self->state.relay = self->spawn<caf::linked>(relay_behavior, self->state.node);
+  if (data_planes::get()) // frames for this node go to its relay
+    data_planes::register_receiver(self->state.node,
+                                   caf::actor_cast<caf::actor>(self->state.relay));
   return {
     [=](spawn_atom, const spawn_order& order) -> caf::result<spawned_node> {
       auto& st = self->state;
       spawned_node out;
       out.node = st.node;
       out.relay = st.relay;
+      out.data = data_planes::local_address();
       if (!order.experts.empty()) {
         std::shared_ptr<const experts::model> model;
         try {

@@ -76,12 +76,14 @@ mesh_plan make_plan(std::uint64_t epoch, const experts::model& m,
                     std::vector<std::vector<std::uint32_t>> members,
                     std::vector<std::vector<std::uint32_t>> placement,
                     std::vector<std::string> nodes, std::vector<relay_actor> relays,
-                    composer_actor composer, std::uint32_t composer_node) {
+                    std::vector<std::string> data, composer_actor composer,
+                    std::uint32_t composer_node) {
   mesh_plan p;
   p.epoch = epoch;
   p.config = experts::to_toml(m.config);
   p.nodes = std::move(nodes);
   p.relays = std::move(relays);
+  p.data = std::move(data);
   p.composer = std::move(composer);
   p.composer_node = composer_node;
   p.members = std::move(members);

@@ -22,6 +22,7 @@ struct mesh_plan {
   std::string config;              ///< canonical TOML of the epoch's model config
   std::vector<std::string> nodes;  ///< node names; indices below refer to this list
   std::vector<relay_actor> relays; ///< one per node (a lost node's stays, never used)
+  std::vector<std::string> data;   ///< per node: its data plane's host:port ("" = none)
   composer_actor composer;
   std::uint32_t composer_node = 0;
   /// [config layer] -> stable expert ids of the members, in position order
@@ -34,7 +35,7 @@ struct mesh_plan {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, mesh_plan& x) {
-  return f(caf::meta::type_name("mesh_plan"), x.epoch, x.config, x.nodes, x.relays, x.composer,
+  return f(caf::meta::type_name("mesh_plan"), x.epoch, x.config, x.nodes, x.relays, x.data, x.composer,
            x.composer_node, x.members, x.placement, x.layer_params);
 }
 
@@ -61,7 +62,8 @@ mesh_plan make_plan(std::uint64_t epoch, const experts::model& m,
                     std::vector<std::vector<std::uint32_t>> members,
                     std::vector<std::vector<std::uint32_t>> placement,
                     std::vector<std::string> nodes, std::vector<relay_actor> relays,
-                    composer_actor composer, std::uint32_t composer_node);
+                    std::vector<std::string> data, composer_actor composer,
+                    std::uint32_t composer_node);
 
 /// The weights of expert `position` of config layer l of m, as an expert_weights message.
 expert_weights weights_of(const experts::model& m, std::uint32_t layer, std::uint32_t position,
@@ -90,11 +92,12 @@ struct spawned_node {
   std::string node;
   relay_actor relay;
   std::vector<expert_actor> experts; ///< checkpoint experts, then explicit ones, in order
+  std::string data; ///< the node's data plane address ("" = none)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, spawned_node& x) {
-  return f(caf::meta::type_name("spawned_node"), x.node, x.relay, x.experts);
+  return f(caf::meta::type_name("spawned_node"), x.node, x.relay, x.experts, x.data);
 }
 
 /// The cluster as the coordinator sees it.

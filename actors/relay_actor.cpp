@@ -86,6 +86,13 @@ relay_actor::behavior_type relay_behavior(relay_actor::stateful_pointer<relay_st
   self->state.node = std::move(node);
   return {
     [=](contrib_atom, const contribution& c) {
+      // Past the last layer: bound for the composer, come over the data plane; hand it on.
+      if (auto v = self->state.epochs.find(c.epoch);
+          v != self->state.epochs.end() && c.to_layer == v->second->schedule.size()) {
+        caf::anon_send(caf::actor_cast<caf::actor>(v->second->plan.composer),
+                       self->current_mailbox_element()->copy_content_to_message());
+        return;
+      }
       traced t{c.trace, c.request, c.msg, "contrib", static_cast<std::int32_t>(c.to_layer),
                [](const epoch_view& v, std::uint32_t u, std::uint32_t position) {
                  return u == 0 ? std::string("composer") : member(v, u - 1, position);

@@ -6,6 +6,7 @@
 #include "actors/mesh_errc.hpp"
 #include "actors/node_agent.hpp"
 #include "net/client.hpp"
+#include "net/tcp_data_plane.hpp"
 #include "net/trace_collector.hpp"
 #include "net/trace_sink.hpp"
 
@@ -80,6 +81,29 @@ struct node_tracing {
   }
 };
 
+/// The node's data plane for as long as it runs: contributions between processes travel over
+/// it instead of through CAF's middleman.
+struct node_data_plane {
+  std::shared_ptr<tcp_data_plane> plane;
+
+  ~node_data_plane() {
+    if (plane)
+      actors::data_planes::install(nullptr);
+  }
+
+  /// Listens on the node's host, at any free port; false (with a message) when it cannot.
+  bool start(const std::string& host, std::ostream& log) {
+    try {
+      plane = std::make_shared<tcp_data_plane>(host, 0, log);
+    } catch (const std::exception& e) {
+      log << e.what() << "\n";
+      return false;
+    }
+    actors::data_planes::install(plane);
+    return true;
+  }
+};
+
 } // namespace
 
 int run_node(const cluster_config& c, const std::string& name, std::ostream& log) {
@@ -91,6 +115,9 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   const bool is_head = name == c.nodes[c.head_index()].name;
   node_tracing trace_runtime;
   if (!trace_runtime.start(c.trace, is_head, log))
+    return 1;
+  node_data_plane data_plane;
+  if (!data_plane.start(me->host, log))
     return 1;
   // The mesh's parallelism is its actors: every GEMM runs on one thread.
   Eigen::setNbThreads(1);
@@ -177,6 +204,9 @@ int run_joining_node(const std::string& head, const std::string& name, const std
                      const trace_settings& trace, std::ostream& log) {
   node_tracing trace_runtime;
   if (!trace_runtime.start(trace, false, log))
+    return 1;
+  node_data_plane data_plane;
+  if (!data_plane.start(host, log))
     return 1;
   Eigen::setNbThreads(1);
   actors::mesh_config cfg;

@@ -1,0 +1,284 @@
+#include "net/tcp_data_plane.hpp"
+
+#include "actors/contribution_codec.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include <array>
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <ostream>
+#include <stdexcept>
+#include <thread>
+
+namespace eoe::net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+/// Headers larger than this are refused (a real one is under 200 bytes plus the node names).
+constexpr std::uint32_t max_header = std::uint32_t{1} << 20;
+
+/// One incoming connection: reads frames (the prefix, then node name and header, then the
+/// payloads straight into the contribution's strings) and delivers each.
+class inbound : public std::enable_shared_from_this<inbound> {
+public:
+  inbound(tcp::socket s, std::function<void(std::string, actors::contribution&&)> on_frame,
+          std::function<void(const std::string&)> on_error)
+    : socket_(std::move(s)), on_frame_(std::move(on_frame)), on_error_(std::move(on_error)) {}
+
+  void start() {
+    boost::system::error_code ec;
+    socket_.set_option(tcp::no_delay(true), ec);
+    read_prefix();
+  }
+
+private:
+  void read_prefix() {
+    auto self = shared_from_this();
+    asio::async_read(socket_, asio::buffer(prefix_), [self](boost::system::error_code ec, size_t) {
+      if (ec)
+        return; // the peer closed
+      std::uint32_t header_len;
+      std::uint16_t name_len;
+      std::memcpy(&header_len, self->prefix_.data(), 4);
+      std::memcpy(&name_len, self->prefix_.data() + 4, 2);
+      if (header_len == 0 || header_len > max_header) {
+        self->on_error_("a frame header of " + std::to_string(header_len) + " bytes (allowed: 1 to "
+                        + std::to_string(max_header) + "); connection closed");
+        return;
+      }
+      self->name_len_ = name_len;
+      self->head_.resize(name_len + std::size_t{header_len});
+      self->read_head();
+    });
+  }
+
+  void read_head() {
+    auto self = shared_from_this();
+    asio::async_read(socket_, asio::buffer(head_), [self](boost::system::error_code ec, size_t) {
+      if (ec)
+        return;
+      try {
+        self->c_ = actors::decode_header(std::string_view{self->head_}.substr(self->name_len_));
+      } catch (const std::exception& e) {
+        self->on_error_(std::string(e.what()) + "; connection closed");
+        return;
+      }
+      self->read_payloads();
+    });
+  }
+
+  void read_payloads() {
+    std::vector<asio::mutable_buffer> bufs;
+    for (auto* p : actors::payloads(c_))
+      if (!p->empty())
+        bufs.push_back(asio::buffer(*p));
+    auto self = shared_from_this();
+    asio::async_read(socket_, bufs, [self](boost::system::error_code ec, size_t) {
+      if (ec)
+        return;
+      self->on_frame_(self->head_.substr(0, self->name_len_), std::move(self->c_));
+      self->read_prefix();
+    });
+  }
+
+  tcp::socket socket_;
+  std::array<char, 6> prefix_{};
+  std::size_t name_len_ = 0;
+  std::string head_;
+  actors::contribution c_;
+  std::function<void(std::string, actors::contribution&&)> on_frame_;
+  std::function<void(const std::string&)> on_error_;
+};
+
+} // namespace
+
+struct tcp_data_plane::impl {
+  asio::io_context io;
+  tcp::acceptor acceptor{io};
+  std::string address;
+  std::ostream& log;
+  std::mutex log_mu;
+  std::atomic<std::uint64_t> delivered{0}, dropped{0};
+
+  /// One outgoing connection to a peer: frames queue while it connects and while a write runs.
+  struct peer {
+    tcp::socket socket;
+    bool connected = false, writing = false;
+    /// (prefix, node name and header; the frame whose payloads follow)
+    std::deque<std::pair<std::string, std::shared_ptr<const actors::outgoing_frame>>> queue;
+    explicit peer(asio::io_context& io) : socket(io) {}
+  };
+  std::map<std::string, std::shared_ptr<peer>> peers; ///< by address; io thread only
+  std::thread thread;
+
+  explicit impl(std::ostream& l) : log(l) {}
+
+  void note(const std::string& what) {
+    std::lock_guard lock{log_mu};
+    log << "data plane " << address << ": " << what << std::endl;
+  }
+
+  void accept() {
+    acceptor.async_accept([this](boost::system::error_code ec, tcp::socket s) {
+      if (ec)
+        return;
+      std::make_shared<inbound>(
+        std::move(s),
+        [this](std::string node, actors::contribution&& c) {
+          if (actors::data_planes::deliver(node, std::move(c))) {
+            ++delivered;
+          } else {
+            ++dropped;
+            note("a frame for node '" + node + "', which does not live here, dropped");
+          }
+        },
+        [this](const std::string& what) { note(what); })
+        ->start();
+      accept();
+    });
+  }
+
+  void drop(const std::string& to, const std::shared_ptr<peer>& p, const std::string& why) {
+    dropped += p->queue.size();
+    note("peer " + to + ": " + why + "; " + std::to_string(p->queue.size())
+         + " frame(s) dropped");
+    boost::system::error_code ignored;
+    p->socket.close(ignored);
+    if (auto i = peers.find(to); i != peers.end() && i->second == p)
+      peers.erase(i); // the next frame for it connects anew
+  }
+
+  void connect(const std::string& to, std::shared_ptr<peer> p) {
+    const auto colon = to.rfind(':');
+    tcp::resolver resolver{io};
+    boost::system::error_code ec;
+    auto endpoints = resolver.resolve(to.substr(0, colon), to.substr(colon + 1), ec);
+    if (ec) {
+      drop(to, p, "cannot resolve: " + ec.message());
+      return;
+    }
+    asio::async_connect(p->socket, endpoints,
+                        [this, to, p](boost::system::error_code ec, const tcp::endpoint&) {
+                          if (ec) {
+                            drop(to, p, "cannot connect: " + ec.message());
+                            return;
+                          }
+                          boost::system::error_code ignored;
+                          p->socket.set_option(tcp::no_delay(true), ignored);
+                          p->connected = true;
+                          write_next(to, p);
+                        });
+  }
+
+  void write_next(const std::string& to, std::shared_ptr<peer> p) {
+    if (!p->connected || p->writing || p->queue.empty())
+      return;
+    p->writing = true;
+    auto& [head, frame] = p->queue.front();
+    std::vector<asio::const_buffer> bufs{asio::buffer(head)};
+    for (auto view : frame->payloads)
+      if (!view.empty())
+        bufs.push_back(asio::buffer(view.data(), view.size()));
+    asio::async_write(p->socket, bufs, [this, to, p](boost::system::error_code ec, size_t) {
+      p->writing = false;
+      if (ec) {
+        drop(to, p, "write failed: " + ec.message());
+        return;
+      }
+      p->queue.pop_front();
+      write_next(to, p);
+    });
+  }
+};
+
+tcp_data_plane::tcp_data_plane(const std::string& host, std::uint16_t port, std::ostream& log)
+  : impl_(std::make_unique<impl>(log)) {
+  boost::system::error_code ec;
+  const auto ip = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+  if (ec)
+    throw std::runtime_error("data plane: \"" + host + "\" is not an IP address");
+  const tcp::endpoint at{ip, port};
+  auto& a = impl_->acceptor;
+  a.open(at.protocol(), ec);
+  if (!ec)
+    a.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec)
+    a.bind(at, ec);
+  if (!ec)
+    a.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    throw std::runtime_error("data plane: cannot listen at " + host + ":" + std::to_string(port)
+                             + ": " + ec.message());
+  impl_->address = host + ":" + std::to_string(a.local_endpoint().port());
+  impl_->accept();
+  impl_->thread = std::thread([this] { impl_->io.run(); });
+}
+
+tcp_data_plane::~tcp_data_plane() {
+  asio::post(impl_->io, [this] {
+    boost::system::error_code ec;
+    impl_->acceptor.close(ec);
+    for (auto& [to, p] : impl_->peers)
+      p->socket.close(ec);
+    impl_->io.stop();
+  });
+  impl_->thread.join();
+}
+
+const std::string& tcp_data_plane::address() const {
+  return impl_->address;
+}
+
+void tcp_data_plane::send(const std::string& address, const std::string& node,
+                          std::shared_ptr<const actors::outgoing_frame> frame) {
+  if (node.size() > 0xffff || frame->header.size() > max_header) {
+    ++impl_->dropped;
+    impl_->note("a frame for node '" + node + "' with a header of "
+                + std::to_string(frame->header.size()) + " bytes is too large; dropped");
+    return;
+  }
+  // Prefix (header length, name length), the node's name and the header: one small string.
+  std::string head(6 + node.size() + frame->header.size(), '\0');
+  const auto header_len = static_cast<std::uint32_t>(frame->header.size());
+  const auto name_len = static_cast<std::uint16_t>(node.size());
+  std::memcpy(head.data(), &header_len, 4);
+  std::memcpy(head.data() + 4, &name_len, 2);
+  std::memcpy(head.data() + 6, node.data(), node.size());
+  std::memcpy(head.data() + 6 + node.size(), frame->header.data(), frame->header.size());
+  asio::post(impl_->io, [this, address, head = std::move(head), frame = std::move(frame)]() mutable {
+    auto& peers = impl_->peers;
+    auto i = peers.find(address);
+    if (i == peers.end()) {
+      auto p = std::make_shared<impl::peer>(impl_->io);
+      i = peers.emplace(address, p).first;
+      p->queue.emplace_back(std::move(head), std::move(frame));
+      impl_->connect(address, p);
+      return;
+    }
+    i->second->queue.emplace_back(std::move(head), std::move(frame));
+    impl_->write_next(address, i->second);
+  });
+}
+
+std::uint64_t tcp_data_plane::delivered() const {
+  return impl_->delivered.load();
+}
+
+std::uint64_t tcp_data_plane::dropped() const {
+  return impl_->dropped.load();
+}
+
+} // namespace eoe::net

@@ -1,0 +1,41 @@
+#pragma once
+// The data plane of a node process over TCP (Boost.Asio, one thread): it listens for frames
+// from its peers and hands each decoded contribution to the local receiver of the frame's node
+// (actors::data_planes::deliver); and it keeps one connection per peer node it sends to,
+// writing queued frames in order (TCP_NODELAY; prefix, header and the payloads in one gathered
+// write straight from the message that holds them). On the wire: u32 header length, u16 node
+// name length, the name, the contribution's header (actors/contribution_codec), then its
+// payloads, which the receiver reads straight into the contribution's strings. A malformed
+// header closes that connection with a message naming what was wrong; nothing else is
+// affected.
+
+#include "actors/data_plane.hpp"
+
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <string>
+
+namespace eoe::net {
+
+class tcp_data_plane : public actors::data_plane {
+public:
+  /// Listens at host:port (port 0: any free one); throws std::runtime_error when it cannot.
+  /// Problems (a peer unreachable, a malformed frame) are reported on `log`.
+  tcp_data_plane(const std::string& host, std::uint16_t port, std::ostream& log);
+  ~tcp_data_plane() override;
+
+  const std::string& address() const override;
+  void send(const std::string& address, const std::string& node,
+            std::shared_ptr<const actors::outgoing_frame> frame) override;
+
+  /// Frames received and delivered, and frames dropped (peer unreachable, or undeliverable).
+  std::uint64_t delivered() const;
+  std::uint64_t dropped() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace eoe::net
