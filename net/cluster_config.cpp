@@ -129,6 +129,34 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
       top.bad(*n, "placement", "a table");
     }
   }
+  if (auto* n = top.take("gateway")) {
+    if (auto t = n->as_table()) {
+      table_reader r{*t, "gateway", out};
+      c.gateway_enabled = true;
+      const auto listen = r.string("listen", std::string{"127.0.0.1:8080"}).value_or("");
+      const auto colon = listen.rfind(':');
+      const auto port = colon == std::string::npos ? std::string{} : listen.substr(colon + 1);
+      const bool digits = !port.empty() && port.size() <= 5
+                          && port.find_first_not_of("0123456789") == std::string::npos;
+      if (colon == 0 || colon == std::string::npos || !digits || std::stoi(port) > 65535)
+        out.add(t->get("listen") ? t->get("listen")->source() : t->source(), "gateway.listen",
+                "expected host:port with a port in [0, 65535], got \"" + listen + "\"");
+      else {
+        c.gateway.host = listen.substr(0, colon);
+        c.gateway.port = static_cast<std::uint16_t>(std::stoi(port));
+      }
+      c.gateway.admin_token = r.string("admin_token", std::string{}).value_or("");
+      c.gateway.max_concurrency = static_cast<std::uint32_t>(
+        r.integer("max_concurrency", 1, 100000, 64).value_or(64));
+      c.gateway.max_body_bytes = static_cast<std::uint64_t>(
+        r.integer("max_body_bytes", 1024, std::int64_t{1} << 32, 16 << 20).value_or(16 << 20));
+      c.gateway.max_tokens = static_cast<std::uint32_t>(
+        r.integer("max_tokens", 1, 1 << 24, 65536).value_or(65536));
+      r.reject_unknown(" in [gateway]");
+    } else {
+      top.bad(*n, "gateway", "a table");
+    }
+  }
   if (auto* n = top.take("trace")) {
     if (auto t = n->as_table()) {
       table_reader r{*t, "trace", out};
@@ -158,6 +186,7 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
             "\"" + c.head + "\" is not the name of a [[node]]");
   if (!out.lines.empty())
     return fail(errc::config_invalid, out.joined());
+  c.gateway.deadline_ms = c.deadline_ms;
   return c;
 }
 

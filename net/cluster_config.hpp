@@ -36,6 +36,19 @@ struct trace_settings {
   bool operator==(const trace_settings&) const = default;
 };
 
+/// [gateway]: the HTTP gateway the head runs (net/http_gateway).
+struct gateway_settings {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;            ///< 0: any free port
+  std::string admin_token;           ///< "" = admin calls refused (403); env EOE_ADMIN_TOKEN wins
+  std::uint32_t max_concurrency = 64;
+  std::uint64_t max_body_bytes = 16 << 20;
+  std::uint32_t deadline_ms = 5000;  ///< default request deadline
+  std::uint32_t max_tokens = 65536;
+
+  bool operator==(const gateway_settings&) const = default;
+};
+
 struct cluster_config {
   std::string name = "cluster";
   std::string checkpoint;          ///< the model file every node reads; "" = embedded default
@@ -46,6 +59,8 @@ struct cluster_config {
   /// [config layer] -> node name per expert; empty: round-robin over the nodes
   std::vector<std::vector<std::string>> placement;
   trace_settings trace;
+  bool gateway_enabled = false; ///< a [gateway] table is present
+  gateway_settings gateway;
 
   size_t head_index() const;
   const node_entry* find(std::string_view node) const;

@@ -6,6 +6,7 @@
 #include "actors/mesh_errc.hpp"
 #include "actors/node_agent.hpp"
 #include "net/client.hpp"
+#include "net/http_gateway.hpp"
 #include "net/tcp_data_plane.hpp"
 #include "net/trace_collector.hpp"
 #include "net/trace_sink.hpp"
@@ -16,6 +17,7 @@
 
 #include <Eigen/Core>
 
+#include <cstdlib>
 #include <ostream>
 #include <thread>
 
@@ -181,6 +183,7 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
+  const auto model_config = setup.model->config;
   auto coordinator = sys.spawn(actors::coordinator_behavior, std::move(setup));
   auto port = sys.middleman().publish(coordinator, me->port, me->host.c_str(), true);
   if (!port) {
@@ -190,6 +193,22 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
     return 1;
   }
   log << "node " << name << " (head) listening on " << me->address() << std::endl;
+  std::unique_ptr<http_gateway> gateway;
+  if (c.gateway_enabled) {
+    auto settings = c.gateway;
+    if (const char* token = std::getenv("EOE_ADMIN_TOKEN"))
+      settings.admin_token = token;
+    try {
+      gateway = std::make_unique<http_gateway>(sys, coordinator, model_config, settings);
+    } catch (const std::exception& e) {
+      log << "eoe node " << name << ": " << e.what() << "\n";
+      anon_send(coordinator, actors::shutdown_atom::value);
+      return 1;
+    }
+    log << "HTTP gateway listening on " << settings.host << ":" << gateway->port()
+        << (settings.admin_token.empty() ? " (no admin token: membership calls refused)" : "")
+        << std::endl;
+  }
   if (actors::wait_ready(sys, coordinator, std::chrono::seconds(120)))
     log << "cluster '" << c.name << "' ready: " << c.nodes.size() << " node(s), coordinator at "
         << me->address() << std::endl;

@@ -1,0 +1,223 @@
+#include "net/infer_json.hpp"
+
+#include "actors/wire.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+namespace eoe::net {
+
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void bad(const std::string& what) {
+  throw std::invalid_argument(what);
+}
+
+int base64_value(char c) {
+  if (c >= 'A' && c <= 'Z')
+    return c - 'A';
+  if (c >= 'a' && c <= 'z')
+    return c - 'a' + 26;
+  if (c >= '0' && c <= '9')
+    return c - '0' + 52;
+  if (c == '+')
+    return 62;
+  if (c == '/')
+    return 63;
+  return -1;
+}
+
+} // namespace
+
+std::string decode_base64(std::string_view text) {
+  if (text.size() % 4 != 0)
+    bad("base64 of " + std::to_string(text.size()) + " characters (a multiple of 4 is needed)");
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  for (size_t i = 0; i < text.size(); i += 4) {
+    int v[4];
+    int pad = 0;
+    for (int j = 0; j < 4; ++j) {
+      const char c = text[i + j];
+      if (c == '=' && i + 4 == text.size() && j >= 2) {
+        v[j] = 0;
+        ++pad;
+        continue;
+      }
+      if (pad > 0 || (v[j] = base64_value(c)) < 0)
+        bad("base64: character " + std::to_string(i + j) + " ('" + std::string(1, c)
+            + "') is not base64");
+    }
+    const std::uint32_t n = (std::uint32_t(v[0]) << 18) | (std::uint32_t(v[1]) << 12)
+                            | (std::uint32_t(v[2]) << 6) | std::uint32_t(v[3]);
+    out += static_cast<char>(n >> 16);
+    if (pad < 2)
+      out += static_cast<char>((n >> 8) & 0xff);
+    if (pad < 1)
+      out += static_cast<char>(n & 0xff);
+  }
+  return out;
+}
+
+std::string encode_base64(std::string_view bytes) {
+  static constexpr char table[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    std::uint32_t n = std::uint32_t(static_cast<unsigned char>(bytes[i])) << 16;
+    if (i + 1 < bytes.size())
+      n |= std::uint32_t(static_cast<unsigned char>(bytes[i + 1])) << 8;
+    if (i + 2 < bytes.size())
+      n |= static_cast<unsigned char>(bytes[i + 2]);
+    out += table[(n >> 18) & 63];
+    out += table[(n >> 12) & 63];
+    out += i + 1 < bytes.size() ? table[(n >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? table[n & 63] : '=';
+  }
+  return out;
+}
+
+actors::infer_request parse_infer_body(std::string_view body, const infer_body_limits& limits) {
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::parse_error& e) {
+    bad(std::string("the body is not JSON: ") + e.what());
+  }
+  if (!j.is_object())
+    bad(std::string("the body must be a JSON object, not ") + j.type_name());
+  static const char* known[] = {"tokens", "tokens_b64", "rows", "ids", "deadline_ms", "trace"};
+  for (auto& [key, value] : j.items()) {
+    bool ok = false;
+    for (auto* k : known)
+      ok = ok || key == k;
+    if (!ok)
+      bad("unknown field \"" + key + "\" (known: tokens, tokens_b64, rows, ids, deadline_ms, trace)");
+  }
+  const auto width = limits.input_width;
+  actors::infer_request req;
+  req.deadline_ms = limits.default_deadline_ms;
+  std::vector<float> values;
+  std::uint32_t rows = 0;
+  const bool has_tokens = j.contains("tokens"), has_b64 = j.contains("tokens_b64");
+  if (has_tokens == has_b64)
+    bad("give exactly one of \"tokens\" (rows of numbers) and \"tokens_b64\" (base64 float32)");
+  if (has_tokens) {
+    const auto& t = j["tokens"];
+    if (!t.is_array() || t.empty())
+      bad("\"tokens\" must be a non-empty array of rows");
+    if (t.size() > limits.max_tokens)
+      bad("\"tokens\" has " + std::to_string(t.size()) + " rows, at most "
+          + std::to_string(limits.max_tokens) + " are accepted");
+    rows = static_cast<std::uint32_t>(t.size());
+    values.reserve(size_t{rows} * width);
+    for (size_t r = 0; r < t.size(); ++r) {
+      const auto& row = t[r];
+      if (!row.is_array() || row.size() != width)
+        bad("tokens[" + std::to_string(r) + "] must be an array of " + std::to_string(width)
+            + " numbers (the model's input width)"
+            + (row.is_array() ? ", it has " + std::to_string(row.size()) : ""));
+      for (size_t c = 0; c < row.size(); ++c) {
+        if (!row[c].is_number())
+          bad("tokens[" + std::to_string(r) + "][" + std::to_string(c) + "] is not a number: "
+              + row[c].dump());
+        const double x = row[c].get<double>();
+        if (!std::isfinite(x) || std::abs(x) > 3.0e38)
+          bad("tokens[" + std::to_string(r) + "][" + std::to_string(c)
+              + "] is not a finite float32: " + row[c].dump());
+        values.push_back(static_cast<float>(x));
+      }
+    }
+  } else {
+    const auto& t = j["tokens_b64"];
+    if (!t.is_string())
+      bad("\"tokens_b64\" must be a base64 string");
+    if (!j.contains("rows") || !j["rows"].is_number_unsigned())
+      bad("\"tokens_b64\" needs \"rows\", a positive integer");
+    const auto r = j["rows"].get<std::uint64_t>();
+    if (r == 0 || r > limits.max_tokens)
+      bad("\"rows\" must be in 1.." + std::to_string(limits.max_tokens) + ", got "
+          + std::to_string(r));
+    rows = static_cast<std::uint32_t>(r);
+    std::string bytes;
+    try {
+      bytes = decode_base64(t.get<std::string>());
+    } catch (const std::invalid_argument& e) {
+      bad(std::string("\"tokens_b64\": ") + e.what());
+    }
+    if (bytes.size() != size_t{rows} * width * 4)
+      bad("\"tokens_b64\" holds " + std::to_string(bytes.size()) + " bytes; " + std::to_string(rows)
+          + " rows of " + std::to_string(width) + " float32 need " + std::to_string(size_t{rows} * width * 4));
+    values.resize(size_t{rows} * width);
+    std::memcpy(values.data(), bytes.data(), bytes.size());
+    for (size_t i = 0; i < values.size(); ++i)
+      if (!std::isfinite(values[i]))
+        bad("\"tokens_b64\": value " + std::to_string(i) + " (row " + std::to_string(i / width)
+            + ") is not finite");
+  }
+  if (j.contains("ids")) {
+    const auto& ids = j["ids"];
+    if (!ids.is_array() || ids.size() != rows)
+      bad("\"ids\" must be an array of " + std::to_string(rows) + " unsigned integers (one per token)");
+    std::vector<std::uint64_t> v;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!ids[i].is_number_unsigned())
+        bad("ids[" + std::to_string(i) + "] is not an unsigned integer: " + ids[i].dump());
+      v.push_back(ids[i].get<std::uint64_t>());
+    }
+    req.ids = actors::pack(v);
+  }
+  if (j.contains("deadline_ms")) {
+    const auto& d = j["deadline_ms"];
+    if (!d.is_number_unsigned() || d.get<std::uint64_t>() < 1 || d.get<std::uint64_t>() > 3'600'000)
+      bad("\"deadline_ms\" must be an integer in 1..3600000, got " + d.dump());
+    req.deadline_ms = d.get<std::uint32_t>();
+  }
+  if (j.contains("trace")) {
+    if (!j["trace"].is_boolean())
+      bad("\"trace\" must be true or false, got " + j["trace"].dump());
+    req.trace = j["trace"].get<bool>();
+  }
+  req.tokens.rows = rows;
+  req.tokens.cols = width;
+  req.tokens.bytes.assign(reinterpret_cast<const char*>(values.data()), values.size() * 4);
+  return req;
+}
+
+std::string infer_result_json(const actors::infer_result& r) {
+  const auto d = actors::decode(r);
+  json out;
+  out["request"] = r.request;
+  out["epoch"] = r.epoch;
+  if (r.trace_id != 0)
+    out["trace_id"] = std::to_string(r.trace_id);
+  auto rows = json::array();
+  for (Eigen::Index i = 0; i < d.output.rows(); ++i) {
+    auto row = json::array();
+    for (Eigen::Index c = 0; c < d.output.cols(); ++c)
+      row.push_back(d.output(i, c));
+    rows.push_back(std::move(row));
+  }
+  out["output"] = std::move(rows);
+  auto layers = json::array();
+  for (size_t l = 0; l < d.layers.size(); ++l) {
+    const auto& a = d.layers[l].active;
+    auto tokens = json::array();
+    for (size_t t = 0; t < a.tokens(); ++t) {
+      auto e = a.experts_of(t);
+      auto g = a.gates_of(t);
+      tokens.push_back({{"experts", std::vector<std::int32_t>(e.begin(), e.end())},
+                        {"gates", std::vector<float>(g.begin(), g.end())}});
+    }
+    layers.push_back({{"layer", l}, {"tokens", std::move(tokens)}});
+  }
+  out["layers"] = std::move(layers);
+  return out.dump();
+}
+
+} // namespace eoe::net

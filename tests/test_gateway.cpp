@@ -1,0 +1,342 @@
+// The HTTP gateway in front of a 3-node cluster (in one process): answers equal the reference
+// forward (JSON rows and base64 float32 alike); every malformed request in the table below gets
+// its 4xx and an error naming what is wrong, and the server keeps serving; admin calls need the
+// token; the concurrency limit answers 429 at once; /healthz, /v1/topology and /metrics say
+// what they should.
+
+#include "local_cluster_fixture.hpp"
+#include "mesh_model.hpp"
+#include "net/http_gateway.hpp"
+#include "net/infer_json.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <future>
+#include <thread>
+
+using namespace eoe;
+using namespace eoe::actors;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::ip::tcp;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* token = "s3cret-admin-token";
+
+struct reply {
+  unsigned status = 0;
+  std::string body;
+  std::string allow, www_authenticate;
+
+  /// The "error" of a JSON error body ("" when there is none).
+  std::string error() const {
+    const auto j = json::parse(body, nullptr, false);
+    return j.is_object() && j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>()
+                                                                           : "";
+  }
+};
+
+/// Sends raw bytes on a new connection and reads one response.
+reply raw(std::uint16_t port, const std::string& bytes) {
+  asio::io_context io;
+  tcp::socket s{io};
+  s.connect({asio::ip::make_address("127.0.0.1"), port});
+  beast::error_code ec;
+  // A server that refuses a body early closes while it is still being written: read anyway.
+  asio::write(s, asio::buffer(bytes), ec);
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res, ec);
+  if (ec)
+    return {0, "read failed: " + ec.message(), "", ""};
+  return {res.result_int(), res.body(), std::string(res[http::field::allow]),
+          std::string(res[http::field::www_authenticate])};
+}
+
+reply call(std::uint16_t port, const std::string& method, const std::string& target,
+           const std::string& body = "", const std::string& extra_headers = "") {
+  std::string r = method + " " + target + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+                  + extra_headers + "Content-Type: application/json\r\nContent-Length: "
+                  + std::to_string(body.size()) + "\r\n\r\n" + body;
+  return raw(port, r);
+}
+
+std::string rows_json(const matrix& x) {
+  json rows = json::array();
+  for (Eigen::Index i = 0; i < x.rows(); ++i) {
+    json row = json::array();
+    for (Eigen::Index c = 0; c < x.cols(); ++c)
+      row.push_back(x(i, c));
+    rows.push_back(row);
+  }
+  return rows.dump();
+}
+
+/// The output rows of an answer against the reference forward.
+double output_diff(const std::string& body, const experts::model& m, const matrix& x) {
+  const auto j = json::parse(body);
+  auto be = kernels::make_cpu_backend();
+  auto want = experts::forward(*be, m, x);
+  REQUIRE(want.has_value());
+  const auto& out = j.at("output");
+  REQUIRE(out.size() == static_cast<size_t>(want->output.rows()));
+  double worst = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    REQUIRE(out[i].size() == static_cast<size_t>(want->output.cols()));
+    for (size_t c = 0; c < out[i].size(); ++c)
+      worst = std::max(worst, std::abs(out[i][c].get<double>()
+                                       - want->output(static_cast<Eigen::Index>(i),
+                                                      static_cast<Eigen::Index>(c))));
+  }
+  // The activations are the reference's too.
+  const auto& layers = j.at("layers");
+  REQUIRE(layers.size() == want->layers.size());
+  for (size_t l = 0; l < layers.size(); ++l)
+    for (size_t t = 0; t < layers[l].at("tokens").size(); ++t) {
+      const auto e = want->layers[l].active.experts_of(t);
+      CHECK(layers[l]["tokens"][t]["experts"].get<std::vector<std::int32_t>>()
+            == std::vector<std::int32_t>(e.begin(), e.end()));
+    }
+  return worst;
+}
+
+} // namespace
+
+TEST_CASE("the HTTP gateway: answers, every bad input named, admin, limits, metrics",
+          "[gateway]") {
+  auto m = experts::load_checkpoint(test::checkpoint());
+  REQUIRE(m.has_value());
+  test::local_cluster cluster{test::checkpoint(), 3};
+  net::gateway_settings s;
+  s.admin_token = token;
+  s.max_concurrency = 4;
+  s.max_body_bytes = 64 * 1024;
+  s.max_tokens = 64;
+  s.deadline_ms = 10000;
+  net::http_gateway gw{cluster.sys, cluster.coordinator, m->config, s};
+  const auto port = gw.port();
+  const int width = m->config.input_dim;
+
+  const auto x = test::random_input(3, width, 5);
+  SECTION("answers equal the reference, as JSON rows and as base64 float32, on one connection") {
+    auto ok = call(port, "POST", "/v1/infer", R"({"tokens": )" + rows_json(x) + "}");
+    REQUIRE(ok.status == 200);
+    CHECK(output_diff(ok.body, *m, x) <= 1e-6);
+    const std::string bytes(reinterpret_cast<const char*>(x.data()), static_cast<size_t>(x.size()) * 4);
+    const std::string b64 = R"({"tokens_b64": ")" + net::encode_base64(bytes) + R"(", "rows": 3})";
+    // Two requests on one keep-alive connection.
+    const std::string one = "POST /v1/infer HTTP/1.1\r\nHost: t\r\nContent-Length: "
+                            + std::to_string(b64.size()) + "\r\n\r\n" + b64;
+    asio::io_context io;
+    tcp::socket sock{io};
+    sock.connect({asio::ip::make_address("127.0.0.1"), port});
+    beast::flat_buffer buf;
+    for (int i = 0; i < 2; ++i) {
+      asio::write(sock, asio::buffer(one));
+      http::response<http::string_body> res;
+      http::read(sock, buf, res);
+      REQUIRE(res.result_int() == 200);
+      CHECK(res.keep_alive());
+      CHECK(output_diff(res.body(), *m, x) <= 1e-6);
+    }
+  }
+
+  SECTION("every malformed request gets its 4xx naming what is wrong; serving goes on") {
+    const auto row = [&](int n, const std::string& v = "0.5") {
+      std::string r = "[";
+      for (int i = 0; i < n; ++i)
+        r += (i ? "," : "") + v;
+      return r + "]";
+    };
+    const auto good_row = row(width);
+    const std::string twelve_zero_b64 = net::encode_base64(std::string(size_t(width) * 4, '\0'));
+    std::string nan_bytes(size_t(width) * 4, '\0');
+    const float nan = std::nanf("");
+    std::memcpy(nan_bytes.data() + 8, &nan, 4);
+    struct bad_case {
+      std::string what, method, target, body, headers;
+      unsigned status;
+      std::string error; ///< a part of the error text
+    };
+    const std::vector<bad_case> cases{
+      {"unknown path", "GET", "/nope", "", "", 404, "no such path: /nope"},
+      {"GET on /v1/infer", "GET", "/v1/infer", "", "", 405, "GET is not allowed here; use POST"},
+      {"POST on /healthz", "POST", "/healthz", "", "", 405, "use GET"},
+      {"PUT on /v1/experts", "PUT", "/v1/experts", "{}", "", 405, "use POST"},
+      {"body not JSON", "POST", "/v1/infer", "{tokens:", "", 400, "the body is not JSON"},
+      {"body a JSON array", "POST", "/v1/infer", "[1,2]", "", 400, "must be a JSON object, not array"},
+      {"unknown field", "POST", "/v1/infer", R"({"tokens":[)" + good_row + R"(],"foo":1})", "", 400,
+       "unknown field \"foo\""},
+      {"no tokens at all", "POST", "/v1/infer", "{}", "", 400, "give exactly one of"},
+      {"tokens and tokens_b64", "POST", "/v1/infer",
+       R"({"tokens":[)" + good_row + R"(],"tokens_b64":"AAAA","rows":1})", "", 400, "give exactly one of"},
+      {"tokens empty", "POST", "/v1/infer", R"({"tokens":[]})", "", 400, "non-empty array of rows"},
+      {"tokens a number", "POST", "/v1/infer", R"({"tokens":7})", "", 400, "non-empty array of rows"},
+      {"a row of the wrong width", "POST", "/v1/infer",
+       R"({"tokens":[)" + good_row + "," + row(3) + "]}", "", 400,
+       "tokens[1] must be an array of 12 numbers (the model's input width), it has 3"},
+      {"a row that is not an array", "POST", "/v1/infer", R"({"tokens":[5]})", "", 400,
+       "tokens[0] must be an array of 12 numbers"},
+      {"a value that is a string", "POST", "/v1/infer",
+       R"({"tokens":[[0,0,"x",0,0,0,0,0,0,0,0,0]]})", "", 400, "tokens[0][2] is not a number: \"x\""},
+      {"a value past float32", "POST", "/v1/infer", R"({"tokens":[)" + row(width, "1e39") + "]}", "",
+       400, "tokens[0][0] is not a finite float32"},
+      {"too many tokens", "POST", "/v1/infer",
+       R"({"tokens":[)" + [&] {
+         std::string r;
+         for (int i = 0; i < 65; ++i)
+           r += (i ? "," : "") + good_row;
+         return r;
+       }() + "]}",
+       "", 400, "\"tokens\" has 65 rows, at most 64 are accepted"},
+      {"tokens_b64 not a string", "POST", "/v1/infer", R"({"tokens_b64":5,"rows":1})", "", 400,
+       "\"tokens_b64\" must be a base64 string"},
+      {"tokens_b64 without rows", "POST", "/v1/infer", R"({"tokens_b64":"AAAA"})", "", 400,
+       "needs \"rows\", a positive integer"},
+      {"rows 0", "POST", "/v1/infer", R"({"tokens_b64":"AAAA","rows":0})", "", 400,
+       "\"rows\" must be in 1..64, got 0"},
+      {"a character that is not base64", "POST", "/v1/infer", R"({"tokens_b64":"AAA!","rows":1})", "",
+       400, "character 3 ('!') is not base64"},
+      {"base64 of a length not a multiple of 4", "POST", "/v1/infer",
+       R"({"tokens_b64":"AAAAA","rows":1})", "", 400, "a multiple of 4 is needed"},
+      {"base64 of the wrong size", "POST", "/v1/infer", R"({"tokens_b64":")" + twelve_zero_b64 + R"(","rows":2})",
+       "", 400, "holds 48 bytes; 2 rows of 12 float32 need 96"},
+      {"a NaN in base64", "POST", "/v1/infer",
+       R"({"tokens_b64":")" + net::encode_base64(nan_bytes) + R"(","rows":1})", "", 400,
+       "value 2 (row 0) is not finite"},
+      {"ids of the wrong count", "POST", "/v1/infer", R"({"tokens":[)" + good_row + R"(],"ids":[1,2]})",
+       "", 400, "\"ids\" must be an array of 1 unsigned integers"},
+      {"a negative id", "POST", "/v1/infer", R"({"tokens":[)" + good_row + R"(],"ids":[-1]})", "", 400,
+       "ids[0] is not an unsigned integer: -1"},
+      {"deadline 0", "POST", "/v1/infer", R"({"tokens":[)" + good_row + R"(],"deadline_ms":0})", "",
+       400, "\"deadline_ms\" must be an integer in 1..3600000, got 0"},
+      {"trace not a bool", "POST", "/v1/infer", R"({"tokens":[)" + good_row + R"(],"trace":"yes"})", "",
+       400, "\"trace\" must be true or false, got \"yes\""},
+      {"a body over the limit", "POST", "/v1/infer", std::string(70 * 1024, ' '), "", 413,
+       "the body is larger than 65536 bytes"},
+      {"a header over the limit", "GET", "/healthz", "", "X-Big: " + std::string(20000, 'a') + "\r\n",
+       431, "the header is larger than 16384 bytes"},
+      {"admin call without a token", "POST", "/v1/experts", R"({"layer":2,"node":"n1"})", "", 401,
+       "needs \"Authorization: Bearer <token>\""},
+      {"admin call with a wrong token", "POST", "/v1/experts", R"({"layer":2,"node":"n1"})",
+       "Authorization: Bearer wrong\r\n", 401, "the gateway's admin token"},
+      {"admin delete without a token", "DELETE", "/v1/experts/2.0", "", "", 401, "Authorization"},
+      {"add-expert with an unknown field", "POST", "/v1/experts", R"({"layer":2,"node":"n1","x":1})",
+       std::string("Authorization: Bearer ") + token + "\r\n", 400, "unknown field \"x\""},
+      {"add-expert to a node that does not exist", "POST", "/v1/experts",
+       R"({"layer":2,"node":"n9","init":"zero"})", std::string("Authorization: Bearer ") + token + "\r\n",
+       400, "no live node 'n9'"},
+      {"add-expert to a layer that does not exist", "POST", "/v1/experts",
+       R"({"layer":99,"node":"n1","init":"zero"})", std::string("Authorization: Bearer ") + token + "\r\n",
+       400, "add expert: the model has no layer 99"},
+      {"delete of something that is not LAYER.ID", "DELETE", "/v1/experts/abc", "",
+       std::string("Authorization: Bearer ") + token + "\r\n", 400, "does not name an expert as LAYER.ID"},
+      {"delete of an expert that does not exist", "DELETE", "/v1/experts/0.99", "",
+       std::string("Authorization: Bearer ") + token + "\r\n", 400, "remove expert: 0.99"},
+    };
+    CHECK(cases.size() >= 30);
+    for (auto& c : cases) {
+      INFO(c.what);
+      const auto r = call(port, c.method, c.target, c.body, c.headers);
+      CHECK(r.status == c.status);
+      CHECK_THAT(r.error(), Catch::Contains(c.error));
+      if (c.status == 405)
+        CHECK(!r.allow.empty());
+      if (c.status == 401)
+        CHECK(r.www_authenticate == "Bearer");
+      // The server keeps serving after each one.
+      CHECK(call(port, "GET", "/healthz").status == 200);
+    }
+    // Malformed HTTP itself.
+    const std::vector<std::pair<std::string, std::string>> broken{
+      {"a request line that is not HTTP", "GARBAGE\r\n\r\n"},
+      {"a header line without a colon", "GET /healthz HTTP/1.1\r\nHost t\r\n\r\n"},
+      {"a Content-Length that is not a number", "POST /v1/infer HTTP/1.1\r\nContent-Length: abc\r\n\r\n"},
+    };
+    for (auto& [what, bytes] : broken) {
+      INFO(what);
+      const auto r = raw(port, bytes);
+      CHECK(r.status == 400);
+      CHECK_THAT(r.error(), Catch::Contains("malformed HTTP"));
+    }
+    // Nothing accepted was lost: a good request after all of it.
+    const auto after = call(port, "POST", "/v1/infer", R"({"tokens": )" + rows_json(x) + "}");
+    REQUIRE(after.status == 200);
+    CHECK(output_diff(after.body, *m, x) <= 1e-6);
+  }
+
+  SECTION("admin calls change the membership with the token") {
+    const std::string auth = std::string("Authorization: Bearer ") + token + "\r\n";
+    const auto add = call(port, "POST", "/v1/experts", R"({"layer":2,"node":"n2","init":"zero"})", auth);
+    REQUIRE(add.status == 200);
+    const auto e1 = json::parse(add.body).at("epoch").get<std::uint64_t>();
+    CHECK(e1 >= 2);
+    const auto topo = json::parse(call(port, "GET", "/v1/topology").body);
+    CHECK(topo.at("epoch").get<std::uint64_t>() == e1);
+    CHECK(topo.at("nodes").size() == 3);
+    const auto experts = topo.at("experts").get<std::vector<std::string>>();
+    CHECK(std::find(experts.begin(), experts.end(), "2.4@n2") != experts.end());
+    const auto del = call(port, "DELETE", "/v1/experts/2.4", "", auth);
+    REQUIRE(del.status == 200);
+    CHECK(json::parse(del.body).at("epoch").get<std::uint64_t>() == e1 + 1);
+  }
+
+  SECTION("past the concurrency limit: 429 at once; the requests in flight finish") {
+    const auto mute = [&](bool on) {
+      caf::scoped_actor self{cluster.sys};
+      self->request(cluster.coordinator, std::chrono::seconds(5), mute_atom::value,
+                    std::uint32_t{0}, std::uint32_t{0}, on)
+        .receive([](ok_atom) {}, [&](const caf::error& e) { FAIL(describe(e)); });
+    };
+    // A silent expert holds every request until its deadline.
+    mute(true);
+    const std::string slow = R"({"tokens": )" + rows_json(x) + R"(, "deadline_ms": 1500})";
+    std::vector<std::future<reply>> held;
+    for (int i = 0; i < 4; ++i)
+      held.push_back(std::async(std::launch::async, [&] { return call(port, "POST", "/v1/infer", slow); }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const auto start = std::chrono::steady_clock::now();
+    const auto refused = call(port, "POST", "/v1/infer", slow);
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(500));
+    CHECK(refused.status == 429);
+    CHECK_THAT(refused.error(), Catch::Contains("4 requests in flight already"));
+    for (auto& h : held) {
+      const auto r = h.get();
+      CHECK(r.status == 504);
+      CHECK_THAT(r.error(), Catch::Contains("expert 0.0"));
+    }
+    mute(false);
+    CHECK(call(port, "POST", "/v1/infer", R"({"tokens": )" + rows_json(x) + "}").status == 200);
+    const auto metrics = call(port, "GET", "/metrics").body;
+    CHECK_THAT(metrics, Catch::Contains("eoe_requests_total{outcome=\"overloaded\"} 1"));
+    CHECK_THAT(metrics, Catch::Contains("eoe_requests_total{outcome=\"deadline_exceeded\"} 4"));
+  }
+
+  SECTION("/healthz, /metrics") {
+    CHECK(call(port, "GET", "/healthz").body == "ok\n");
+    REQUIRE(call(port, "POST", "/v1/infer", R"({"tokens": )" + rows_json(x) + "}").status == 200);
+    (void) call(port, "POST", "/v1/infer", "nope");
+    const auto metrics = call(port, "GET", "/metrics");
+    CHECK(metrics.status == 200);
+    const auto& t = metrics.body;
+    CHECK_THAT(t, Catch::Contains("# TYPE eoe_requests_total counter"));
+    CHECK_THAT(t, Catch::Contains("eoe_requests_total{outcome=\"ok\"} 1"));
+    CHECK_THAT(t, Catch::Contains("eoe_requests_total{outcome=\"bad_request\"} 1"));
+    CHECK_THAT(t, Catch::Contains("eoe_request_seconds_bucket{le=\"+Inf\"} 2"));
+    CHECK_THAT(t, Catch::Contains("eoe_expert_activations_total{layer=\"0\",expert=\""));
+    CHECK_THAT(t, Catch::Contains("eoe_http_responses_total{code=\"400\"} 1"));
+    CHECK_THAT(t, Catch::Contains("eoe_relay_messages_total{node=\"n2\",kind=\"remote\"}"));
+    CHECK_THAT(t, Catch::Contains("eoe_requests_in_flight 0"));
+  }
+}
