@@ -391,7 +391,7 @@ experts::expected<experts::model> model_with_new_expert(const coordinator_state&
     parse_expert_name(name, sl, si);
     auto src = experts::load_checkpoint(file);
     if (!src)
-      return std::unexpected(src.error());
+      return eoe::unexpected(src.error());
     if (sl >= src->layers.size() || si >= src->layers[sl].experts.size())
       return experts::fail(experts::errc::checkpoint_mismatch,
                            file + ": the checkpoint has no expert " + name);

@@ -84,7 +84,7 @@ public:
   expected<T> get(const std::string& what) {
     auto p = take(sizeof(T), what);
     if (!p)
-      return std::unexpected(p.error());
+      return eoe::unexpected(p.error());
     T v;
     std::memcpy(&v, *p, sizeof(T));
     return v;
@@ -99,7 +99,7 @@ private:
 #define EOE_TRY(var, expr)                                                                      \
   auto var##_r = (expr);                                                                        \
   if (!var##_r)                                                                                 \
-    return std::unexpected(var##_r.error());                                                    \
+    return eoe::unexpected(var##_r.error());                                                    \
   auto var = *var##_r
 
 /// The first line where the canonical TOML of two configs differs.
@@ -292,7 +292,8 @@ expected<model> parse_checkpoint(const std::vector<char>& bytes, const std::stri
   if (tensors.size() != parameter_shapes(*config).size()) {
     const auto shapes = parameter_shapes(*config);
     for (const auto& [name, t] : tensors)
-      if (std::none_of(shapes.begin(), shapes.end(), [&](auto& s) { return s.name == name; }))
+      if (std::none_of(shapes.begin(), shapes.end(),
+                       [&key = name](auto& s) { return s.name == key; }))
         return fail(errc::checkpoint_mismatch, source + ": tensor '" + name + "' ("
                                                  + range(t.begin, t.end)
                                                  + ") is not part of the model's config");

@@ -3,7 +3,7 @@
 // the expected and the actual value.
 
 #include <cstdint>
-#include <expected>
+#include "kernels/expected.hpp"
 #include <string>
 
 namespace eoe::experts {
@@ -24,10 +24,10 @@ struct error {
 };
 
 template <class T>
-using expected = std::expected<T, error>;
+using expected = basic_expected<T, error>;
 
-inline std::unexpected<error> fail(errc code, std::string message) {
-  return std::unexpected(error{code, std::move(message)});
+inline unexpected<error> fail(errc code, std::string message) {
+  return unexpected(error{code, std::move(message)});
 }
 
 } // namespace eoe::experts

@@ -24,7 +24,7 @@ expected<eval_result> evaluate(kernels::backend& be, const model& m, const label
     std::iota(ids.begin(), ids.end(), static_cast<std::uint64_t>(begin));
     auto out = forward(be, m, x, ids);
     if (!out)
-      return std::unexpected(out.error());
+      return eoe::unexpected(out.error());
     std::span<const std::uint8_t> labels{data.labels.data() + begin, static_cast<size_t>(rows)};
     for (Eigen::Index t = 0; t < rows; ++t) {
       if (labels[t] >= c.classes)

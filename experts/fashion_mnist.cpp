@@ -83,17 +83,17 @@ expected<labelled_images> load_fashion_mnist(std::string_view split, size_t limi
 
   auto image_bytes = read_gzip(images_path);
   if (!image_bytes)
-    return std::unexpected(image_bytes.error());
+    return eoe::unexpected(image_bytes.error());
   auto label_bytes = read_gzip(labels_path);
   if (!label_bytes)
-    return std::unexpected(label_bytes.error());
+    return eoe::unexpected(label_bytes.error());
   const unsigned char *pix = nullptr, *lab = nullptr;
   auto idims = parse_idx(*image_bytes, 3, images_path, &pix);
   if (!idims)
-    return std::unexpected(idims.error());
+    return eoe::unexpected(idims.error());
   auto ldims = parse_idx(*label_bytes, 1, labels_path, &lab);
   if (!ldims)
-    return std::unexpected(ldims.error());
+    return eoe::unexpected(ldims.error());
   if ((*idims)[1] != 28 || (*idims)[2] != 28)
     return fail(errc::data_invalid, images_path + ": images of " + std::to_string((*idims)[1])
                                       + "x" + std::to_string((*idims)[2]) + ", expected 28x28");

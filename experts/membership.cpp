@@ -77,7 +77,7 @@ ffn_expert zero_expert(const model& m, size_t layer, std::uint64_t seed) {
 expected<model> with_expert(const model& m, size_t layer, const ffn_expert& e,
                             const expert_entries& x) {
   if (auto ok = check_eoe(m, layer, "add expert"); !ok)
-    return std::unexpected(ok.error());
+    return eoe::unexpected(ok.error());
   const auto& lc = m.config.layers[layer];
   const Eigen::Index d = m.config.dim;
   if (e.a.rows() != d || e.a.cols() != lc.rank || e.w1.rows() != lc.rank
@@ -108,7 +108,7 @@ expected<model> with_expert(const model& m, size_t layer, const ffn_expert& e,
 
 expected<model> with_clone(const model& m, size_t layer, size_t position) {
   if (auto ok = check_eoe(m, layer, "clone expert"); !ok)
-    return std::unexpected(ok.error());
+    return eoe::unexpected(ok.error());
   const auto& lc = m.config.layers[layer];
   if (position >= static_cast<size_t>(lc.experts))
     return fail(errc::data_invalid, "clone expert: layer " + std::to_string(layer) + " has "

@@ -143,7 +143,7 @@ layer_config read_layer(table_reader& r, const model_config& m, size_t index, in
 expected<config_file> parse_config_file(std::string_view text, std::string_view source) {
   auto parsed = parse_toml(text, source);
   if (!parsed)
-    return std::unexpected(parsed.error());
+    return eoe::unexpected(parsed.error());
   const toml::table& doc = *parsed;
 
   problems out{source, {}};
@@ -204,7 +204,7 @@ expected<config_file> parse_config_file(std::string_view text, std::string_view 
 expected<model_config> parse_model_config(std::string_view text, std::string_view source) {
   auto f = parse_config_file(text, source);
   if (!f)
-    return std::unexpected(f.error());
+    return eoe::unexpected(f.error());
   return std::move(f->model);
 }
 
@@ -222,7 +222,7 @@ expected<config_file> load_config_file(const std::string& path) {
 expected<model_config> load_model_config(const std::string& path) {
   auto f = load_config_file(path);
   if (!f)
-    return std::unexpected(f.error());
+    return eoe::unexpected(f.error());
   return std::move(f->model);
 }
 

@@ -2,10 +2,71 @@
 
 #include <algorithm>
 #include <sstream>
+#include <string>
 
 namespace eoe::experts {
 
+namespace {
+
+/// Where TOML allows no non-ASCII character (outside strings and comments), the first one, as
+/// "line:column", or "" when there is none. toml++ 3.3.0 reaches __builtin_unreachable() (undefined
+/// behaviour) on some such characters (U+00A1..U+0499, found by fuzzing), so they are refused
+/// here, before it sees them: valid TOML never has them there.
+std::string stray_non_ascii(std::string_view t) {
+  size_t line = 1, col = 1;
+  const auto advance = [&](size_t& i) {
+    if (t[i] == '\n') {
+      ++line;
+      col = 1;
+    } else if ((static_cast<unsigned char>(t[i]) & 0xC0) != 0x80) {
+      ++col; // columns count characters, not UTF-8 continuation bytes
+    }
+    ++i;
+  };
+  for (size_t i = 0; i < t.size();) {
+    const char c = t[i];
+    if (c == '#') { // a comment, to the end of the line
+      while (i < t.size() && t[i] != '\n')
+        advance(i);
+      continue;
+    }
+    if (c == '"' || c == '\'') {
+      const bool multi = t.substr(i, 3) == std::string(3, c);
+      const bool escapes = c == '"';
+      const size_t open = multi ? 3 : 1;
+      for (size_t k = 0; k < open; ++k)
+        advance(i);
+      while (i < t.size()) {
+        if (escapes && t[i] == '\\' && i + 1 < t.size()) {
+          advance(i);
+          advance(i);
+          continue;
+        }
+        if (!multi && t[i] == '\n')
+          break; // an unterminated string: toml++ reports it
+        if (t.substr(i, open) == std::string(open, c)) {
+          for (size_t k = 0; k < open; ++k)
+            advance(i);
+          break;
+        }
+        advance(i);
+      }
+      continue;
+    }
+    if (static_cast<unsigned char>(c) >= 0x80)
+      return std::to_string(line) + ":" + std::to_string(col);
+    advance(i);
+  }
+  return {};
+}
+
+} // namespace
+
 expected<toml::table> parse_toml(std::string_view text, std::string_view source) {
+  if (const auto at = stray_non_ascii(text); !at.empty())
+    return fail(errc::config_syntax, std::string{source} + ":" + at
+                                       + ": TOML syntax: a non-ASCII character outside a string "
+                                         "or a comment");
   try {
     return toml::parse(text, source);
   } catch (const toml::parse_error& e) {

@@ -236,7 +236,7 @@ expected<void> train_model(model& m, const train_config& t, const labelled_image
     auto ev = evaluate(*be, m, test);
     Eigen::setNbThreads(1);
     if (!ev)
-      return std::unexpected(ev.error());
+      return eoe::unexpected(ev.error());
     rep.test = std::move(*ev);
     if (hooks.on_epoch)
       hooks.on_epoch(rep);

@@ -24,12 +24,12 @@ expected<std::unique_ptr<backend>> make_backend(std::string_view name, int devic
     return make_cuda_backend(device);
 #else
     (void) device;
-    return std::unexpected(error{errc::not_compiled,
+    return eoe::unexpected(error{errc::not_compiled,
                                  "backend 'cuda': this build has no CUDA backend (nvcc was not "
                                  "found at configure time; install CUDA and rebuild)"});
 #endif
   }
-  return std::unexpected(error{errc::unknown_backend, "backend '" + std::string{name}
+  return eoe::unexpected(error{errc::unknown_backend, "backend '" + std::string{name}
                                                         + "': expected \"cpu\" or \"cuda\""});
 }
 

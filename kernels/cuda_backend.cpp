@@ -155,16 +155,16 @@ private:
 expected<std::unique_ptr<backend>> make_cuda_backend(int device) {
   int count = 0;
   if (auto err = cudaGetDeviceCount(&count); err != cudaSuccess)
-    return std::unexpected(error{errc::no_device, std::string{"backend 'cuda': no usable GPU ("}
+    return eoe::unexpected(error{errc::no_device, std::string{"backend 'cuda': no usable GPU ("}
                                                     + cudaGetErrorString(err) + ")"});
   if (device < 0 || device >= count)
-    return std::unexpected(error{errc::no_device, "backend 'cuda': device " + std::to_string(device)
+    return eoe::unexpected(error{errc::no_device, "backend 'cuda': device " + std::to_string(device)
                                                     + " requested, " + std::to_string(count)
                                                     + " present"});
   try {
     return std::unique_ptr<backend>{std::make_unique<cuda_backend>(device)};
   } catch (const std::exception& e) {
-    return std::unexpected(error{errc::device_failure, e.what()});
+    return eoe::unexpected(error{errc::device_failure, e.what()});
   }
 }
 

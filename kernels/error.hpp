@@ -2,7 +2,7 @@
 // Errors of the kernels folder: values, never exceptions across a boundary.
 
 #include <cstdint>
-#include <expected>
+#include "kernels/expected.hpp"
 #include <string>
 
 namespace eoe::kernels {
@@ -20,6 +20,6 @@ struct error {
 };
 
 template <class T>
-using expected = std::expected<T, error>;
+using expected = basic_expected<T, error>;
 
 } // namespace eoe::kernels

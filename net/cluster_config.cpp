@@ -51,7 +51,7 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
                                                        std::string_view source) {
   auto parsed = experts::parse_toml(text, source);
   if (!parsed)
-    return std::unexpected(parsed.error());
+    return eoe::unexpected(parsed.error());
   const toml::table& doc = *parsed;
   problems out{source, {}};
   table_reader top{doc, "", out};

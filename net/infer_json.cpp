@@ -86,7 +86,7 @@ actors::infer_request parse_infer_body(std::string_view body, const infer_body_l
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) { // a syntax error, or a number past double (found by fuzzing)
     bad(std::string("the body is not JSON: ") + e.what());
   }
   if (!j.is_object())
