@@ -34,6 +34,15 @@ set +e
   -artifact_prefix="$out/crashes/$target/" "tests/fuzz/corpus/$target" 2>&1 | tee "$log" | tail -5
 rc=${PIPESTATUS[0]}
 set -e
+# Keep the corpus minimal: only the inputs that add coverage.
+if [[ $rc -eq 0 ]]; then
+  min="$out/min_$target"
+  rm -rf "$min" && mkdir -p "$min"
+  "$exe" -merge=1 "$min" "tests/fuzz/corpus/$target" >/dev/null 2>&1 \
+    && find "tests/fuzz/corpus/$target" -type f ! -name '*.ckpt' ! -name '*.toml' ! -name '*.json' \
+         ! -name '*.txt' ! -name '*.jsonl' -delete \
+    && cp -n "$min"/* "tests/fuzz/corpus/$target/" 2>/dev/null || true
+fi
 runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
 echo "fuzz $target: $runs executions in ${seconds}s, exit $rc; corpus tests/fuzz/corpus/$target ($(ls "tests/fuzz/corpus/$target" | wc -l) inputs)"
 exit "$rc"
