@@ -28,6 +28,7 @@ struct coordinator_setup {
   std::vector<std::vector<std::uint32_t>> placement; ///< [config layer][expert] -> node index
   std::uint32_t head = 0;                    ///< node index of the coordinator and composer
   double trace_sample = 0;                   ///< share of requests traced (0: only flagged ones)
+  std::string secret;                        ///< a joining node must present it ("" = none asked)
 };
 
 /// One node as the registry knows it.

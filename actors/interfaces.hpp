@@ -78,7 +78,7 @@ using coordinator_actor = caf::typed_actor<                                     
   caf::replies_to<add_expert_atom, std::uint32_t, std::string, std::string>::with<std::uint64_t>, //
   caf::replies_to<remove_expert_atom, std::uint32_t, std::uint32_t>::with<std::uint64_t>,      //
   caf::replies_to<drain_atom, std::string>::with<std::uint64_t>,                               //
-  caf::replies_to<join_atom, std::string, std::string, node_agent_actor>::with<ok_atom>,       //
+  caf::replies_to<join_atom, std::string, std::string, node_agent_actor, std::string>::with<ok_atom>, //
   caf::replies_to<model_atom, std::uint64_t>::with<std::string>,                               //
   caf::replies_to<context_atom>::with<context_actor>,                                          //
   caf::replies_to<mute_atom, std::uint32_t, std::uint32_t, bool>::with<ok_atom>,               //

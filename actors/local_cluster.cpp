@@ -9,8 +9,9 @@
 namespace eoe::actors {
 
 coordinator_actor spawn_local_cluster(caf::actor_system& sys, const std::string& checkpoint,
-                                      size_t nodes) {
+                                      size_t nodes, const std::string& secret) {
   coordinator_setup setup;
+  setup.secret = secret;
   setup.checkpoint = checkpoint;
   setup.model = load_model(checkpoint);
   for (size_t n = 0; n < nodes; ++n) {

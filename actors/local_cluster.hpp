@@ -11,9 +11,10 @@
 
 namespace eoe::actors {
 
-/// Spawns the cluster; checkpoint "" runs the embedded default model.
+/// Spawns the cluster; checkpoint "" runs the embedded default model; a joining node must
+/// present `secret` (none when empty).
 coordinator_actor spawn_local_cluster(caf::actor_system& sys, const std::string& checkpoint,
-                                      size_t nodes);
+                                      size_t nodes, const std::string& secret = "");
 
 /// Blocks until the coordinator admits requests; false after `timeout`.
 bool wait_ready(caf::actor_system& sys, const coordinator_actor& coordinator,

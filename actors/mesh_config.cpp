@@ -16,6 +16,7 @@ const char* errc_name(std::uint8_t code) {
     case mesh_errc::not_ready: return "not_ready";
     case mesh_errc::node_lost: return "node_lost";
     case mesh_errc::internal: return "internal";
+    case mesh_errc::unauthorized: return "unauthorized";
   }
   return "unknown";
 }

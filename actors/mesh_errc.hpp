@@ -15,6 +15,7 @@ enum class mesh_errc : std::uint8_t {
   not_ready,             ///< the cluster has not finished starting
   node_lost,             ///< a node the request needed went away
   internal,              ///< an invariant broke; the message says which
+  unauthorized,          ///< a join without the cluster's secret
 };
 
 /// The error category atom of mesh errors.

@@ -55,6 +55,7 @@ struct cluster_config {
   std::string head;                ///< name of the head node (default: the first)
   std::uint32_t deadline_ms = 5000; ///< default request deadline
   std::uint32_t middleman_workers = 0; ///< CAF middleman deserialisation threads (0: CAF's)
+  std::string secret; ///< what a joining node must present ("" = none); env EOE_CLUSTER_SECRET wins
   std::vector<node_entry> nodes;
   /// [config layer] -> node name per expert; empty: round-robin over the nodes
   std::vector<std::vector<std::string>> placement;

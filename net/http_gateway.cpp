@@ -41,6 +41,7 @@ http::status status_of(const caf::error& err) {
       case actors::mesh_errc::not_ready:
       case actors::mesh_errc::node_lost: return http::status::service_unavailable;
       case actors::mesh_errc::internal: return http::status::internal_server_error;
+      case actors::mesh_errc::unauthorized: return http::status::forbidden;
     }
   }
   if (err == caf::sec::request_timeout)
@@ -56,6 +57,7 @@ std::string outcome_of(const caf::error& err) {
       case actors::mesh_errc::not_ready: return "not_ready";
       case actors::mesh_errc::node_lost: return "node_lost";
       case actors::mesh_errc::internal: return "internal";
+      case actors::mesh_errc::unauthorized: return "unauthorized";
     }
   }
   return err == caf::sec::request_timeout ? "deadline_exceeded" : "error";

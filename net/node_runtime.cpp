@@ -159,6 +159,9 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   setup.placement = std::move(*placement);
   setup.head = static_cast<std::uint32_t>(c.head_index());
   setup.trace_sample = c.trace.sample;
+  setup.secret = c.secret;
+  if (const char* s = std::getenv("EOE_CLUSTER_SECRET"))
+    setup.secret = s;
   // The other nodes start at the same time: retry each for up to 30 seconds.
   for (auto& n : c.nodes) {
     setup.nodes.push_back(n.name);
@@ -220,7 +223,8 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
 
 int run_joining_node(const std::string& head, const std::string& name, const std::string& host,
                      std::uint16_t port, std::uint32_t middleman_workers,
-                     const trace_settings& trace, std::ostream& log) {
+                     const trace_settings& trace, const std::string& secret,
+                     std::ostream& log) {
   node_tracing trace_runtime;
   if (!trace_runtime.start(trace, false, log))
     return 1;
@@ -247,7 +251,8 @@ int run_joining_node(const std::string& head, const std::string& name, const std
     if (coord) {
       caf::scoped_actor self{sys};
       std::string failure;
-      self->request(*coord, std::chrono::seconds(30), actors::join_atom::value, name, address, agent)
+      self->request(*coord, std::chrono::seconds(30), actors::join_atom::value, name, address, agent,
+                    secret)
         .receive([](actors::ok_atom) {}, [&](const caf::error& err) { failure = actors::describe(err); });
       if (!failure.empty()) {
         log << "eoe node " << name << ": the cluster at " << head << " refused it: " << failure << "\n";

@@ -26,10 +26,10 @@ namespace eoe::net {
 
 /// Runs a node that joins a running cluster: listens at host:port, then registers with the
 /// coordinator at `head` (host:port). It hosts no expert until one is added to it.
-/// `trace`: where its trace events go (the cluster file's [trace] dir and collector; sampling
+/// `secret`: the cluster's, presented when joining. `trace`: where its trace events go (the cluster file's [trace] dir and collector; sampling
 /// is the head's).
 int run_joining_node(const std::string& head, const std::string& name, const std::string& host,
                      std::uint16_t port, std::uint32_t middleman_workers,
-                     const trace_settings& trace, std::ostream& log);
+                     const trace_settings& trace, const std::string& secret, std::ostream& log);
 
 } // namespace eoe::net

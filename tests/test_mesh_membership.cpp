@@ -5,6 +5,7 @@
 #include "actors/local_cluster.hpp"
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
+#include "actors/node_agent.hpp"
 #include "local_cluster_fixture.hpp"
 #include "mesh_model.hpp"
 #include "net/load_generator.hpp"
@@ -120,4 +121,38 @@ TEST_CASE("64 concurrent requests while experts are added and removed 20 times: 
   const auto s = cl.status();
   CHECK(s.live_epochs == std::vector<std::uint64_t>{last});
   CHECK(s.in_flight == 0);
+}
+
+TEST_CASE("a node without the cluster's secret cannot join; with it, it can", "[membership][security]") {
+  actors::mesh_config cfg;
+  caf::actor_system sys{cfg};
+  auto coordinator = actors::spawn_local_cluster(sys, "", 2, "correct horse");
+  REQUIRE(actors::wait_ready(sys, coordinator, std::chrono::seconds(20)));
+  auto stranger = sys.spawn(actors::node_agent_behavior, std::string{"n9"});
+  caf::scoped_actor self{sys};
+  for (const std::string attempt : {"", "wrong", "correct hors", "correct horse!"}) {
+    INFO("secret '" << attempt << "'");
+    std::string failure;
+    self->request(coordinator, std::chrono::seconds(10), actors::join_atom::value,
+                  std::string{"n9"}, std::string{"in-process"}, stranger, attempt)
+      .receive([](actors::ok_atom) {}, [&](const caf::error& e) { failure = actors::describe(e); });
+    CHECK(failure == "unauthorized: join refused: node 'n9' did not present the cluster's secret");
+  }
+  auto nodes_now = [&] {
+    std::vector<std::string> out;
+    self->request(coordinator, std::chrono::seconds(10), actors::status_atom::value)
+      .receive([&](const actors::cluster_status& s) { out = s.nodes; },
+               [&](const caf::error& e) { FAIL(actors::describe(e)); });
+    return out;
+  };
+  CHECK(nodes_now() == std::vector<std::string>{"n1", "n2"});
+  bool joined = false;
+  self->request(coordinator, std::chrono::seconds(10), actors::join_atom::value,
+                std::string{"n9"}, std::string{"in-process"}, stranger, std::string{"correct horse"})
+    .receive([&](actors::ok_atom) { joined = true; },
+             [&](const caf::error& e) { FAIL(actors::describe(e)); });
+  CHECK(joined);
+  CHECK(nodes_now() == std::vector<std::string>{"n1", "n2", "n9"});
+  anon_send(coordinator, actors::shutdown_atom::value);
+  anon_send_exit(stranger, caf::exit_reason::user_shutdown);
 }

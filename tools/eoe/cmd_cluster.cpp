@@ -14,6 +14,7 @@
 
 #include <caf/send.hpp>
 
+#include <cstdlib>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -209,6 +210,7 @@ void add_cluster_commands(CLI::App& app) {
     auto listen = std::make_shared<std::string>("127.0.0.1:0");
     auto workers = std::make_shared<std::uint32_t>(0);
     auto trace = std::make_shared<net::trace_settings>();
+    auto secret = std::make_shared<std::string>();
     auto* cluster_opt = cmd->add_option("--cluster", *file,
                                         "cluster file (default: the embedded 3-node cluster)")
                           ->check(CLI::ExistingFile);
@@ -221,8 +223,10 @@ void add_cluster_commands(CLI::App& app) {
                     "with --join: where this node writes its trace events (as [trace] dir)");
     cmd->add_option("--trace-collector", trace->collector,
                     "with --join: HOST:PORT of the cluster's trace collector (as [trace] collector)");
+    cmd->add_option("--secret", *secret,
+                    "with --join: the cluster's secret (default: the environment's EOE_CLUSTER_SECRET)");
     join_opt->excludes(cluster_opt);
-    cmd->callback([file, name, join, listen, workers, trace] {
+    cmd->callback([file, name, join, listen, workers, trace, secret] {
       int rc = 0;
       if (!join->empty()) {
         std::string host;
@@ -236,7 +240,10 @@ void add_cluster_commands(CLI::App& app) {
         } catch (const std::exception&) {
           throw command_error{"--listen '" + *listen + "' is not HOST:PORT"};
         }
-        rc = net::run_joining_node(*join, *name, host, port, *workers, *trace, std::cout);
+        std::string s = *secret;
+        if (const char* env = std::getenv("EOE_CLUSTER_SECRET"); s.empty() && env)
+          s = env;
+        rc = net::run_joining_node(*join, *name, host, port, *workers, *trace, s, std::cout);
       } else {
         rc = net::run_node(load_cluster(*file), *name, std::cout);
       }

@@ -9,6 +9,7 @@
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include <cstdlib>
 #include <cstdio>
 #include <iostream>
 
@@ -104,7 +105,12 @@ void add_ctl(CLI::App& app) {
     auto node_address = std::make_shared<std::string>();
     cmd->add_option("--name", *name, "the node's name")->required();
     cmd->add_option("--address", *node_address, "HOST:PORT where the node listens")->required();
-    cmd->callback([address, name, node_address] {
+    auto secret = std::make_shared<std::string>();
+    cmd->add_option("--secret", *secret,
+                    "the cluster's secret (default: the environment's EOE_CLUSTER_SECRET)");
+    cmd->callback([address, name, node_address, secret] {
+      if (const char* env = std::getenv("EOE_CLUSTER_SECRET"); secret->empty() && env)
+        *secret = env;
       connection c{*address};
       std::string host;
       std::uint16_t port = 0;
@@ -115,7 +121,7 @@ void add_ctl(CLI::App& app) {
         throw command_error{"no node at " + *node_address + ": " + actors::describe(agent.error())};
       caf::scoped_actor self{c.sys};
       self->request(c.coordinator, std::chrono::seconds(30), actors::join_atom::value, *name,
-                    *node_address, *agent)
+                    *node_address, *agent, *secret)
         .receive([&](actors::ok_atom) { std::cout << "node " << *name << " joined\n"; },
                  [&](const caf::error& err) { throw command_error{actors::describe(err)}; });
     });
