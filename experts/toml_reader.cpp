@@ -8,10 +8,12 @@ namespace eoe::experts {
 
 namespace {
 
-/// Where TOML allows no non-ASCII character (outside strings and comments), the first one, as
-/// "line:column", or "" when there is none. toml++ 3.3.0 reaches __builtin_unreachable() (undefined
-/// behaviour) on some such characters (U+00A1..U+0499, found by fuzzing), so they are refused
-/// here, before it sees them: valid TOML never has them there.
+/// Where TOML allows no non-ASCII character (outside strings and comments, in an escape), the
+/// first one, as "line:column", or "" when there is none; also a non-ASCII character right after
+/// the blanks that follow a line-ending backslash. toml++ 3.3.0 reaches __builtin_unreachable()
+/// (undefined behaviour) when it tests some such characters for whitespace (U+00A1..U+0499 and
+/// U+2EBE..U+32B7; found by fuzzing), so they are refused here, before it sees them. Only the
+/// last case refuses valid TOML.
 std::string stray_non_ascii(std::string_view t) {
   size_t line = 1, col = 1;
   const auto advance = [&](size_t& i) {
@@ -39,6 +41,17 @@ std::string stray_non_ascii(std::string_view t) {
       while (i < t.size()) {
         if (escapes && t[i] == '\\' && i + 1 < t.size()) {
           advance(i);
+          // An escape is ASCII; after a line-ending backslash toml++ tests the next characters
+          // for whitespace too, so the first one past the blanks must be ASCII as well.
+          if (static_cast<unsigned char>(t[i]) >= 0x80)
+            return std::to_string(line) + ":" + std::to_string(col);
+          if (multi && (t[i] == ' ' || t[i] == '\t' || t[i] == '\r' || t[i] == '\n')) {
+            while (i < t.size() && (t[i] == ' ' || t[i] == '\t' || t[i] == '\r' || t[i] == '\n'))
+              advance(i);
+            if (i < t.size() && static_cast<unsigned char>(t[i]) >= 0x80)
+              return std::to_string(line) + ":" + std::to_string(col);
+            continue;
+          }
           advance(i);
           continue;
         }
@@ -66,7 +79,8 @@ expected<toml::table> parse_toml(std::string_view text, std::string_view source)
   if (const auto at = stray_non_ascii(text); !at.empty())
     return fail(errc::config_syntax, std::string{source} + ":" + at
                                        + ": TOML syntax: a non-ASCII character outside a string "
-                                         "or a comment");
+                                         "or a comment, in an escape, or after a line-ending "
+                                         "backslash");
   try {
     return toml::parse(text, source);
   } catch (const toml::parse_error& e) {
