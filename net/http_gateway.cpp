@@ -93,9 +93,10 @@ struct http_gateway::impl : std::enable_shared_from_this<impl> {
   template <class OnOk, class OnErr, class... Ts>
   void ask(std::chrono::milliseconds timeout, OnOk ok, OnErr err, Ts... xs) {
     auto to = coordinator;
-    sys.spawn([=](caf::event_based_actor* self) {
-      self->request(to, timeout, xs...).then(ok, err);
-    });
+    // (one unused argument: CAF 0.17 dereferences a null argument tuple for a function actor
+    // that takes none, which UBSan reports)
+    sys.spawn(
+      [=](caf::event_based_actor* self, int) { self->request(to, timeout, xs...).then(ok, err); }, 0);
   }
 
   void accept();
@@ -343,7 +344,7 @@ private:
     const bool keep = req_.keep_alive();
     auto self = shared_from_this();
     auto g = g_;
-    g_->sys.spawn([self, g, version, keep](caf::event_based_actor* a) {
+    g_->sys.spawn([self, g, version, keep](caf::event_based_actor* a, int) { // (see ask)
       a->request(g->coordinator, std::chrono::seconds(5), actors::status_atom::value)
         .then(
           [=](const actors::cluster_status& st) {
@@ -362,7 +363,7 @@ private:
             self->post(make(version, keep, http::status::ok, "text/plain; version=0.0.4",
                             g->metrics.render({}, {})));
           });
-    });
+    }, 0);
   }
 
   void add_expert() {
