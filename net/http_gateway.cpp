@@ -73,6 +73,12 @@ bool same_secret(std::string_view a, std::string_view b) {
 
 } // namespace
 
+/// A connection the gateway can close when it shuts down.
+struct closable {
+  virtual ~closable() = default;
+  virtual void close_now() = 0;
+};
+
 struct http_gateway::impl : std::enable_shared_from_this<impl> {
   caf::actor_system& sys;
   actors::coordinator_actor coordinator;
@@ -83,6 +89,7 @@ struct http_gateway::impl : std::enable_shared_from_this<impl> {
   std::thread thread;
   gateway_metrics metrics;
   std::atomic<std::int64_t> in_flight{0};
+  std::vector<std::weak_ptr<closable>> sessions; ///< io thread only
 
   impl(caf::actor_system& system, actors::coordinator_actor c, experts::model_config m,
        gateway_settings settings)
@@ -104,8 +111,13 @@ struct http_gateway::impl : std::enable_shared_from_this<impl> {
 
 namespace {
 
-class session : public std::enable_shared_from_this<session> {
+class session : public closable, public std::enable_shared_from_this<session> {
 public:
+  void close_now() override {
+    beast::error_code ignored;
+    stream_.socket().close(ignored);
+  }
+
   session(tcp::socket socket, std::shared_ptr<http_gateway::impl> g)
     : stream_(std::move(socket)), g_(std::move(g)) {}
 
@@ -449,7 +461,10 @@ void http_gateway::impl::accept() {
   acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
     if (ec)
       return; // closed
-    std::make_shared<session>(std::move(socket), self)->start();
+    auto s = std::make_shared<session>(std::move(socket), self);
+    std::erase_if(self->sessions, [](auto& w) { return w.expired(); });
+    self->sessions.push_back(s);
+    s->start();
     self->accept();
   });
 }
@@ -474,14 +489,19 @@ http_gateway::http_gateway(caf::actor_system& sys, actors::coordinator_actor coo
     throw std::runtime_error("gateway: cannot listen at " + impl_->s.host + ":"
                              + std::to_string(impl_->s.port) + ": " + ec.message());
   impl_->accept();
-  impl_->thread = std::thread([g = impl_] { g->io.run(); });
+  // The thread runs until nothing is left to do: after the destructor closes everything.
+  impl_->thread = std::thread([g = impl_.get()] { g->io.run(); });
 }
 
 http_gateway::~http_gateway() {
-  asio::post(impl_->io, [g = impl_] {
+  // Close the acceptor and every connection, then let the aborted operations finish: their
+  // handlers hold the sessions, and the sessions hold the gateway.
+  asio::post(impl_->io, [g = impl_.get()] {
     beast::error_code ec;
     g->acceptor.close(ec);
-    g->io.stop();
+    for (auto& w : g->sessions)
+      if (auto s = w.lock())
+        s->close_now();
   });
   impl_->thread.join();
 }
