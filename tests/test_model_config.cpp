@@ -64,18 +64,20 @@ TEST_CASE("a scalar tau applies to every expert", "[config]") {
 
 TEST_CASE("syntax errors name the line", "[config]") {
   CHECK(error_of("[model]\ndim = = 3\n", errc::config_syntax).starts_with("t.toml:2:"));
-  // Found by fuzzing: toml++ 3.3.0 reaches undefined behaviour on some non-ASCII characters
-  // where only ASCII may stand; they are refused first, with line and column.
-  const std::string refused =
-    ": TOML syntax: a non-ASCII character outside a string or a comment, in an escape, or "
-    "after a line-ending backslash";
-  CHECK(error_of(std::string("\xce\xbf" "d \0", 5), errc::config_syntax) == "t.toml:1:1" + refused);
-  CHECK(error_of("[model]\ndim = 4 \xc2\xa1\n", errc::config_syntax) == "t.toml:2:9" + refused);
-  CHECK(error_of("#7\"\nchopcekint = \"\"\"eoe\\\\\\\\  \\\\\\\xe2\xbb\xbf\\\"$J",
-                 errc::config_syntax) == "t.toml:2:29" + refused);
-  CHECK(error_of("name = \"\"\"a \\\n   \xce\xbf\"\"\"\n", errc::config_syntax) == "t.toml:2:4" + refused);
-  // In strings (escaped quotes, other quotes inside) and comments they are fine.
-  CHECK(error_of("# \xce\xbf\n[model]\nname = \"\xce\xbf \\\" '\"\ndim = 4\n")
+  // Found by fuzzing: toml++ 3.3.0 reaches undefined behaviour when it tests some non-ASCII
+  // characters for whitespace; they are refused wherever they stand, with line and column.
+  const std::string unsafe = " is a character the TOML parser of this build cannot read safely "
+                             "(toml++ 3.3.0: U+00A1..U+0499, U+2EBE..U+32B7)";
+  CHECK(error_of(std::string("\xce\xbf" "d \0", 5), errc::config_syntax) == "t.toml:1:1: U+03BF" + unsafe);
+  CHECK(error_of("#7\"\nchopcekint = \"\"\"eoe\\\\\\\\  \\\\\\\xe2\xbb\xbf\\\"$J", errc::config_syntax)
+        == "t.toml:2:29: U+2EFF" + unsafe);
+  CHECK(error_of(std::string("#1\ne = -\"442<\0" "1tn>>\xc2\xbe>>eo", 21), errc::config_syntax)
+        == "t.toml:2:17: U+00BE" + unsafe);
+  CHECK(error_of("name = \"\xce\xbf\"\n", errc::config_syntax) == "t.toml:1:9: U+03BF" + unsafe);
+  // Other non-ASCII characters: fine in strings and comments, an error elsewhere.
+  CHECK(error_of("[model]\ndim = 4 \xe2\x82\xac\n", errc::config_syntax)
+        == "t.toml:2:9: TOML syntax: a non-ASCII character outside a string or a comment");
+  CHECK(error_of("# \xe2\x82\xac\n[model]\nname = \"\xe2\x82\xac \\\" '\"\ndim = 4\n")
         == "t.toml:1:1: layer: missing; expected at least one [[layer]] table");
 }
 
