@@ -67,13 +67,15 @@ TEST_CASE("syntax errors name the line", "[config]") {
   // Found by fuzzing: toml++ 3.3.0 reaches undefined behaviour when it tests some non-ASCII
   // characters for whitespace; they are refused wherever they stand, with line and column.
   const std::string unsafe = " is a character the TOML parser of this build cannot read safely "
-                             "(toml++ 3.3.0: U+00A1..U+0499, U+2EBE..U+32B7)";
+                             "(toml++ 3.3.0: U+00A1..U+0499, U+2C5E..U+3057, U+FB26..U+FEFE)";
   CHECK(error_of(std::string("\xce\xbf" "d \0", 5), errc::config_syntax) == "t.toml:1:1: U+03BF" + unsafe);
   CHECK(error_of("#7\"\nchopcekint = \"\"\"eoe\\\\\\\\  \\\\\\\xe2\xbb\xbf\\\"$J", errc::config_syntax)
         == "t.toml:2:29: U+2EFF" + unsafe);
   CHECK(error_of(std::string("#1\ne = -\"442<\0" "1tn>>\xc2\xbe>>eo", 21), errc::config_syntax)
         == "t.toml:2:17: U+00BE" + unsafe);
   CHECK(error_of("name = \"\xce\xbf\"\n", errc::config_syntax) == "t.toml:1:9: U+03BF" + unsafe);
+  CHECK(error_of("#7\"\nchopcekint = \"\"\"eoe\\\\\\\\  \\\\\\\xef\xbb\xba\\\"$J", errc::config_syntax)
+        == "t.toml:2:29: U+FEFA" + unsafe);
   // Other non-ASCII characters: fine in strings and comments, an error elsewhere.
   CHECK(error_of("[model]\ndim = 4 \xe2\x82\xac\n", errc::config_syntax)
         == "t.toml:2:9: TOML syntax: a non-ASCII character outside a string or a comment");
