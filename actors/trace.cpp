@@ -289,12 +289,8 @@ std::int64_t estimate_offset(const clock_sample* samples, size_t n) {
 
 } // namespace tracing
 
-void trace_scope::message(trace_kind kind, std::string_view name, std::string_view peer,
-                          std::uint64_t msg, std::uint8_t hop, std::uint64_t bytes,
-                          std::int32_t layer, std::int32_t expert, std::int64_t t,
-                          std::int64_t dur) const {
-  if (!sink)
-    return;
+trace_event trace_scope::event(trace_kind kind, std::string_view name, std::int32_t layer,
+                               std::int32_t expert) const {
   trace_event e;
   e.trace = trace;
   e.request = request;
@@ -302,12 +298,22 @@ void trace_scope::message(trace_kind kind, std::string_view name, std::string_vi
   e.name = name;
   e.node = node;
   e.actor = actor;
+  e.layer = layer;
+  e.expert = expert;
+  return e;
+}
+
+void trace_scope::message(trace_kind kind, std::string_view name, std::string_view peer,
+                          std::uint64_t msg, std::uint8_t hop, std::uint64_t bytes,
+                          std::int32_t layer, std::int32_t expert, std::int64_t t,
+                          std::int64_t dur) const {
+  if (!sink)
+    return;
+  auto e = event(kind, name, layer, expert);
   e.peer = peer;
   e.msg = msg;
   e.hop = hop;
   e.bytes = bytes;
-  e.layer = layer;
-  e.expert = expert;
   e.t_ns = t;
   e.dur_ns = dur;
   sink->record(std::move(e));
@@ -318,15 +324,7 @@ void trace_scope::step(trace_kind kind, std::string_view name, std::int32_t laye
                        float score) const {
   if (!sink)
     return;
-  trace_event e;
-  e.trace = trace;
-  e.request = request;
-  e.kind = kind;
-  e.name = name;
-  e.node = node;
-  e.actor = actor;
-  e.layer = layer;
-  e.expert = expert;
+  auto e = event(kind, name, layer, expert);
   e.rows = rows;
   e.score = score;
   e.t_ns = t0;

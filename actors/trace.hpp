@@ -125,6 +125,11 @@ struct trace_scope {
   void step(trace_kind kind, std::string_view name, std::int32_t layer, std::int32_t expert,
             std::int64_t t0, std::int64_t t1, std::uint32_t rows = 0,
             float score = std::nanf("")) const;
+
+private:
+  /// What every event of this scope carries.
+  trace_event event(trace_kind kind, std::string_view name, std::int32_t layer,
+                    std::int32_t expert) const;
 };
 
 } // namespace eoe::actors

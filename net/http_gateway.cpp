@@ -378,6 +378,25 @@ private:
     }, 0);
   }
 
+  /// Asks the coordinator for a membership change; answers {"epoch": E} or the error.
+  template <class... Ts>
+  void change_membership(Ts... xs) {
+    const auto version = req_.version();
+    const bool keep = req_.keep_alive();
+    auto self = shared_from_this();
+    g_->ask(
+      std::chrono::seconds(60),
+      [self, version, keep](std::uint64_t epoch) {
+        self->post(make(version, keep, http::status::ok, "application/json",
+                        json{{"epoch", epoch}}.dump() + "\n"));
+      },
+      [self, version, keep](const caf::error& err) {
+        self->post(make(version, keep, status_of(err), "application/json",
+                        json{{"error", actors::describe(err)}}.dump() + "\n"));
+      },
+      xs...);
+  }
+
   void add_expert() {
     if (!admin_ok())
       return;
@@ -406,18 +425,7 @@ private:
       fail(version, keep, http::status::bad_request, e.what());
       return;
     }
-    auto self = shared_from_this();
-    g_->ask(
-      std::chrono::seconds(60),
-      [self, version, keep](std::uint64_t epoch) {
-        self->post(make(version, keep, http::status::ok, "application/json",
-                        json{{"epoch", epoch}}.dump() + "\n"));
-      },
-      [self, version, keep](const caf::error& err) {
-        self->post(make(version, keep, status_of(err), "application/json",
-                        json{{"error", actors::describe(err)}}.dump() + "\n"));
-      },
-      actors::add_expert_atom::value, layer, node, init);
+    change_membership(actors::add_expert_atom::value, layer, node, init);
   }
 
   void remove_expert(const std::string& which) {
@@ -433,19 +441,8 @@ private:
            "\"" + which + "\" does not name an expert as LAYER.ID, e.g. /v1/experts/1.3");
       return;
     }
-    auto self = shared_from_this();
-    g_->ask(
-      std::chrono::seconds(60),
-      [self, version, keep](std::uint64_t epoch) {
-        self->post(make(version, keep, http::status::ok, "application/json",
-                        json{{"epoch", epoch}}.dump() + "\n"));
-      },
-      [self, version, keep](const caf::error& err) {
-        self->post(make(version, keep, status_of(err), "application/json",
-                        json{{"error", actors::describe(err)}}.dump() + "\n"));
-      },
-      actors::remove_expert_atom::value, static_cast<std::uint32_t>(layer),
-      static_cast<std::uint32_t>(id));
+    change_membership(actors::remove_expert_atom::value, static_cast<std::uint32_t>(layer),
+                      static_cast<std::uint32_t>(id));
   }
 
   beast::tcp_stream stream_;
