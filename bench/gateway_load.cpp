@@ -9,6 +9,7 @@
 
 #include "actors/mesh_config.hpp"
 #include "actors/node_agent.hpp"
+#include "bench/loopback_cluster.hpp"
 #include "bench/machine.hpp"
 #include "experts/forward.hpp"
 #include "experts/rng.hpp"
@@ -30,6 +31,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <unistd.h>
@@ -73,23 +75,11 @@ int main(int argc, char** argv) {
   const auto dir = fs::temp_directory_path() / ("eoe_bench_gateway_" + std::to_string(getpid()));
   fs::create_directories(dir);
   const int base = 31000 + static_cast<int>(getpid() % 1000) * 10;
-  const auto file = (dir / "cluster.toml").string();
-  {
-    std::ofstream out{file};
-    out << "[cluster]\nname = \"gw3\"\ndeadline_ms = 20000\nmiddleman_workers = 1\n"
-        << "[gateway]\nlisten = \"127.0.0.1:" << base + 9 << "\"\nmax_concurrency = "
-        << concurrency << "\n";
-    for (int n = 0; n < 3; ++n)
-      out << "\n[[node]]\nname = \"n" << n + 1 << "\"\nport = " << base + n << "\n";
-  }
-  auto cluster = net::load_cluster_config(file);
-  const auto exe = (fs::path{net::self_executable()}.parent_path() / "eoe").string();
-  auto nodes = net::start_nodes(*cluster, file, exe, dir);
-  if (auto err = net::wait_cluster_ready(*cluster, nodes, std::chrono::seconds(120)); !err.empty()) {
-    std::fprintf(stderr, "bench_gateway_load: %s\n", err.c_str());
-    net::stop_nodes(*cluster, nodes, std::chrono::seconds(1));
-    return 1;
-  }
+  auto cluster = std::make_unique<bench::loopback_cluster>(
+    dir, base,
+    "[cluster]\nname = \"gw3\"\ndeadline_ms = 20000\nmiddleman_workers = 1\n[gateway]\nlisten = "
+    "\"127.0.0.1:" + std::to_string(base + 9) + "\"\nmax_concurrency = " + std::to_string(concurrency)
+      + "\n");
 
   // Through the gateway: `concurrency` clients, each on a keep-alive connection.
   outcome o;
@@ -171,7 +161,7 @@ int main(int argc, char** argv) {
   {
     actors::mesh_config cfg;
     caf::actor_system sys{cfg};
-    auto coord = net::connect(sys, cluster->nodes[0].address());
+    auto coord = net::connect(sys, cluster->config.nodes[0].address());
     net::load_options lo;
     lo.requests = requests;
     lo.concurrency = concurrency;
@@ -179,7 +169,7 @@ int main(int argc, char** argv) {
     lo.deadline_ms = 20000;
     direct = net::run_load(sys, *coord, lo);
   }
-  net::stop_nodes(*cluster, nodes);
+  cluster.reset(); // the nodes stop
   fs::remove_all(dir);
 
   const double gw_rps = static_cast<double>(o.ok + o.wrong) / gw_secs;

@@ -16,6 +16,7 @@
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
 #include "actors/wire.hpp"
+#include "bench/loopback_cluster.hpp"
 #include "bench/machine.hpp"
 #include "bench/timing.hpp"
 #include "experts/checkpoint.hpp"
@@ -255,35 +256,21 @@ double tcp_bytes_per_second(int count, int window) {
 /// in alternating rounds; prints both medians, the ratio and what the traces weigh.
 int run_trace_overhead(const std::string& ckpt, const fs::path& dir, const matrix& x, int reps,
                        const matrix& want) {
-  const int base = 30000 + static_cast<int>(getpid() % 1000) * 10;
-  const auto file = (dir / "cluster.toml").string();
   const auto trace_dir = dir / "trace";
-  {
-    std::ofstream out{file};
-    out << "[cluster]\nname = \"bench3\"\ncheckpoint = \"" << ckpt << "\"\n"
-        << "[trace]\ndir = \"" << trace_dir.string() << "\"\n";
-    for (int n = 0; n < 3; ++n)
-      out << "\n[[node]]\nname = \"n" << n + 1 << "\"\nport = " << base + n << "\n";
-  }
-  auto cluster = net::load_cluster_config(file);
-  const auto exe = (fs::path{net::self_executable()}.parent_path() / "eoe").string();
-  auto nodes = net::start_nodes(*cluster, file, exe, dir);
-  if (auto err = net::wait_cluster_ready(*cluster, nodes, std::chrono::seconds(120)); !err.empty()) {
-    std::fprintf(stderr, "bench_mesh: %s\n", err.c_str());
-    net::stop_nodes(*cluster, nodes, std::chrono::seconds(1));
-    return 1;
-  }
   std::vector<double> off, on;
   {
+    const bench::loopback_cluster cluster{
+      dir, 30000 + static_cast<int>(getpid() % 1000) * 10,
+      "[cluster]\nname = \"bench3\"\ncheckpoint = \"" + ckpt + "\"\n[trace]\ndir = \""
+        + trace_dir.string() + "\"\n"};
     mesh_config cfg;
     caf::actor_system sys{cfg};
-    auto coord = net::connect(sys, cluster->nodes[0].address());
+    auto coord = net::connect(sys, cluster.config.nodes[0].address());
     for (int round = 0; round < 5; ++round) {
       off.push_back(mesh_seconds(sys, *coord, x, reps, want, false));
       on.push_back(mesh_seconds(sys, *coord, x, reps, want, true));
     }
-  }
-  net::stop_nodes(*cluster, nodes);
+  } // the nodes stop here, and flush their traces
   std::uintmax_t bytes = 0;
   size_t lines = 0;
   for (auto& f : fs::directory_iterator(trace_dir)) {
@@ -415,29 +402,16 @@ int main(int argc, char** argv) {
   double t_three = 0;
   std::vector<double> hops;
   {
-    const int base = 30000 + static_cast<int>(getpid() % 1000) * 10;
-    const auto file = (dir / "cluster.toml").string();
-    {
-      std::ofstream out{file};
-      out << "[cluster]\nname = \"bench3\"\ncheckpoint = \"" << ckpt << "\"\n";
-      for (int n = 0; n < 3; ++n)
-        out << "\n[[node]]\nname = \"n" << n + 1 << "\"\nport = " << base + n << "\n";
-    }
-    auto cluster = net::load_cluster_config(file);
-    const auto exe = (fs::path{net::self_executable()}.parent_path() / "eoe").string();
-    auto nodes = net::start_nodes(*cluster, file, exe, dir);
-    if (auto err = net::wait_cluster_ready(*cluster, nodes, std::chrono::seconds(120)); !err.empty()) {
-      std::fprintf(stderr, "bench_mesh: %s\n", err.c_str());
-      net::stop_nodes(*cluster, nodes, std::chrono::seconds(1));
-      return 1;
-    }
+    const bench::loopback_cluster cluster{dir, 30000 + static_cast<int>(getpid() % 1000) * 10,
+                                          "[cluster]\nname = \"bench3\"\ncheckpoint = \"" + ckpt
+                                            + "\"\n"};
     mesh_config cfg;
     caf::actor_system sys{cfg};
-    auto coord = net::connect(sys, cluster->nodes[0].address());
+    auto coord = net::connect(sys, cluster.config.nodes[0].address());
     t_three = mesh_seconds(sys, *coord, x, reps, want);
     // Per hop: half the round trip of a ping to node n2's agent.
     auto agent = sys.middleman().remote_actor<node_agent_actor>("127.0.0.1",
-                                                                cluster->nodes[1].port);
+                                                                cluster.config.nodes[1].port);
     caf::scoped_actor self{sys};
     for (int i = 0; i < 2000; ++i) {
       const auto start = clock_type::now();
@@ -445,7 +419,6 @@ int main(int argc, char** argv) {
         .receive([&](const std::string&) { hops.push_back(seconds_since(start) / 2); },
                  [&](const caf::error&) {});
     }
-    net::stop_nodes(*cluster, nodes);
   }
 
   double dp_bps = 0, caf_bps = 0, tcp_bps = 0;
