@@ -2,6 +2,7 @@
 
 #include "actors/context_actor.hpp"
 #include "actors/mesh_errc.hpp"
+#include "actors/secret.hpp"
 #include "actors/trace.hpp"
 #include "experts/checkpoint.hpp"
 #include "experts/membership.hpp"
@@ -337,17 +338,6 @@ bool parse_expert_name(const std::string& s, std::uint32_t& layer, std::uint32_t
   }
 }
 
-/// Whether a presented secret is the cluster's (constant time in the presented one's length);
-/// a cluster without a secret takes any.
-bool same_secret(const std::string& given, const std::string& want) {
-  if (want.empty())
-    return true;
-  unsigned char diff = given.size() == want.size() ? 0 : 1;
-  for (size_t i = 0; i < given.size(); ++i)
-    diff |= static_cast<unsigned char>(given[i] ^ want[i % want.size()]);
-  return diff == 0;
-}
-
 caf::error change_error(std::string text) {
   return make_mesh_error(mesh_errc::bad_request, std::move(text));
 }
@@ -637,7 +627,8 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
     [=](join_atom, const std::string& name, const std::string& address, node_agent_actor agent,
         const std::string& secret) -> caf::result<ok_atom> {
       auto& st = self->state;
-      if (!same_secret(secret, st.setup.secret)) {
+      // A cluster without a secret takes any node.
+      if (!st.setup.secret.empty() && !secrets_match(secret, st.setup.secret)) {
         caf::aout(self) << "coordinator: node " << name << " (" << address
                         << ") refused: wrong or missing cluster secret" << std::endl;
         return make_mesh_error(mesh_errc::unauthorized,

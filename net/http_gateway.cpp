@@ -2,6 +2,7 @@
 
 #include "actors/mesh_errc.hpp"
 #include "actors/plan.hpp"
+#include "actors/secret.hpp"
 #include "net/gateway_metrics.hpp"
 #include "net/infer_json.hpp"
 
@@ -61,14 +62,6 @@ std::string outcome_of(const caf::error& err) {
     }
   }
   return err == caf::sec::request_timeout ? "deadline_exceeded" : "error";
-}
-
-/// Constant-time comparison (the admin token).
-bool same_secret(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i)
-    diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
-  return diff == 0 && !b.empty();
 }
 
 } // namespace
@@ -160,7 +153,13 @@ private:
   }
 
   void fail(unsigned version, bool keep_alive, http::status code, const std::string& what) {
-    send(make(version, keep_alive, code, "application/json", json{{"error", what}}.dump() + "\n"));
+    send(error_response(version, keep_alive, code, what));
+  }
+
+  /// {"error": "..."} with its status.
+  static response error_response(unsigned version, bool keep_alive, http::status code,
+                                 const std::string& what) {
+    return make(version, keep_alive, code, "application/json", json{{"error", what}}.dump() + "\n");
   }
 
   static response make(unsigned version, bool keep_alive, http::status code,
@@ -205,7 +204,7 @@ private:
     const auto field = req_[http::field::authorization];
     const std::string_view auth{field.data(), field.size()};
     constexpr std::string_view bearer = "Bearer ";
-    if (!auth.starts_with(bearer) || !same_secret(auth.substr(bearer.size()), g_->s.admin_token)) {
+    if (!auth.starts_with(bearer) || !actors::secrets_match(auth.substr(bearer.size()), g_->s.admin_token)) {
       auto res = make(req_.version(), req_.keep_alive(), http::status::unauthorized,
                       "application/json",
                       json{{"error", "an admin call needs \"Authorization: Bearer <token>\" with the "
@@ -288,8 +287,7 @@ private:
           body = infer_result_json(res) + "\n";
         } catch (const std::exception& e) {
           done("internal", nullptr);
-          self->post(make(version, keep, http::status::internal_server_error, "application/json",
-                          json{{"error", e.what()}}.dump() + "\n"));
+          self->post(error_response(version, keep, http::status::internal_server_error, e.what()));
           return;
         }
         done("ok", &res);
@@ -297,8 +295,7 @@ private:
       },
       [self, version, keep, done](const caf::error& err) {
         done(outcome_of(err), nullptr);
-        self->post(make(version, keep, status_of(err), "application/json",
-                        json{{"error", actors::describe(err)}}.dump() + "\n"));
+        self->post(error_response(version, keep, status_of(err), actors::describe(err)));
       },
       actors::infer_atom::value, std::move(r));
   }
@@ -313,12 +310,11 @@ private:
         if (st.epoch > 0)
           self->post(make(version, keep, http::status::ok, "text/plain", "ok\n"));
         else
-          self->post(make(version, keep, http::status::service_unavailable, "application/json",
-                          json{{"error", "the cluster is still starting"}}.dump() + "\n"));
+          self->post(error_response(version, keep, http::status::service_unavailable,
+                                    "the cluster is still starting"));
       },
       [self, version, keep](const caf::error& err) {
-        self->post(make(version, keep, http::status::service_unavailable, "application/json",
-                        json{{"error", actors::describe(err)}}.dump() + "\n"));
+        self->post(error_response(version, keep, http::status::service_unavailable, actors::describe(err)));
       },
       actors::status_atom::value);
   }
@@ -345,8 +341,7 @@ private:
         self->post(make(version, keep, http::status::ok, "application/json", body.dump() + "\n"));
       },
       [self, version, keep](const caf::error& err) {
-        self->post(make(version, keep, status_of(err), "application/json",
-                        json{{"error", actors::describe(err)}}.dump() + "\n"));
+        self->post(error_response(version, keep, status_of(err), actors::describe(err)));
       },
       actors::status_atom::value);
   }
@@ -391,8 +386,7 @@ private:
                         json{{"epoch", epoch}}.dump() + "\n"));
       },
       [self, version, keep](const caf::error& err) {
-        self->post(make(version, keep, status_of(err), "application/json",
-                        json{{"error", actors::describe(err)}}.dump() + "\n"));
+        self->post(error_response(version, keep, status_of(err), actors::describe(err)));
       },
       xs...);
   }
