@@ -187,18 +187,17 @@ int main(int argc, char** argv) {
     for (int i = 0; i < d; ++i)
       q(0, i) = static_cast<float>(r.normal());
     const auto k = static_cast<int>((n + block - 1) / block / 8);
-    auto time_of = [&](auto&& fn) {
-      std::vector<double> t;
-      for (int i = 0; i < 7; ++i) {
-        const auto start = clock_type::now();
-        fn();
-        t.push_back(seconds_since(start));
-      }
-      std::sort(t.begin(), t.end());
-      return t[t.size() / 2];
-    };
-    const double full = time_of([&] { (void) full_attend(shards, q, n - 1); });
-    const double sparse = time_of([&] { (void) sparse_attend(shards, q, n - 1, k, block_score::quest); });
+    // Full and sparse alternate, so that drift of the machine reaches both alike; medians.
+    std::vector<double> full_t, sparse_t;
+    for (int i = 0; i < 9; ++i) {
+      auto start = clock_type::now();
+      (void) full_attend(shards, q, n - 1);
+      full_t.push_back(seconds_since(start));
+      start = clock_type::now();
+      (void) sparse_attend(shards, q, n - 1, k, block_score::quest);
+      sparse_t.push_back(seconds_since(start));
+    }
+    const double full = bench::quantile(full_t, 0.5), sparse = bench::quantile(sparse_t, 0.5);
     const double bytes = 2.0 * static_cast<double>(n) * d * sizeof(float);
     std::printf("%10lld %12.3f %12.3f %9.2fx %12.2f %10.3f\n", static_cast<long long>(n),
                 full * 1e3, sparse * 1e3, full / sparse, bytes / full / 1e9, bytes / full / copy_bps);

@@ -42,6 +42,7 @@ kv_shard::kv_shard(shard_shape shape, std::int64_t begin, std::int64_t capacity)
     mean_.push_back(matrix::Zero(blocks, shape.head_dim)); // sums until divided on use
     min_.emplace_back(blocks, shape.head_dim);
     max_.emplace_back(blocks, shape.head_dim);
+    bounds_.emplace_back(blocks, shape.head_dim);
   }
 }
 
@@ -76,6 +77,8 @@ void kv_shard::append(std::span<const matrix> k, std::span<const matrix> v) {
         max_[h].row(blk) = max_[h].row(blk).cwiseMax(key);
       }
     }
+    for (auto blk = size_ / b; blk < (size_ + m + b - 1) / b; ++blk)
+      bounds_[h].set(blk, min_[h].row(blk), max_[h].row(blk));
   }
   size_ += m;
 }
@@ -103,6 +106,7 @@ void kv_shard::replace(std::int64_t position, std::span<const matrix> k,
     mean_[h].row(b) = rows.colwise().sum();
     min_[h].row(b) = rows.colwise().minCoeff();
     max_[h].row(b) = rows.colwise().maxCoeff();
+    bounds_[h].set(b, min_[h].row(b), max_[h].row(b));
   }
 }
 
@@ -148,7 +152,8 @@ void kv_shard::attend_range(int head, const matrix& q, std::span<const std::int6
     p_buf.resize(rows, tile);
   }
   if (rows == 1) {
-    attend_one(head, q, positions[0], causal, from, last_visible, acc);
+    const key_range all{from, last_visible};
+    decode(head, q, positions[0], causal, {&all, 1}, acc);
     return;
   }
   for (std::int64_t t0 = from; t0 < last_visible; t0 += tile) {
@@ -179,62 +184,22 @@ void kv_shard::attend_range(int head, const matrix& q, std::span<const std::int6
   }
 }
 
-namespace {
-
-/// One decode step over key rows [from, to) of K and V (rows of width D; Eigen::Dynamic: d),
-/// online softmax over tiles. D fixed at compile time lets the dot products and the updates
-/// unroll: the common head widths get their own instance.
-template <int D>
-void decode_rows(const float* kp, const float* vp, int d, const float* q, float scale,
-                 std::int64_t from, std::int64_t to, std::int64_t tile_size, float* out,
-                 float& max, float& sum) {
-  using vec = Eigen::Matrix<float, D, 1>;
-  const Eigen::Map<const vec> qv{q, d};
-  Eigen::Map<vec> o{out, d};
-  thread_local std::vector<float> s;
-  s.resize(static_cast<size_t>(tile_size));
-  for (std::int64_t t0 = from; t0 < to; t0 += tile_size) {
-    const auto n = std::min(tile_size, to - t0);
-    float tile_max = no_key;
-    for (std::int64_t j = 0; j < n; ++j) {
-      s[j] = Eigen::Map<const vec>{kp + (t0 + j) * d, d}.dot(qv) * scale;
-      tile_max = std::max(tile_max, s[j]);
-    }
-    const float m_new = std::max(max, tile_max);
-    const float rescale = max == no_key ? 0.0f : std::exp(max - m_new);
-    o *= rescale;
-    Eigen::Map<Eigen::ArrayXf> p{s.data(), n};
-    p = (p - m_new).exp(); // vectorised
-    for (std::int64_t j = 0; j < n; ++j)
-      o.noalias() += s[j] * Eigen::Map<const vec>{vp + (t0 + j) * d, d};
-    sum = sum * rescale + p.sum();
-    max = m_new;
-  }
-}
-
-} // namespace
-
-void kv_shard::attend_one(int head, const matrix& q, std::int64_t position, bool causal,
-                          std::int64_t from, std::int64_t to, partial& acc) const {
+void kv_shard::decode(int head, const matrix& q, std::int64_t position, bool causal,
+                      std::span<const key_range> ranges, partial& acc) const {
   // A decode step: one query row, read key by key and value by value (no GEMM set-up per
-  // block).
+  // block), several ranges side by side.
   const int d = shape_.head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  if (causal)
-    to = std::min<std::int64_t>(to, position - begin_ + 1);
-  const float* kp = k_[head].data();
-  const float* vp = v_[head].data();
-  switch (d) {
-    case 64:
-      decode_rows<64>(kp, vp, d, q.data(), scale, from, to, tile, acc.out.data(), acc.max[0], acc.sum[0]);
-      break;
-    case 128:
-      decode_rows<128>(kp, vp, d, q.data(), scale, from, to, tile, acc.out.data(), acc.max[0], acc.sum[0]);
-      break;
-    default:
-      decode_rows<Eigen::Dynamic>(kp, vp, d, q.data(), scale, from, to, tile, acc.out.data(),
-                                  acc.max[0], acc.sum[0]);
-  }
+  thread_local std::vector<key_range> visible;
+  visible.clear();
+  const auto last = causal ? position - begin_ + 1 : size_;
+  for (auto r : ranges)
+    if (std::min(r.end, last) > r.begin)
+      visible.push_back({r.begin, std::min(r.end, last)});
+  decode_state st{acc.out.data(), acc.max[0], acc.sum[0]};
+  decode_step(k_[head].data(), v_[head].data(), d, q.data(), scale, visible, st);
+  acc.max[0] = st.max;
+  acc.sum[0] = st.sum;
 }
 
 namespace {
@@ -269,8 +234,16 @@ partial kv_shard::attend_blocks(int head, const matrix& q, std::span<const std::
       throw std::invalid_argument("kv_shard::attend_blocks: block " + std::to_string(b)
                                   + " is not a block of this shard, or listed twice");
   }
-  // Runs of adjacent blocks are read as one range.
+  // Runs of adjacent blocks are read as one range; a decode step reads them all side by side.
   const auto b = static_cast<std::int64_t>(shape_.block_size);
+  if (q.rows() == 1) {
+    std::vector<key_range> ranges;
+    for (int blk : sorted)
+      ranges.push_back({blk * b, std::min(size_, (blk + 1) * b)});
+    decode(head, q, positions[0], causal, ranges, acc);
+    normalise(acc);
+    return acc;
+  }
   for (size_t i = 0; i < sorted.size() && q.rows() > 0;) {
     size_t j = i + 1;
     while (j < sorted.size() && sorted[j] == sorted[j - 1] + 1)
@@ -300,10 +273,9 @@ matrix kv_shard::score_blocks(int head, const matrix& q, std::span<const std::in
     }
     out.noalias() = (q * mean.transpose()) * scale;
   } else {
-    // sum_i max(q_i min_i, q_i max_i) = q+ . max + q- . min
-    const matrix pos = q.cwiseMax(0.0f), neg = q.cwiseMin(0.0f);
-    out.noalias() = (pos * max_[head].topRows(nb).transpose() + neg * min_[head].topRows(nb).transpose())
-                    * scale;
+    // sum_i max(q_i min_i, q_i max_i) = q+ . max + q- . min, from the 8-bit bounds.
+    for (Eigen::Index r = 0; r < q.rows(); ++r)
+      bounds_[head].score(q.row(r).data(), scale, nb, out.row(r).data());
   }
   if (causal)
     for (Eigen::Index r = 0; r < q.rows(); ++r)

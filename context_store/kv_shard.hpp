@@ -4,6 +4,8 @@
 // per-dimension minimum and maximum of the keys) that sparse selection scores without
 // reading the keys. Float32 on the CPU. Math only: usable and testable without actors.
 
+#include "context_store/block_bounds.hpp"
+#include "context_store/decode.hpp"
 #include "context_store/partial.hpp"
 
 #include <cstdint>
@@ -22,7 +24,8 @@ struct shard_shape {
 
 /// How a block is scored against a query.
 enum class block_score : std::uint8_t {
-  quest, ///< upper bound of q . k over the block: sum_i max(q_i min_i, q_i max_i)
+  quest, ///< upper bound of q . k over the block: sum_i max(q_i min_i, q_i max_i), from
+         ///< the bounds rounded outwards to 8 bits (block_bounds)
   moba,  ///< q . mean key of the block
 };
 
@@ -82,9 +85,10 @@ public:
 
 private:
   void check_query(int head, const matrix& q, std::span<const std::int64_t> positions) const;
-  /// The same for a single query row, key by key.
-  void attend_one(int head, const matrix& q, std::int64_t position, bool causal,
-                  std::int64_t from, std::int64_t to, partial& acc) const;
+  /// A single query row over key rows in `ranges` (causal: clipped at its position),
+  /// accumulated into running state.
+  void decode(int head, const matrix& q, std::int64_t position, bool causal,
+              std::span<const key_range> ranges, partial& acc) const;
   /// Attention over key rows [from, to) of the shard, accumulated into running state.
   void attend_range(int head, const matrix& q, std::span<const std::int64_t> positions,
                     bool causal, std::int64_t from, std::int64_t to, partial& acc) const;
@@ -95,6 +99,7 @@ private:
   std::int64_t size_ = 0;
   std::vector<matrix> k_, v_;                 ///< per head (capacity, d)
   std::vector<matrix> mean_, min_, max_;      ///< per head (capacity blocks, d)
+  std::vector<block_bounds> bounds_;          ///< per head: min_ and max_ in 8 bits
 };
 
 } // namespace eoe::context

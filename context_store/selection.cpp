@@ -3,6 +3,7 @@
 #include "context_store/partial.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 
 namespace eoe::context {
@@ -20,23 +21,41 @@ bool better(const scored_block& a, const scored_block& b) {
 } // namespace
 
 std::vector<scored_block> shard_top(const matrix& scores, Eigen::Index row, int shard, int k) {
-  std::vector<scored_block> all;
-  for (Eigen::Index b = 0; b < scores.cols(); ++b)
-    if (scores(row, b) != no_key)
-      all.push_back({scores(row, b), shard, static_cast<int>(b)});
-  const auto keep = std::min<size_t>(static_cast<size_t>(std::max(k, 0)), all.size());
-  // The k best first (nth_element), then ordered among themselves.
-  std::nth_element(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(keep), all.end(), better);
-  all.resize(keep);
-  std::sort(all.begin(), all.end(), better);
-  return all;
+  const auto* s = scores.row(row).data();
+  const auto n = scores.cols();
+  // The k-th best score (nth_element over the bare floats), then the blocks above it and, in
+  // block order, as many of those equal to it as fit: the k best with ties to the lower block.
+  thread_local std::vector<float> visible;
+  visible.clear();
+  for (Eigen::Index b = 0; b < n; ++b)
+    if (s[b] != no_key)
+      visible.push_back(s[b]);
+  const auto keep = std::min<size_t>(static_cast<size_t>(std::max(k, 0)), visible.size());
+  std::vector<scored_block> out;
+  if (keep == 0)
+    return out;
+  std::nth_element(visible.begin(), visible.begin() + static_cast<std::ptrdiff_t>(keep - 1),
+                   visible.end(), std::greater<>{});
+  const float kth = visible[keep - 1];
+  out.reserve(keep);
+  for (Eigen::Index b = 0; b < n; ++b)
+    if (s[b] > kth)
+      out.push_back({s[b], shard, static_cast<int>(b)});
+  for (Eigen::Index b = 0; b < n && out.size() < keep; ++b)
+    if (s[b] == kth)
+      out.push_back({s[b], shard, static_cast<int>(b)});
+  std::sort(out.begin(), out.end(), better);
+  return out;
 }
 
 std::vector<scored_block> global_top(std::vector<scored_block> candidates, int k) {
   const auto keep = std::min<size_t>(static_cast<size_t>(std::max(k, 0)), candidates.size());
-  std::partial_sort(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(keep),
-                    candidates.end(), better);
+  // nth_element, then a sort of the kept ones: k is large (1/8 of all blocks), where
+  // partial_sort's heap costs n log k.
+  std::nth_element(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(keep),
+                   candidates.end(), better);
   candidates.resize(keep);
+  std::sort(candidates.begin(), candidates.end(), better);
   return candidates;
 }
 

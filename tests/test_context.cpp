@@ -3,6 +3,8 @@
 // single queries and blocks of queries; an order-independent merge; block summaries and the
 // Quest bound; sparse selection.
 
+#include "context_store/block_bounds.hpp"
+#include "context_store/decode.hpp"
 #include "context_store/kv_shard.hpp"
 #include "context_store/selection.hpp"
 #include "experts/rng.hpp"
@@ -203,6 +205,130 @@ TEST_CASE("block summaries, and the Quest score bounds every key of its block", 
   CHECK_THROWS_AS(s.attend_blocks(0, q, pos, true, std::vector<int>{3, 3}), std::invalid_argument);
 }
 
+TEST_CASE("a decode step over any set of key ranges equals dense attention over those keys",
+          "[context]") {
+  // Ranges of every kind the side-by-side walk cuts differently: one long range (halved into
+  // lanes), fewer ranges than streams, a partial last group, pieces longer than a piece and
+  // of one key, in any order; d = 64 (an unrolled instance) and d = 20 (the generic one).
+  const std::vector<std::vector<key_range>> cases{
+    {{0, 3000}},
+    {{10, 11}},
+    {{2000, 2900}, {5, 700}},
+    {{0, 64}, {128, 192}, {640, 704}},
+    {{0, 64}, {128, 192}, {640, 704}, {900, 901}},
+    {{2999, 3000}, {0, 600}, {700, 710}, {1000, 1257}, {1300, 1301}, {1400, 2400}, {2500, 2563}},
+  };
+  for (int d : {64, 20}) {
+    const auto k = randn(3000, d, 40 + d, 1.5f), v = randn(3000, d, 41 + d);
+    const auto q = randn(1, d, 42 + d, 1.5f);
+    for (const auto& ranges : cases) {
+      // The reference: softmax attention in double over exactly the listed rows.
+      std::vector<Eigen::Index> rows;
+      for (auto r : ranges)
+        for (auto j = r.begin; j < r.end; ++j)
+          rows.push_back(j);
+      matrix ks(static_cast<Eigen::Index>(rows.size()), d), vs(ks.rows(), d);
+      for (size_t i = 0; i < rows.size(); ++i) {
+        ks.row(static_cast<Eigen::Index>(i)) = k.row(rows[i]);
+        vs.row(static_cast<Eigen::Index>(i)) = v.row(rows[i]);
+      }
+      const auto want = reference(q, {0}, ks, vs, false);
+      matrix out = matrix::Zero(1, d);
+      decode_state st{out.data(), no_key, 0.0f};
+      decode_step(k.data(), v.data(), d, q.data(), 1.0f / std::sqrt(static_cast<float>(d)),
+                  ranges, st);
+      out /= st.sum;
+      INFO("d = " << d << ", " << ranges.size() << " ranges");
+      CHECK(rel_error(out, want) <= 1e-5);
+      // The running max is the largest scaled score read.
+      const double top = (ks.cast<double>() * q.cast<double>().transpose()).maxCoeff()
+                         / std::sqrt(static_cast<double>(d));
+      CHECK(std::abs(st.max - top) <= 1e-5 * std::max(1.0, std::abs(top)));
+    }
+  }
+}
+
+TEST_CASE("attention over selected blocks equals dense attention over their keys", "[context]") {
+  const shard_shape shape{2, 64, 16};
+  const auto k0 = randn(1000, 64, 50), v0 = randn(1000, 64, 51);
+  const auto k1 = randn(1000, 64, 52, 2.0f), v1 = randn(1000, 64, 53);
+  kv_shard s{shape, 500, 1000};
+  const std::vector<matrix> ks{k0, k1}, vs{v0, v1};
+  s.append(ks, vs);
+  // Scattered blocks, adjacent runs, the partial last block (positions 992..999).
+  const std::vector<int> blocks{61, 3, 4, 5, 40, 0, 22, 23, 9, 50, 62};
+  std::vector<std::int64_t> pos{1499, 1200, 700};
+  const auto q = randn(3, 64, 54, 1.5f);
+  for (int head : {0, 1}) {
+    const auto& k = head == 0 ? k0 : k1;
+    const auto& v = head == 0 ? v0 : v1;
+    for (bool causal : {true, false}) {
+      // The reference: each query row over the selected blocks' keys it may see.
+      Eigen::MatrixXd want(3, 64);
+      for (Eigen::Index r = 0; r < 3; ++r) {
+        std::vector<Eigen::Index> rows;
+        for (int b : blocks)
+          for (Eigen::Index j = b * 16; j < std::min<Eigen::Index>(1000, (b + 1) * 16); ++j)
+            if (!causal || 500 + j <= pos[static_cast<size_t>(r)])
+              rows.push_back(j);
+        matrix kr(static_cast<Eigen::Index>(rows.size()), 64), vr(kr.rows(), 64);
+        for (size_t i = 0; i < rows.size(); ++i) {
+          kr.row(static_cast<Eigen::Index>(i)) = k.row(rows[i]);
+          vr.row(static_cast<Eigen::Index>(i)) = v.row(rows[i]);
+        }
+        want.row(r) = reference(q.row(r), {0}, kr, vr, false);
+      }
+      // A block of queries (tiled GEMMs) and each query alone (the decode step).
+      CHECK(rel_error(s.attend_blocks(head, q, pos, causal, blocks).out, want) <= 1e-5);
+      for (Eigen::Index r = 0; r < 3; ++r) {
+        const matrix one = q.row(r);
+        const std::vector<std::int64_t> p{pos[static_cast<size_t>(r)]};
+        CHECK(rel_error(s.attend_blocks(head, one, p, causal, blocks).out, want.row(r)) <= 1e-5);
+      }
+    }
+  }
+}
+
+TEST_CASE("8-bit block bounds enclose the exact ones, within a step", "[context]") {
+  const int d = 37; // not a multiple of the eight running sums
+  block_bounds bb{5, d};
+  experts::rng r{60};
+  std::vector<Eigen::RowVectorXf> mins, maxs;
+  for (int b = 0; b < 5; ++b) {
+    // Blocks of very different ranges, one constant zero block, one of a single sign.
+    const auto keys = randn(9, d, r.next(), b == 1 ? 1e-3f : 1.0f + 10.0f * b);
+    Eigen::RowVectorXf lo = keys.colwise().minCoeff(), hi = keys.colwise().maxCoeff();
+    if (b == 2)
+      lo.setZero(), hi.setZero();
+    if (b == 3)
+      lo = lo.cwiseAbs(), hi = lo + hi.cwiseAbs();
+    bb.set(b, lo, hi);
+    mins.push_back(lo);
+    maxs.push_back(hi);
+  }
+  const auto q = randn(1, d, 61, 2.0f);
+  std::vector<float> got(5);
+  bb.score(q.data(), 0.5f, 5, got.data());
+  for (int b = 0; b < 5; ++b) {
+    const auto [hi, lo] = bb.bounds(b);
+    const double step = std::max(maxs[b].cwiseAbs().maxCoeff(), mins[b].cwiseAbs().maxCoeff()) / 127.0 * 1.01;
+    INFO("block " << b);
+    CHECK((hi - maxs[b]).minCoeff() >= 0.0f);
+    CHECK((mins[b] - lo).minCoeff() >= 0.0f);
+    CHECK((hi - maxs[b]).maxCoeff() <= step);
+    CHECK((mins[b] - lo).maxCoeff() <= step);
+    // The score is q+ . hi + q- . lo of the rounded bounds, scaled, and bounds the exact one.
+    double want = 0, exact = 0;
+    for (int i = 0; i < d; ++i) {
+      want += q(0, i) > 0 ? double(q(0, i)) * hi[i] : double(q(0, i)) * lo[i];
+      exact += q(0, i) > 0 ? double(q(0, i)) * maxs[b][i] : double(q(0, i)) * mins[b][i];
+    }
+    CHECK(got[static_cast<size_t>(b)] == Approx(0.5 * want).margin(1e-5).epsilon(1e-5));
+    CHECK(got[static_cast<size_t>(b)] >= 0.5 * exact - 1e-5);
+    CHECK(got[static_cast<size_t>(b)] - 0.5 * exact <= 0.5 * step * q.cwiseAbs().sum() + 1e-5);
+  }
+}
+
 TEST_CASE("global top-k from every shard's own top-k is the top-k of all blocks", "[context]") {
   experts::rng r{15};
   std::vector<matrix> scores;
@@ -226,6 +352,15 @@ TEST_CASE("global top-k from every shard's own top-k is the top-k of all blocks"
     if (i > 0)
       CHECK(two_rounds[i - 1].score >= two_rounds[i].score);
   }
+  // Ties go to the lower block; invisible blocks never fill a place.
+  matrix tied(1, 8);
+  tied << 1.0f, 2.0f, 2.0f, no_key, 2.0f, 0.5f, 2.0f, 3.0f;
+  const auto top4 = shard_top(tied, 0, 7, 4);
+  REQUIRE(top4.size() == 4);
+  CHECK((top4[0].block == 7 && top4[1].block == 1 && top4[2].block == 2 && top4[3].block == 4));
+  CHECK(top4[3].shard == 7);
+  CHECK(shard_top(tied, 0, 0, 20).size() == 7);
+  CHECK(shard_top(tied, 0, 0, 0).empty());
   // A budget takes ceil(fraction * visible) blocks, at least one.
   CHECK(shard_budget(scores[5], 0, 0.125).size() == 2); // 13 blocks
   CHECK(shard_budget(scores[0], 0, 0.01).size() == 1);
