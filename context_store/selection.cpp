@@ -10,21 +10,41 @@ namespace eoe::context {
 
 namespace {
 
-bool better(const scored_block& a, const scored_block& b) {
-  if (a.score != b.score)
-    return a.score > b.score;
-  if (a.shard != b.shard)
-    return a.shard < b.shard;
-  return a.block < b.block;
-}
+/// Picks the k best of a sequence in one pass in its own order: every value above the k-th
+/// best, and of those equal to it the first ones. Linear (nth_element on the bare scores),
+/// where sorting k candidates in the thousands was most of a sparse decode's selection time.
+class best_k_pass {
+public:
+  /// scores: every value of the sequence (reordered here); 1 <= k <= their number.
+  best_k_pass(std::vector<float>& scores, size_t k) {
+    std::nth_element(scores.begin(), scores.begin() + static_cast<std::ptrdiff_t>(k - 1),
+                     scores.end(), std::greater<>{});
+    kth_ = scores[k - 1];
+    ties_ = k - static_cast<size_t>(std::count_if(scores.begin(), scores.end(),
+                                                  [this](float v) { return v > kth_; }));
+  }
+
+  /// Whether the next value of the sequence is one of the k.
+  bool take(float v) {
+    if (v > kth_)
+      return true;
+    if (v == kth_ && ties_ > 0) {
+      --ties_;
+      return true;
+    }
+    return false;
+  }
+
+private:
+  float kth_ = 0;
+  size_t ties_ = 0;
+};
 
 } // namespace
 
 std::vector<scored_block> shard_top(const matrix& scores, Eigen::Index row, int shard, int k) {
   const auto* s = scores.row(row).data();
   const auto n = scores.cols();
-  // The k-th best score (nth_element over the bare floats), then the blocks above it and, in
-  // block order, as many of those equal to it as fit: the k best with ties to the lower block.
   thread_local std::vector<float> visible;
   visible.clear();
   for (Eigen::Index b = 0; b < n; ++b)
@@ -34,29 +54,36 @@ std::vector<scored_block> shard_top(const matrix& scores, Eigen::Index row, int 
   std::vector<scored_block> out;
   if (keep == 0)
     return out;
-  std::nth_element(visible.begin(), visible.begin() + static_cast<std::ptrdiff_t>(keep - 1),
-                   visible.end(), std::greater<>{});
-  const float kth = visible[keep - 1];
+  best_k_pass best{visible, keep};
   out.reserve(keep);
   for (Eigen::Index b = 0; b < n; ++b)
-    if (s[b] > kth)
+    if (s[b] != no_key && best.take(s[b]))
       out.push_back({s[b], shard, static_cast<int>(b)});
-  for (Eigen::Index b = 0; b < n && out.size() < keep; ++b)
-    if (s[b] == kth)
-      out.push_back({s[b], shard, static_cast<int>(b)});
-  std::sort(out.begin(), out.end(), better);
   return out;
 }
 
 std::vector<scored_block> global_top(std::vector<scored_block> candidates, int k) {
   const auto keep = std::min<size_t>(static_cast<size_t>(std::max(k, 0)), candidates.size());
-  // nth_element, then a sort of the kept ones: k is large (1/8 of all blocks), where
-  // partial_sort's heap costs n log k.
-  std::nth_element(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(keep),
-                   candidates.end(), better);
-  candidates.resize(keep);
-  std::sort(candidates.begin(), candidates.end(), better);
-  return candidates;
+  if (keep == 0)
+    return {};
+  // In (shard, block) order, the same pass as a shard's: shards send theirs in that order, so
+  // the sort is only for candidates that come otherwise.
+  auto by_place = [](const scored_block& a, const scored_block& b) {
+    return a.shard != b.shard ? a.shard < b.shard : a.block < b.block;
+  };
+  if (!std::is_sorted(candidates.begin(), candidates.end(), by_place))
+    std::sort(candidates.begin(), candidates.end(), by_place);
+  thread_local std::vector<float> scores;
+  scores.clear();
+  for (auto& c : candidates)
+    scores.push_back(c.score);
+  best_k_pass best{scores, keep};
+  std::vector<scored_block> out;
+  out.reserve(keep);
+  for (auto& c : candidates)
+    if (best.take(c.score))
+      out.push_back(c);
+  return out;
 }
 
 std::vector<int> shard_budget(const matrix& scores, Eigen::Index row, double fraction) {

@@ -17,12 +17,13 @@ struct scored_block {
   int block = 0; ///< local to the shard
 };
 
-/// A shard's k best blocks for one query row, best first (ties: lower block); blocks scoring
-/// -inf (nothing visible) are never chosen. scores: (rows, blocks) from score_blocks.
+/// A shard's k best blocks for one query row, in block order (ties: the lower block); blocks
+/// scoring -inf (nothing visible) are never chosen. scores: (rows, blocks) from score_blocks.
+/// (Linear in the blocks: at 1/8 of a million-position context, k is in the thousands.)
 std::vector<scored_block> shard_top(const matrix& scores, Eigen::Index row, int shard, int k);
 
-/// The k best of the candidates of every shard, best first (ties: lower shard, then block).
-/// Equals the top k over all blocks when every shard sent its own top k.
+/// The k best of the candidates of every shard, in (shard, block) order (ties: the lower
+/// shard, then block). Equals the top k over all blocks when every shard sent its own top k.
 std::vector<scored_block> global_top(std::vector<scored_block> candidates, int k);
 
 /// A shard's budget for one query row: its ceil(fraction * visible blocks) best blocks.

@@ -346,18 +346,38 @@ TEST_CASE("global top-k from every shard's own top-k is the top-k of all blocks"
   const auto two_rounds = global_top(candidates, 5);
   const auto direct = global_top(everything, 5);
   REQUIRE(two_rounds.size() == 5);
+  // The five best scores of all, each found once, in (shard, block) order.
+  std::vector<float> all_scores;
+  for (auto& c : everything)
+    all_scores.push_back(c.score);
+  std::sort(all_scores.begin(), all_scores.end(), std::greater<>{});
+  std::vector<float> got;
   for (size_t i = 0; i < 5; ++i) {
     CHECK(two_rounds[i].shard == direct[i].shard);
     CHECK(two_rounds[i].block == direct[i].block);
+    CHECK(two_rounds[i].score == scores[static_cast<size_t>(two_rounds[i].shard)](0, two_rounds[i].block));
+    got.push_back(two_rounds[i].score);
     if (i > 0)
-      CHECK(two_rounds[i - 1].score >= two_rounds[i].score);
+      CHECK(std::pair{two_rounds[i - 1].shard, two_rounds[i - 1].block}
+            < std::pair{two_rounds[i].shard, two_rounds[i].block});
   }
+  std::sort(got.begin(), got.end(), std::greater<>{});
+  CHECK(std::equal(got.begin(), got.end(), all_scores.begin()));
+  // Candidates in any order give the same answer.
+  std::reverse(candidates.begin(), candidates.end());
+  const auto shuffled = global_top(candidates, 5);
+  for (size_t i = 0; i < 5; ++i)
+    CHECK((shuffled[i].shard == direct[i].shard && shuffled[i].block == direct[i].block));
   // Ties go to the lower block; invisible blocks never fill a place.
   matrix tied(1, 8);
   tied << 1.0f, 2.0f, 2.0f, no_key, 2.0f, 0.5f, 2.0f, 3.0f;
   const auto top4 = shard_top(tied, 0, 7, 4);
   REQUIRE(top4.size() == 4);
-  CHECK((top4[0].block == 7 && top4[1].block == 1 && top4[2].block == 2 && top4[3].block == 4));
+  CHECK((top4[0].block == 1 && top4[1].block == 2 && top4[2].block == 4 && top4[3].block == 7));
+  const auto tied_global = global_top({{2.0f, 1, 9}, {2.0f, 0, 4}, {3.0f, 2, 0}, {2.0f, 0, 8}}, 2);
+  REQUIRE(tied_global.size() == 2);
+  CHECK((tied_global[0].shard == 0 && tied_global[0].block == 4));
+  CHECK((tied_global[1].shard == 2 && tied_global[1].block == 0));
   CHECK(top4[3].shard == 7);
   CHECK(shard_top(tied, 0, 0, 20).size() == 7);
   CHECK(shard_top(tied, 0, 0, 0).empty());
