@@ -38,6 +38,8 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <iterator>
 #include <sstream>
 #include <arpa/inet.h>
@@ -145,13 +147,25 @@ double caf_bytes_per_second(int count, int window, size_t workers) {
   return static_cast<double>(count) * static_cast<double>(t.bytes.size()) / secs;
 }
 
-/// Receives contributions from the data plane (as a relay does) and counts their tensor bytes.
+/// Frames delivered to the data plane's sink, and a wake-up for whoever waits for a batch:
+/// like the TCP pair's one-byte acknowledgement, one wake-up per batch, not a poll.
+struct delivery_count {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::uint64_t frames = 0; ///< guarded by mu
+  std::uint64_t wanted = 0; ///< guarded by mu: wake the waiter when frames reach it
+};
+
+/// Receives contributions from the data plane (as a relay does) and counts them.
 using contrib_sink_actor = caf::typed_actor<caf::reacts_to<contrib_atom, contribution>>;
 
-/// (The unused argument: CAF 0.17 dereferences a null argument tuple for an actor spawned with
-/// none, which UBSan reports.)
-contrib_sink_actor::behavior_type contrib_sink(contrib_sink_actor::stateful_pointer<sink_state> self, int) {
-  return {[=](contrib_atom, const contribution& c) { self->state.bytes += c.y.bytes.size(); }};
+contrib_sink_actor::behavior_type contrib_sink(contrib_sink_actor::pointer,
+                                               delivery_count* count) {
+  return {[=](contrib_atom, const contribution&) {
+    std::lock_guard lock{count->mu};
+    if (++count->frames == count->wanted)
+      count->cv.notify_one();
+  }};
 }
 
 /// Bytes per second of `count` contributions carrying a 1 MiB tensor each, from one node's
@@ -160,7 +174,8 @@ contrib_sink_actor::behavior_type contrib_sink(contrib_sink_actor::stateful_poin
 double data_plane_bytes_per_second(int count, int window) {
   mesh_config cfg;
   caf::actor_system sys{cfg};
-  auto s = sys.spawn(contrib_sink, 0);
+  delivery_count delivered;
+  auto s = sys.spawn(contrib_sink, &delivered);
   data_planes::register_receiver("sink", caf::actor_cast<caf::actor>(s));
   std::ostringstream log;
   net::tcp_data_plane a{"127.0.0.1", 0, log}, b{"127.0.0.1", 0, log};
@@ -175,16 +190,20 @@ double data_plane_bytes_per_second(int count, int window) {
   const auto frame = frame_of(caf::make_message(contrib_atom::value, std::move(c)));
   std::uint64_t sent = 0;
   auto send_batch = [&](int n) {
+    {
+      std::lock_guard lock{delivered.mu};
+      delivered.wanted = sent + static_cast<std::uint64_t>(n);
+    }
     for (int i = 0; i < n; ++i)
       a.send(b.address(), "sink", frame);
     sent += static_cast<std::uint64_t>(n);
-    while (b.delivered() < sent) {
+    std::unique_lock lock{delivered.mu};
+    while (!delivered.cv.wait_for(lock, std::chrono::seconds(1),
+                                  [&] { return delivered.frames >= sent; }))
       if (a.dropped() + b.dropped() > 0) {
         std::fprintf(stderr, "bench_mesh: the data plane dropped frames: %s\n", log.str().c_str());
         std::exit(1);
       }
-      std::this_thread::sleep_for(std::chrono::microseconds(50)); // leave the cores to the I/O
-    }
   };
   send_batch(window); // warm-up: connection, buffers
   const auto start = clock_type::now();
