@@ -1,12 +1,14 @@
 #include "net/tcp_data_plane.hpp"
 
 #include "actors/contribution_codec.hpp"
+#include "net/tls_context.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 
 #include <array>
@@ -23,30 +25,57 @@
 namespace eoe::net {
 
 namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
 using asio::ip::tcp;
+using tls_stream = ssl::stream<tcp::socket>;
 
 namespace {
 
 /// Headers larger than this are refused (a real one is under 200 bytes plus the node names).
 constexpr std::uint32_t max_header = std::uint32_t{1} << 20;
 
+/// Why a TLS handshake failed, with what OpenSSL found wrong with the peer's certificate.
+std::string handshake_failure(tls_stream& s, const boost::system::error_code& ec) {
+  std::string why = ec.message();
+  if (const auto v = SSL_get_verify_result(s.native_handle()); v != X509_V_OK)
+    why += std::string{" (its certificate: "} + X509_verify_cert_error_string(v) + ")";
+  return why;
+}
+
 /// One incoming connection: reads frames (the prefix, then node name and header, then the
-/// payloads straight into the contribution's strings) and delivers each.
-class inbound : public std::enable_shared_from_this<inbound> {
+/// payloads straight into the contribution's strings) and delivers each. Stream: a TCP socket,
+/// or a TLS stream over one (which first completes the server side of its handshake).
+template <class Stream>
+class inbound : public std::enable_shared_from_this<inbound<Stream>> {
 public:
-  inbound(tcp::socket s, std::function<void(std::string, actors::contribution&&)> on_frame,
+  inbound(Stream s, std::function<void(std::string, actors::contribution&&)> on_frame,
           std::function<void(const std::string&)> on_error)
     : socket_(std::move(s)), on_frame_(std::move(on_frame)), on_error_(std::move(on_error)) {}
 
   void start() {
     boost::system::error_code ec;
-    socket_.set_option(tcp::no_delay(true), ec);
-    read_prefix();
+    socket_.lowest_layer().set_option(tcp::no_delay(true), ec);
+    if constexpr (std::is_same_v<Stream, tls_stream>) {
+      auto self = this->shared_from_this();
+      socket_.async_handshake(ssl::stream_base::server, [self](boost::system::error_code ec) {
+        if (ec) {
+          boost::system::error_code ignored;
+          const auto from = self->socket_.lowest_layer().remote_endpoint(ignored);
+          self->on_error_("the TLS handshake with a peer at " + from.address().to_string() + ":"
+                          + std::to_string(from.port()) + " failed: "
+                          + handshake_failure(self->socket_, ec) + "; connection closed");
+          return;
+        }
+        self->read_prefix();
+      });
+    } else {
+      read_prefix();
+    }
   }
 
 private:
   void read_prefix() {
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     asio::async_read(socket_, asio::buffer(prefix_), [self](boost::system::error_code ec, size_t) {
       if (ec)
         return; // the peer closed
@@ -66,7 +95,7 @@ private:
   }
 
   void read_head() {
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     asio::async_read(socket_, asio::buffer(head_), [self](boost::system::error_code ec, size_t) {
       if (ec)
         return;
@@ -85,7 +114,7 @@ private:
     for (auto* p : actors::payloads(c_))
       if (!p->empty())
         bufs.push_back(asio::buffer(*p));
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     asio::async_read(socket_, bufs, [self](boost::system::error_code ec, size_t) {
       if (ec)
         return;
@@ -94,7 +123,7 @@ private:
     });
   }
 
-  tcp::socket socket_;
+  Stream socket_;
   std::array<char, 6> prefix_{};
   std::size_t name_len_ = 0;
   std::string head_;
@@ -108,6 +137,7 @@ private:
 struct tcp_data_plane::impl {
   asio::io_context io;
   tcp::acceptor acceptor{io};
+  std::shared_ptr<ssl::context> tls; ///< null: plaintext
   std::string address;
   std::ostream& log;
   std::mutex log_mu;
@@ -115,11 +145,19 @@ struct tcp_data_plane::impl {
 
   /// One outgoing connection to a peer: frames queue while it connects and while a write runs.
   struct peer {
-    tcp::socket socket;
-    bool connected = false, writing = false;
+    tcp::socket socket;              ///< plaintext
+    std::unique_ptr<tls_stream> tls; ///< with TLS: the connection (and `socket` is unused)
+    bool connected = false, writing = false, dropped = false;
+    char watch = 0; ///< a read on a TLS link that ends only when the peer closes or refuses it
     /// (prefix, node name and header; the frame whose payloads follow)
     std::deque<std::pair<std::string, std::shared_ptr<const actors::outgoing_frame>>> queue;
-    explicit peer(asio::io_context& io) : socket(io) {}
+    peer(asio::io_context& io, ssl::context* ctx) : socket(io) {
+      if (ctx)
+        tls = std::make_unique<tls_stream>(io, *ctx);
+    }
+    tcp::socket& lowest() {
+      return tls ? tls->next_layer() : socket;
+    }
   };
   std::map<std::string, std::shared_ptr<peer>> peers; ///< by address; io thread only
   std::thread thread;
@@ -135,28 +173,33 @@ struct tcp_data_plane::impl {
     acceptor.async_accept([this](boost::system::error_code ec, tcp::socket s) {
       if (ec)
         return;
-      std::make_shared<inbound>(
-        std::move(s),
-        [this](std::string node, actors::contribution&& c) {
-          if (actors::data_planes::deliver(node, std::move(c))) {
-            ++delivered;
-          } else {
-            ++dropped;
-            note("a frame for node '" + node + "', which does not live here, dropped");
-          }
-        },
-        [this](const std::string& what) { note(what); })
-        ->start();
+      auto on_frame = [this](std::string node, actors::contribution&& c) {
+        if (actors::data_planes::deliver(node, std::move(c))) {
+          ++delivered;
+        } else {
+          ++dropped;
+          note("a frame for node '" + node + "', which does not live here, dropped");
+        }
+      };
+      auto on_error = [this](const std::string& what) { note(what); };
+      if (tls)
+        std::make_shared<inbound<tls_stream>>(tls_stream{std::move(s), *tls}, on_frame, on_error)
+          ->start();
+      else
+        std::make_shared<inbound<tcp::socket>>(std::move(s), on_frame, on_error)->start();
       accept();
     });
   }
 
   void drop(const std::string& to, const std::shared_ptr<peer>& p, const std::string& why) {
-    dropped += p->queue.size();
-    note("peer " + to + ": " + why + "; " + std::to_string(p->queue.size())
-         + " frame(s) dropped");
+    if (!p->dropped) { // else a failed write and the end of the TLS watch report one loss
+      p->dropped = true;
+      dropped += p->queue.size();
+      note("peer " + to + ": " + why + "; " + std::to_string(p->queue.size())
+           + " frame(s) dropped");
+    }
     boost::system::error_code ignored;
-    p->socket.close(ignored);
+    p->lowest().close(ignored);
     if (auto i = peers.find(to); i != peers.end() && i->second == p)
       peers.erase(i); // the next frame for it connects anew
   }
@@ -170,17 +213,45 @@ struct tcp_data_plane::impl {
       drop(to, p, "cannot resolve: " + ec.message());
       return;
     }
-    asio::async_connect(p->socket, endpoints,
+    asio::async_connect(p->lowest(), endpoints,
                         [this, to, p](boost::system::error_code ec, const tcp::endpoint&) {
                           if (ec) {
                             drop(to, p, "cannot connect: " + ec.message());
                             return;
                           }
                           boost::system::error_code ignored;
-                          p->socket.set_option(tcp::no_delay(true), ignored);
+                          p->lowest().set_option(tcp::no_delay(true), ignored);
+                          if (p->tls) {
+                            handshake(to, p);
+                            return;
+                          }
                           p->connected = true;
                           write_next(to, p);
                         });
+  }
+
+  /// The client side of a TLS link, then a read that reports when the peer refuses it (TLS 1.3
+  /// refuses a client's certificate after the client's handshake completed) or closes it.
+  void handshake(const std::string& to, std::shared_ptr<peer> p) {
+    p->tls->async_handshake(ssl::stream_base::client, [this, to, p](boost::system::error_code ec) {
+      if (ec) {
+        drop(to, p, "the TLS handshake failed: " + handshake_failure(*p->tls, ec));
+        return;
+      }
+      asio::async_read(*p->tls, asio::buffer(&p->watch, 1),
+                       [this, to, p](boost::system::error_code ec, size_t) {
+                         if (ec == asio::error::operation_aborted)
+                           return;
+                         const bool closed = ec == asio::error::eof
+                                             || ec == ssl::error::stream_truncated;
+                         if (closed && p->queue.empty())
+                           p->dropped = true; // a peer that left with nothing owed: no news
+                         drop(to, p, closed ? std::string{"the peer closed the TLS link"}
+                                            : "the peer refused the TLS link: " + ec.message());
+                       });
+      p->connected = true;
+      write_next(to, p);
+    });
   }
 
   void write_next(const std::string& to, std::shared_ptr<peer> p) {
@@ -192,7 +263,7 @@ struct tcp_data_plane::impl {
     for (auto view : frame->payloads)
       if (!view.empty())
         bufs.push_back(asio::buffer(view.data(), view.size()));
-    asio::async_write(p->socket, bufs, [this, to, p](boost::system::error_code ec, size_t) {
+    auto done = [this, to, p](boost::system::error_code ec, size_t) {
       p->writing = false;
       if (ec) {
         drop(to, p, "write failed: " + ec.message());
@@ -200,12 +271,19 @@ struct tcp_data_plane::impl {
       }
       p->queue.pop_front();
       write_next(to, p);
-    });
+    };
+    if (p->tls)
+      asio::async_write(*p->tls, bufs, std::move(done));
+    else
+      asio::async_write(p->socket, bufs, std::move(done));
   }
 };
 
-tcp_data_plane::tcp_data_plane(const std::string& host, std::uint16_t port, std::ostream& log)
+tcp_data_plane::tcp_data_plane(const std::string& host, std::uint16_t port, std::ostream& log,
+                               const tls_settings& tls)
   : impl_(std::make_unique<impl>(log)) {
+  if (tls.enabled())
+    impl_->tls = make_ssl_context(tls);
   boost::system::error_code ec;
   const auto ip = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
   if (ec)
@@ -232,7 +310,7 @@ tcp_data_plane::~tcp_data_plane() {
     boost::system::error_code ec;
     impl_->acceptor.close(ec);
     for (auto& [to, p] : impl_->peers)
-      p->socket.close(ec);
+      p->lowest().close(ec);
     impl_->io.stop();
   });
   impl_->thread.join();
@@ -262,7 +340,7 @@ void tcp_data_plane::send(const std::string& address, const std::string& node,
     auto& peers = impl_->peers;
     auto i = peers.find(address);
     if (i == peers.end()) {
-      auto p = std::make_shared<impl::peer>(impl_->io);
+      auto p = std::make_shared<impl::peer>(impl_->io, impl_->tls.get());
       i = peers.emplace(address, p).first;
       p->queue.emplace_back(std::move(head), std::move(frame));
       impl_->connect(address, p);
