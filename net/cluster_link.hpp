@@ -22,8 +22,11 @@ namespace eoe::net {
 
 /// Prepares cfg for the cluster's links; nothing when tls is off. With TLS: loads CAF's openssl
 /// module with the credentials (check them first: check_tls) and turns CAF's automatic
-/// connections off, because CAF 0.17 dials those in plain TCP (a TLS node refuses them);
-/// nodes dial each other over TLS themselves instead (link_peers).
+/// connections off, because CAF 0.17 dials those in plain TCP, past the openssl module. Then
+/// CAF messages between two nodes that did not dial each other (the head dials every node)
+/// pass through the head; contributions, the bulk, take the data plane's direct links.
+/// (Nodes dialling each other over TLS at start-up made CAF 0.17 drop the head's links now and
+/// then: its node-lost monitors fired within a second on ~1 start in 6 here.)
 void use_tls(actors::mesh_config& cfg, const tls_settings& tls);
 
 /// Whether the system's links run over TLS.

@@ -17,7 +17,6 @@
 
 #include <Eigen/Core>
 
-#include <atomic>
 #include <cstdlib>
 #include <ostream>
 #include <thread>
@@ -108,49 +107,6 @@ struct node_data_plane {
   }
 };
 
-/// With TLS, CAF's automatic connections are off (use_tls), so a node would reach the nodes it
-/// did not dial only through the head: it dials them itself, in the background (they start
-/// at the same time; each is tried for up to 30 s), so that what it sends them goes straight.
-struct peer_links {
-  std::atomic<bool> stop{false};
-  std::thread thread;
-
-  ~peer_links() {
-    stop = true;
-    if (thread.joinable())
-      thread.join();
-  }
-
-  void start(caf::actor_system& sys, const std::string& name,
-             std::vector<std::pair<std::string, std::string>> peers, std::ostream& log) {
-    if (peers.empty())
-      return;
-    thread = std::thread([this, &sys, name, peers = std::move(peers), &log] {
-      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-      for (auto& [peer, address] : peers) {
-        std::string host;
-        std::uint16_t port = 0;
-        if (!split_address(address, host, port))
-          continue;
-        for (;;) {
-          auto agent = remote_actor<actors::node_agent_actor>(sys, host, port,
-                                                              std::chrono::seconds(2));
-          if (agent)
-            break;
-          if (stop || std::chrono::steady_clock::now() > until) {
-            if (!stop)
-              log << "node " << name << ": no TLS link to node " << peer << " at " << address
-                  << " (its messages go through the head): " << actors::describe(agent.error())
-                  << std::endl;
-            return;
-          }
-          std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        }
-      }
-    });
-  }
-};
-
 } // namespace
 
 int run_node(const cluster_config& c, const std::string& name, std::ostream& log) {
@@ -184,18 +140,6 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
       return 1;
     }
     log << "node " << name << " listening on " << me->address() << over << std::endl;
-    // The head dials every node; each other node dials the ones listed before it.
-    peer_links links;
-    if (uses_tls(sys)) {
-      std::vector<std::pair<std::string, std::string>> peers;
-      for (auto& n : c.nodes) {
-        if (n.name == name)
-          break;
-        if (n.name != c.nodes[c.head_index()].name)
-          peers.emplace_back(n.name, n.address());
-      }
-      links.start(sys, name, std::move(peers), log);
-    }
     sys.await_all_actors_done();
     return 0;
   }
@@ -313,7 +257,6 @@ int run_joining_node(const std::string& head, const std::string& name, const std
   const auto address = host + ":" + std::to_string(*bound);
   log << "node " << name << " listening on " << address << (tls.enabled() ? " (TLS)" : "")
       << std::endl;
-  peer_links links;
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (;;) {
     auto coord = connect(sys, head);
@@ -329,14 +272,6 @@ int run_joining_node(const std::string& head, const std::string& name, const std
         return 1;
       }
       log << "node " << name << " joined the cluster at " << head << std::endl;
-      if (uses_tls(sys))
-        if (auto s = status(sys, *coord)) {
-          std::vector<std::pair<std::string, std::string>> peers;
-          for (size_t i = 0; i < s->nodes.size(); ++i)
-            if (s->nodes[i] != name && s->alive[i] && s->addresses[i] != head)
-              peers.emplace_back(s->nodes[i], s->addresses[i]);
-          links.start(sys, name, std::move(peers), log);
-        }
       break;
     }
     if (coord.error().category() == actors::mesh_category) {

@@ -34,6 +34,9 @@ namespace {
 /// Headers larger than this are refused (a real one is under 200 bytes plus the node names).
 constexpr std::uint32_t max_header = std::uint32_t{1} << 20;
 
+/// What the receiving end of a TLS link sends once the handshake is done, its only byte.
+constexpr char accepted = 'A';
+
 /// Why a TLS handshake failed, with what OpenSSL found wrong with the peer's certificate.
 std::string handshake_failure(tls_stream& s, const boost::system::error_code& ec) {
   std::string why = ec.message();
@@ -66,6 +69,10 @@ public:
                           + handshake_failure(self->socket_, ec) + "; connection closed");
           return;
         }
+        // TLS 1.3 tells a client nothing when its certificate is accepted: this byte does, so
+        // that the sender keeps its frames until they can arrive.
+        asio::async_write(self->socket_, asio::buffer(&accepted, 1),
+                          [self](boost::system::error_code, size_t) {});
         self->read_prefix();
       });
     } else {
@@ -230,8 +237,9 @@ struct tcp_data_plane::impl {
                         });
   }
 
-  /// The client side of a TLS link, then a read that reports when the peer refuses it (TLS 1.3
-  /// refuses a client's certificate after the client's handshake completed) or closes it.
+  /// The client side of a TLS link: the handshake, then the receiver's byte that says it took
+  /// our certificate (TLS 1.3 refuses a client's certificate after the client's handshake
+  /// completed), then a read that reports when the peer closes the link.
   void handshake(const std::string& to, std::shared_ptr<peer> p) {
     p->tls->async_handshake(ssl::stream_base::client, [this, to, p](boost::system::error_code ec) {
       if (ec) {
@@ -242,16 +250,28 @@ struct tcp_data_plane::impl {
                        [this, to, p](boost::system::error_code ec, size_t) {
                          if (ec == asio::error::operation_aborted)
                            return;
-                         const bool closed = ec == asio::error::eof
-                                             || ec == ssl::error::stream_truncated;
-                         if (closed && p->queue.empty())
-                           p->dropped = true; // a peer that left with nothing owed: no news
-                         drop(to, p, closed ? std::string{"the peer closed the TLS link"}
-                                            : "the peer refused the TLS link: " + ec.message());
+                         if (ec || p->watch != accepted) {
+                           drop(to, p, "the peer refused the TLS link: "
+                                         + (ec ? ec.message() : std::string{"a wrong first byte"}));
+                           return;
+                         }
+                         watch(to, p);
+                         p->connected = true;
+                         write_next(to, p);
                        });
-      p->connected = true;
-      write_next(to, p);
     });
+  }
+
+  void watch(const std::string& to, std::shared_ptr<peer> p) {
+    asio::async_read(*p->tls, asio::buffer(&p->watch, 1),
+                     [this, to, p](boost::system::error_code ec, size_t) {
+                       if (ec == asio::error::operation_aborted)
+                         return;
+                       if (p->queue.empty())
+                         p->dropped = true; // a peer that left with nothing owed: no news
+                       drop(to, p, ec ? "the peer closed the TLS link: " + ec.message()
+                                      : std::string{"the peer sent bytes on a link it only reads"});
+                     });
   }
 
   void write_next(const std::string& to, std::shared_ptr<peer> p) {
