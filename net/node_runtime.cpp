@@ -181,7 +181,7 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
         break;
       }
       // A refused TLS link stays refused: say why at once.
-      if (remote.error().category() == actors::mesh_category) {
+      if (uses_tls(sys) && remote.error().category() == actors::mesh_category) {
         log << "eoe node " << name << ": node " << n.name << " at " << n.address() << ": "
             << actors::describe(remote.error()) << "\n";
         anon_send_exit(agent, caf::exit_reason::user_shutdown);
@@ -274,7 +274,7 @@ int run_joining_node(const std::string& head, const std::string& name, const std
       log << "node " << name << " joined the cluster at " << head << std::endl;
       break;
     }
-    if (coord.error().category() == actors::mesh_category) {
+    if (uses_tls(sys) && coord.error().category() == actors::mesh_category) {
       log << "eoe node " << name << ": " << actors::describe(coord.error()) << "\n";
       anon_send_exit(agent, caf::exit_reason::user_shutdown);
       return 1;

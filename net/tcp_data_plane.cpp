@@ -21,6 +21,7 @@
 #include <ostream>
 #include <stdexcept>
 #include <thread>
+#include <type_traits>
 
 namespace eoe::net {
 
@@ -155,7 +156,7 @@ struct tcp_data_plane::impl {
     tcp::socket socket;              ///< plaintext
     std::unique_ptr<tls_stream> tls; ///< with TLS: the connection (and `socket` is unused)
     bool connected = false, writing = false, dropped = false;
-    char watch = 0; ///< a read on a TLS link that ends only when the peer closes or refuses it
+    char watch = 0; ///< TLS: the receiver's first byte (it took us), then a read that ends on close
     /// (prefix, node name and header; the frame whose payloads follow)
     std::deque<std::pair<std::string, std::shared_ptr<const actors::outgoing_frame>>> queue;
     peer(asio::io_context& io, ssl::context* ctx) : socket(io) {

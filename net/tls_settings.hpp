@@ -13,7 +13,7 @@ struct tls_settings {
   std::string certificate; ///< this process's certificate (chain), signed by `ca`
   std::string key;         ///< its private key
   std::string ca;          ///< the certificates a peer's certificate must verify against
-  std::string passphrase;  ///< decrypts `key`; "" = the key is not encrypted
+  std::string passphrase;  ///< decrypts `key`; "" = not encrypted; env EOE_TLS_PASSPHRASE wins
 
   bool enabled() const {
     return !certificate.empty() || !key.empty() || !ca.empty();
