@@ -14,7 +14,9 @@
 namespace eoe::net {
 
 /// The actor system of a client of a cluster: the mesh's message types, and links over TLS
-/// with these credentials when they are given (use_tls).
+/// with these credentials when they are given (use_tls). One at a time per process and
+/// cluster: CAF 0.17 gives every actor system of a process the same node id, and a head
+/// linked twice to one node id loses track of it (and of the nodes it routes for).
 struct client_system {
   explicit client_system(const tls_settings& tls = {});
 

@@ -31,7 +31,9 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <atomic>
 #include <cstdio>
+#include <optional>
 #include <fstream>
 #include <mutex>
 #include <sys/wait.h>
@@ -454,33 +456,41 @@ TEST_CASE("the trace stream over TLS: a follower of the cluster's CA gets every 
   for (bool tls : {false, true}) {
     INFO((tls ? "TLS" : "plaintext"));
     const auto credentials = tls ? pki.node() : net::tls_settings{};
-    net::trace_collector collector{"127.0.0.1", 0, credentials};
-    const auto at = "127.0.0.1:" + std::to_string(collector.port());
-    recording_proxy proxy{collector.port()};
+    std::optional<net::trace_collector> collector{std::in_place, "127.0.0.1", 0, credentials};
+    const auto at = "127.0.0.1:" + std::to_string(collector->port());
+    recording_proxy proxy{collector->port()};
     std::ostringstream live;
     std::uint64_t shown = 0;
-    std::thread follower([&] { shown = trace_tool::follow(at, live, 3, credentials); });
+    std::atomic<bool> done{false};
+    std::thread follower([&] {
+      shown = trace_tool::follow(at, live, 3, credentials);
+      done = true;
+    });
     std::uint64_t stranger = 99;
     std::ostringstream nothing;
     if (tls)
       stranger = trace_tool::follow(at, nothing, 1); // the collector closes it: no lines
-    std::this_thread::sleep_for(std::chrono::milliseconds(300)); // the follower is registered
     {
+      // One event every 20 ms until the follower (registered at some point) has seen three.
       net::file_trace_sink sink{"", proxy.address(), credentials};
-      for (int i = 0; i < 3; ++i) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      for (std::uint64_t i = 0; !done && std::chrono::steady_clock::now() < until; ++i) {
         trace_event e;
         e.trace = 7;
-        e.request = static_cast<std::uint64_t>(i);
+        e.request = i;
         e.name = "contrib";
-        e.msg = 100 + static_cast<std::uint64_t>(i);
+        e.msg = 100 + i;
         e.node = "node-with-a-distinctive-name";
         e.actor = "relay";
-        e.t_ns = 1'700'000'000'000'000'000 + i;
+        e.t_ns = 1'700'000'000'000'000'000 + static_cast<std::int64_t>(i);
         sink.record(e);
+        sink.flush();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
-      sink.flush();
       CHECK(sink.stream_dropped() == 0);
     }
+    if (!done)
+      collector.reset(); // closes the follower, which must not hold the test
     follower.join();
     CHECK(shown == 3);
     CHECK_THAT(live.str(), Catch::Contains("node-with-a-distinctive-name"));
