@@ -17,6 +17,7 @@ const char* errc_name(std::uint8_t code) {
     case mesh_errc::node_lost: return "node_lost";
     case mesh_errc::internal: return "internal";
     case mesh_errc::unauthorized: return "unauthorized";
+    case mesh_errc::link_failed: return "link_failed";
   }
   return "unknown";
 }

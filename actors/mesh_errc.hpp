@@ -16,6 +16,7 @@ enum class mesh_errc : std::uint8_t {
   node_lost,             ///< a node the request needed went away
   internal,              ///< an invariant broke; the message says which
   unauthorized,          ///< a join without the cluster's secret
+  link_failed,           ///< a link to another process failed (refused by TLS, no answer)
 };
 
 /// The error category atom of mesh errors.

@@ -1,11 +1,24 @@
 #include "net/client.hpp"
 
 #include "actors/mesh_errc.hpp"
+#include "net/cluster_link.hpp"
 
-#include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 
 namespace eoe::net {
+
+namespace {
+
+actors::mesh_config& prepared(actors::mesh_config& cfg, const tls_settings& tls) {
+  use_tls(cfg, tls);
+  return cfg;
+}
+
+} // namespace
+
+client_system::client_system(const tls_settings& tls) : sys(prepared(cfg, tls)) {
+  // nop
+}
 
 bool split_address(const std::string& address, std::string& host, std::uint16_t& port) {
   const auto colon = address.rfind(':');
@@ -31,7 +44,7 @@ caf::expected<actors::coordinator_actor> connect(caf::actor_system& sys,
   if (!split_address(address, host, port))
     return actors::make_mesh_error(actors::mesh_errc::bad_request,
                                    "'" + address + "' is not HOST:PORT");
-  return sys.middleman().remote_actor<actors::coordinator_actor>(host, port);
+  return remote_actor<actors::coordinator_actor>(sys, host, port);
 }
 
 caf::expected<actors::infer_result> infer(caf::actor_system& sys,

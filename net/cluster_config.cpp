@@ -1,6 +1,10 @@
 #include "net/cluster_config.hpp"
 
 #include "experts/toml_reader.hpp"
+#include "net/tls_context.hpp"
+
+#include <cstdlib>
+#include <filesystem>
 
 #include <fstream>
 #include <set>
@@ -177,6 +181,46 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
       r.reject_unknown(" in [trace]");
     } else {
       top.bad(*n, "trace", "a table");
+    }
+  }
+  if (auto* n = top.take("tls")) {
+    if (auto t = n->as_table()) {
+      table_reader r{*t, "tls", out};
+      const auto folder = std::filesystem::path{std::string{source}}.parent_path();
+      const auto before = out.lines.size();
+      auto file = [&](std::string_view key, const std::string& what) -> std::string {
+        if (!t->contains(key)) {
+          r.missing(key, what + " ([tls] takes certificate, key and ca together)");
+          return {};
+        }
+        auto v = r.string(key, std::nullopt);
+        if (!v)
+          return {};
+        if (v->empty()) {
+          out.add(t->get(key)->source(), r.key_path(key), "expected the path of " + what + ", got \"\"");
+          return {};
+        }
+        std::filesystem::path p{*v};
+        if (p.is_relative())
+          p = std::filesystem::absolute(folder / p);
+        return p.lexically_normal().string();
+      };
+      c.tls.certificate = file("certificate", "this node's PEM certificate");
+      c.tls.key = file("key", "the PEM file of its private key");
+      c.tls.ca = file("ca", "the PEM certificates of the cluster's CA");
+      c.tls.passphrase = r.string("passphrase", std::string{}).value_or("");
+      // Read here, not where the node starts: the key is opened (checked) here.
+      if (const char* p = std::getenv("EOE_TLS_PASSPHRASE"))
+        c.tls.passphrase = p;
+      r.reject_unknown(" in [tls]");
+      if (out.lines.size() == before)
+        for (auto& p : check_tls(c.tls)) {
+          const auto key = to_string(p.field);
+          const auto* at = t->get(key);
+          out.add(at ? at->source() : t->source(), r.key_path(key), p.message);
+        }
+    } else {
+      top.bad(*n, "tls", "a table");
     }
   }
   top.reject_unknown(" at the top level");

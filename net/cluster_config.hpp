@@ -4,6 +4,7 @@
 // validation, as every eoe config: errors name file, line, key, expected and actual value.
 
 #include "experts/error.hpp"
+#include "net/tls_settings.hpp"
 
 #include <cstdint>
 #include <string>
@@ -62,6 +63,7 @@ struct cluster_config {
   trace_settings trace;
   bool gateway_enabled = false; ///< a [gateway] table is present
   gateway_settings gateway;
+  tls_settings tls; ///< [tls]: every link between the cluster's processes over TLS
 
   size_t head_index() const;
   const node_entry* find(std::string_view node) const;
@@ -69,6 +71,9 @@ struct cluster_config {
   bool operator==(const cluster_config&) const = default;
 };
 
+/// `source` names the text in errors; it is the file's path when there is one: relative [tls]
+/// paths are resolved against its folder, and the [tls] files are read and checked
+/// (check_tls) so that a node with unusable credentials never starts.
 experts::expected<cluster_config> parse_cluster_config(std::string_view text,
                                                        std::string_view source);
 experts::expected<cluster_config> load_cluster_config(const std::string& path);

@@ -43,6 +43,7 @@ http::status status_of(const caf::error& err) {
       case actors::mesh_errc::node_lost: return http::status::service_unavailable;
       case actors::mesh_errc::internal: return http::status::internal_server_error;
       case actors::mesh_errc::unauthorized: return http::status::forbidden;
+      case actors::mesh_errc::link_failed: return http::status::bad_gateway;
     }
   }
   if (err == caf::sec::request_timeout)
@@ -59,6 +60,7 @@ std::string outcome_of(const caf::error& err) {
       case actors::mesh_errc::node_lost: return "node_lost";
       case actors::mesh_errc::internal: return "internal";
       case actors::mesh_errc::unauthorized: return "unauthorized";
+      case actors::mesh_errc::link_failed: return "link_failed";
     }
   }
   return err == caf::sec::request_timeout ? "deadline_exceeded" : "error";

@@ -6,13 +6,13 @@
 #include "actors/mesh_errc.hpp"
 #include "actors/node_agent.hpp"
 #include "net/client.hpp"
+#include "net/cluster_link.hpp"
 #include "net/http_gateway.hpp"
 #include "net/tcp_data_plane.hpp"
 #include "net/trace_collector.hpp"
 #include "net/trace_sink.hpp"
 
 #include <caf/actor_system.hpp>
-#include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 
 #include <Eigen/Core>
@@ -62,7 +62,7 @@ struct node_tracing {
   }
 
   /// False (with a message in log) when the head cannot listen at the collector's address.
-  bool start(const trace_settings& t, bool head, std::ostream& log) {
+  bool start(const trace_settings& t, bool head, const tls_settings& tls, std::ostream& log) {
     if (!t.enabled())
       return true;
     try {
@@ -70,10 +70,11 @@ struct node_tracing {
         const auto colon = t.collector.rfind(':');
         collector = std::make_unique<trace_collector>(
           t.collector.substr(0, colon),
-          static_cast<std::uint16_t>(std::stoi(t.collector.substr(colon + 1))));
-        log << "trace collector listening on " << t.collector << std::endl;
+          static_cast<std::uint16_t>(std::stoi(t.collector.substr(colon + 1))), tls);
+        log << "trace collector listening on " << t.collector
+            << (tls.enabled() ? " (TLS)" : "") << std::endl;
       }
-      sink = std::make_shared<file_trace_sink>(t.dir, t.collector);
+      sink = std::make_shared<file_trace_sink>(t.dir, t.collector, tls);
     } catch (const std::exception& e) {
       log << e.what() << "\n";
       return false;
@@ -94,9 +95,9 @@ struct node_data_plane {
   }
 
   /// Listens on the node's host, at any free port; false (with a message) when it cannot.
-  bool start(const std::string& host, std::ostream& log) {
+  bool start(const std::string& host, const tls_settings& tls, std::ostream& log) {
     try {
-      plane = std::make_shared<tcp_data_plane>(host, 0, log);
+      plane = std::make_shared<tcp_data_plane>(host, 0, log, tls);
     } catch (const std::exception& e) {
       log << e.what() << "\n";
       return false;
@@ -116,27 +117,29 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   }
   const bool is_head = name == c.nodes[c.head_index()].name;
   node_tracing trace_runtime;
-  if (!trace_runtime.start(c.trace, is_head, log))
+  if (!trace_runtime.start(c.trace, is_head, c.tls, log))
     return 1;
   node_data_plane data_plane;
-  if (!data_plane.start(me->host, log))
+  if (!data_plane.start(me->host, c.tls, log))
     return 1;
   // The mesh's parallelism is its actors: every GEMM runs on one thread.
   Eigen::setNbThreads(1);
   actors::mesh_config cfg;
   cfg.middleman_workers(c.middleman_workers);
+  use_tls(cfg, c.tls);
   caf::actor_system sys{cfg};
   auto agent = sys.spawn(actors::node_agent_behavior, name);
   const bool head = name == c.nodes[c.head_index()].name;
+  const char* over = c.tls.enabled() ? " (TLS)" : "";
   if (!head) {
-    auto port = sys.middleman().publish(agent, me->port, me->host.c_str(), true);
+    auto port = publish(agent, me->port, me->host);
     if (!port) {
       log << "eoe node " << name << ": cannot listen on " << me->address() << ": "
           << sys.render(port.error()) << "\n";
       anon_send_exit(agent, caf::exit_reason::user_shutdown);
       return 1;
     }
-    log << "node " << name << " listening on " << me->address() << std::endl;
+    log << "node " << name << " listening on " << me->address() << over << std::endl;
     sys.await_all_actors_done();
     return 0;
   }
@@ -172,10 +175,17 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
     }
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     for (;;) {
-      auto remote = sys.middleman().remote_actor<actors::node_agent_actor>(n.host, n.port);
+      auto remote = remote_actor<actors::node_agent_actor>(sys, n.host, n.port);
       if (remote) {
         setup.agents.push_back(*remote);
         break;
+      }
+      // A refused TLS link stays refused: say why at once.
+      if (uses_tls(sys) && remote.error().category() == actors::mesh_category) {
+        log << "eoe node " << name << ": node " << n.name << " at " << n.address() << ": "
+            << actors::describe(remote.error()) << "\n";
+        anon_send_exit(agent, caf::exit_reason::user_shutdown);
+        return 1;
       }
       if (std::chrono::steady_clock::now() > until) {
         log << "eoe node " << name << ": node " << n.name << " at " << n.address()
@@ -188,14 +198,14 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   }
   const auto model_config = setup.model->config;
   auto coordinator = sys.spawn(actors::coordinator_behavior, std::move(setup));
-  auto port = sys.middleman().publish(coordinator, me->port, me->host.c_str(), true);
+  auto port = publish(coordinator, me->port, me->host);
   if (!port) {
     log << "eoe node " << name << ": cannot listen on " << me->address() << ": "
         << sys.render(port.error()) << "\n";
     anon_send(coordinator, actors::shutdown_atom::value);
     return 1;
   }
-  log << "node " << name << " (head) listening on " << me->address() << std::endl;
+  log << "node " << name << " (head) listening on " << me->address() << over << std::endl;
   std::unique_ptr<http_gateway> gateway;
   if (c.gateway_enabled) {
     auto settings = c.gateway;
@@ -224,19 +234,20 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
 int run_joining_node(const std::string& head, const std::string& name, const std::string& host,
                      std::uint16_t port, std::uint32_t middleman_workers,
                      const trace_settings& trace, const std::string& secret,
-                     std::ostream& log) {
+                     const tls_settings& tls, std::ostream& log) {
   node_tracing trace_runtime;
-  if (!trace_runtime.start(trace, false, log))
+  if (!trace_runtime.start(trace, false, tls, log))
     return 1;
   node_data_plane data_plane;
-  if (!data_plane.start(host, log))
+  if (!data_plane.start(host, tls, log))
     return 1;
   Eigen::setNbThreads(1);
   actors::mesh_config cfg;
   cfg.middleman_workers(middleman_workers);
+  use_tls(cfg, tls);
   caf::actor_system sys{cfg};
   auto agent = sys.spawn(actors::node_agent_behavior, name);
-  auto bound = sys.middleman().publish(agent, port, host.c_str(), true);
+  auto bound = publish(agent, port, host);
   if (!bound) {
     log << "eoe node " << name << ": cannot listen on " << host << ":" << port << ": "
         << sys.render(bound.error()) << "\n";
@@ -244,7 +255,8 @@ int run_joining_node(const std::string& head, const std::string& name, const std
     return 1;
   }
   const auto address = host + ":" + std::to_string(*bound);
-  log << "node " << name << " listening on " << address << std::endl;
+  log << "node " << name << " listening on " << address << (tls.enabled() ? " (TLS)" : "")
+      << std::endl;
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (;;) {
     auto coord = connect(sys, head);
@@ -261,6 +273,11 @@ int run_joining_node(const std::string& head, const std::string& name, const std
       }
       log << "node " << name << " joined the cluster at " << head << std::endl;
       break;
+    }
+    if (uses_tls(sys) && coord.error().category() == actors::mesh_category) {
+      log << "eoe node " << name << ": " << actors::describe(coord.error()) << "\n";
+      anon_send_exit(agent, caf::exit_reason::user_shutdown);
+      return 1;
     }
     if (std::chrono::steady_clock::now() > until) {
       log << "eoe node " << name << ": no coordinator at " << head << " within 30 s\n";

@@ -26,10 +26,12 @@ namespace eoe::net {
 
 /// Runs a node that joins a running cluster: listens at host:port, then registers with the
 /// coordinator at `head` (host:port). It hosts no expert until one is added to it.
-/// `secret`: the cluster's, presented when joining. `trace`: where its trace events go (the cluster file's [trace] dir and collector; sampling
-/// is the head's).
+/// `secret`: the cluster's, presented when joining. `trace`: where its trace events go (the
+/// cluster file's [trace] dir and collector; sampling is the head's). `tls`: the node's
+/// credentials when the cluster has [tls] (checked before: check_tls).
 int run_joining_node(const std::string& head, const std::string& name, const std::string& host,
                      std::uint16_t port, std::uint32_t middleman_workers,
-                     const trace_settings& trace, const std::string& secret, std::ostream& log);
+                     const trace_settings& trace, const std::string& secret,
+                     const tls_settings& tls, std::ostream& log);
 
 } // namespace eoe::net

@@ -68,8 +68,8 @@ std::vector<node_process> start_nodes(const cluster_config& c, const std::string
 
 std::string wait_cluster_ready(const cluster_config& c, std::vector<node_process>& nodes,
                                std::chrono::seconds timeout) {
-  actors::mesh_config cfg;
-  caf::actor_system sys{cfg};
+  client_system client{c.tls};
+  auto& sys = client.sys;
   const auto head = c.nodes[c.head_index()].address();
   const auto until = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < until) {
@@ -95,8 +95,8 @@ std::string wait_cluster_ready(const cluster_config& c, std::vector<node_process
 size_t stop_nodes(const cluster_config& c, std::vector<node_process>& nodes,
                   std::chrono::seconds grace) {
   {
-    actors::mesh_config cfg;
-    caf::actor_system sys{cfg};
+    client_system client{c.tls};
+    auto& sys = client.sys;
     if (auto coord = connect(sys, c.nodes[c.head_index()].address())) {
       caf::anon_send(*coord, actors::shutdown_atom::value);
       std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -1,12 +1,14 @@
 #include "net/tcp_data_plane.hpp"
 
 #include "actors/contribution_codec.hpp"
+#include "net/tls_context.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 
 #include <sys/socket.h>
@@ -19,6 +21,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <ostream>
 #include <stdexcept>
@@ -27,17 +30,90 @@
 namespace eoe::net {
 
 namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
 using asio::ip::tcp;
+using tls_stream = ssl::stream<tcp::socket>;
 
 namespace {
 
 /// Headers larger than this are refused (a real one is under 200 bytes plus the node names).
 constexpr std::uint32_t max_header = std::uint32_t{1} << 20;
 
+/// What the receiving end of a TLS link sends once the handshake is done, its only byte: TLS 1.3
+/// tells a client nothing when its certificate is accepted, and without it frames sent to a
+/// peer that refused us would vanish unreported.
+constexpr char accepted = 'A';
+
+/// How long a TLS handshake (and the byte after it) may take before the link is given up.
+constexpr int handshake_seconds = 10;
+
+/// Why a TLS handshake failed, with what OpenSSL found wrong with the peer's certificate.
+std::string handshake_failure(tls_stream& s, const boost::system::error_code& ec) {
+  std::string why = ec.message();
+  if (const auto v = SSL_get_verify_result(s.native_handle()); v != X509_V_OK)
+    why += std::string{" (its certificate: "} + X509_verify_cert_error_string(v) + ")";
+  return why;
+}
+
+/// Bounds blocking receives and sends on s (0: no bound): a handshake with a stalled peer
+/// must not hold a connection's thread forever.
+void set_timeouts(tcp::socket& s, int seconds) {
+  const timeval tv{seconds, 0};
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+/// One connection, plaintext or TLS, used with blocking calls from one thread.
+class link {
+public:
+  link(tcp::socket s, ssl::context* tls) {
+    if (tls)
+      tls_ = std::make_unique<tls_stream>(std::move(s), *tls);
+    else
+      plain_.emplace(std::move(s));
+  }
+
+  tcp::socket& socket() {
+    return tls_ ? tls_->next_layer() : *plain_;
+  }
+  tls_stream* tls() {
+    return tls_.get();
+  }
+
+  /// Reads exactly n bytes; false at the end of the stream or on an error.
+  bool read(char* p, size_t n) {
+    if (!tls_)
+      return read_exactly(plain_->native_handle(), p, n);
+    boost::system::error_code ec;
+    asio::read(*tls_, asio::buffer(p, n), ec);
+    return !ec;
+  }
+
+  template <class Buffers>
+  void write(const Buffers& bufs, boost::system::error_code& ec) {
+    if (tls_)
+      asio::write(*tls_, bufs, ec);
+    else
+      asio::write(*plain_, bufs, ec);
+  }
+
+  /// Ends a read or write blocked in another thread.
+  void shutdown() {
+    boost::system::error_code ec;
+    socket().shutdown(tcp::socket::shutdown_both, ec);
+  }
+
+private:
+  static bool read_exactly(int fd, char* p, size_t n);
+
+  std::optional<tcp::socket> plain_;
+  std::unique_ptr<tls_stream> tls_;
+};
+
 /// Reads exactly n bytes into p; false at the end of the stream or on an error. A blocking
 /// receive that waits for all of them (MSG_WAITALL): the kernel fills the buffer as segments
 /// arrive, with none of the wake-ups, readiness polls and short reads of an event loop.
-bool read_exactly(int fd, char* p, size_t n) {
+bool link::read_exactly(int fd, char* p, size_t n) {
   while (n > 0) {
     const auto got = ::recv(fd, p, n, MSG_WAITALL);
     if (got < 0 && errno == EINTR)
@@ -51,31 +127,53 @@ bool read_exactly(int fd, char* p, size_t n) {
 }
 
 /// One incoming connection, read on a thread of its own (blocking, like a plain socket pair):
-/// the prefix, node name and header, then the payloads straight into the contribution's
-/// strings; each frame is delivered as it completes.
+/// with TLS the server side of the handshake and the byte that accepts the peer first; then
+/// frames: the prefix, node name and header, then the payloads straight into the
+/// contribution's strings; each frame is delivered as it completes.
 class inbound {
 public:
-  inbound(tcp::socket s, std::function<void(std::string, actors::contribution&&)> on_frame,
+  inbound(tcp::socket s, ssl::context* tls,
+          std::function<void(std::string, actors::contribution&&)> on_frame,
           std::function<void(const std::string&)> on_error)
-    : socket_(std::move(s)), on_frame_(std::move(on_frame)), on_error_(std::move(on_error)) {
+    : link_(std::move(s), tls), on_frame_(std::move(on_frame)), on_error_(std::move(on_error)) {
     boost::system::error_code ec;
-    socket_.set_option(tcp::no_delay(true), ec);
+    link_.socket().set_option(tcp::no_delay(true), ec);
     thread_ = std::thread([this] { run(); });
   }
 
   /// Stops reading (the peer's connection is shut down) and waits for the reader.
   ~inbound() {
-    boost::system::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    link_.shutdown();
     thread_.join();
   }
 
 private:
+  /// The server side of a TLS link; false (and reported) when the peer is refused.
+  bool accept_tls() {
+    auto& s = *link_.tls();
+    set_timeouts(link_.socket(), handshake_seconds);
+    boost::system::error_code ec;
+    s.handshake(ssl::stream_base::server, ec);
+    if (!ec)
+      asio::write(s, asio::buffer(&accepted, 1), ec);
+    set_timeouts(link_.socket(), 0);
+    if (ec) {
+      boost::system::error_code ignored;
+      const auto from = link_.socket().remote_endpoint(ignored);
+      on_error_("the TLS handshake with a peer at " + from.address().to_string() + ":"
+                + std::to_string(from.port()) + " failed: " + handshake_failure(s, ec)
+                + "; connection closed");
+      return false;
+    }
+    return true;
+  }
+
   void run() {
-    const int fd = socket_.native_handle();
+    if (link_.tls() && !accept_tls())
+      return;
     std::array<char, 6> prefix{};
     std::string head;
-    while (read_exactly(fd, prefix.data(), prefix.size())) {
+    while (link_.read(prefix.data(), prefix.size())) {
       std::uint32_t header_len;
       std::uint16_t name_len;
       std::memcpy(&header_len, prefix.data(), 4);
@@ -86,7 +184,7 @@ private:
         return;
       }
       head.resize(name_len + std::size_t{header_len});
-      if (!read_exactly(fd, head.data(), head.size()))
+      if (!link_.read(head.data(), head.size()))
         return;
       actors::contribution c;
       try {
@@ -96,13 +194,13 @@ private:
         return;
       }
       for (auto* p : actors::payloads(c))
-        if (!read_exactly(fd, p->data(), p->size()))
+        if (!link_.read(p->data(), p->size()))
           return;
       on_frame_(head.substr(0, name_len), std::move(c));
     }
   }
 
-  tcp::socket socket_;
+  link link_;
   std::function<void(std::string, actors::contribution&&)> on_frame_;
   std::function<void(const std::string&)> on_error_;
   std::thread thread_;
@@ -115,20 +213,23 @@ using queued_frame = std::pair<std::string, std::shared_ptr<const actors::outgoi
 /// (measured: an event loop's non-blocking writes, which stop at every full socket buffer to
 /// wait for readiness, moved 1 MiB frames at 0.6 of the rate of blocking ones). Frames queue
 /// while it connects and while a write runs, and go out in order. When the peer cannot be
-/// reached or a write fails, what is queued is dropped and reported, and the next frame
-/// connects anew.
+/// reached, refuses our certificate or a write fails, what is queued is dropped and reported,
+/// and the next frame connects anew.
 class outbound {
 public:
-  /// report(frames dropped, why) is called on this connection's thread.
-  outbound(std::string address, std::function<void(std::uint64_t, const std::string&)> report)
-    : address_(std::move(address)), report_(std::move(report)), thread_([this] { run(); }) {}
+  /// tls: null for plaintext. report(frames dropped, why) is called on this connection's
+  /// thread.
+  outbound(std::string address, ssl::context* tls,
+           std::function<void(std::uint64_t, const std::string&)> report)
+    : address_(std::move(address)), tls_(tls), report_(std::move(report)),
+      thread_([this] { run(); }) {}
 
   ~outbound() {
     {
       std::lock_guard lock{mu_};
       stopping_ = true;
-      boost::system::error_code ec;
-      socket_.shutdown(tcp::socket::shutdown_both, ec); // ends a write in progress
+      if (link_)
+        link_->shutdown(); // ends a write in progress
     }
     cv_.notify_one();
     thread_.join();
@@ -149,14 +250,15 @@ private:
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (stopping_)
         return;
-      if (!socket_.is_open()) {
+      if (!link_) {
         lock.unlock();
-        const auto why = connect();
+        auto [l, why] = connect();
         lock.lock();
-        if (!why.empty()) {
-          fail("cannot connect: " + why, 0);
+        if (!l) {
+          fail(why, 0);
           continue;
         }
+        link_ = std::move(l);
       }
       auto [head, frame] = std::move(queue_.front());
       queue_.pop_front();
@@ -166,29 +268,40 @@ private:
         if (!view.empty())
           bufs.push_back(asio::buffer(view.data(), view.size()));
       boost::system::error_code ec;
-      asio::write(socket_, bufs, ec);
+      link_->write(bufs, ec);
       lock.lock();
       if (ec && !stopping_)
         fail("write failed: " + ec.message(), 1);
     }
   }
 
-  /// Connects the socket; the reason it could not, or "".
-  std::string connect() {
+  /// A connected link (with TLS: handshaken and accepted by the peer), or why there is none.
+  std::pair<std::unique_ptr<link>, std::string> connect() {
     const auto colon = address_.rfind(':');
     tcp::resolver resolver{io_};
     boost::system::error_code ec;
     auto endpoints = resolver.resolve(address_.substr(0, colon), address_.substr(colon + 1), ec);
     if (ec)
-      return ec.message();
+      return {nullptr, "cannot resolve: " + ec.message()};
     tcp::socket s{io_};
     asio::connect(s, endpoints, ec);
     if (ec)
-      return ec.message();
+      return {nullptr, "cannot connect: " + ec.message()};
     s.set_option(tcp::no_delay(true), ec);
-    std::lock_guard lock{mu_};
-    socket_ = std::move(s);
-    return "";
+    auto l = std::make_unique<link>(std::move(s), tls_);
+    if (auto* t = l->tls()) {
+      set_timeouts(l->socket(), handshake_seconds);
+      t->handshake(ssl::stream_base::client, ec);
+      if (ec)
+        return {nullptr, "the TLS handshake failed: " + handshake_failure(*t, ec)};
+      char first = 0;
+      asio::read(*t, asio::buffer(&first, 1), ec);
+      if (ec || first != accepted)
+        return {nullptr, "the peer refused the TLS link: "
+                           + (ec ? ec.message() : std::string{"a wrong first byte"})};
+      set_timeouts(l->socket(), 0);
+    }
+    return {std::move(l), ""};
   }
 
   /// Drops what is queued and the `unsent` frames taken from it (mu_ held), and closes the
@@ -196,19 +309,19 @@ private:
   void fail(const std::string& why, std::uint64_t unsent) {
     const auto n = queue_.size() + unsent;
     queue_.clear();
-    boost::system::error_code ec;
-    socket_.close(ec);
+    link_.reset();
     report_(n, why);
   }
 
   asio::io_context io_; ///< for the blocking calls only; never run
   const std::string address_;
+  ssl::context* tls_;
   std::function<void(std::uint64_t, const std::string&)> report_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<queued_frame> queue_; ///< guarded by mu_
   bool stopping_ = false;          ///< guarded by mu_
-  tcp::socket socket_{io_};        ///< opened and closed under mu_, written without it
+  std::unique_ptr<link> link_;     ///< set and reset under mu_, written without it
   std::thread thread_;
 };
 
@@ -217,6 +330,7 @@ private:
 struct tcp_data_plane::impl {
   asio::io_context io; ///< runs the acceptor
   tcp::acceptor acceptor{io};
+  std::shared_ptr<ssl::context> tls; ///< null: plaintext
   std::string address;
   std::ostream& log;
   std::mutex log_mu;
@@ -238,7 +352,7 @@ struct tcp_data_plane::impl {
       if (ec)
         return;
       inbound_.push_back(std::make_unique<inbound>(
-        std::move(s),
+        std::move(s), tls.get(),
         [this](std::string node, actors::contribution&& c) {
           if (actors::data_planes::deliver(node, std::move(c))) {
             ++delivered;
@@ -256,7 +370,7 @@ struct tcp_data_plane::impl {
     std::lock_guard lock{peers_mu};
     auto& p = peers[to];
     if (!p)
-      p = std::make_unique<outbound>(to, [this, to](std::uint64_t n, const std::string& why) {
+      p = std::make_unique<outbound>(to, tls.get(), [this, to](std::uint64_t n, const std::string& why) {
         dropped += n;
         note("peer " + to + ": " + why + "; " + std::to_string(n) + " frame(s) dropped");
       });
@@ -264,8 +378,11 @@ struct tcp_data_plane::impl {
   }
 };
 
-tcp_data_plane::tcp_data_plane(const std::string& host, std::uint16_t port, std::ostream& log)
+tcp_data_plane::tcp_data_plane(const std::string& host, std::uint16_t port, std::ostream& log,
+                               const tls_settings& tls)
   : impl_(std::make_unique<impl>(log)) {
+  if (tls.enabled())
+    impl_->tls = make_ssl_context(tls);
   boost::system::error_code ec;
   const auto ip = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
   if (ec)

@@ -9,9 +9,12 @@
 // name length, the name, the contribution's header (actors/contribution_codec), then its
 // payloads, which the receiver reads straight into the contribution's strings. A malformed
 // header closes that connection with a message naming what was wrong; nothing else is
-// affected.
+// affected. With TLS credentials, every connection is TLS (Boost.Asio ssl), both ends verify
+// each other's certificate against the CA, and a refused handshake is reported on the log;
+// without, the sockets carry the frames as they are.
 
 #include "actors/data_plane.hpp"
+#include "net/tls_settings.hpp"
 
 #include <cstdint>
 #include <iosfwd>
@@ -22,9 +25,11 @@ namespace eoe::net {
 
 class tcp_data_plane : public actors::data_plane {
 public:
-  /// Listens at host:port (port 0: any free one); throws std::runtime_error when it cannot.
-  /// Problems (a peer unreachable, a malformed frame) are reported on `log`.
-  tcp_data_plane(const std::string& host, std::uint16_t port, std::ostream& log);
+  /// Listens at host:port (port 0: any free one); throws std::runtime_error when it cannot
+  /// (or when the TLS files do not load). Problems (a peer unreachable, a malformed frame, a
+  /// refused TLS handshake) are reported on `log`. `tls` off: plaintext.
+  tcp_data_plane(const std::string& host, std::uint16_t port, std::ostream& log,
+                 const tls_settings& tls = {});
   ~tcp_data_plane() override;
 
   const std::string& address() const override;

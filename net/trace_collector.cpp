@@ -1,5 +1,8 @@
 #include "net/trace_collector.hpp"
 
+#include "net/tcp_link.hpp"
+#include "net/tls_context.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -26,7 +29,7 @@ constexpr size_t max_line = size_t{1} << 20;
 
 class follower : public std::enable_shared_from_this<follower> {
 public:
-  explicit follower(tcp::socket s) : socket_(std::move(s)) {}
+  explicit follower(std::shared_ptr<tcp_link> s) : socket_(std::move(s)) {}
 
   /// Queues text; false when the follower is too far behind (and is closed).
   bool push(std::shared_ptr<const std::string> text) {
@@ -42,32 +45,35 @@ public:
   }
 
   bool open() const {
-    return socket_.is_open();
+    return socket_->is_open();
   }
 
   void close() {
-    boost::system::error_code ec;
-    socket_.close(ec);
+    socket_->close();
   }
 
 private:
   void write_next() {
     auto self = shared_from_this();
-    asio::async_write(socket_, asio::buffer(*queue_.front()),
-                      [self](boost::system::error_code ec, size_t) {
-                        self->queued_ -= self->queue_.front()->size();
-                        self->queue_.pop_front();
-                        if (ec) {
-                          self->close();
-                          self->queue_.clear();
-                          return;
-                        }
-                        if (!self->queue_.empty())
-                          self->write_next();
-                      });
+    socket_->with([&](auto& stream) {
+      asio::async_write(stream, asio::buffer(*queue_.front()),
+                        [self](boost::system::error_code ec, size_t) { self->written(ec); });
+    });
   }
 
-  tcp::socket socket_;
+  void written(boost::system::error_code ec) {
+    queued_ -= queue_.front()->size();
+    queue_.pop_front();
+    if (ec) {
+      close();
+      queue_.clear();
+      return;
+    }
+    if (!queue_.empty())
+      write_next();
+  }
+
+  std::shared_ptr<tcp_link> socket_;
   std::deque<std::shared_ptr<const std::string>> queue_;
   size_t queued_ = 0;
 };
@@ -77,6 +83,7 @@ private:
 struct trace_collector::impl {
   asio::io_context io;
   tcp::acceptor acceptor{io};
+  std::shared_ptr<asio::ssl::context> tls; ///< null: plaintext
   std::set<std::shared_ptr<follower>> followers;
   std::atomic<std::uint64_t> lines{0};
   std::thread thread;
@@ -85,59 +92,79 @@ struct trace_collector::impl {
     acceptor.async_accept([this](boost::system::error_code ec, tcp::socket s) {
       if (ec)
         return; // closed
-      greet(std::make_shared<tcp::socket>(std::move(s)));
+      auto link = std::make_shared<tcp_link>(std::move(s), tls.get());
+      link->async_handshake(asio::ssl::stream_base::server,
+                            [this, link](boost::system::error_code ec) {
+                              if (!ec)
+                                greet(link); // else: not one of the cluster's processes
+                            });
       accept();
     });
   }
 
   /// Reads the first line: publish or follow.
-  void greet(std::shared_ptr<tcp::socket> s) {
+  void greet(std::shared_ptr<tcp_link> s) {
     auto buf = std::make_shared<asio::streambuf>(max_line);
-    asio::async_read_until(*s, *buf, '\n', [this, s, buf](boost::system::error_code ec, size_t) {
-      if (ec)
-        return;
-      std::istream in{buf.get()};
-      std::string role;
-      std::getline(in, role);
-      if (role == "publish") {
-        read_lines(s, buf);
-      } else if (role == "follow") {
-        followers.insert(std::make_shared<follower>(std::move(*s)));
-      } else {
-        auto reply = std::make_shared<std::string>(
-          "error: the first line must be \"publish\" or \"follow\"\n");
-        asio::async_write(*s, asio::buffer(*reply), [s, reply](boost::system::error_code, size_t) {
-          boost::system::error_code ignored;
-          s->close(ignored);
-        });
-      }
+    s->with([&](auto& stream) {
+      asio::async_read_until(stream, *buf, '\n',
+                             [this, s, buf](boost::system::error_code ec, size_t) {
+                               if (!ec)
+                                 on_role(s, buf);
+                             });
     });
+  }
+
+  void on_role(std::shared_ptr<tcp_link> s, std::shared_ptr<asio::streambuf> buf) {
+    std::istream in{buf.get()};
+    std::string role;
+    std::getline(in, role);
+    if (role == "publish") {
+      read_lines(s, buf);
+    } else if (role == "follow") {
+      followers.insert(std::make_shared<follower>(s));
+    } else {
+      auto reply = std::make_shared<std::string>(
+        "error: the first line must be \"publish\" or \"follow\"\n");
+      s->with([&](auto& stream) {
+        asio::async_write(stream, asio::buffer(*reply),
+                          [s, reply](boost::system::error_code, size_t) { s->close(); });
+      });
+    }
   }
 
   /// A publisher's lines, passed on whole to every follower.
-  void read_lines(std::shared_ptr<tcp::socket> s, std::shared_ptr<asio::streambuf> buf) {
-    asio::async_read_until(*s, *buf, '\n', [this, s, buf](boost::system::error_code ec, size_t) {
-      if (ec)
-        return; // the publisher left (or sent a line over 1 MiB)
-      // Everything complete in the buffer goes out as one chunk.
-      const auto data = buf->data();
-      std::string_view text{static_cast<const char*>(data.data()), data.size()};
-      const auto end = text.rfind('\n') + 1;
-      auto chunk = std::make_shared<const std::string>(text.substr(0, end));
-      buf->consume(end);
-      size_t n = 0;
-      for (char c : *chunk)
-        n += c == '\n';
-      lines += n;
-      for (auto i = followers.begin(); i != followers.end();)
-        i = (*i)->open() && (*i)->push(chunk) ? std::next(i) : followers.erase(i);
-      read_lines(s, buf);
+  void read_lines(std::shared_ptr<tcp_link> s, std::shared_ptr<asio::streambuf> buf) {
+    s->with([&](auto& stream) {
+      asio::async_read_until(stream, *buf, '\n',
+                             [this, s, buf](boost::system::error_code ec, size_t) {
+                               if (!ec) // else the publisher left (or sent a line over 1 MiB)
+                                 on_lines(s, buf);
+                             });
     });
+  }
+
+  void on_lines(std::shared_ptr<tcp_link> s, std::shared_ptr<asio::streambuf> buf) {
+    // Everything complete in the buffer goes out as one chunk.
+    const auto data = buf->data();
+    std::string_view text{static_cast<const char*>(data.data()), data.size()};
+    const auto end = text.rfind('\n') + 1;
+    auto chunk = std::make_shared<const std::string>(text.substr(0, end));
+    buf->consume(end);
+    size_t n = 0;
+    for (char c : *chunk)
+      n += c == '\n';
+    lines += n;
+    for (auto i = followers.begin(); i != followers.end();)
+      i = (*i)->open() && (*i)->push(chunk) ? std::next(i) : followers.erase(i);
+    read_lines(s, buf);
   }
 };
 
-trace_collector::trace_collector(const std::string& host, std::uint16_t port)
+trace_collector::trace_collector(const std::string& host, std::uint16_t port,
+                                 const tls_settings& tls)
   : impl_(std::make_unique<impl>()) {
+  if (tls.enabled())
+    impl_->tls = make_ssl_context(tls);
   boost::system::error_code ec;
   const auto address = asio::ip::make_address(host, ec);
   if (ec)

@@ -3,7 +3,10 @@
 // sink connects and says "publish", then sends its event lines; `eoe-trace follow` connects
 // and says "follow", then receives every line any node sends from then on. One Boost.Asio
 // thread; a follower that falls 64 MiB behind is disconnected rather than buffered without
-// bound.
+// bound. With TLS credentials every connection is TLS and must present a certificate of the
+// cluster's CA (publishers and followers alike); a connection that does not is closed.
+
+#include "net/tls_settings.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -13,8 +16,9 @@ namespace eoe::net {
 
 class trace_collector {
 public:
-  /// Listens at host:port (port 0: any free one); throws std::runtime_error when it cannot.
-  trace_collector(const std::string& host, std::uint16_t port);
+  /// Listens at host:port (port 0: any free one); throws std::runtime_error when it cannot
+  /// (or when the TLS files do not load). `tls` off: plaintext.
+  trace_collector(const std::string& host, std::uint16_t port, const tls_settings& tls = {});
   ~trace_collector();
 
   trace_collector(const trace_collector&) = delete;

@@ -1,5 +1,8 @@
 #include "net/trace_sink.hpp"
 
+#include "net/tcp_link.hpp"
+#include "net/tls_context.hpp"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -13,19 +16,23 @@ namespace eoe::net {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-/// The live stream to a collector: a blocking socket used by the writer thread alone,
-/// reconnected at most once a second while the collector is away.
+/// The live stream to a collector: a link used by the writer thread alone (blocking writes),
+/// reconnected at most once a second while the collector is away. Connecting and the TLS
+/// handshake get 2 seconds: a collector that does not answer must not stop the writer.
 struct file_trace_sink::stream {
   std::string host, port;
   asio::io_context io;
-  tcp::socket socket{io};
+  std::shared_ptr<asio::ssl::context> tls; ///< null: plaintext
+  std::unique_ptr<tcp_link> link;
   bool connected = false;
   std::chrono::steady_clock::time_point next_try{};
 
-  explicit stream(const std::string& address) {
+  stream(const std::string& address, const tls_settings& credentials) {
     const auto colon = address.rfind(':');
     host = address.substr(0, colon);
     port = address.substr(colon + 1);
+    if (credentials.enabled())
+      tls = make_ssl_context(credentials);
   }
 
   bool ensure() {
@@ -40,11 +47,26 @@ struct file_trace_sink::stream {
     auto endpoints = resolver.resolve(host, port, ec);
     if (ec)
       return false;
-    socket = tcp::socket{io};
-    asio::connect(socket, endpoints, ec);
-    if (ec)
+    link = std::make_unique<tcp_link>(io, tls.get());
+    boost::system::error_code result = asio::error::timed_out;
+    asio::async_connect(link->socket(), endpoints,
+                        [&](boost::system::error_code ec, const tcp::endpoint&) {
+                          if (ec) {
+                            result = ec;
+                            return;
+                          }
+                          link->async_handshake(asio::ssl::stream_base::client,
+                                                [&](boost::system::error_code ec) { result = ec; });
+                        });
+    io.restart();
+    io.run_for(std::chrono::seconds(2));
+    if (result) {
+      link->close();
+      io.restart();
+      io.run(); // the aborted operations end here, while `result` lives
       return false;
-    asio::write(socket, asio::buffer(std::string_view{"publish\n"}), ec);
+    }
+    link->with([&](auto& s) { asio::write(s, asio::buffer(std::string_view{"publish\n"}), ec); });
     connected = !ec;
     return connected;
   }
@@ -52,17 +74,18 @@ struct file_trace_sink::stream {
   /// Sends the text; false (and disconnected) when the collector went away.
   bool send(const std::string& text) {
     boost::system::error_code ec;
-    asio::write(socket, asio::buffer(text), ec);
+    link->with([&](auto& s) { asio::write(s, asio::buffer(text), ec); });
     if (ec) {
       connected = false;
-      socket.close(ec);
+      link->close();
       return false;
     }
     return true;
   }
 };
 
-file_trace_sink::file_trace_sink(std::filesystem::path dir, std::string collector)
+file_trace_sink::file_trace_sink(std::filesystem::path dir, std::string collector,
+                                 const tls_settings& tls)
   : dir_(std::move(dir)), collector_(std::move(collector)) {
   if (!dir_.empty()) {
     std::error_code ec;
@@ -72,7 +95,7 @@ file_trace_sink::file_trace_sink(std::filesystem::path dir, std::string collecto
                                + ec.message());
   }
   if (!collector_.empty())
-    stream_ = std::make_unique<stream>(collector_);
+    stream_ = std::make_unique<stream>(collector_, tls);
   writer_ = std::thread([this] { run(); });
 }
 

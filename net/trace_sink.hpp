@@ -4,9 +4,10 @@
 // and, when a collector is configured, over TCP to it. Recording only appends to a buffer
 // under a lock; a writer thread moves the buffer to the file and the socket every 50 ms, so
 // actors never wait on the disk or the network. A collector that is down or slow costs lines
-// of the live stream (counted), never the files.
+// of the live stream (counted), never the files. With TLS credentials the stream is TLS.
 
 #include "actors/trace.hpp"
+#include "net/tls_settings.hpp"
 
 #include <condition_variable>
 #include <cstdint>
@@ -22,9 +23,10 @@ namespace eoe::net {
 
 class file_trace_sink : public actors::trace_sink {
 public:
-  /// dir "" writes no files; collector "" streams nowhere. Throws std::runtime_error when dir
-  /// cannot be created.
-  file_trace_sink(std::filesystem::path dir, std::string collector);
+  /// dir "" writes no files; collector "" streams nowhere; `tls` off: a plaintext stream.
+  /// Throws std::runtime_error when dir cannot be created (or the TLS files do not load).
+  file_trace_sink(std::filesystem::path dir, std::string collector,
+                  const tls_settings& tls = {});
   ~file_trace_sink() override;
 
   void record(actors::trace_event e) override;

@@ -10,6 +10,7 @@
 #include "net/process_cluster.hpp"
 #include "tools/eoe/activation_report.hpp"
 #include "tools/eoe/commands.hpp"
+#include "tools/eoe/tls_options.hpp"
 #include "tools/eoe/token_input.hpp"
 
 #include <caf/send.hpp>
@@ -79,8 +80,8 @@ void run_up(const std::string& file, int timeout_s) {
     fs::remove(dir / "pids");
     throw command_error{err + "; logs in " + dir.string()};
   }
-  actors::mesh_config cfg;
-  caf::actor_system sys{cfg};
+  net::client_system client{c.tls};
+  auto& sys = client.sys;
   std::string model = "?", checkpoint;
   if (auto coord = net::connect(sys, head_address(c)))
     if (auto s = net::status(sys, *coord)) {
@@ -105,10 +106,19 @@ void run_down(const std::string& file) {
             << ")\n";
 }
 
-void run_status(const std::string& file, const std::string& address) {
-  actors::mesh_config cfg;
-  caf::actor_system sys{cfg};
-  const auto where = address.empty() ? head_address(load_cluster(file)) : address;
+void run_status(const std::string& file, const std::string& address, const tls_options& tls) {
+  // The flags' credentials, else those of the cluster file (when one is named).
+  auto credentials = tls.resolve();
+  std::string where = address;
+  if (where.empty() || (!credentials.enabled() && !file.empty())) {
+    const auto c = load_cluster(file);
+    if (where.empty())
+      where = head_address(c);
+    if (!credentials.enabled())
+      credentials = c.tls;
+  }
+  net::client_system client{credentials};
+  auto& sys = client.sys;
   auto coord = net::connect(sys, where);
   if (!coord)
     throw command_error{"no coordinator at " + where + ": " + actors::describe(coord.error())};
@@ -139,6 +149,7 @@ void run_status(const std::string& file, const std::string& address) {
 
 struct infer_options {
   std::string connect;
+  tls_options tls;
   std::string input = "auto";
   size_t tokens = 8;
   bool reference = false;
@@ -149,8 +160,8 @@ struct infer_options {
 };
 
 void run_infer(const infer_options& opt) {
-  actors::mesh_config cfg;
-  caf::actor_system sys{cfg};
+  net::client_system client{opt.tls.resolve()};
+  auto& sys = client.sys;
   auto coord = net::connect(sys, opt.connect);
   if (!coord)
     throw command_error{"no coordinator at " + opt.connect + ": " + actors::describe(coord.error())};
@@ -211,6 +222,7 @@ void add_cluster_commands(CLI::App& app) {
     auto workers = std::make_shared<std::uint32_t>(0);
     auto trace = std::make_shared<net::trace_settings>();
     auto secret = std::make_shared<std::string>();
+    auto tls = std::make_shared<tls_options>();
     auto* cluster_opt = cmd->add_option("--cluster", *file,
                                         "cluster file (default: the embedded 3-node cluster)")
                           ->check(CLI::ExistingFile);
@@ -225,9 +237,13 @@ void add_cluster_commands(CLI::App& app) {
                     "with --join: HOST:PORT of the cluster's trace collector (as [trace] collector)");
     cmd->add_option("--secret", *secret,
                     "with --join: the cluster's secret (default: the environment's EOE_CLUSTER_SECRET)");
+    tls->add(cmd, false);
     join_opt->excludes(cluster_opt);
-    cmd->callback([file, name, join, listen, workers, trace, secret] {
+    cmd->callback([file, name, join, listen, workers, trace, secret, tls] {
       int rc = 0;
+      if (join->empty() && (!tls->ca.empty() || !tls->cert.empty() || !tls->key.empty()))
+        throw command_error{"--tls-ca, --tls-cert and --tls-key are for --join: the nodes of a "
+                            "cluster file take its [tls]"};
       if (!join->empty()) {
         std::string host;
         std::uint16_t port = 0;
@@ -243,7 +259,8 @@ void add_cluster_commands(CLI::App& app) {
         std::string s = *secret;
         if (const char* env = std::getenv("EOE_CLUSTER_SECRET"); s.empty() && env)
           s = env;
-        rc = net::run_joining_node(*join, *name, host, port, *workers, *trace, s, std::cout);
+        rc = net::run_joining_node(*join, *name, host, port, *workers, *trace, s, tls->resolve(),
+                                   std::cout);
       } else {
         rc = net::run_node(load_cluster(*file), *name, std::cout);
       }
@@ -275,7 +292,9 @@ void add_cluster_commands(CLI::App& app) {
     cmd->add_option("cluster", *file, "cluster file (default: the embedded 3-node cluster)")
       ->check(CLI::ExistingFile);
     cmd->add_option("--connect", *address, "HOST:PORT of the coordinator instead");
-    cmd->callback([file, address] { run_status(*file, *address); });
+    auto tls = std::make_shared<tls_options>();
+    tls->add(cmd, false);
+    cmd->callback([file, address, tls] { run_status(*file, *address, *tls); });
   }
   {
     auto* cmd = app.add_subcommand("infer", "Send a request to a cluster");
@@ -294,6 +313,7 @@ void add_cluster_commands(CLI::App& app) {
       ->check(CLI::Range(1, 3'600'000));
     cmd->add_flag("--trace", opt->trace,
                   "trace this request (events go to the nodes' [trace] dir and collector)");
+    opt->tls.add(cmd);
     cmd->callback([opt] { run_infer(*opt); });
   }
 }

@@ -4,9 +4,10 @@
 #include "actors/mesh_errc.hpp"
 #include "net/client.hpp"
 #include "net/load_generator.hpp"
+#include "net/cluster_link.hpp"
 #include "tools/eoe/commands.hpp"
+#include "tools/eoe/tls_options.hpp"
 
-#include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 
 #include <cstdlib>
@@ -18,11 +19,11 @@ namespace eoe::cli {
 namespace {
 
 struct connection {
-  actors::mesh_config cfg;
-  caf::actor_system sys{cfg};
+  net::client_system client;
+  caf::actor_system& sys = client.sys;
   actors::coordinator_actor coordinator;
 
-  explicit connection(const std::string& address) {
+  connection(const std::string& address, const tls_options& tls) : client(tls.resolve()) {
     auto c = net::connect(sys, address);
     if (!c)
       throw command_error{"no coordinator at " + address + ": " + actors::describe(c.error())};
@@ -58,6 +59,8 @@ void add_ctl(CLI::App& app) {
   ctl->require_subcommand(1);
   auto address = std::make_shared<std::string>();
   ctl->add_option("--connect", *address, "HOST:PORT of the coordinator")->required();
+  auto tls = std::make_shared<tls_options>();
+  tls->add(ctl);
   {
     auto* cmd = ctl->add_subcommand("add-expert", "Add an expert to an eoe layer (a new epoch)");
     struct options {
@@ -70,8 +73,8 @@ void add_ctl(CLI::App& app) {
     cmd->add_option("--init", opt->init,
                     "zero (changes nothing until trained), clone:L.E (split an expert of a "
                     "threshold layer), checkpoint:FILE[:L.E] (weights from a checkpoint)");
-    cmd->callback([address, opt] {
-      connection c{*address};
+    cmd->callback([address, tls, opt] {
+      connection c{*address, *tls};
       c.change("added an expert to layer " + std::to_string(opt->layer) + " on " + opt->node,
                actors::add_expert_atom::value, opt->layer, opt->node, opt->init);
     });
@@ -81,11 +84,11 @@ void add_ctl(CLI::App& app) {
       "remove-expert", "Remove an expert (it finishes its requests, then exits)");
     auto name = std::make_shared<std::string>();
     cmd->add_option("expert", *name, "LAYER.EXPERT, for example 1.3")->required();
-    cmd->callback([address, name] {
+    cmd->callback([address, tls, name] {
       std::uint32_t layer = 0, id = 0;
       if (!parse_expert(*name, layer, id))
         throw command_error{"'" + *name + "' is not LAYER.EXPERT (for example 1.3)"};
-      connection c{*address};
+      connection c{*address, *tls};
       c.change("removed expert " + *name, actors::remove_expert_atom::value, layer, id);
     });
   }
@@ -93,8 +96,8 @@ void add_ctl(CLI::App& app) {
     auto* cmd = ctl->add_subcommand("drain-node", "Move every expert off a node (a new epoch)");
     auto node = std::make_shared<std::string>();
     cmd->add_option("node", *node, "node name")->required();
-    cmd->callback([address, node] {
-      connection c{*address};
+    cmd->callback([address, tls, node] {
+      connection c{*address, *tls};
       c.change("drained node " + *node, actors::drain_atom::value, *node);
     });
   }
@@ -108,15 +111,22 @@ void add_ctl(CLI::App& app) {
     auto secret = std::make_shared<std::string>();
     cmd->add_option("--secret", *secret,
                     "the cluster's secret (default: the environment's EOE_CLUSTER_SECRET)");
-    cmd->callback([address, name, node_address, secret] {
+    cmd->callback([address, tls, name, node_address, secret] {
       if (const char* env = std::getenv("EOE_CLUSTER_SECRET"); secret->empty() && env)
         *secret = env;
-      connection c{*address};
+      connection c{*address, *tls};
+      // Without TLS, CAF makes the head dial the node by itself (automatic connections); over
+      // TLS it does not (cluster_link), and the node would be reached only through this
+      // short-lived process.
+      if (net::uses_tls(c.sys))
+        throw command_error{"add-node over TLS: start the node with `eoe node --join "
+                            + *address + " --tls-ca ... --tls-cert ... --tls-key ...` instead "
+                            "(it dials the head itself)"};
       std::string host;
       std::uint16_t port = 0;
       if (!net::split_address(*node_address, host, port))
         throw command_error{"'" + *node_address + "' is not HOST:PORT"};
-      auto agent = c.sys.middleman().remote_actor<actors::node_agent_actor>(host, port);
+      auto agent = net::remote_actor<actors::node_agent_actor>(c.sys, host, port);
       if (!agent)
         throw command_error{"no node at " + *node_address + ": " + actors::describe(agent.error())};
       caf::scoped_actor self{c.sys};
@@ -136,6 +146,8 @@ void add_bench(CLI::App& app) {
   auto address = std::make_shared<std::string>();
   auto opt = std::make_shared<net::load_options>();
   cmd->add_option("--connect", *address, "HOST:PORT of the coordinator")->required();
+  auto tls = std::make_shared<tls_options>();
+  tls->add(cmd);
   cmd->add_option("--requests", opt->requests, "requests to send")->check(CLI::Range(1, 100000000));
   cmd->add_option("--concurrency", opt->concurrency, "requests in flight")
     ->check(CLI::Range(1, 100000));
@@ -143,8 +155,8 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--deadline-ms", opt->deadline_ms, "per-request deadline")
     ->check(CLI::Range(1, 3'600'000));
   cmd->add_option("--seed", opt->seed, "request i's tokens come from this seed and i");
-  cmd->callback([address, opt] {
-    connection c{*address};
+  cmd->callback([address, tls, opt] {
+    connection c{*address, *tls};
     const auto r = net::run_load(c.sys, c.coordinator, *opt);
     char line[256];
     std::snprintf(line, sizeof line,

@@ -1,5 +1,8 @@
 #include "follow.hpp"
 
+#include "net/tcp_link.hpp"
+#include "net/tls_context.hpp"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -57,25 +60,46 @@ std::string one_line(const actors::trace_event& e) {
   return out;
 }
 
-std::uint64_t follow(const std::string& address, std::ostream& out, std::uint64_t limit) {
+std::uint64_t follow(const std::string& address, std::ostream& out, std::uint64_t limit,
+                     const net::tls_settings& tls) {
   const auto colon = address.rfind(':');
   if (colon == std::string::npos || colon == 0)
     throw std::runtime_error("follow: expected HOST:PORT, got \"" + address + "\"");
+  std::shared_ptr<asio::ssl::context> ctx;
+  if (tls.enabled())
+    ctx = net::make_ssl_context(tls);
   asio::io_context io;
-  tcp::socket socket{io};
+  net::tcp_link link{io, ctx.get()};
   boost::system::error_code ec;
   tcp::resolver resolver{io};
   auto endpoints = resolver.resolve(address.substr(0, colon), address.substr(colon + 1), ec);
-  if (!ec)
-    asio::connect(socket, endpoints, ec);
   if (ec)
     throw std::runtime_error("follow: no trace collector at " + address + ": " + ec.message());
-  asio::write(socket, asio::buffer(std::string_view{"follow\n"}), ec);
+  // Connecting and the TLS handshake get 5 seconds; then the link blocks.
+  ec = asio::error::timed_out;
+  const char* step = "connect";
+  asio::async_connect(link.socket(), endpoints, [&](boost::system::error_code e, const tcp::endpoint&) {
+    if (e) {
+      ec = e;
+      return;
+    }
+    step = "TLS handshake";
+    link.async_handshake(asio::ssl::stream_base::client, [&](boost::system::error_code e) { ec = e; });
+  });
+  io.run_for(std::chrono::seconds(5));
+  if (ec) {
+    link.close();
+    io.restart();
+    io.run();
+    throw std::runtime_error("follow: no trace collector at " + address + " (" + step
+                             + "): " + ec.message());
+  }
+  link.with([&](auto& s) { asio::write(s, asio::buffer(std::string_view{"follow\n"}), ec); });
   asio::streambuf buf;
   std::uint64_t shown = 0;
   std::string line;
   while (limit == 0 || shown < limit) {
-    asio::read_until(socket, buf, '\n', ec);
+    link.with([&](auto& s) { asio::read_until(s, buf, '\n', ec); });
     if (ec)
       break; // the collector closed
     std::istream in{&buf};

@@ -3,8 +3,10 @@
 //   eoe-trace perfetto [--trace ID] -o trace.json PATH...
 //   eoe-trace html     [--trace ID] -o flows.html PATH...
 //   eoe-trace follow HOST:PORT [--count N]     live events from the cluster's collector
+//   eoe-trace follow --cluster FILE [--count N]  (its [trace] collector, over its [tls])
 // PATH: trace files or folders of them (<node>.trace.jsonl, as the nodes' [trace] dir holds).
 
+#include "net/cluster_config.hpp"
 #include "flows_page.hpp"
 #include "follow.hpp"
 #include "perfetto_json.hpp"
@@ -66,7 +68,13 @@ int main(int argc, char** argv) {
   std::string address;
   std::uint64_t count = 0;
   auto* follow_cmd = app.add_subcommand("follow", "live events of a running cluster, one line each");
-  follow_cmd->add_option("address", address, "HOST:PORT of the cluster's trace collector")->required();
+  std::string cluster;
+  follow_cmd->add_option("address", address,
+                         "HOST:PORT of the cluster's trace collector (default: the cluster "
+                         "file's [trace] collector)");
+  follow_cmd->add_option("--cluster", cluster,
+                         "a cluster file: its [trace] collector, over TLS when it has [tls]")
+    ->check(CLI::ExistingFile);
   follow_cmd->add_option("--count", count, "stop after this many events (0: never)");
   CLI11_PARSE(app, argc, argv);
   try {
@@ -82,7 +90,20 @@ int main(int argc, char** argv) {
       write_to(o.out, [&](std::ostream& f) { write_flows_page(f, log, o.trace); });
       std::cout << "wrote " << o.out << "\n";
     } else if (follow_cmd->parsed()) {
-      follow(address, std::cout, count);
+      eoe::net::tls_settings tls;
+      if (!cluster.empty()) {
+        auto c = eoe::net::load_cluster_config(cluster);
+        if (!c)
+          throw std::runtime_error(c.error().message);
+        tls = c->tls;
+        if (address.empty())
+          address = c->trace.collector;
+        if (address.empty())
+          throw std::runtime_error(cluster + " has no [trace] collector; give HOST:PORT");
+      }
+      if (address.empty())
+        throw std::runtime_error("follow: give HOST:PORT or --cluster FILE");
+      follow(address, std::cout, count, tls);
     }
   } catch (const std::exception& e) {
     std::cerr << "eoe-trace: " << e.what() << "\n";
