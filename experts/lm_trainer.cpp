@@ -64,8 +64,7 @@ double unigram_loss(std::string_view train, std::string_view text, int vocab) {
   return text.empty() ? 0 : loss / static_cast<double>(text.size());
 }
 
-expected<eval_result> evaluate_lm(kernels::backend& be, const model& m, std::string_view text,
-                                  int limit, int batch) {
+expected<eval_result> evaluate_lm(const model& m, std::string_view text, int limit, int batch) {
   const auto& c = m.config;
   if (!c.is_lm())
     return fail(errc::data_invalid, "evaluate_lm: '" + c.name + "' is not a language model");
@@ -78,38 +77,64 @@ expected<eval_result> evaluate_lm(kernels::backend& be, const model& m, std::str
                                       + " bytes of text hold no window of context + 1 = "
                                       + std::to_string(t + 1) + " bytes");
   const auto bytes = bytes_of(text);
+  for (size_t i = 0; i <= windows * t; ++i)
+    if (bytes[i] >= c.vocab)
+      return fail(errc::data_invalid, "evaluate_lm: byte " + std::to_string(bytes[i]) + " at "
+                                        + std::to_string(i) + " is not below vocab = "
+                                        + std::to_string(c.vocab));
+  // Batches run on their own threads (Eigen single-threaded: its threads only spin on GEMMs
+  // this small), then add up in batch order, so the result does not depend on the threads.
+  struct part {
+    double loss = 0;
+    size_t correct = 0;
+    std::vector<layer_record> layers;
+    std::string error;
+  };
+  const size_t batches = (windows + static_cast<size_t>(batch) - 1) / static_cast<size_t>(batch);
+  std::vector<part> parts(batches);
+  {
+    const eigen_single_threaded single;
+    parallel_for(batches, [&](size_t b) {
+      auto& p = parts[b];
+      const size_t w0 = b * static_cast<size_t>(batch);
+      const size_t rows = std::min(static_cast<size_t>(batch), windows - w0);
+      const auto input = bytes.subspan(w0 * t, rows * t);
+      auto be = kernels::make_cpu_backend(); // one per thread
+      auto out = lm_forward(*be, m, input, static_cast<Eigen::Index>(t));
+      if (!out) {
+        p.error = out.error().message;
+        return;
+      }
+      for (size_t i = 0; i < input.size(); ++i) {
+        const auto target = bytes[w0 * t + i + 1]; // windows are consecutive: the next byte
+        const auto row = out->logits.row(static_cast<Eigen::Index>(i));
+        const double mx = row.maxCoeff();
+        double sum = 0;
+        for (Eigen::Index k = 0; k < row.size(); ++k)
+          sum += std::exp(double(row(k)) - mx);
+        p.loss += mx + std::log(sum) - row(target);
+        Eigen::Index best = 0;
+        row.maxCoeff(&best);
+        p.correct += best == target;
+      }
+      p.layers = std::move(out->layers);
+    });
+  }
   stats_accumulator stats{c, 1};
   eval_result r;
   r.language_model = true;
   double loss = 0;
   size_t correct = 0;
-  std::vector<std::uint8_t> input, zeros;
-  for (size_t w0 = 0; w0 < windows; w0 += static_cast<size_t>(batch)) {
-    const size_t rows = std::min(static_cast<size_t>(batch), windows - w0);
-    input.assign(bytes.begin() + static_cast<std::ptrdiff_t>(w0 * t),
-                 bytes.begin() + static_cast<std::ptrdiff_t>((w0 + rows) * t));
-    auto out = lm_forward(be, m, input, static_cast<Eigen::Index>(t));
-    if (!out)
-      return eoe::unexpected(out.error());
-    for (size_t i = 0; i < input.size(); ++i) {
-      const auto target = bytes[w0 * t + i + 1]; // windows are consecutive: the next byte
-      if (target >= c.vocab)
-        return fail(errc::data_invalid, "evaluate_lm: byte " + std::to_string(target)
-                                          + " is not below vocab = " + std::to_string(c.vocab));
-      const auto row = out->logits.row(static_cast<Eigen::Index>(i));
-      const double mx = row.maxCoeff();
-      double sum = 0;
-      for (Eigen::Index k = 0; k < row.size(); ++k)
-        sum += std::exp(double(row(k)) - mx);
-      loss += mx + std::log(sum) - row(target);
-      Eigen::Index best = 0;
-      row.maxCoeff(&best);
-      correct += best == target;
-    }
+  std::vector<std::uint8_t> zeros;
+  for (auto& p : parts) {
+    if (!p.error.empty())
+      return fail(errc::data_invalid, "evaluate_lm: " + p.error);
+    loss += p.loss;
+    correct += p.correct;
     std::vector<const activation_set*> sets;
-    for (auto& l : out->layers)
+    for (auto& l : p.layers)
       sets.push_back(&l.active);
-    zeros.assign(input.size(), 0);
+    zeros.assign(sets.empty() ? 0 : sets[0]->tokens(), 0);
     stats.add<float>(sets, zeros);
   }
   r.examples = windows * t;
@@ -145,7 +170,6 @@ expected<void> train_lm(model& m, const train_config& t, const text_corpus& data
 
   adamw opt{c, t};
   loss_options lo{t.balance_coef, t.z_coef, t.label_smoothing, t.dropout, 0};
-  auto be = kernels::make_cpu_backend();
   rng pick{t.seed};
   model grad = zero_model(c);
   std::vector<shard_work> shards;
@@ -208,9 +232,7 @@ expected<void> train_lm(model& m, const train_config& t, const text_corpus& data
     rep.train_accuracy = correct / (static_cast<double>(n) * static_cast<double>(len));
     rep.lr = lr;
     rep.train_layers = stats.finish();
-    single.suspend();
-    auto ev = evaluate_lm(*be, m, data.validation, t.test_limit);
-    single.resume();
+    auto ev = evaluate_lm(m, data.validation, t.test_limit);
     if (!ev)
       return eoe::unexpected(ev.error());
     rep.test = std::move(*ev);

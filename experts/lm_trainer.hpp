@@ -19,9 +19,9 @@ namespace eoe::experts {
 
 /// Next-token loss, perplexity (exp of the loss), accuracy and the MoE diagnostics of a
 /// language model on `text`: its consecutive windows of context + 1 bytes (the first `limit`
-/// of them; 0: all), `batch` windows per forward.
-expected<eval_result> evaluate_lm(kernels::backend& be, const model& m, std::string_view text,
-                                  int limit = 0, int batch = 16);
+/// of them; 0: all), `batch` windows per reference forward (CPU, batches in parallel).
+expected<eval_result> evaluate_lm(const model& m, std::string_view text, int limit = 0,
+                                  int batch = 16);
 
 /// Trains a language model in place on data.train, evaluating on data.validation
 /// (test_limit windows; 0: all) after every epoch.

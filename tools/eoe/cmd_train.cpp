@@ -171,7 +171,7 @@ void add_eval(CLI::App& app) {
       throw command_error{m.error().message};
     auto be = kernels::make_cpu_backend();
     auto r = m->config.is_lm()
-               ? experts::evaluate_lm(*be, *m, load_corpus(opt->data).validation, opt->limit)
+               ? experts::evaluate_lm(*m, load_corpus(opt->data).validation, opt->limit)
                : experts::evaluate(*be, *m, load_split("test", opt->limit));
     if (!r)
       throw command_error{r.error().message};
