@@ -357,6 +357,32 @@ TEST_CASE("language-model input and the classifier paths are checked", "[lm]") {
   CHECK_THROWS_AS(lm_decoder(init_model(default_model_config())), std::invalid_argument);
 }
 
+TEST_CASE("evaluation reads consecutive windows: the training loss of the same windows",
+          "[lm]") {
+  const auto c = config_of(every_kind);
+  const auto m = random_model<float>(c, 13);
+  const auto bytes = random_tokens(3 * 6 + 1 + 4, 16, 14); // 3 windows and 4 bytes left over
+  const std::string text(bytes.begin(), bytes.end());
+  auto ev = evaluate_lm(m, text, 0, 2); // batches of 2 windows: the last one alone
+  REQUIRE(ev.has_value());
+  CHECK(ev->examples == 18u);
+  CHECK(ev->language_model);
+  std::vector<std::uint8_t> windows; // window i: bytes [6 i, 6 i + 7)
+  for (size_t i = 0; i < 3; ++i)
+    windows.insert(windows.end(), bytes.begin() + 6 * i, bytes.begin() + 6 * i + 7);
+  auto train = lm_loss_and_gradient<float>(m, windows, 6, {}, nullptr);
+  CHECK(ev->loss == Approx(train.cross_entropy).epsilon(1e-5));
+  CHECK(ev->accuracy == Approx(static_cast<double>(train.correct) / 18.0));
+  REQUIRE(ev->layers.size() == 7);
+  CHECK(ev->layers[0].mean_active == Approx(2.0)); // eoe top-2
+  CHECK(evaluate_lm(m, text, 2)->examples == 12u);
+  CHECK(evaluate_lm(m, text.substr(0, 6)).error().message
+        == "evaluate_lm: 6 bytes of text hold no window of context + 1 = 7 bytes");
+  // The unigram baseline, by hand: add-one counts of tokens 0..3 are 3, 2, 1, 1 of 7.
+  CHECK(unigram_loss(std::string("\0\0\1", 3), std::string("\0\1", 2), 4)
+        == Approx(-(std::log(3.0 / 7) + std::log(2.0 / 7)) / 2));
+}
+
 TEST_CASE("a tiny language model trains in seconds and beats the unigram baseline", "[lm][train]") {
   auto f = load_config_file(source_dir() + "/configs/lm/tiny.toml");
   REQUIRE(f.has_value());
