@@ -5,6 +5,7 @@
 #include "experts/weighted_output.hpp"
 
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 
 namespace eoe::experts {
@@ -54,12 +55,18 @@ std::string generate(const model& m, std::string_view prompt, const sampling& s,
                      kv_layout layout) {
   if (prompt.empty())
     throw std::invalid_argument("generate: the prompt needs at least one token");
-  lm_decoder dec{m, layout};
+  const auto context = static_cast<size_t>(m.config.context);
+  std::string text{prompt}; // the prompt and what follows it
+  std::optional<lm_decoder> dec;
   matrix logits;
-  for (unsigned char ch : prompt)
-    logits = dec.step(ch);
+  // A fresh decoder over the last `keep` bytes: positions past the context were never trained.
+  auto restart = [&](size_t keep) {
+    dec.emplace(m, layout);
+    for (size_t i = text.size() - std::min(keep, text.size()); i < text.size(); ++i)
+      logits = dec->step(static_cast<std::uint8_t>(text[i]));
+  };
+  restart(context);
   rng r{s.seed};
-  std::string out;
   for (int i = 0; i < s.tokens; ++i) {
     Eigen::Index next = 0;
     if (s.temperature <= 0) {
@@ -79,11 +86,15 @@ std::string generate(const model& m, std::string_view prompt, const sampling& s,
           break;
         }
     }
-    out.push_back(static_cast<char>(next));
-    if (i + 1 < s.tokens)
-      logits = dec.step(static_cast<std::uint8_t>(next));
+    text.push_back(static_cast<char>(next));
+    if (i + 1 == s.tokens)
+      break;
+    if (static_cast<size_t>(dec->position()) == context)
+      restart(context / 2);
+    else
+      logits = dec->step(static_cast<std::uint8_t>(next));
   }
-  return out;
+  return text.substr(prompt.size());
 }
 
 } // namespace eoe::experts

@@ -61,8 +61,11 @@ struct sampling {
   std::uint64_t seed = 1;    ///< the same seed repeats the same text
 };
 
-/// Feeds the prompt (at least one token) and samples `s.tokens` more; returns the generated
-/// tokens (without the prompt).
+/// Feeds the prompt (at least one token; its last `context` bytes) and samples `s.tokens`
+/// more; returns the generated tokens (without the prompt). The sequence stays within the
+/// context the model was trained on: when the decoder holds `context` positions, a fresh one
+/// starts over on the last context / 2 bytes (recomputing their K/V), as character-level
+/// samplers crop to their block size.
 std::string generate(const model& m, std::string_view prompt, const sampling& s,
                      kv_layout layout = {});
 

@@ -339,6 +339,24 @@ k = 1
     check->logits.row(static_cast<Eigen::Index>(i + 2)).maxCoeff(&best);
     CHECK(static_cast<unsigned char>(greedy[i]) == best);
   }
+  // Past the context (20) generation starts over on the last 10 bytes: greedy then follows
+  // the full forward of exactly those windows.
+  s.tokens = 45;
+  const auto longer = generate(m, "The", s);
+  REQUIRE(longer.size() == 45);
+  std::string so_far = "The", window = "The";
+  size_t mismatches = 0;
+  for (size_t i = 0; i < longer.size(); ++i) {
+    const std::vector<std::uint8_t> w(window.begin(), window.end());
+    auto out = lm_forward(*be, m, w);
+    REQUIRE(out.has_value());
+    Eigen::Index best = 0;
+    out->logits.row(out->logits.rows() - 1).maxCoeff(&best);
+    mismatches += static_cast<unsigned char>(longer[i]) != best;
+    so_far.push_back(longer[i]);
+    window = window.size() == 20 ? so_far.substr(so_far.size() - 10) : window + longer[i];
+  }
+  CHECK(mismatches == 0);
 }
 
 TEST_CASE("language-model input and the classifier paths are checked", "[lm]") {
