@@ -333,6 +333,8 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
         carried.push_back(1.0f);
       }
       break;
+    case layer_kind::attention: // language models do not reach the mesh (load_model refuses them)
+      throw std::logic_error("expert actor: an attention layer has no experts");
   }
   finish(self, v, request, u, w, position, rows, carried);
 }

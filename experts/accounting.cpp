@@ -12,14 +12,32 @@ model_account account(const model_config& c) {
     a.embedding = static_cast<std::uint64_t>(c.input_dim) * d + d;
   if (c.classes > 0)
     a.head = d * c.classes + c.classes;
+  if (c.is_lm()) {
+    a.embedding = static_cast<std::uint64_t>(c.vocab) * d;
+    a.head = d * c.vocab + c.vocab + d; // with the final RMSNorm gain
+  }
   a.total = a.embedding + a.head;
-  a.active = a.total;
-  a.flops = 2 * a.total;
+  a.active = c.is_lm() ? d + a.head : a.total; // a token reads one embedding row
+  a.flops = c.is_lm() ? 2 * d * c.vocab : 2 * a.total;
   for (size_t l = 0; l < c.layers.size(); ++l) {
     const auto& lc = c.layers[l];
     layer_account la;
     la.kind = lc.kind;
     la.experts = lc.experts;
+    la.steps = lc.steps;
+    if (lc.kind == layer_kind::attention) {
+      // Q, K, V, O projections and the RMSNorm gain; a token's scores and weighted sum read
+      // (context + 1) / 2 keys and values on average over a full window.
+      la.shared = 4 * d * d + d;
+      la.total = la.active = la.shared;
+      la.flops = (2 * 4 * d * d + 2 * 2 * d * (static_cast<std::uint64_t>(c.context) + 1) / 2)
+                 * static_cast<std::uint64_t>(lc.steps);
+      a.flops += la.flops;
+      a.total += la.total;
+      a.active += la.active;
+      a.layers.push_back(la);
+      continue;
+    }
     const std::uint64_t h = lc.hidden, e = lc.experts;
     const std::uint64_t first_in = lc.kind == layer_kind::eoe ? lc.rank : d; // rows of w1
     const std::uint64_t scoring = lc.kind == layer_kind::eoe ? d * lc.rank : 0;
@@ -31,12 +49,13 @@ model_account account(const model_config& c) {
       la.shared += static_cast<std::uint64_t>(c.experts_before(l)) * e;
     if (lc.kind == layer_kind::eoe)
       la.shared += 2 * e; // tau (threshold) or the selection bias (topk), and the gate bias
+    if (c.is_lm())
+      la.shared += d; // the RMSNorm gain of the layer's input
     la.total = e * la.per_expert + la.shared;
     const bool threshold = lc.kind == layer_kind::eoe && lc.mode == activation_mode::threshold;
     const std::uint64_t k = lc.kind == layer_kind::dense ? 1 : threshold ? e : lc.k;
     la.active = e * scoring + k * rest + la.shared; // per step; weights are shared across steps
     la.active_is_bound = threshold;
-    la.steps = lc.steps;
     la.flops = 2 * la.active * static_cast<std::uint64_t>(lc.steps);
     a.flops += la.flops;
     a.total += la.total;
@@ -79,6 +98,8 @@ void row(std::ostringstream& os, const std::string& what, std::uint64_t params,
 std::string format_account(const model_config& c, const model_account& a) {
   std::ostringstream os;
   os << "model '" << c.name << "': ";
+  if (c.is_lm())
+    os << "language model, vocab " << c.vocab << ", context " << c.context << ", ";
   if (c.input_dim > 0)
     os << c.input_dim << " -> ";
   os << "D=" << c.dim << ", " << c.layers.size() << " layer" << (c.layers.size() == 1 ? "" : "s");
@@ -95,6 +116,12 @@ std::string format_account(const model_config& c, const model_account& a) {
     const auto& la = a.layers[l];
     const auto& lc = c.layers[l];
     std::string name = "layer " + std::to_string(l) + " " + std::string{to_string(la.kind)};
+    if (lc.kind == layer_kind::attention) {
+      os << name << ": " << lc.heads << " heads of " << c.dim / lc.heads << ", RoPE base "
+         << lc.rope_base << ", causal\n";
+      row(os, "  layer total", la.total);
+      continue;
+    }
     if (lc.kind == layer_kind::eoe)
       name += " " + std::string{to_string(lc.mode)};
     os << name << ": " << la.experts << " x FFN " << c.dim << " -> " << lc.hidden << " -> "
@@ -113,12 +140,13 @@ std::string format_account(const model_config& c, const model_account& a) {
       os << "  recurrent: the weights above run " << la.steps << " steps per token\n";
   }
   if (a.head)
-    row(os, "head", a.head);
+    row(os, c.is_lm() ? "head (with final norm)" : "head", a.head);
   os << "\n";
   row(os, "total", a.total);
   row(os, "active per token", a.active, a.active_is_bound ? "<=" : "");
   os << "active FLOPs per token " << (a.active_is_bound ? "<= " : "") << thousands(a.flops)
-     << " (2 per multiply-add, recurrent steps counted)\n";
+     << " (2 per multiply-add, recurrent steps counted"
+     << (c.is_lm() ? "; attention at the mean position of a full context" : "") << ")\n";
   os << "\nint8 counts one byte per weight (quantisation scales not included);"
      << " MiB = 2^20 bytes.\n";
   return os.str();

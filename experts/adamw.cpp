@@ -9,7 +9,8 @@ namespace eoe::experts {
 
 bool decays(const std::string& name) noexcept {
   return name.ends_with(".w") || name.ends_with(".w1") || name.ends_with(".w2")
-         || name.ends_with(".a") || name.ends_with(".router");
+         || name.ends_with(".a") || name.ends_with(".router") || name.ends_with(".wq")
+         || name.ends_with(".wk") || name.ends_with(".wv") || name.ends_with(".wo");
 }
 
 bool learned(const std::string& name) noexcept {

@@ -9,8 +9,9 @@
 
 namespace eoe::experts {
 
-/// Whether a parameter gets weight decay: weight matrices do; biases, affinities (which start
-/// at 1) and thresholds (calibrated, not learned) do not.
+/// Whether a parameter gets weight decay: weight matrices (attention projections and token
+/// embeddings too) do; biases, RMSNorm gains and affinities (which start at 1) and thresholds
+/// (calibrated, not learned) do not.
 bool decays(const std::string& name) noexcept;
 
 /// Whether the optimiser updates a parameter at all: everything but thresholds and selection

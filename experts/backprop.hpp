@@ -1,13 +1,13 @@
 #pragma once
-// Training math: the model's forward with a tape, the loss, and the backward pass through every
-// part: embedding, FFN experts, the self-activation path (gradients reach A through the score
-// norm and the softmax gates), the router with its balance loss and z-loss, affinity weights,
-// recurrent layers (tied weights, gradients summed over the steps) and the head.
+// Training math of a classifier: the model's forward with a tape, the loss, and the backward
+// pass through every part: embedding, the expert layers (experts/expert_layer.hpp: FFN
+// experts, the self-activation path, the router with its balance loss and z-loss), affinity
+// weights, recurrent layers (tied weights, gradients summed over the steps) and the head.
 //
 // Scalar-generic: float for training, double for the finite-difference gradient checks. The
 // forward here matches experts/forward.hpp (tested), but keeps what the backward needs.
 
-#include "experts/activation_set.hpp"
+#include "experts/expert_layer.hpp"
 #include "experts/model.hpp"
 
 #include <cstdint>
@@ -15,26 +15,6 @@
 #include <vector>
 
 namespace eoe::experts {
-
-/// What the loss adds beyond cross-entropy.
-struct loss_options {
-  double balance_coef = 0.0;    ///< weight of each router layer's Switch balance loss
-  double z_coef = 0.0;          ///< weight of each router layer's z-loss
-  double label_smoothing = 0.0; ///< target = (1 - e) one-hot + e / classes
-  /// Dropout on the experts' hidden activations (inverted: kept units are scaled by
-  /// 1 / (1 - p)). The mask is a function of dropout_seed, the layer, the expert and the row,
-  /// so a step is reproducible and finite differences see the same mask.
-  double dropout = 0.0;
-  std::uint64_t dropout_seed = 0;
-};
-
-/// One unrolled layer as the training forward saw it.
-template <class S>
-struct layer_trace {
-  size_t config_layer = 0;
-  basic_matrix<S> scores;         ///< (T, E) eoe self-scores, router probabilities; else empty
-  basic_activation_set<S> active; ///< the active experts and gates per token
-};
 
 /// The loss of one batch and what the forward decided.
 template <class S>

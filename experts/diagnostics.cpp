@@ -8,7 +8,8 @@ namespace eoe::experts {
 stats_accumulator::stats_accumulator(const model_config& c, int classes)
   : config_(c), classes_(classes) {
   for (size_t l = 0; l < c.layers.size(); ++l)
-    schedule_.insert(schedule_.end(), static_cast<size_t>(c.layers[l].steps), l);
+    if (c.layers[l].kind != layer_kind::attention) // expert layers only
+      schedule_.insert(schedule_.end(), static_cast<size_t>(c.layers[l].steps), l);
   counts_.resize(schedule_.size());
   for (size_t u = 0; u < schedule_.size(); ++u)
     counts_[u].assign(static_cast<size_t>(classes),
@@ -21,7 +22,7 @@ template <class S>
 void stats_accumulator::add(std::span<const basic_activation_set<S>* const> layers,
                             std::span<const std::uint8_t> labels) {
   if (layers.size() != schedule_.size())
-    throw std::invalid_argument("stats_accumulator: one activation set per unrolled layer");
+    throw std::invalid_argument("stats_accumulator: one activation set per unrolled expert layer");
   for (size_t u = 0; u < layers.size(); ++u) {
     const auto& a = *layers[u];
     for (size_t t = 0; t < a.tokens(); ++t) {

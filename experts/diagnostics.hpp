@@ -12,7 +12,7 @@
 
 namespace eoe::experts {
 
-/// Diagnostics of one unrolled layer.
+/// Diagnostics of one unrolled expert layer (attention layers have none).
 struct layer_stats {
   size_t config_layer = 0;
   layer_kind kind = layer_kind::eoe;
@@ -34,7 +34,8 @@ class stats_accumulator {
 public:
   stats_accumulator(const model_config& c, int classes);
 
-  /// One batch: the activation sets of every unrolled layer and the labels of its tokens.
+  /// One batch: the activation sets of every unrolled expert layer and the labels of its
+  /// tokens (a language model has no classes: one class, every label 0).
   template <class S>
   void add(std::span<const basic_activation_set<S>* const> layers,
            std::span<const std::uint8_t> labels);

@@ -10,6 +10,9 @@ namespace eoe::experts {
 expected<eval_result> evaluate(kernels::backend& be, const model& m, const labelled_images& data,
                                int batch) {
   const auto& c = m.config;
+  if (c.is_lm())
+    return fail(errc::data_invalid, "evaluate: '" + c.name
+                                      + "' is a language model: it is evaluated on text (evaluate_lm)");
   if (c.classes <= 0)
     return fail(errc::data_invalid, "evaluate: model '" + c.name + "' has no head (classes = 0)");
   eval_result r;

@@ -11,6 +11,7 @@
 #include "experts/activation_set.hpp"
 #include "experts/error.hpp"
 #include "experts/model.hpp"
+#include "experts/weighted_output.hpp"
 
 #include <cstdint>
 #include <span>
@@ -40,7 +41,15 @@ struct forward_result {
   std::vector<layer_record> layers;
 };
 
-/// x (T, input_dim or dim) -> result. token_ids (T) feed hash layers; empty: the row index.
+/// One expert layer (eoe, router, hash or dense) of the reference forward. inputs: one
+/// (T, D) matrix that every expert reads, or (eoe with affinity) one per expert; token_ids (T)
+/// feed hash layers, hashed with `seed`. out: every expert's g y on its active rows (what the
+/// layer adds to the stream); rec: what the layer decided.
+void expert_layer(kernels::backend& be, const layer_params& lp, const layer_config& lc,
+                  std::span<const matrix* const> inputs, std::span<const std::uint64_t> token_ids,
+                  std::uint64_t seed, std::vector<weighted_output>& out, layer_record& rec);
+
+/// A classifier's forward: x (T, input_dim or dim) -> result. token_ids (T) feed hash layers; empty: the row index.
 expected<forward_result> forward(kernels::backend& be, const model& m, const matrix& x,
                                  std::span<const std::uint64_t> token_ids = {});
 

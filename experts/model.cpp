@@ -11,6 +11,8 @@ namespace eoe::experts {
 std::vector<tensor_shape> parameter_shapes(const model_config& c) {
   std::vector<tensor_shape> out;
   const Eigen::Index d = c.dim;
+  if (c.is_lm())
+    out.push_back({"embed.w", c.vocab, d});
   if (c.input_dim > 0) {
     out.push_back({"embed.w", c.input_dim, d});
     out.push_back({"embed.b", 1, d});
@@ -18,6 +20,13 @@ std::vector<tensor_shape> parameter_shapes(const model_config& c) {
   for (size_t l = 0; l < c.layers.size(); ++l) {
     const auto& lc = c.layers[l];
     const auto prefix = "layer." + std::to_string(l) + ".";
+    if (c.is_lm())
+      out.push_back({prefix + "norm", 1, d});
+    if (lc.kind == layer_kind::attention) {
+      for (auto w : {"wq", "wk", "wv", "wo"})
+        out.push_back({prefix + w, d, d});
+      continue;
+    }
     const Eigen::Index h = lc.hidden;
     for (int e = 0; e < lc.experts; ++e) {
       const auto ep = prefix + "expert." + std::to_string(e) + ".";
@@ -44,6 +53,11 @@ std::vector<tensor_shape> parameter_shapes(const model_config& c) {
     if (lc.kind == layer_kind::eoe)
       out.push_back({prefix + "gate_bias", 1, lc.experts});
   }
+  if (c.is_lm()) {
+    out.push_back({"head.norm", 1, d});
+    out.push_back({"head.w", d, c.vocab});
+    out.push_back({"head.b", 1, c.vocab});
+  }
   if (c.classes > 0) {
     out.push_back({"head.w", d, c.classes});
     out.push_back({"head.b", 1, c.classes});
@@ -68,8 +82,8 @@ model init_model(const model_config& c) {
     if (name.ends_with(".b") || name.ends_with(".b1") || name.ends_with(".b2")
         || name.ends_with(".select_bias") || name.ends_with(".gate_bias"))
       return; // biases start at zero
-    if (name.ends_with(".affinity")) {
-      t.setOnes(); // starts as the plain residual mix
+    if (name.ends_with(".affinity") || name.ends_with(".norm")) {
+      t.setOnes(); // the plain residual mix; RMSNorm as a pure normalisation
       return;
     }
     if (name.ends_with(".tau")) {
@@ -79,7 +93,9 @@ model init_model(const model_config& c) {
       return;
     }
     rng r{stable_hash(name_key(name), c.seed)};
-    const double stddev = 1.0 / std::sqrt(static_cast<double>(t.rows())); // rows = fan_in
+    const bool token_embedding = c.is_lm() && name == "embed.w";
+    const double stddev =
+      token_embedding ? 1.0 : 1.0 / std::sqrt(static_cast<double>(t.rows())); // rows = fan_in
     for (Eigen::Index i = 0; i < t.size(); ++i)
       t.data()[i] = static_cast<float>(r.normal() * stddev);
   });

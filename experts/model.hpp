@@ -2,6 +2,7 @@
 // A model's parameters: embedding, expert layers, head. Every tensor has a stable name
 // ("layer.1.expert.3.w2"), which checkpoints, optimisers and the actor mesh address it by.
 
+#include "experts/attention_params.hpp"
 #include "experts/ffn_expert.hpp"
 #include "experts/model_config.hpp"
 
@@ -29,6 +30,9 @@ struct basic_layer_params {
   /// 0 at init. Splitting an expert into two clones that each take its gate bias - ln 2
   /// leaves every gate sum as it was: the function-preserving clone.
   basic_matrix<S> gate_bias;
+  /// (1, D) language models: the RMSNorm gain of the layer's input (pre-norm); else empty.
+  basic_matrix<S> norm;
+  basic_attention_params<S> attention; ///< attention layers; else empty
 };
 
 /// A whole model: the config it was built from and its weights. S = float at run time; the
@@ -36,11 +40,12 @@ struct basic_layer_params {
 template <class S>
 struct basic_model {
   model_config config;
-  basic_matrix<S> embed_w; ///< (D_in, D); empty when input_dim == 0
-  basic_matrix<S> embed_b; ///< (1, D); empty when input_dim == 0
+  basic_matrix<S> embed_w; ///< (D_in, D), lm: (vocab, D) token embeddings; else empty
+  basic_matrix<S> embed_b; ///< (1, D); empty when input_dim == 0 (and in a language model)
   std::vector<basic_layer_params<S>> layers;
-  basic_matrix<S> head_w; ///< (D, classes); empty when classes == 0
-  basic_matrix<S> head_b; ///< (1, classes); empty when classes == 0
+  basic_matrix<S> final_norm; ///< (1, D) lm: RMSNorm gain before the head; else empty
+  basic_matrix<S> head_w; ///< (D, classes), lm: (D, vocab); empty without a head
+  basic_matrix<S> head_b; ///< (1, classes), lm: (1, vocab); empty without a head
 };
 
 using layer_params = basic_layer_params<float>;
@@ -58,10 +63,14 @@ struct tensor_shape {
 std::vector<tensor_shape> parameter_shapes(const model_config& c);
 
 /// Calls f(name, tensor) for every parameter tensor of m, in the order of parameter_shapes.
-/// Works on const and mutable models.
+/// Works on const and mutable models. A language model's names: embed.w, then per layer
+/// layer.<l>.norm and either layer.<l>.{wq,wk,wv,wo} (attention) or the expert layer's tensors,
+/// then head.norm, head.w, head.b.
 template <class Model, class F>
 void for_each_parameter(Model& m, F&& f) {
   const auto& c = m.config;
+  if (c.is_lm())
+    f(std::string{"embed.w"}, m.embed_w);
   if (c.input_dim > 0) {
     f(std::string{"embed.w"}, m.embed_w);
     f(std::string{"embed.b"}, m.embed_b);
@@ -70,6 +79,15 @@ void for_each_parameter(Model& m, F&& f) {
     auto& lp = m.layers[l];
     const auto& lc = c.layers[l];
     const auto prefix = "layer." + std::to_string(l) + ".";
+    if (c.is_lm())
+      f(prefix + "norm", lp.norm);
+    if (lc.kind == layer_kind::attention) {
+      f(prefix + "wq", lp.attention.wq);
+      f(prefix + "wk", lp.attention.wk);
+      f(prefix + "wv", lp.attention.wv);
+      f(prefix + "wo", lp.attention.wo);
+      continue;
+    }
     for (size_t e = 0; e < lp.experts.size(); ++e) {
       auto& x = lp.experts[e];
       const auto ep = prefix + "expert." + std::to_string(e) + ".";
@@ -93,7 +111,9 @@ void for_each_parameter(Model& m, F&& f) {
     if (lc.kind == layer_kind::eoe)
       f(prefix + "gate_bias", lp.gate_bias);
   }
-  if (c.classes > 0) {
+  if (c.is_lm())
+    f(std::string{"head.norm"}, m.final_norm);
+  if (c.classes > 0 || c.is_lm()) {
     f(std::string{"head.w"}, m.head_w);
     f(std::string{"head.b"}, m.head_b);
   }
@@ -130,7 +150,8 @@ basic_model<To> model_cast(const basic_model<From>& m) {
 }
 
 /// A model of config c initialised from c.seed: weights N(0, 1/fan_in), biases and selection
-/// biases 0, affinities 1, thresholds from the config. Each tensor draws from its own stream keyed by
+/// biases 0, affinities and RMSNorm gains 1, thresholds from the config; a language model's
+/// token embeddings N(0, 1) (each row is what its token puts into a pre-normed stream). Each tensor draws from its own stream keyed by
 /// its name, so the same name gets the same values whatever else the model holds.
 model init_model(const model_config& c);
 

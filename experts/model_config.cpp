@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iomanip>
 #include <limits>
 #include <optional>
 #include <sstream>
@@ -18,8 +19,13 @@ std::string_view to_string(layer_kind k) noexcept {
     case layer_kind::dense: return "dense";
     case layer_kind::router: return "router";
     case layer_kind::hash: return "hash";
+    case layer_kind::attention: return "attention";
   }
   return "?";
+}
+
+std::string_view to_string(model_kind k) noexcept {
+  return k == model_kind::lm ? "lm" : "classifier";
 }
 
 std::string_view to_string(activation_mode m) noexcept {
@@ -31,6 +37,8 @@ namespace {
 constexpr std::int64_t max_width = 1 << 20;   // D, H, D_in: generous, but not absurd
 constexpr std::int64_t max_experts = 4096;
 constexpr std::int64_t max_layers = 1024;
+constexpr std::int64_t max_vocab = 256;      // byte-level: a token is one byte
+constexpr std::int64_t max_context = 1 << 16;
 
 /// tau: one non-negative number for every expert, or an array of `experts` of them.
 std::vector<float> read_tau(table_reader& r, int experts) {
@@ -75,9 +83,31 @@ std::vector<float> read_tau(table_reader& r, int experts) {
 /// that later layers still see the right number of experts before them.
 layer_config read_layer(table_reader& r, const model_config& m, size_t index, int experts_before) {
   layer_config l;
-  auto kind = r.choice("kind", {"eoe", "dense", "router", "hash"}, std::nullopt);
+  if (auto* k = r.table().get("kind"); k && !m.is_lm() && k->value<std::string>() == "attention") {
+    r.take("kind");
+    r.out().add(k->source(), r.key_path("kind"),
+                "\"attention\" layers belong to language models ([model] kind = \"lm\")");
+    return l;
+  }
+  auto kind = m.is_lm() ? r.choice("kind", {"attention", "eoe", "dense", "router", "hash"}, std::nullopt)
+                        : r.choice("kind", {"eoe", "dense", "router", "hash"}, std::nullopt);
   if (!kind)
     return l; // the kind decides which keys exist: nothing more to check
+  if (*kind == "attention") {
+    l.kind = layer_kind::attention;
+    l.experts = 0;
+    l.bias = false;
+    const auto* hn = r.table().get("heads");
+    l.heads = static_cast<int>(
+      r.integer("heads", 1, std::max(1, m.dim), std::nullopt, " (at most dim)").value_or(0));
+    if (hn && l.heads > 0 && m.dim > 0 && (m.dim % l.heads != 0 || (m.dim / l.heads) % 2 != 0))
+      r.out().add(hn->source(), r.key_path("heads"),
+                  "dim (" + std::to_string(m.dim) + ") must split into " + std::to_string(l.heads)
+                    + " heads of an even width (RoPE rotates pairs of dimensions)");
+    l.rope_base = r.number("rope_base", 2.0, 1e9, 10000.0).value_or(10000.0);
+    r.reject_unknown(" for an \"attention\" layer");
+    return l;
+  }
   l.kind = *kind == "eoe"      ? layer_kind::eoe
            : *kind == "dense"  ? layer_kind::dense
            : *kind == "router" ? layer_kind::router
@@ -117,7 +147,10 @@ layer_config read_layer(table_reader& r, const model_config& m, size_t index, in
         read_k();
       }
       l.affinity = r.boolean("affinity", false).value_or(false);
-      if (l.affinity && experts_before == 0)
+      if (l.affinity && m.is_lm())
+        r.out().add(r.table().get("affinity")->source(), r.key_path("affinity"),
+                    "a language model's layers are residual branches of their own: no affinity");
+      else if (l.affinity && experts_before == 0)
         r.out().add(r.table().get("affinity")->source(), r.key_path("affinity"),
                     index == 0 ? "the first layer has no previous experts to have affinity to"
                                : "the previous layer has no experts");
@@ -128,6 +161,7 @@ layer_config read_layer(table_reader& r, const model_config& m, size_t index, in
       read_k();
       break;
     case layer_kind::dense:
+    case layer_kind::attention: // read above
       break;
   }
   l.steps = static_cast<int>(r.integer("steps", 1, 64, 1, " (1: not recurrent)").value_or(1));
@@ -157,15 +191,25 @@ expected<config_file> parse_config_file(std::string_view text, std::string_view 
     table_reader r{*mt, "model", out};
     if (auto v = r.string("name", std::string{"model"}))
       m.name = *v;
-    if (auto v = r.integer("input_dim", 0, max_width, 0, " (0: no embedding)"))
-      m.input_dim = static_cast<int>(*v);
+    if (r.choice("kind", {"classifier", "lm"}, std::string{"classifier"}) == "lm")
+      m.kind = model_kind::lm;
+    if (m.is_lm()) {
+      if (auto v = r.integer("vocab", 2, max_vocab, 256, " (byte-level tokens)"))
+        m.vocab = static_cast<int>(*v);
+      if (auto v = r.integer("context", 1, max_context, std::nullopt))
+        m.context = static_cast<int>(*v);
+    } else {
+      if (auto v = r.integer("input_dim", 0, max_width, 0, " (0: no embedding)"))
+        m.input_dim = static_cast<int>(*v);
+    }
     if (auto v = r.integer("dim", 1, max_width, std::nullopt))
       m.dim = static_cast<int>(*v);
-    if (auto v = r.integer("classes", 0, max_width, 0, " (0: no head)"))
-      m.classes = static_cast<int>(*v);
+    if (!m.is_lm())
+      if (auto v = r.integer("classes", 0, max_width, 0, " (0: no head)"))
+        m.classes = static_cast<int>(*v);
     if (auto v = r.integer("seed", 0, std::numeric_limits<std::int64_t>::max(), 0))
       m.seed = static_cast<std::uint64_t>(*v);
-    r.reject_unknown(" in [model]");
+    r.reject_unknown(m.is_lm() ? " in [model] of a language model" : " in [model]");
   } else {
     top.bad(*model_node, "model", "a table");
   }
@@ -237,14 +281,26 @@ std::string to_toml(const model_config& c) {
     return text.substr(text.find('=') + 2);
   };
   os << "[model]\n"
-     << "name = " << quoted(c.name) << "\n"
-     << "input_dim = " << c.input_dim << "\n"
-     << "dim = " << c.dim << "\n"
-     << "classes = " << c.classes << "\n"
-     << "seed = " << c.seed << "\n";
+     << "name = " << quoted(c.name) << "\n";
+  if (c.is_lm()) // classifiers keep the text they always had: checkpoints stay byte-identical
+    os << "kind = \"lm\"\n"
+       << "vocab = " << c.vocab << "\n"
+       << "context = " << c.context << "\n"
+       << "dim = " << c.dim << "\n";
+  else
+    os << "input_dim = " << c.input_dim << "\n"
+       << "dim = " << c.dim << "\n"
+       << "classes = " << c.classes << "\n";
+  os << "seed = " << c.seed << "\n";
   for (auto& l : c.layers) {
     os << "\n[[layer]]\n"
        << "kind = \"" << to_string(l.kind) << "\"\n";
+    if (l.kind == layer_kind::attention) {
+      os << "heads = " << l.heads << "\n"
+         << "rope_base = " << std::setprecision(17) << std::showpoint << l.rope_base
+         << std::noshowpoint << std::setprecision(9) << "\n";
+      continue;
+    }
     if (l.kind != layer_kind::dense)
       os << "experts = " << l.experts << "\n";
     os << "hidden = " << l.hidden << "\n"

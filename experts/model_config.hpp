@@ -15,10 +15,17 @@ namespace eoe::experts {
 
 /// What a layer of the stack is.
 enum class layer_kind : std::uint8_t {
-  eoe,    ///< experts score themselves (Autonomy-of-Experts), no router
-  dense,  ///< one FFN on every token
-  router, ///< softmax router picks the top-k experts (Switch / GShard baseline)
-  hash,   ///< a stable hash of the token id picks the experts
+  eoe,       ///< experts score themselves (Autonomy-of-Experts), no router
+  dense,     ///< one FFN on every token
+  router,    ///< softmax router picks the top-k experts (Switch / GShard baseline)
+  hash,      ///< a stable hash of the token id picks the experts
+  attention, ///< language models only: causal multi-head self-attention with RoPE
+};
+
+/// What the whole model is.
+enum class model_kind : std::uint8_t {
+  classifier, ///< tokens (T, D_in) -> embedding -> expert layers -> head (T, classes)
+  lm,         ///< a decoder-only byte-level language model: sequences of tokens -> next-token logits
 };
 
 /// How an EoE layer decides which experts are active on a token.
@@ -29,6 +36,7 @@ enum class activation_mode : std::uint8_t {
 
 std::string_view to_string(layer_kind k) noexcept;
 std::string_view to_string(activation_mode m) noexcept;
+std::string_view to_string(model_kind k) noexcept;
 
 /// One layer of the stack. Fields not used by a kind keep their defaults.
 struct layer_config {
@@ -45,18 +53,29 @@ struct layer_config {
   /// Recurrent layer: the layer runs `steps` times with the same weights, its experts feeding
   /// themselves (and their peers) from one step to the next. 1: an ordinary layer.
   int steps = 1;
+  int heads = 0;              ///< attention: heads, each of dim / heads (even, for RoPE)
+  double rope_base = 10000.0; ///< attention: RoPE frequency base (theta_i = base^(-2i / head_dim))
 
   bool operator==(const layer_config&) const = default;
 };
 
-/// The whole stack: embedding D_in -> D, layers, head D -> classes.
+/// The whole stack. A classifier: embedding D_in -> D, layers, head D -> classes. A language
+/// model: token embedding (vocab, D), pre-norm residual layers h += layer(rmsnorm(h)) where
+/// attention and expert layers interleave, a final RMSNorm and the head D -> vocab.
 struct model_config {
+  model_kind kind = model_kind::classifier;
   std::string name = "model";
   int input_dim = 0; ///< D_in of the embedding; 0: no embedding, inputs are (tokens, dim)
   int dim = 0;       ///< D, the width of the residual stream
   int classes = 0;   ///< outputs of the head; 0: no head, outputs are (tokens, dim)
+  int vocab = 0;     ///< lm: tokens (bytes: 256); the embedding's rows and the head's outputs
+  int context = 0;   ///< lm: the longest sequence (positions 0..context-1) it trains and runs on
   std::uint64_t seed = 0; ///< weight initialisation seed
   std::vector<layer_config> layers;
+
+  bool is_lm() const noexcept {
+    return kind == model_kind::lm;
+  }
 
   bool operator==(const model_config&) const = default;
 

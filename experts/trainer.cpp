@@ -5,6 +5,7 @@
 #include "experts/hash_routing.hpp"
 #include "experts/image_augment.hpp"
 #include "experts/parallel.hpp"
+#include "experts/train_step.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -15,43 +16,15 @@ namespace eoe::experts {
 
 namespace {
 
-/// Moves every threshold layer's tau towards the score quantile at which each expert fires on
-/// `rate` of the tokens (all steps of a recurrent layer pooled). The first batch sets it.
-void calibrate_thresholds(model& m, const std::vector<layer_trace<float>>& traces, double rate,
-                          bool first) {
-  const auto& c = m.config;
-  for (size_t cl = 0; cl < c.layers.size(); ++cl) {
-    const auto& lc = c.layers[cl];
-    if (lc.kind != layer_kind::eoe || lc.mode != activation_mode::threshold)
-      continue;
-    for (int e = 0; e < lc.experts; ++e) {
-      std::vector<float> s;
-      for (auto& tr : traces)
-        if (tr.config_layer == cl)
-          s.insert(s.end(), tr.scores.col(e).begin(), tr.scores.col(e).end());
-      if (s.empty())
-        continue;
-      const auto at = static_cast<size_t>(
-        std::clamp((1.0 - rate) * static_cast<double>(s.size()), 0.0, double(s.size() - 1)));
-      std::nth_element(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(at), s.end());
-      float& tau = m.layers[cl].tau(0, e);
-      tau = first ? s[at] : 0.9f * tau + 0.1f * s[at];
-    }
-  }
-}
-
-/// A batch's loss and gradient, computed as `batch_shards` slices of the batch in parallel
-/// (one thread each, Eigen single-threaded) and combined weighted by slice size. The slicing
-/// depends only on the batch, so a run gives the same numbers on any machine. Router balance
-/// losses are per slice, as in data-parallel MoE training.
-constexpr int batch_shards = 2;
-
 struct shard_work {
   long begin = 0, rows = 0;
   step_result<float> res;
   model grad;
 };
 
+/// A batch's loss and gradient, computed as `batch_shards` slices of the batch in parallel
+/// (one thread each, Eigen single-threaded) and combined weighted by slice size. Router
+/// balance losses are per slice, as in data-parallel MoE training.
 void sharded_step(const model& m, const matrix& x, const std::vector<std::uint8_t>& y,
                   const std::vector<std::uint64_t>& ids, const loss_options& lo,
                   std::vector<shard_work>& shards) {
@@ -76,61 +49,15 @@ void sharded_step(const model& m, const matrix& x, const std::vector<std::uint8_
   parallel_for(shards.size(), work);
 }
 
-/// grad = sum over slices of (rows / batch) * slice gradient, tensor by tensor in parallel.
-/// Returns the global L2 norm of grad.
-double combine_gradients(model& grad, const std::vector<shard_work>& shards, long batch) {
-  std::vector<matrix*> dst;
-  for_each_parameter(grad, [&](const std::string&, matrix& g) { dst.push_back(&g); });
-  std::vector<std::vector<const matrix*>> src(shards.size());
-  for (size_t s = 0; s < shards.size(); ++s)
-    if (shards[s].rows > 0)
-      for_each_parameter(shards[s].grad,
-                         [&](const std::string&, const matrix& g) { src[s].push_back(&g); });
-  std::vector<double> sq(dst.size(), 0.0);
-  parallel_for(dst.size(), [&](size_t k) {
-    bool first = true;
-    for (size_t s = 0; s < shards.size(); ++s) {
-      if (src[s].empty())
-        continue;
-      const float share = static_cast<float>(shards[s].rows) / static_cast<float>(batch);
-      if (first)
-        dst[k]->noalias() = share * *src[s][k];
-      else
-        dst[k]->noalias() += share * *src[s][k];
-      first = false;
-    }
-    sq[k] = static_cast<double>(dst[k]->squaredNorm());
-  });
-  double total = 0;
-  for (double v : sq)
-    total += v;
-  return std::sqrt(total);
-}
-
-/// Moves every topk layer's selection biases towards an even load: +rate for an expert that
-/// took less than 1/E of the layer's assignments in this batch, -rate for one that took more.
-void balance_selection(model& m, const std::vector<layer_trace<float>>& traces, double rate) {
-  const auto& c = m.config;
-  for (size_t cl = 0; cl < c.layers.size(); ++cl) {
-    const auto& lc = c.layers[cl];
-    if (lc.kind != layer_kind::eoe || lc.mode != activation_mode::topk)
-      continue;
-    std::vector<double> load(static_cast<size_t>(lc.experts), 0.0);
-    double total = 0;
-    for (auto& tr : traces)
-      if (tr.config_layer == cl)
-        for (auto e : tr.active.experts) {
-          load[e] += 1;
-          total += 1;
-        }
-    if (total == 0)
-      continue;
-    for (int e = 0; e < lc.experts; ++e) {
-      const double share = load[e] / total, fair = 1.0 / lc.experts;
-      m.layers[cl].select_bias(0, e) +=
-        static_cast<float>(share < fair ? rate : share > fair ? -rate : 0.0);
-    }
+/// The slices' gradients combined: see combine_gradients.
+double combine_shards(model& grad, const std::vector<shard_work>& shards, long batch) {
+  std::vector<const model*> grads;
+  std::vector<long> rows;
+  for (auto& w : shards) {
+    grads.push_back(&w.grad);
+    rows.push_back(w.rows);
   }
+  return combine_gradients(grad, grads, rows, batch);
 }
 
 } // namespace
@@ -139,6 +66,9 @@ expected<void> train_model(model& m, const train_config& t, const labelled_image
                            const labelled_images& test, const train_hooks& hooks) {
   const auto& c = m.config;
   const int in_dim = c.input_dim > 0 ? c.input_dim : c.dim;
+  if (c.is_lm())
+    return fail(errc::data_invalid, "train: '" + c.name
+                                      + "' is a language model: it trains on text (train_lm)");
   if (train.images.cols() != in_dim)
     return fail(errc::data_invalid, "train: examples have " + std::to_string(train.images.cols())
                                       + " values, the model takes " + std::to_string(in_dim));
@@ -169,15 +99,7 @@ expected<void> train_model(model& m, const train_config& t, const labelled_image
   std::vector<std::uint64_t> ids; // an example's index in its data set: what hash layers hash
   long step = 0;
   double elapsed = 0;
-  // The batch slices run in parallel; Eigen stays single-threaded inside them.
-  const int eigen_threads = Eigen::nbThreads();
-  Eigen::setNbThreads(1);
-  struct restore_threads {
-    int n;
-    ~restore_threads() {
-      Eigen::setNbThreads(n);
-    }
-  } restore{eigen_threads};
+  const eigen_single_threaded single; // the batch slices are the parallelism
   for (int epoch = 1; epoch <= t.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     for (long i = n - 1; i > 0; --i) // Fisher-Yates with the run's own generator
@@ -199,7 +121,7 @@ expected<void> train_model(model& m, const train_config& t, const labelled_image
         augment_images(x, aug_rng, 28, t.augment_shift);
       lo.dropout_seed = stable_hash(t.seed, static_cast<std::uint64_t>(step));
       sharded_step(m, x, y, ids, lo, shards);
-      const double norm = combine_gradients(grad, shards, rows);
+      const double norm = combine_shards(grad, shards, rows);
       std::vector<layer_trace<float>> traces;
       double batch_loss = 0;
       for (auto& w : shards) {
@@ -232,9 +154,9 @@ expected<void> train_model(model& m, const train_config& t, const labelled_image
     rep.train_accuracy = correct / static_cast<double>(n);
     rep.lr = lr;
     rep.train_layers = stats.finish();
-    Eigen::setNbThreads(eigen_threads);
+    single.suspend();
     auto ev = evaluate(*be, m, test);
-    Eigen::setNbThreads(1);
+    single.resume();
     if (!ev)
       return eoe::unexpected(ev.error());
     rep.test = std::move(*ev);

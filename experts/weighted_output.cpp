@@ -31,6 +31,8 @@ void token_gates(const layer_config& sending, std::span<const float> carried,
       for (auto& g : gates)
         g = 1.0f;
       return;
+    case layer_kind::attention:
+      throw std::logic_error("token_gates: an attention layer sends no expert outputs");
   }
 }
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <stdexcept>
 #include <vector>
 
 namespace eoe::test {
@@ -152,6 +153,8 @@ inline reference_result reference_forward(const experts::model& m, const matrix&
           gates = {1.0};
           first_in[0] = hn;
           break;
+        case layer_kind::attention:
+          throw std::logic_error("reference forward: classifiers only");
       }
       pending.clear();
       for (size_t a = 0; a < chosen.size(); ++a) {

@@ -88,8 +88,8 @@ TEST_CASE("unknown keys are errors, with the keys that exist", "[config]") {
         == "t.toml:7:1: layer[0].hiden: unknown key for a \"dense\" layer (expected one of: "
            "kind, hidden, activation, bias, steps)");
   CHECK(error_of("[model]\ndim = 8\ndepth = 3\n[[layer]]\nkind = \"dense\"\nhidden = 4\n")
-        == "t.toml:3:1: model.depth: unknown key in [model] (expected one of: name, input_dim, "
-           "dim, classes, seed)");
+        == "t.toml:3:1: model.depth: unknown key in [model] (expected one of: name, kind, "
+           "input_dim, dim, classes, seed)");
   CHECK(error_of(layer("kind = \"dense\"\nhidden = 4\n") + "[training]\nlr = 1\n")
           .starts_with("t.toml:7:2: training: unknown key at the top level"));
   // A key of another kind of layer is unknown here.
@@ -161,6 +161,59 @@ TEST_CASE("recurrent layers: steps, and no affinity with them", "[config]") {
         == "t.toml:14:9: layer[1].steps: a recurrent layer (steps > 1) cannot also have affinity");
 }
 
+TEST_CASE("a language model: [model] kind = \"lm\", attention layers between expert layers",
+          "[config]") {
+  const std::string lm_head = "[model]\nkind = \"lm\"\ncontext = 64\ndim = 16\n\n"; // lines 1-5
+  auto c = parse_model_config(lm_head + "[[layer]]\nkind = \"attention\"\nheads = 4\n"
+                                         "[[layer]]\nkind = \"eoe\"\nexperts = 4\nhidden = 8\n"
+                                         "rank = 4\nk = 2\n[[layer]]\nkind = \"attention\"\n"
+                                         "heads = 2\nrope_base = 500\n",
+                              "t.toml");
+  REQUIRE(c.has_value());
+  CHECK(c->is_lm());
+  CHECK(c->vocab == 256); // byte-level unless told
+  CHECK(c->context == 64);
+  CHECK(c->input_dim == 0);
+  CHECK(c->classes == 0);
+  REQUIRE(c->layers.size() == 3);
+  CHECK(c->layers[0].kind == layer_kind::attention);
+  CHECK(c->layers[0].heads == 4);
+  CHECK(c->layers[0].rope_base == 10000.0);
+  CHECK(c->layers[0].experts == 0);
+  CHECK(c->layers[2].rope_base == 500.0);
+  CHECK(*parse_model_config(to_toml(*c), "again") == *c);
+  // Attention belongs to language models; heads must split dim into even widths.
+  CHECK(error_of(layer("kind = \"attention\"\nheads = 2\n"))
+        == "t.toml:5:8: layer[0].kind: \"attention\" layers belong to language models ([model] "
+           "kind = \"lm\")");
+  CHECK(error_of(lm_head + "[[layer]]\nkind = \"attention\"\nheads = 3\n")
+        == "t.toml:8:9: layer[0].heads: dim (16) must split into 3 heads of an even width (RoPE "
+           "rotates pairs of dimensions)");
+  CHECK(error_of(lm_head + "[[layer]]\nkind = \"attention\"\nheads = 16\n")
+          .starts_with("t.toml:8:9: layer[0].heads: dim (16) must split into 16 heads"));
+  CHECK(error_of(lm_head + "[[layer]]\nkind = \"attention\"\nheads = 2\nhidden = 4\n")
+        == "t.toml:9:1: layer[0].hidden: unknown key for an \"attention\" layer (expected one of: "
+           "kind, heads, rope_base)");
+  CHECK(error_of(lm_head + "[[layer]]\nkind = \"attention\"\n")
+        == "t.toml:6:1: layer[0].heads: missing; expected an integer in 1..16 (at most dim)");
+  CHECK(error_of(lm_head + "[[layer]]\nkind = \"dense\"\nhidden = 4\n[[layer]]\nkind = \"eoe\"\n"
+                 "experts = 2\nhidden = 4\nrank = 2\nk = 1\naffinity = true\n")
+        == "t.toml:15:12: layer[1].affinity: a language model's layers are residual branches of "
+           "their own: no affinity");
+  CHECK(error_of("[model]\nkind = \"lm\"\ncontext = 8\ndim = 4\ninput_dim = 3\n[[layer]]\n"
+                 "kind = \"dense\"\nhidden = 4\n")
+        == "t.toml:5:1: model.input_dim: unknown key in [model] of a language model (expected one "
+           "of: name, kind, vocab, context, dim, seed)");
+  CHECK(error_of("[model]\nkind = \"lm\"\ndim = 4\n[[layer]]\nkind = \"dense\"\nhidden = 4\n")
+        == "t.toml:1:1: model.context: missing; expected an integer in 1..65536");
+  CHECK(error_of("[model]\nkind = \"lm\"\nvocab = 300\ncontext = 8\ndim = 4\n[[layer]]\n"
+                 "kind = \"dense\"\nhidden = 4\n")
+        == "t.toml:3:9: model.vocab: expected an integer in 2..256 (byte-level tokens), got an "
+           "integer (300)");
+  CHECK(error_of("[model]\nkind = \"gpt\"\ndim = 4\n[[layer]]\nkind = \"dense\"\nhidden = 4\n")
+        == "t.toml:2:8: model.kind: expected one of \"classifier\" \"lm\", got a string (\"gpt\")");
+}
+
 TEST_CASE("[train] is read strictly too", "[config]") {
   auto f = parse_config_file(layer("kind = \"dense\"\nhidden = 4\n")
                                + "[train]\nepochs = 3\nlr = 1e-3\naugment = true\n",
@@ -189,7 +242,8 @@ TEST_CASE("every problem of a file is reported, one per line", "[config]") {
 }
 
 TEST_CASE("shipped configs are valid", "[config]") {
-  for (auto name : {"default.toml", "llama7b_ffn.toml"}) {
+  for (auto name : {"default.toml", "llama7b_ffn.toml", "lm/tiny.toml", "lm/eoe.toml",
+                    "lm/dense_same_flops.toml", "lm/router_moe.toml"}) {
     auto c = load_model_config(source_dir() + "/configs/" + name);
     INFO(name);
     REQUIRE(c.has_value());

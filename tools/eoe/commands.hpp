@@ -10,6 +10,7 @@ void add_init(CLI::App& app);
 void add_forward(CLI::App& app);
 void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
+void add_generate(CLI::App& app);
 void add_cluster_commands(CLI::App& app);
 void add_ctl(CLI::App& app);
 void add_bench(CLI::App& app);

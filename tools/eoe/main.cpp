@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   eoe::cli::add_forward(app);
   eoe::cli::add_train(app);
   eoe::cli::add_eval(app);
+  eoe::cli::add_generate(app);
   eoe::cli::add_cluster_commands(app);
   eoe::cli::add_ctl(app);
   eoe::cli::add_bench(app);
