@@ -357,8 +357,8 @@ struct tcp_data_plane::impl {
           if (actors::data_planes::deliver(node, std::move(c))) {
             ++delivered;
           } else {
-            ++dropped;
             note("a frame for node '" + node + "', which does not live here, dropped");
+            ++dropped; // after the note: who sees the count sees the note
           }
         },
         [this](const std::string& what) { note(what); }));
@@ -371,8 +371,8 @@ struct tcp_data_plane::impl {
     auto& p = peers[to];
     if (!p)
       p = std::make_unique<outbound>(to, tls.get(), [this, to](std::uint64_t n, const std::string& why) {
-        dropped += n;
         note("peer " + to + ": " + why + "; " + std::to_string(n) + " frame(s) dropped");
+        dropped += n; // after the note: who sees the count sees the note
       });
     return *p;
   }
@@ -422,9 +422,9 @@ const std::string& tcp_data_plane::address() const {
 void tcp_data_plane::send(const std::string& address, const std::string& node,
                           std::shared_ptr<const actors::outgoing_frame> frame) {
   if (node.size() > 0xffff || frame->header.size() > max_header) {
-    ++impl_->dropped;
     impl_->note("a frame for node '" + node + "' with a header of "
                 + std::to_string(frame->header.size()) + " bytes is too large; dropped");
+    ++impl_->dropped;
     return;
   }
   // Prefix (header length, name length), the node's name and the header: one small string.
