@@ -89,12 +89,18 @@ public:
     return !ec;
   }
 
+  /// Writes every byte of bufs. In as few system calls as the kernel allows: asio::write's own
+  /// completion conditions cut every call at 64 KiB, which cost 1 MiB tensors half their rate
+  /// (16 sends and as many wake-ups of the receiver per frame, measured).
   template <class Buffers>
   void write(const Buffers& bufs, boost::system::error_code& ec) {
+    const auto whole = [](const boost::system::error_code& e, std::size_t) -> std::size_t {
+      return e ? 0 : std::size_t{1} << 30;
+    };
     if (tls_)
-      asio::write(*tls_, bufs, ec);
+      asio::write(*tls_, bufs, whole, ec);
     else
-      asio::write(*plain_, bufs, ec);
+      asio::write(*plain_, bufs, whole, ec);
   }
 
   /// Ends a read or write blocked in another thread.
