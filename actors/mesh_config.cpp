@@ -72,6 +72,13 @@ mesh_config::mesh_config() {
   load<caf::io::middleman>();
   // Nodes talk to each other directly, not through the node that introduced them.
   set("middleman.enable-automatic-connections", true);
+  scheduler(scheduler_policy::sharing);
+}
+
+mesh_config& mesh_config::scheduler(scheduler_policy p) {
+  set("scheduler.policy",
+      p == scheduler_policy::sharing ? caf::atom("sharing") : caf::atom("stealing"));
+  return *this;
 }
 
 mesh_config& mesh_config::middleman_workers(size_t n) {

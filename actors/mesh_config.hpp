@@ -2,13 +2,18 @@
 // The one CAF configuration of every eoe process: registers every message type of the mesh
 // and the "eoe" error category, and loads the middleman (the network layer).
 
+#include "actors/scheduler_policy.hpp"
+
 #include <caf/actor_system_config.hpp>
 
 namespace eoe::actors {
 
 class mesh_config : public caf::actor_system_config {
 public:
+  /// Every message type, the error category, the middleman; scheduler_policy::sharing.
   mesh_config();
+
+  mesh_config& scheduler(scheduler_policy p);
 
   /// Worker threads of the middleman (deserialisation); 0 keeps CAF's default.
   mesh_config& middleman_workers(size_t n);

@@ -71,6 +71,13 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
       c.secret = r.string("secret", std::string{}).value_or("");
       c.middleman_workers = static_cast<std::uint32_t>(
         r.integer("middleman_workers", 0, 256, 0, " (0: CAF's default)").value_or(0));
+      if (auto policy = r.string("scheduler", std::string{"sharing"})) {
+        if (*policy == "stealing")
+          c.scheduler = actors::scheduler_policy::stealing;
+        else if (*policy != "sharing")
+          out.add(t->get("scheduler")->source(), "cluster.scheduler",
+                  "expected \"sharing\" or \"stealing\", got \"" + *policy + "\"");
+      }
       r.reject_unknown(" in [cluster]");
     } else {
       top.bad(*n, "cluster", "a table");

@@ -3,6 +3,7 @@
 // composer), the model every node loads, where each expert runs, and request defaults. Strict
 // validation, as every eoe config: errors name file, line, key, expected and actual value.
 
+#include "actors/scheduler_policy.hpp"
 #include "experts/error.hpp"
 #include "net/tls_settings.hpp"
 
@@ -56,6 +57,7 @@ struct cluster_config {
   std::string head;                ///< name of the head node (default: the first)
   std::uint32_t deadline_ms = 5000; ///< default request deadline
   std::uint32_t middleman_workers = 0; ///< CAF middleman deserialisation threads (0: CAF's)
+  actors::scheduler_policy scheduler = actors::scheduler_policy::sharing; ///< of every node
   std::string secret; ///< what a joining node must present ("" = none); env EOE_CLUSTER_SECRET wins
   std::vector<node_entry> nodes;
   /// [config layer] -> node name per expert; empty: round-robin over the nodes
