@@ -70,8 +70,13 @@ mesh_config::mesh_config() {
   add_message_type<node_agent_actor>("node_agent_actor");
   add_error_category(mesh_category, render_mesh_error);
   load<caf::io::middleman>();
-  // Nodes talk to each other directly, not through the node that introduced them.
-  set("middleman.enable-automatic-connections", true);
+  // No automatic node-to-node connections: CAF 0.17 opens them lazily, when a node first
+  // addresses an actor of a node it only knows through the head, and messages sent while one
+  // is being set up were lost now and then (the first request of a fresh 3-node cluster hung
+  // on top-k score shares between two non-head nodes, 2 runs in 10). Messages between non-head
+  // nodes go through the head instead: scores, plans and records are small, and tensors take
+  // the data plane's direct connections anyway.
+  set("middleman.enable-automatic-connections", false);
   scheduler(scheduler_policy::sharing);
 }
 
