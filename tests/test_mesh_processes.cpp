@@ -9,6 +9,7 @@
 #include "net/client.hpp"
 #include "net/load_generator.hpp"
 #include "net/process_cluster.hpp"
+#include "node_processes.hpp"
 #include "follow.hpp"
 #include "trace_log.hpp"
 
@@ -30,14 +31,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string eoe_binary() {
-  const char* dir = std::getenv("EOE_BIN_DIR");
-  return (fs::path{dir ? dir : "build/bin"} / "eoe").string();
-}
-
-int base_port() {
-  return 20000 + static_cast<int>(getpid() % 2000) * 10;
-}
 
 /// A cluster file for 3 nodes at the given hosts, on ports no other test run uses, with the
 /// lines of `extra` (a [trace] table, say).
@@ -54,37 +47,13 @@ std::string write_cluster(const fs::path& dir, const std::vector<std::string>& h
   return (dir / "cluster.toml").string();
 }
 
-/// 3 `eoe node` processes of a cluster file written to dir, ready (or the test fails with the
-/// log of the node that died). Hosts and command prefixes per node.
-struct process_cluster {
-  net::cluster_config config;
-  std::vector<net::node_process> nodes;
-
+/// 3 `eoe node` processes of a cluster file written to dir. Hosts and command prefixes per
+/// node.
+struct process_cluster : test::node_processes {
   process_cluster(const fs::path& dir, const std::vector<std::string>& hosts,
                   const std::vector<std::vector<std::string>>& prefix = {},
-                  const std::string& extra = "") {
-    const auto file = write_cluster(dir, hosts, extra);
-    auto c = net::load_cluster_config(file);
-    REQUIRE(c.has_value());
-    config = std::move(*c);
-    nodes = net::start_nodes(config, file, eoe_binary(), dir, prefix);
-    const auto err = net::wait_cluster_ready(config, nodes, std::chrono::seconds(60));
-    if (!err.empty()) {
-      net::stop_nodes(config, nodes, std::chrono::seconds(1));
-      FAIL(err);
-    }
-  }
-
-  /// Shuts the cluster down; how many processes had to be killed.
-  size_t stop() {
-    return net::stop_nodes(config, nodes);
-  }
-
-  ~process_cluster() {
-    // A failed check left it running: no process outlives the test.
-    if (std::any_of(nodes.begin(), nodes.end(), [](auto& n) { return n.pid > 0; }))
-      net::stop_nodes(config, nodes, std::chrono::seconds(1));
-  }
+                  const std::string& extra = "")
+    : node_processes(write_cluster(dir, hosts, extra), dir, prefix) {}
 };
 
 /// Runs the equivalence and fan-out checks against a started cluster.

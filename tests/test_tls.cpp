@@ -16,6 +16,7 @@
 #include "net/client.hpp"
 #include "net/cluster_config.hpp"
 #include "net/process_cluster.hpp"
+#include "node_processes.hpp"
 #include "net/tcp_data_plane.hpp"
 #include "net/tls_context.hpp"
 #include "net/trace_collector.hpp"
@@ -49,14 +50,6 @@ using asio::ip::tcp;
 
 namespace {
 
-std::string eoe_binary() {
-  const char* dir = std::getenv("EOE_BIN_DIR");
-  return (fs::path{dir ? dir : "build/bin"} / "eoe").string();
-}
-
-int base_port() {
-  return 20000 + static_cast<int>(getpid() % 2000) * 10;
-}
 
 fs::path temp_dir(const std::string& what) {
   auto dir = fs::temp_directory_path() / ("eoe_test_tls_" + what + "_" + std::to_string(getpid()));
@@ -237,34 +230,6 @@ std::string write_cluster(const fs::path& dir, const std::string& name, int node
     out << "\n[[node]]\nname = \"n" << i + 1 << "\"\nport = " << first + i << "\n";
   return (dir / (name + ".toml")).string();
 }
-
-/// Node processes of a cluster file, ready (or the test fails with the dead node's log), shut
-/// down at the end whatever happens.
-struct node_processes {
-  net::cluster_config config;
-  std::vector<net::node_process> nodes;
-
-  node_processes(const std::string& file, const fs::path& dir) {
-    auto c = net::load_cluster_config(file);
-    REQUIRE(c.has_value());
-    config = std::move(*c);
-    nodes = net::start_nodes(config, file, eoe_binary(), dir);
-    const auto err = net::wait_cluster_ready(config, nodes, std::chrono::seconds(60));
-    if (!err.empty()) {
-      net::stop_nodes(config, nodes, std::chrono::seconds(1));
-      FAIL(err);
-    }
-  }
-
-  size_t stop() {
-    return net::stop_nodes(config, nodes);
-  }
-
-  ~node_processes() {
-    if (std::any_of(nodes.begin(), nodes.end(), [](auto& n) { return n.pid > 0; }))
-      net::stop_nodes(config, nodes, std::chrono::seconds(1));
-  }
-};
 
 /// One request of `rows` tokens through `coord`; its answer checked against the reference.
 /// Returns the request's token bytes (what must not show on an encrypted wire).

@@ -1,0 +1,63 @@
+#pragma once
+// The multi-process tests' shared pieces: where the eoe binary is, ports of their own per test
+// process, and `eoe node` processes of a cluster file that are ready before a test goes on and
+// gone when it ends, whatever happens.
+
+#include "net/process_cluster.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace eoe::test {
+
+/// The eoe binary of this build (CTest sets EOE_BIN_DIR).
+inline std::string eoe_binary() {
+  const char* dir = std::getenv("EOE_BIN_DIR");
+  return (std::filesystem::path{dir ? dir : "build/bin"} / "eoe").string();
+}
+
+/// The first of ten ports of this test process's own.
+inline int base_port() {
+  return 20000 + static_cast<int>(getpid() % 2000) * 10;
+}
+
+/// The node processes of a cluster file, ready (or the test fails with the log of the node
+/// that died). prefix: a command prefix per node (e.g. `ip netns exec`).
+struct node_processes {
+  net::cluster_config config;
+  std::vector<net::node_process> nodes;
+
+  node_processes(const std::string& file, const std::filesystem::path& dir,
+                 const std::vector<std::vector<std::string>>& prefix = {}) {
+    auto c = net::load_cluster_config(file);
+    REQUIRE(c.has_value());
+    config = std::move(*c);
+    nodes = net::start_nodes(config, file, eoe_binary(), dir, prefix);
+    const auto err = net::wait_cluster_ready(config, nodes, std::chrono::seconds(60));
+    if (!err.empty()) {
+      net::stop_nodes(config, nodes, std::chrono::seconds(1));
+      FAIL(err);
+    }
+  }
+
+  /// Shuts the cluster down; how many processes had to be killed.
+  size_t stop() {
+    return net::stop_nodes(config, nodes);
+  }
+
+  ~node_processes() {
+    // A failed check left it running: no process outlives the test.
+    if (std::any_of(nodes.begin(), nodes.end(), [](auto& n) { return n.pid > 0; }))
+      net::stop_nodes(config, nodes, std::chrono::seconds(1));
+  }
+};
+
+} // namespace eoe::test
