@@ -102,4 +102,15 @@ void eigen_single_threaded::resume() const {
   Eigen::setNbThreads(1);
 }
 
+double finish_step(model& m, const model& grad, double norm,
+                   const std::vector<layer_trace<float>>& traces, const train_config& t,
+                   adamw& opt, long step, long total) {
+  calibrate_thresholds(m, traces, t.threshold_rate, step == 0);
+  if (t.balance_bias_rate > 0)
+    balance_selection(m, traces, t.balance_bias_rate);
+  const double lr = learning_rate(t, step, total);
+  opt.step(m, grad, lr, clip_scale(norm, t.grad_clip));
+  return lr;
+}
+
 } // namespace eoe::experts

@@ -4,8 +4,10 @@
 // of batch slices, calibrating thresholds, balancing the top-k load by selection biases, and
 // keeping Eigen single-threaded while slices run on their own threads.
 
+#include "experts/adamw.hpp"
 #include "experts/expert_layer.hpp"
 #include "experts/model.hpp"
+#include "experts/train_config.hpp"
 
 #include <span>
 #include <vector>
@@ -29,6 +31,13 @@ void calibrate_thresholds(model& m, const std::vector<layer_trace<float>>& trace
 /// Moves every topk layer's selection biases towards an even load: +rate for an expert that
 /// took less than 1/E of the layer's assignments in this batch, -rate for one that took more.
 void balance_selection(model& m, const std::vector<layer_trace<float>>& traces, double rate);
+
+/// The update that closes a step: thresholds calibrated and selection biases moved from the
+/// batch's traces, then the optimiser's step at the schedule's rate for `step` of `total`,
+/// the gradient scaled to the clipping norm by its global `norm`. Returns that rate.
+double finish_step(model& m, const model& grad, double norm,
+                   const std::vector<layer_trace<float>>& traces, const train_config& t,
+                   adamw& opt, long step, long total);
 
 /// Eigen runs single-threaded while this lives (the slices are the parallelism), and gets its
 /// thread count back after; suspend() and resume() let an evaluation in between use them all.

@@ -136,11 +136,7 @@ expected<void> train_model(model& m, const train_config& t, const labelled_image
         traces.insert(traces.end(), std::make_move_iterator(w.res.layers.begin()),
                       std::make_move_iterator(w.res.layers.end()));
       }
-      calibrate_thresholds(m, traces, t.threshold_rate, step == 0);
-      if (t.balance_bias_rate > 0)
-        balance_selection(m, traces, t.balance_bias_rate);
-      lr = learning_rate(t, step, total);
-      opt.step(m, grad, lr, clip_scale(norm, t.grad_clip));
+      lr = finish_step(m, grad, norm, traces, t, opt, step, total);
       loss_sum += batch_loss * static_cast<double>(rows);
       if (hooks.on_step)
         hooks.on_step(step + 1, total, batch_loss);
