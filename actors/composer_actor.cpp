@@ -4,6 +4,8 @@
 #include "actors/mesh_errc.hpp"
 #include "actors/trace.hpp"
 #include "actors/wire.hpp"
+#include "experts/attention.hpp"
+#include "experts/rms_norm.hpp"
 #include "experts/weighted_output.hpp"
 
 #include <caf/actor_cast.hpp>
@@ -79,25 +81,250 @@ wire_layer_record assemble_record(const pending_request& p, std::uint32_t u) {
   return out;
 }
 
+/// The request ends (answered or failed): its session may take the next one.
+void end_request(self_ptr self, std::map<std::uint64_t, pending_request>::iterator it,
+                 const std::string& broke = {}) {
+  auto& st = self->state;
+  if (auto s = st.sessions.find(it->second.session); s != st.sessions.end()) {
+    s->second.busy = false;
+    if (!broke.empty() && s->second.broken.empty())
+      s->second.broken = broke;
+  }
+  st.pending.erase(it);
+}
+
+/// Answers with an error; a session whose contexts took some of the tokens is broken.
+void fail_request(self_ptr self, std::uint64_t id, caf::error err) {
+  auto& st = self->state;
+  auto it = st.pending.find(id);
+  if (it == st.pending.end())
+    return;
+  const bool lm = st.model->config.is_lm();
+  const auto why = describe(err);
+  it->second.rp.deliver(std::move(err));
+  end_request(self, it,
+              lm ? "request " + std::to_string(id) + " failed while feeding it (" + why
+                     + "); open a new session"
+                 : std::string{});
+}
+
+/// Delivers the answer once the head has run and (when asked) every decision is in.
 void try_complete(self_ptr self, std::uint64_t id) {
   auto& st = self->state;
   auto it = st.pending.find(id);
   if (it == st.pending.end())
     return;
   auto& p = it->second;
-  if (p.outputs_in < p.outputs.size() || (p.want_record && p.records_in < p.records_expected))
+  if (!p.output || (p.want_record && p.records_in < p.records_expected))
     return;
-  const auto& m = *st.model;
   const auto& v = *p.view;
-  const trace_scope tr{p.trace, id, st.node, "composer"};
-  const auto t0 = tr ? tracing::now_ns() : 0;
   infer_result res;
   res.request = id;
   res.epoch = v.plan.epoch;
   res.trace_id = p.trace;
+  res.output = std::move(*p.output);
+  try {
+    if (p.want_record)
+      for (std::uint32_t u = 0; u < v.schedule.size(); ++u)
+        res.layers.push_back(assemble_record(p, u));
+  } catch (const std::exception& e) {
+    fail_request(self, id, make_mesh_error(mesh_errc::internal,
+                                           "request " + std::to_string(id) + ": " + e.what()));
+    return;
+  }
+  if (const trace_scope tr{p.trace, id, st.node, "composer"}; tr) {
+    res.trace_msg = tracing::next_message_id();
+    tr.message(trace_kind::send, "result", "coordinator", res.trace_msg, 0,
+               res.output.bytes.size(), -1, -1, tracing::now_ns());
+  }
+  if (auto s = st.sessions.find(p.session); s != st.sessions.end())
+    s->second.position += static_cast<std::uint64_t>(p.tokens);
+  p.rp.deliver(std::move(res));
+  end_request(self, it);
+}
+
+/// The head on the final stream: a classifier's logits, a language model's next-token logits
+/// (through its final RMSNorm), or the stream itself.
+void run_head(self_ptr self, std::uint64_t id, pending_request& p) {
+  auto& st = self->state;
+  const auto& m = *st.model;
+  const trace_scope tr{p.trace, id, st.node, "composer"};
+  const auto t0 = tr ? tracing::now_ns() : 0;
+  matrix out;
+  if (m.config.is_lm()) {
+    matrix normed;
+    std::vector<float> inv_rms;
+    experts::rms_norm_forward(p.stream, m.final_norm, normed, inv_rms);
+    st.be->gemm(normed, m.head_w, out);
+    st.be->add_bias(out, m.head_b);
+  } else if (m.config.classes > 0) {
+    st.be->gemm(p.stream, m.head_w, out);
+    st.be->add_bias(out, m.head_b);
+  } else {
+    out = std::move(p.stream);
+  }
+  p.output = to_wire(out);
+  p.stream = matrix{};
+  if (tr)
+    tr.step(trace_kind::merge, "head", static_cast<std::int32_t>(p.view->schedule.size()), -1, t0,
+            tracing::now_ns(), static_cast<std::uint32_t>(p.tokens));
+  try_complete(self, id);
+}
+
+/// Sends the stream to the experts of unrolled layer u (from the composer: sender 0, no
+/// outputs of its own) and waits for the outputs of the next layer the composer starts.
+void start_layer(self_ptr self, std::uint64_t id, pending_request& p, std::uint32_t u) {
+  auto& st = self->state;
+  const auto& v = *p.view;
+  const trace_scope tr{p.trace, id, st.node, "composer"};
+  auto next = u + 1;
+  while (!v.composer_feeds(next))
+    ++next;
+  p.to_layer = next;
+  p.outputs.assign(static_cast<size_t>(v.config.layers[v.schedule[next - 1]].experts),
+                   std::nullopt);
+  p.outputs_in = 0;
+  contribution start;
+  start.request = id;
+  start.epoch = v.plan.epoch;
+  start.to_layer = u;
+  start.sender = 0;
+  start.sender_node = st.node;
+  start.deadline_ms = p.deadline_ms;
+  start.stream = to_wire(p.stream);
+  start.ids = p.ids;
+  start.trace = p.trace;
+  p.stream = matrix{};
+  if (tr)
+    start.msg = tracing::next_message_id();
+  const auto bytes = start.stream.bytes.size() + start.ids.size();
+  const auto msg_id = start.msg;
+  const auto msg = caf::make_message(contrib_atom::value, std::move(start));
+  std::shared_ptr<const outgoing_frame> frame;
+  for (auto n : v.nodes_of_layer(v.schedule[u])) {
+    if (tr)
+      tr.message(trace_kind::send, "contrib", relay_name(v.plan.nodes[n]), msg_id, 0, bytes,
+                 static_cast<std::int32_t>(u), -1, tracing::now_ns());
+    send_contribution(v.plan, n, self->node(), msg, frame);
+  }
+}
+
+void run_stage(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done);
+
+/// Attention layer l of a language model on the request's stream: append its keys and
+/// values to the session's context, every head's attention over the context (the shards'
+/// partials merged by the context composer), the output projection added to the stream.
+void attend(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done, std::uint32_t l) {
+  auto& st = self->state;
+  auto& p = st.pending.at(id);
+  const auto& m = *st.model;
+  const auto& lc = m.config.layers[l];
+  const auto& lp = m.layers[l];
+  const auto context = st.sessions.at(p.session).contexts.at(l);
+  const trace_scope tr{p.trace, id, st.node, "composer"};
+  const auto t0 = tr ? tracing::now_ns() : 0;
+  matrix normed;
+  std::vector<float> inv_rms;
+  experts::rms_norm_forward(p.stream, lp.norm, normed, inv_rms);
+  auto proj = std::make_shared<experts::attention_projection>(
+    experts::attention_project(lp.attention, lc, normed, static_cast<std::int64_t>(p.position)));
+  heads_tensor k, v;
+  for (int h = 0; h < lc.heads; ++h) {
+    k.push_back(to_wire(proj->k[h]));
+    v.push_back(to_wire(proj->v[h]));
+  }
+  p.attending = static_cast<int>(l);
+  const auto timeout = std::chrono::milliseconds(p.deadline_ms);
+  auto failed = [self, id, l](caf::error& err) {
+    fail_request(self, id,
+                 make_mesh_error(mesh_errc::internal, "request " + std::to_string(id)
+                                                        + ": attention layer " + std::to_string(l)
+                                                        + ": " + describe(err)));
+  };
+  self->request(st.setup.contexts, timeout, append_atom::value, context, std::move(k), std::move(v))
+    .then(
+      [=](std::uint64_t length) {
+        auto it = self->state.pending.find(id);
+        if (it == self->state.pending.end())
+          return; // the deadline answered it
+        auto& p = it->second;
+        if (length != p.position + static_cast<std::uint64_t>(p.tokens)) {
+          fail_request(self, id, make_mesh_error(
+                                   mesh_errc::internal,
+                                   "request " + std::to_string(id) + ": attention layer "
+                                     + std::to_string(l) + ": the context holds "
+                                     + std::to_string(length) + " positions, expected "
+                                     + std::to_string(p.position + p.tokens)));
+          return;
+        }
+        std::string positions;
+        {
+          std::vector<std::int64_t> pos(static_cast<size_t>(p.tokens));
+          for (size_t r = 0; r < pos.size(); ++r)
+            pos[r] = static_cast<std::int64_t>(p.position + r);
+          positions = pack(pos);
+        }
+        const auto heads = static_cast<size_t>(lc.heads);
+        auto outs = std::make_shared<std::vector<matrix>>(heads);
+        auto left = std::make_shared<size_t>(heads);
+        for (size_t h = 0; h < heads; ++h) {
+          attention_query q;
+          q.head = static_cast<std::uint32_t>(h);
+          q.q = to_wire(proj->q[h]);
+          q.positions = positions;
+          q.causal = true;
+          q.mode = 0; // every block: exact attention
+          self->request(self->state.setup.contexts, timeout, query_atom::value, context, q)
+            .then(
+              [=](wire_partial& part) {
+                auto it = self->state.pending.find(id);
+                if (it == self->state.pending.end())
+                  return;
+                (*outs)[h] = from_wire(part.out, "attention output");
+                if (--*left > 0)
+                  return;
+                auto& p = it->second;
+                const auto& lp = self->state.model->layers[l];
+                p.stream += experts::attention_output(lp.attention, *outs);
+                p.attending = -1;
+                if (const trace_scope tr{p.trace, id, self->state.node, "composer"}; tr)
+                  tr.step(trace_kind::compute, "attention", static_cast<std::int32_t>(l), -1, t0,
+                          tracing::now_ns(), static_cast<std::uint32_t>(p.tokens));
+                run_stage(self, id, u, done + 1);
+              },
+              failed);
+        }
+      },
+      failed);
+}
+
+/// What the composer runs before unrolled layer u, from its `done`-th attention layer on:
+/// the attention layers in between, then layer u (or, past the last layer, the head).
+void run_stage(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done) {
+  auto it = self->state.pending.find(id);
+  if (it == self->state.pending.end())
+    return;
+  auto& p = it->second;
+  try {
+    const auto attention = p.view->attention_before(u);
+    if (done < attention.size())
+      attend(self, id, u, done, attention[done]);
+    else if (u < p.view->schedule.size())
+      start_layer(self, id, p, u);
+    else
+      run_head(self, id, p);
+  } catch (const std::exception& e) {
+    fail_request(self, id, make_mesh_error(mesh_errc::internal,
+                                           "request " + std::to_string(id) + ": " + e.what()));
+  }
+}
+
+/// Every output of layer to_layer - 1 is in: merge them into the stream, then the stage.
+void on_outputs(self_ptr self, std::uint64_t id, pending_request& p) {
+  const auto& v = *p.view;
   try {
     const auto& carrier = p.outputs[0]->get_as<contribution>(1);
-    matrix h = from_wire(carrier.stream, "the carried residual stream");
+    p.stream = from_wire(carrier.stream, "the carried residual stream");
     std::vector<matrix> ys(p.outputs.size());
     std::vector<std::vector<std::int32_t>> rows(p.outputs.size());
     std::vector<std::vector<float>> carried(p.outputs.size());
@@ -110,35 +337,16 @@ void try_complete(self_ptr self, std::uint64_t id) {
         ys[i] = from_wire(ci.y, "contribution output");
       senders[i] = {rows[i], carried[i], &ys[i]};
     }
-    experts::scatter_add(h, experts::gate_outputs(v.config.layers[v.schedule.back()], senders,
-                                                  static_cast<size_t>(p.tokens)));
-    matrix out;
-    if (m.config.classes > 0) {
-      st.be->gemm(h, m.head_w, out);
-      st.be->add_bias(out, m.head_b);
-    } else {
-      out = std::move(h);
-    }
-    res.output = to_wire(out);
-    if (p.want_record)
-      for (std::uint32_t u = 0; u < v.schedule.size(); ++u)
-        res.layers.push_back(assemble_record(p, u));
+    experts::scatter_add(p.stream,
+                         experts::gate_outputs(v.config.layers[v.schedule[p.to_layer - 1]],
+                                               senders, static_cast<size_t>(p.tokens)));
   } catch (const std::exception& e) {
-    p.rp.deliver(make_mesh_error(mesh_errc::internal,
-                                 "request " + std::to_string(id) + ": " + e.what()));
-    st.pending.erase(it);
+    fail_request(self, id, make_mesh_error(mesh_errc::internal,
+                                           "request " + std::to_string(id) + ": " + e.what()));
     return;
   }
-  if (tr) {
-    const auto t1 = tracing::now_ns();
-    tr.step(trace_kind::merge, "head", static_cast<std::int32_t>(v.schedule.size()), -1, t0, t1,
-            static_cast<std::uint32_t>(p.tokens));
-    res.trace_msg = tracing::next_message_id();
-    tr.message(trace_kind::send, "result", "coordinator", res.trace_msg, 0,
-               res.output.bytes.size(), -1, -1, t1);
-  }
-  p.rp.deliver(std::move(res));
-  st.pending.erase(it);
+  p.outputs.clear();
+  run_stage(self, id, p.to_layer, 0);
 }
 
 /// Who did not answer in time: the first layer with a missing decision (the silent experts,
@@ -149,7 +357,10 @@ std::string missing_report(const pending_request& p, std::uint64_t id) {
   std::vector<int> step_of(v.schedule.size(), 0);
   for (size_t u = 1; u < v.schedule.size(); ++u)
     step_of[u] = v.schedule[u] == v.schedule[u - 1] ? step_of[u - 1] + 1 : 0;
-  for (std::uint32_t u = 0; u < v.schedule.size(); ++u) {
+  if (p.attending >= 0)
+    return "request " + std::to_string(id) + ": attention layer " + std::to_string(p.attending)
+           + ": the context shards did not answer" + budget;
+  for (std::uint32_t u = 0; u < p.to_layer && u < v.schedule.size(); ++u) {
     std::string silent, undecided;
     for (size_t e = 0; e < p.records[u].size(); ++e) {
       if (p.records[u][e])
@@ -165,23 +376,90 @@ std::string missing_report(const pending_request& p, std::uint64_t id) {
              + (names.find(',') == std::string::npos ? " " : "s ") + names + budget;
   }
   std::string names;
+  const auto last = p.to_layer - 1;
   for (size_t e = 0; e < p.outputs.size(); ++e)
     if (!p.outputs[e])
-      names += (names.empty() ? "" : ", ")
-               + member_name(v, static_cast<std::uint32_t>(v.schedule.size() - 1), e,
-                             step_of.back());
+      names += (names.empty() ? "" : ", ") + member_name(v, last, e, step_of[last]);
   return "request " + std::to_string(id) + ": the outputs of expert(s) " + names
-         + " of the last layer did not reach the composer" + budget;
+         + (last + 1 == v.schedule.size() ? std::string{" of the last layer"}
+                                          : " of layer " + std::to_string(v.schedule[last]))
+         + " did not reach the composer" + budget;
+}
+
+} // namespace
+
+namespace {
+
+/// The embedded stream of a request, or an error naming what does not fit the model.
+/// Language models: the session's next tokens (ids), checked against it.
+caf::expected<matrix> embed(self_ptr self, std::uint64_t id, const infer_request& req) {
+  auto& st = self->state;
+  const auto& m = *st.model;
+  const auto& c = m.config;
+  const auto bad = [id](const std::string& why) {
+    return make_mesh_error(mesh_errc::bad_request, "request " + std::to_string(id) + ": " + why);
+  };
+  if (c.is_lm()) {
+    if (req.tokens.rows != 0 || !req.tokens.bytes.empty())
+      return bad("'" + c.name + "' is a language model: send byte tokens as ids to a session "
+                                "(eoe generate --connect), not a tensor");
+    auto s = st.sessions.find(req.session);
+    if (s == st.sessions.end())
+      return bad("session " + std::to_string(req.session) + " is not open");
+    if (!s->second.broken.empty())
+      return bad("session " + std::to_string(req.session) + ": " + s->second.broken);
+    if (s->second.busy)
+      return bad("session " + std::to_string(req.session)
+                 + " is still feeding a request: one at a time");
+    if (req.position != s->second.position)
+      return bad("session " + std::to_string(req.session) + " is at position "
+                 + std::to_string(s->second.position) + ", the tokens start at "
+                 + std::to_string(req.position));
+    if (req.ids.empty() || req.ids.size() % 8 != 0)
+      return bad(std::to_string(req.ids.size()) + " id bytes: T >= 1 tokens of 8 bytes each");
+    const auto ids = unpack<std::uint64_t>(req.ids, "token ids");
+    matrix h(static_cast<Eigen::Index>(ids.size()), c.dim);
+    for (size_t t = 0; t < ids.size(); ++t) {
+      if (ids[t] >= static_cast<std::uint64_t>(c.vocab))
+        return bad("token " + std::to_string(t) + " is " + std::to_string(ids[t])
+                   + ", not below vocab = " + std::to_string(c.vocab));
+      h.row(static_cast<Eigen::Index>(t)) = m.embed_w.row(static_cast<Eigen::Index>(ids[t]));
+    }
+    return h;
+  }
+  if (req.session != 0)
+    return bad("'" + c.name + "' is not a language model: it has no sessions");
+  const int in_dim = c.input_dim > 0 ? c.input_dim : c.dim;
+  matrix x;
+  try {
+    x = from_wire(req.tokens, "request tokens");
+  } catch (const std::exception& e) {
+    return bad(e.what());
+  }
+  if (x.rows() == 0 || x.cols() != in_dim)
+    return bad("tokens are (" + std::to_string(x.rows()) + ", " + std::to_string(x.cols())
+               + "), the model takes (T >= 1, " + std::to_string(in_dim) + ")");
+  if (!req.ids.empty() && req.ids.size() != static_cast<size_t>(x.rows()) * 8)
+    return bad(std::to_string(req.ids.size() / 8) + " token ids for " + std::to_string(x.rows())
+               + " tokens");
+  if (c.input_dim == 0)
+    return x;
+  matrix h;
+  st.be->gemm(x, m.embed_w, h);
+  st.be->add_bias(h, m.embed_b);
+  return h;
 }
 
 } // namespace
 
 composer_actor::behavior_type
 composer_behavior(composer_actor::stateful_pointer<composer_state> self,
-                  std::shared_ptr<const experts::model> model, std::string node) {
+                  std::shared_ptr<const experts::model> model, std::string node,
+                  composer_setup setup) {
   auto& st = self->state;
   st.model = std::move(model);
   st.node = std::move(node);
+  st.setup = std::move(setup);
   st.be = kernels::make_cpu_backend();
   self->set_exception_handler([self](std::exception_ptr& eptr) -> caf::error {
     try {
@@ -195,7 +473,6 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
     [=](infer_atom, std::uint64_t id, std::uint64_t epoch,
         const infer_request& req) -> caf::result<infer_result> {
       auto& st = self->state;
-      const auto& m = *st.model;
       auto ev = st.epochs.find(epoch);
       if (ev == st.epochs.end())
         return make_mesh_error(mesh_errc::not_ready,
@@ -206,42 +483,23 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
         tr.message(trace_kind::receive, "infer", "coordinator", req.trace_msg, 0,
                    req.tokens.bytes.size() + req.ids.size(), -1, -1, tracing::now_ns());
       const auto t_embed = tr ? tracing::now_ns() : 0;
-      const int in_dim = m.config.input_dim > 0 ? m.config.input_dim : m.config.dim;
-      matrix x;
-      try {
-        x = from_wire(req.tokens, "request tokens");
-      } catch (const std::exception& e) {
-        return make_mesh_error(mesh_errc::bad_request,
-                               "request " + std::to_string(id) + ": " + e.what());
-      }
-      if (x.rows() == 0 || x.cols() != in_dim)
-        return make_mesh_error(mesh_errc::bad_request,
-                               "request " + std::to_string(id) + ": tokens are ("
-                                 + std::to_string(x.rows()) + ", " + std::to_string(x.cols())
-                                 + "), the model takes (T >= 1, " + std::to_string(in_dim) + ")");
-      if (!req.ids.empty() && req.ids.size() != static_cast<size_t>(x.rows()) * 8)
-        return make_mesh_error(mesh_errc::bad_request,
-                               "request " + std::to_string(id) + ": "
-                                 + std::to_string(req.ids.size() / 8) + " token ids for "
-                                 + std::to_string(x.rows()) + " tokens");
-      matrix h;
-      if (m.config.input_dim > 0) {
-        st.be->gemm(x, m.embed_w, h);
-        st.be->add_bias(h, m.embed_b);
-      } else {
-        h = std::move(x);
-      }
+      auto h = embed(self, id, req);
+      if (!h)
+        return std::move(h.error());
       if (tr)
         tr.step(trace_kind::compute, "embed", -1, -1, t_embed, tracing::now_ns(),
-                static_cast<std::uint32_t>(h.rows()));
+                static_cast<std::uint32_t>(h->rows()));
       auto& p = st.pending[id];
       p.trace = req.trace_id;
       p.rp = self->make_response_promise<infer_result>();
       p.view = ev->second;
-      p.tokens = h.rows();
+      p.tokens = h->rows();
       p.want_record = req.want_record;
       p.deadline_ms = req.deadline_ms;
-      p.outputs.resize(static_cast<size_t>(v.config.layers[v.schedule.back()].experts));
+      p.session = req.session;
+      p.position = req.position;
+      p.ids = req.ids;
+      p.stream = std::move(*h);
       p.records.resize(v.schedule.size());
       p.heard.resize(v.schedule.size());
       for (size_t u = 0; u < v.schedule.size(); ++u) {
@@ -249,41 +507,23 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
         p.heard[u].assign(p.records[u].size(), false);
         p.records_expected += p.records[u].size();
       }
-      contribution start;
-      start.request = id;
-      start.epoch = epoch;
-      start.to_layer = 0;
-      start.sender = 0;
-      start.sender_node = st.node;
-      start.deadline_ms = req.deadline_ms;
-      start.stream = to_wire(h);
-      start.ids = req.ids;
-      start.trace = req.trace_id;
-      if (tr)
-        start.msg = tracing::next_message_id();
-      const auto bytes = start.stream.bytes.size() + start.ids.size();
-      const auto msg_id = start.msg;
-      const auto msg = caf::make_message(contrib_atom::value, std::move(start));
-      std::shared_ptr<const outgoing_frame> frame;
-      for (auto n : v.nodes_of_layer(v.schedule[0])) {
-        if (tr)
-          tr.message(trace_kind::send, "contrib", relay_name(v.plan.nodes[n]), msg_id, 0, bytes,
-                     0, -1, tracing::now_ns());
-        send_contribution(v.plan, n, self->node(), msg, frame);
-      }
+      if (auto s = st.sessions.find(req.session); s != st.sessions.end())
+        s->second.busy = true;
+      auto rp = p.rp;
       self->delayed_send(self, std::chrono::milliseconds(req.deadline_ms), deadline_atom::value,
                          id);
-      return p.rp;
+      run_stage(self, id, 0, 0);
+      return rp;
     },
     [=](contrib_atom, const contribution& c) {
       auto& st = self->state;
       auto it = st.pending.find(c.request);
-      if (it == st.pending.end() || c.to_layer != it->second.view->schedule.size())
+      if (it == st.pending.end() || c.to_layer != it->second.to_layer || c.to_layer == 0)
         return; // late (answered already) or misrouted
       auto& p = it->second;
       if (const trace_scope tr{c.trace, c.request, st.node, "composer"}; tr) {
         const auto& v = *p.view;
-        const auto l = v.schedule.back();
+        const auto l = v.schedule[c.to_layer - 1];
         tr.message(trace_kind::receive, "contrib",
                    c.sender < v.plan.members[l].size()
                      ? expert_actor_name(l, v.plan.members[l][c.sender])
@@ -294,8 +534,73 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       if (c.sender >= p.outputs.size() || p.outputs[c.sender])
         return;
       p.outputs[c.sender] = self->current_mailbox_element()->copy_content_to_message();
-      ++p.outputs_in;
-      try_complete(self, c.request);
+      if (++p.outputs_in == p.outputs.size())
+        on_outputs(self, c.request, p);
+    },
+    [=](session_atom) -> caf::result<std::uint64_t> {
+      auto& st = self->state;
+      const auto& c = st.model->config;
+      if (!c.is_lm())
+        return make_mesh_error(mesh_errc::bad_request,
+                               "'" + c.name + "' is not a language model: it has no sessions");
+      if (st.sessions.size() >= st.setup.max_sessions)
+        return make_mesh_error(mesh_errc::not_ready,
+                               std::to_string(st.sessions.size())
+                                 + " sessions are open, the most the composer keeps: close one");
+      const auto id = ++st.next_session;
+      auto& s = st.sessions[id];
+      s.contexts.assign(c.layers.size(), 0);
+      s.busy = true; // until every context exists
+      auto rp = self->make_response_promise<std::uint64_t>();
+      auto left = std::make_shared<size_t>(0);
+      for (size_t l = 0; l < c.layers.size(); ++l)
+        *left += c.layers[l].kind == experts::layer_kind::attention;
+      if (*left == 0) {
+        s.busy = false;
+        return id;
+      }
+      for (size_t l = 0; l < c.layers.size(); ++l) {
+        const auto& lc = c.layers[l];
+        if (lc.kind != experts::layer_kind::attention)
+          continue;
+        context_spec spec;
+        spec.heads = static_cast<std::uint32_t>(lc.heads);
+        spec.head_dim = static_cast<std::uint32_t>(c.dim / lc.heads);
+        spec.block_size = st.setup.block_size;
+        spec.shard_size = st.setup.shard_positions;
+        self->request(st.setup.contexts, std::chrono::seconds(30), create_atom::value, spec)
+          .then(
+            [=](std::uint64_t context) mutable {
+              auto s = self->state.sessions.find(id);
+              if (s == self->state.sessions.end())
+                return;
+              s->second.contexts[l] = context;
+              if (--*left == 0) {
+                s->second.busy = false;
+                rp.deliver(id);
+              }
+            },
+            [=](caf::error& err) mutable {
+              self->state.sessions.erase(id);
+              rp.deliver(std::move(err));
+            });
+      }
+      return rp;
+    },
+    [=](drop_atom, std::uint64_t id) -> caf::result<ok_atom> {
+      auto& st = self->state;
+      auto s = st.sessions.find(id);
+      if (s == st.sessions.end())
+        return make_mesh_error(mesh_errc::bad_request,
+                               "session " + std::to_string(id) + " is not open");
+      if (s->second.busy)
+        return make_mesh_error(mesh_errc::bad_request,
+                               "session " + std::to_string(id) + " is still feeding a request");
+      for (auto context : s->second.contexts)
+        if (context != 0)
+          caf::anon_send(st.setup.contexts, drop_atom::value, context);
+      st.sessions.erase(s);
+      return ok_atom::value;
     },
     [=](record_atom, expert_record& r) {
       auto& st = self->state;
@@ -337,9 +642,9 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       auto it = st.pending.find(id);
       if (it == st.pending.end())
         return;
-      it->second.rp.deliver(
-        make_mesh_error(mesh_errc::deadline_exceeded, missing_report(it->second, id)));
-      st.pending.erase(it);
+      const auto why = missing_report(it->second, id);
+      it->second.rp.deliver(make_mesh_error(mesh_errc::deadline_exceeded, why));
+      end_request(self, it, st.model->config.is_lm() ? why + "; open a new session" : "");
     },
   };
 }

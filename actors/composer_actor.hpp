@@ -3,6 +3,13 @@
 // layer's outputs into the residual stream, applies the head, assembles the activation
 // record from what every expert decided, and answers; or, when the deadline passes first,
 // answers with an error that names the request, the layer and the experts that did not answer.
+//
+// A language model's request feeds tokens to a session. Between expert layers the composer
+// runs the attention layers: it merges the previous expert layer's outputs, projects the
+// normed stream to queries, keys and values (experts/attention.hpp), appends the keys and
+// values to the session's context of that layer (the context composer spreads them over
+// shard actors on the nodes), asks for every head's attention over it (the shards' partials
+// merged exactly), adds the output projection to the stream and starts the next expert layer.
 
 #include "actors/expert_actor.hpp"
 
@@ -19,25 +26,55 @@ struct pending_request {
   bool want_record = true;
   std::uint32_t deadline_ms = 0;
   std::uint64_t trace = 0; ///< the request's trace id (0: not traced)
-  std::vector<std::optional<caf::message>> outputs;   ///< the last layer's, by expert
+  std::uint64_t session = 0; ///< language models: the session fed
+  std::uint64_t position = 0; ///< language models: the first token's position
+  std::string ids;           ///< T uint64: the token ids the experts read (hash layers)
+  /// The unrolled layer the composer starts next: the outputs it collects are layer
+  /// to_layer - 1's (to_layer = the schedule's size: the last layer's, before the head).
+  std::uint32_t to_layer = 0;
+  std::vector<std::optional<caf::message>> outputs;   ///< layer to_layer - 1's, by expert
   size_t outputs_in = 0;
+  matrix stream;        ///< the residual stream through the attention stage
+  int attending = -1;   ///< the config layer whose attention is in flight (-1: none)
+  std::optional<wire_tensor> output; ///< the head's output, once computed
   std::vector<std::vector<std::optional<expert_record>>> records; ///< [unrolled][expert]
   std::vector<std::vector<bool>> heard; ///< [unrolled][expert]: any sign of life
   size_t records_in = 0, records_expected = 0;
 };
 
+/// One sequence of a language model: a context per attention layer.
+struct lm_session {
+  std::vector<std::uint64_t> contexts; ///< [config layer] -> context id (0: an expert layer)
+  std::uint64_t position = 0;          ///< tokens fed: where the next request starts
+  bool busy = false;                   ///< a request is feeding it
+  std::string broken;                  ///< why it can take no more tokens, if so
+};
+
+/// Where a served language model keeps its keys and values.
+struct composer_setup {
+  context_actor contexts;  ///< the cluster's context composer
+  std::uint64_t shard_positions = 4096; ///< positions per context shard
+  std::uint32_t block_size = 64;        ///< positions per block summary
+  size_t max_sessions = 1024;
+};
+
 struct composer_state {
-  std::shared_ptr<const experts::model> model; ///< embedding and head (membership never changes them)
+  /// Embedding, attention and head (membership never changes them).
+  std::shared_ptr<const experts::model> model;
   std::string node;
+  composer_setup setup;
   std::unique_ptr<kernels::backend> be;
   std::map<std::uint64_t, std::shared_ptr<const epoch_view>> epochs;
   std::map<std::uint64_t, pending_request> pending;
+  std::map<std::uint64_t, lm_session> sessions;
+  std::uint64_t next_session = 0;
 
   static inline const char* name = "eoe.composer";
 };
 
 composer_actor::behavior_type
 composer_behavior(composer_actor::stateful_pointer<composer_state> self,
-                  std::shared_ptr<const experts::model> model, std::string node);
+                  std::shared_ptr<const experts::model> model, std::string node,
+                  composer_setup setup = {});
 
 } // namespace eoe::actors

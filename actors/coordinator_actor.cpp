@@ -420,9 +420,10 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
                      coordinator_setup setup) {
   auto& st = self->state;
   st.setup = std::move(setup);
-  st.composer = self->spawn<caf::linked>(composer_behavior, st.setup.model,
-                                         st.setup.nodes[st.setup.head]);
   st.contexts = self->spawn<caf::linked>(context_behavior, st.setup.agents);
+  st.composer = self->spawn<caf::linked>(
+    composer_behavior, st.setup.model, st.setup.nodes[st.setup.head],
+    composer_setup{st.contexts, st.setup.kv_shard_positions, st.setup.kv_block_size});
   st.trace_salt = static_cast<std::uint64_t>(tracing::now_ns()) << 24;
   for (std::uint32_t n = 0; n < st.setup.nodes.size(); ++n) {
     st.nodes.push_back({st.setup.nodes[n], st.setup.addresses[n], st.setup.agents[n], {}, true, {}});
@@ -663,6 +664,20 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       return std::string{bytes.begin(), bytes.end()};
     },
     [=](context_atom) { return self->state.contexts; },
+    [=](session_atom) -> caf::result<std::uint64_t> {
+      auto rp = self->make_response_promise<std::uint64_t>();
+      self->request(self->state.composer, std::chrono::seconds(60), session_atom::value)
+        .then([rp](std::uint64_t id) mutable { rp.deliver(id); },
+              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+    [=](drop_atom, std::uint64_t session) -> caf::result<ok_atom> {
+      auto rp = self->make_response_promise<ok_atom>();
+      self->request(self->state.composer, std::chrono::seconds(60), drop_atom::value, session)
+        .then([rp](ok_atom) mutable { rp.deliver(ok_atom::value); },
+              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
     [=](mute_atom, std::uint32_t layer, std::uint32_t id, bool on) -> caf::result<ok_atom> {
       auto& st = self->state;
       auto i = st.experts.find({layer, id});

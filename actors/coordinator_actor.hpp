@@ -29,6 +29,8 @@ struct coordinator_setup {
   std::uint32_t head = 0;                    ///< node index of the coordinator and composer
   double trace_sample = 0;                   ///< share of requests traced (0: only flagged ones)
   std::string secret;                        ///< a joining node must present it ("" = none asked)
+  std::uint64_t kv_shard_positions = 4096;   ///< language models: positions per context shard
+  std::uint32_t kv_block_size = 64;          ///< language models: positions per block summary
 };
 
 /// One node as the registry knows it.

@@ -5,6 +5,7 @@
 #include "actors/wire.hpp"
 #include "experts/forward.hpp"
 #include "experts/hash_routing.hpp"
+#include "experts/rms_norm.hpp"
 #include "experts/router.hpp"
 #include "experts/self_activation.hpp"
 #include "experts/weighted_output.hpp"
@@ -39,13 +40,6 @@ std::uint64_t contribution_bytes(const contribution& c) noexcept {
          + c.ids.size();
 }
 
-std::vector<std::uint32_t> unrolled_schedule(const experts::model_config& c) {
-  std::vector<std::uint32_t> out;
-  for (size_t l = 0; l < c.layers.size(); ++l)
-    out.insert(out.end(), static_cast<size_t>(c.layers[l].steps), static_cast<std::uint32_t>(l));
-  return out;
-}
-
 namespace {
 
 using self_ptr = expert_actor::stateful_pointer<expert_state>;
@@ -63,10 +57,10 @@ std::string my_name(const expert_state& st) {
   return expert_name(st.spec.layer, st.spec.id);
 }
 
-/// Members of the layer that feeds unrolled layer u in epoch v: the embedder alone for the
-/// first layer.
+/// Members of the layer that feeds unrolled layer u in epoch v: the composer alone where it
+/// starts the layer (the embedding, or a language model's attention before it).
 size_t senders_of(const epoch_view& v, std::uint32_t u) {
-  if (u == 0)
+  if (v.composer_feeds(u))
     return 1;
   return static_cast<size_t>(v.config.layers[v.schedule[u - 1]].experts);
 }
@@ -135,7 +129,7 @@ void finish(self_ptr self, const epoch_view& v, std::uint64_t request, std::uint
   const auto msg_id = out.msg;
   const auto msg = caf::make_message(contrib_atom::value, std::move(out));
   std::shared_ptr<const outgoing_frame> frame; // encoded once if the data plane takes it
-  if (u + 1 < v.schedule.size()) {
+  if (!v.composer_feeds(u + 1)) {
     for (auto node : v.nodes_of_layer(v.schedule[u + 1])) {
       if (tr)
         tr.message(trace_kind::send, "contrib", relay_name(v.plan.nodes[node]), msg_id, 0, bytes,
@@ -195,7 +189,7 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
 
   // The previous layer's outputs, gated as every receiver gates them.
   std::vector<experts::weighted_output> pending;
-  if (u > 0) {
+  if (!v.composer_feeds(u)) {
     std::vector<matrix> ys(w.got.size());
     std::vector<std::vector<std::int32_t>> rows(w.got.size());
     std::vector<std::vector<float>> carried(w.got.size());
@@ -220,6 +214,12 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
     mixed = h_prev;
     experts::scatter_add(mixed, pending, lp.affinity.data() + position, lp.affinity.cols());
     in = &mixed;
+  }
+  matrix normed; // a language model's expert layers read the stream through their RMSNorm
+  if (c.is_lm()) {
+    std::vector<float> inv_rms;
+    experts::rms_norm_forward(*in, lp.norm, normed, inv_rms);
+    in = &normed;
   }
 
   const auto t_mixed = tr ? tracing::now_ns() : 0;
@@ -333,7 +333,7 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
         carried.push_back(1.0f);
       }
       break;
-    case layer_kind::attention: // language models do not reach the mesh (load_model refuses them)
+    case layer_kind::attention: // run by the composer (epoch_view::schedule has none)
       throw std::logic_error("expert actor: an attention layer has no experts");
   }
   finish(self, v, request, u, w, position, rows, carried);

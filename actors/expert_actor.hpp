@@ -77,7 +77,4 @@ std::string relay_name(const std::string& node);
 /// Payload bytes of a contribution (its tensors and vectors).
 std::uint64_t contribution_bytes(const contribution& c) noexcept;
 
-/// unrolled layer -> config layer of a model config.
-std::vector<std::uint32_t> unrolled_schedule(const experts::model_config& c);
-
 } // namespace eoe::actors

@@ -34,14 +34,18 @@ using relay_actor = caf::typed_actor<                                           
   caf::replies_to<stats_atom>::with<relay_stats>>;
 
 /// Embeds a request, starts it on the first layer, merges the last layer's outputs, applies
-/// the head, assembles the activation record and answers, or reports a missed deadline.
+/// the head, assembles the activation record and answers, or reports a missed deadline. A
+/// language model's attention layers run here, between its expert layers, over the
+/// sessions' contexts in the cluster's shards.
 using composer_actor = caf::typed_actor<                                                        //
   caf::replies_to<infer_atom, std::uint64_t, std::uint64_t, infer_request>::with<infer_result>, //
   caf::reacts_to<contrib_atom, contribution>,                                                   //
   caf::reacts_to<record_atom, expert_record>,                                                   //
   caf::replies_to<plan_atom, mesh_plan>::with<ok_atom>,                                         //
   caf::reacts_to<retire_atom, std::uint64_t>,                                                   //
-  caf::reacts_to<deadline_atom, std::uint64_t>>;
+  caf::reacts_to<deadline_atom, std::uint64_t>,                                                 //
+  caf::replies_to<session_atom>::with<std::uint64_t>,                                           //
+  caf::replies_to<drop_atom, std::uint64_t>::with<ok_atom>>;
 
 /// One shard of a long context: keys and values of a range of positions and their block
 /// summaries; answers partial attention where its data lives.
@@ -81,6 +85,8 @@ using coordinator_actor = caf::typed_actor<                                     
   caf::replies_to<join_atom, std::string, std::string, node_agent_actor, std::string>::with<ok_atom>, //
   caf::replies_to<model_atom, std::uint64_t>::with<std::string>,                               //
   caf::replies_to<context_atom>::with<context_actor>,                                          //
+  caf::replies_to<session_atom>::with<std::uint64_t>,                                          //
+  caf::replies_to<drop_atom, std::uint64_t>::with<ok_atom>,                                    //
   caf::replies_to<mute_atom, std::uint32_t, std::uint32_t, bool>::with<ok_atom>,               //
   caf::replies_to<stats_atom>::with<std::vector<relay_stats>>,                                 //
   caf::reacts_to<shutdown_atom>>;

@@ -64,7 +64,11 @@ using score_atom = caf::atom_constant<caf::atom("score")>;
 /// coordinator -> node agent: read your clock (for the clock offset), or here is your offset.
 using clock_atom = caf::atom_constant<caf::atom("clock")>;
 /// client -> context composer: forget a context (its shards exit).
+/// client -> coordinator -> composer: close a language-model session (its contexts go).
 using drop_atom = caf::atom_constant<caf::atom("drop")>;
+/// client -> coordinator -> composer: open a language-model session (one sequence whose keys
+/// and values live in the cluster's context shards).
+using session_atom = caf::atom_constant<caf::atom("session")>;
 
 // ---- payloads ----------------------------------------------------------------------------
 
@@ -80,10 +84,14 @@ typename Inspector::result_type inspect(Inspector& f, wire_tensor& x) {
   return f(caf::meta::type_name("wire_tensor"), x.rows, x.cols, x.bytes);
 }
 
-/// A client's request: tokens (T, input width) and, for hash layers, one id per token.
+/// A client's request: tokens (T, input width) and, for hash layers, one id per token. To a
+/// language model: no tokens, the T byte tokens as ids, fed to an open session at the
+/// session's next position; the output is their logits (T, vocab).
 struct infer_request {
   wire_tensor tokens;
   std::string ids;               ///< T uint64, little-endian; empty: the row index
+  std::uint64_t session = 0;     ///< language models: the session (net/lm_client.hpp)
+  std::uint64_t position = 0;    ///< language models: where the tokens start in the session
   std::uint32_t deadline_ms = 5000;
   bool want_record = true;       ///< return the activation record of every layer
   bool trace = false;            ///< trace this request (whatever the cluster's sampling)
@@ -93,7 +101,8 @@ struct infer_request {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, infer_request& x) {
-  return f(caf::meta::type_name("infer_request"), x.tokens, x.ids, x.deadline_ms, x.want_record,
+  return f(caf::meta::type_name("infer_request"), x.tokens, x.ids, x.session, x.position,
+           x.deadline_ms, x.want_record,
            x.trace, x.trace_id, x.trace_msg);
 }
 

@@ -21,10 +21,6 @@ std::shared_ptr<const experts::model> load_model(const std::string& checkpoint) 
   auto m = experts::load_checkpoint(checkpoint);
   if (!m)
     throw std::runtime_error(m.error().message);
-  if (m->config.is_lm())
-    throw std::runtime_error(checkpoint + ": '" + m->config.name
-                             + "' is a language model; clusters serve classifier models only "
-                               "(run it in-process: eoe eval, experts/lm_decode.hpp)");
   return std::make_shared<const experts::model>(std::move(*m));
 }
 

@@ -9,7 +9,7 @@ namespace eoe::actors {
 
 namespace {
 
-constexpr size_t layer_tensor_count = 5; // router, affinity, tau, select_bias, gate_bias
+constexpr size_t layer_tensor_count = 6; // router, affinity, tau, select_bias, gate_bias, norm
 
 matrix or_empty(const wire_tensor& t, const char* what) {
   return t.rows == 0 && t.cols == 0 ? matrix{} : from_wire(t, what);
@@ -32,6 +32,29 @@ std::vector<std::uint32_t> epoch_view::nodes_of_layer(size_t l) const {
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
+}
+
+std::vector<std::uint32_t> expert_schedule(const experts::model_config& c) {
+  std::vector<std::uint32_t> out;
+  for (size_t l = 0; l < c.layers.size(); ++l)
+    if (c.layers[l].kind != experts::layer_kind::attention)
+      out.insert(out.end(), static_cast<size_t>(c.layers[l].steps), static_cast<std::uint32_t>(l));
+  return out;
+}
+
+std::vector<std::uint32_t> epoch_view::attention_before(size_t u) const {
+  // Config layers strictly between the previous unrolled layer's and this one's.
+  const size_t from = u == 0 ? 0 : schedule[u - 1] + 1;
+  const size_t to = u < schedule.size() ? schedule[u] : config.layers.size();
+  std::vector<std::uint32_t> out;
+  for (size_t l = from; l < to; ++l)
+    if (config.layers[l].kind == experts::layer_kind::attention)
+      out.push_back(static_cast<std::uint32_t>(l));
+  return out;
+}
+
+bool epoch_view::composer_feeds(size_t u) const {
+  return u == 0 || u >= schedule.size() || !attention_before(u).empty();
 }
 
 std::shared_ptr<const epoch_view> decode_plan(const mesh_plan& p) {
@@ -64,11 +87,13 @@ std::shared_ptr<const epoch_view> decode_plan(const mesh_plan& p) {
     lp.tau = or_empty(t[2], "plan tau");
     lp.select_bias = or_empty(t[3], "plan selection bias");
     lp.gate_bias = or_empty(t[4], "plan gate bias");
+    lp.norm = or_empty(t[5], "plan norm");
     v->params.push_back(std::move(lp));
   }
-  for (size_t l = 0; l < layers; ++l)
-    v->schedule.insert(v->schedule.end(), static_cast<size_t>(v->config.layers[l].steps),
-                       static_cast<std::uint32_t>(l));
+  v->schedule = expert_schedule(v->config);
+  if (v->schedule.empty())
+    throw std::invalid_argument("plan of epoch " + std::to_string(p.epoch)
+                                + ": the model has no expert layer to run on the mesh");
   return v;
 }
 
@@ -91,7 +116,7 @@ mesh_plan make_plan(std::uint64_t epoch, const experts::model& m,
   for (auto& lp : m.layers)
     p.layer_params.push_back({wire_or_empty(lp.router), wire_or_empty(lp.affinity),
                               wire_or_empty(lp.tau), wire_or_empty(lp.select_bias),
-                              wire_or_empty(lp.gate_bias)});
+                              wire_or_empty(lp.gate_bias), wire_or_empty(lp.norm)});
   return p;
 }
 

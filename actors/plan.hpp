@@ -29,7 +29,7 @@ struct mesh_plan {
   std::vector<std::vector<std::uint32_t>> members;
   /// [config layer][position] -> node index
   std::vector<std::vector<std::uint32_t>> placement;
-  /// [config layer] -> router, affinity, tau, select_bias, gate_bias (empty where absent)
+  /// [config layer] -> router, affinity, tau, select_bias, gate_bias, norm (empty where absent)
   std::vector<std::vector<wire_tensor>> layer_params;
 };
 
@@ -43,7 +43,9 @@ typename Inspector::result_type inspect(Inspector& f, mesh_plan& x) {
 struct epoch_view {
   mesh_plan plan;
   experts::model_config config;
-  std::vector<std::uint32_t> schedule; ///< unrolled layer -> config layer
+  /// unrolled layer -> config layer: the expert layers as run (a recurrent layer once per
+  /// step); a language model's attention layers run on the composer between them
+  std::vector<std::uint32_t> schedule;
   /// layer-level parameters per config layer (experts left empty)
   std::vector<experts::layer_params> params;
 
@@ -52,7 +54,21 @@ struct epoch_view {
 
   /// The nodes hosting members of config layer l (ascending, without repeats).
   std::vector<std::uint32_t> nodes_of_layer(size_t l) const;
+
+  /// The attention layers (config indices, in order) the composer runs before unrolled layer
+  /// u starts, u = schedule.size(): after the last one, before the head. Empty for a
+  /// classifier.
+  std::vector<std::uint32_t> attention_before(size_t u) const;
+
+  /// Whether the composer starts unrolled layer u (u = schedule.size(): whether it receives
+  /// the last layer's outputs): the first layer, the one after an attention stage, the end.
+  /// Otherwise layer u - 1's experts send their outputs straight to layer u's.
+  bool composer_feeds(size_t u) const;
 };
+
+/// unrolled layer -> config layer: the expert layers as run (a recurrent layer once per step;
+/// attention layers left out: the composer runs them).
+std::vector<std::uint32_t> expert_schedule(const experts::model_config& c);
 
 /// Decodes a plan; throws std::invalid_argument naming what does not fit.
 std::shared_ptr<const epoch_view> decode_plan(const mesh_plan& p);

@@ -3,6 +3,7 @@
 #include "context_store/kv_shard.hpp"
 #include "context_store/partial.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -163,43 +164,70 @@ void attention_backward(const basic_attention_params<S>& w, const layer_config& 
   dx.noalias() += dv * w.wv.transpose();
 }
 
+attention_projection attention_project(const attention_params& w, const layer_config& lc,
+                                       const matrix& x, std::int64_t first) {
+  const int d = head_width(lc, x.cols());
+  matrix q = x * w.wq, k = x * w.wk;
+  const matrix v = x * w.wv;
+  const auto rope = make_rope<float>(first, x.rows(), d, lc.rope_base);
+  apply_rope(q, lc.heads, rope);
+  apply_rope(k, lc.heads, rope);
+  attention_projection out;
+  for (int h = 0; h < lc.heads; ++h) {
+    out.q.push_back(q.middleCols(h * d, d));
+    out.k.push_back(k.middleCols(h * d, d));
+    out.v.push_back(v.middleCols(h * d, d));
+  }
+  return out;
+}
+
+matrix attention_output(const attention_params& w, std::span<const matrix> heads) {
+  if (heads.empty())
+    throw std::invalid_argument("attention_output: no heads");
+  const auto d = heads[0].cols();
+  matrix o(heads[0].rows(), d * static_cast<Eigen::Index>(heads.size()));
+  for (size_t h = 0; h < heads.size(); ++h)
+    o.middleCols(static_cast<Eigen::Index>(h) * d, d) = heads[h];
+  return o * w.wo;
+}
+
 matrix attention_decode(const attention_params& w, const layer_config& lc, const matrix& x,
                         std::int64_t position, std::vector<context::kv_shard>& shards,
                         const kv_layout& layout) {
-  const auto dim = x.cols();
-  const int d = head_width(lc, dim);
-  if (x.rows() != 1)
-    throw std::invalid_argument("attention_decode: one row at a time");
+  const int d = head_width(lc, x.cols());
   const std::int64_t next = shards.empty() ? 0 : shards.back().end();
   if (position != next)
     throw std::invalid_argument("attention_decode: position " + std::to_string(position)
                                 + ", but the shards hold positions [0, " + std::to_string(next)
                                 + ")");
-  matrix q = x * w.wq, k = x * w.wk;
-  const matrix v = x * w.wv;
-  const auto rope = make_rope<float>(position, 1, d, lc.rope_base);
-  apply_rope(q, lc.heads, rope);
-  apply_rope(k, lc.heads, rope);
-  if (shards.empty() || shards.back().size() == shards.back().capacity())
-    shards.emplace_back(context::shard_shape{lc.heads, d, layout.block_size}, next,
-                        layout.shard_capacity);
-  std::vector<matrix> kh(static_cast<size_t>(lc.heads)), vh(static_cast<size_t>(lc.heads));
-  for (int h = 0; h < lc.heads; ++h) {
-    kh[h] = k.middleCols(h * d, d);
-    vh[h] = v.middleCols(h * d, d);
+  const auto n = x.rows();
+  auto p = attention_project(w, lc, x, position);
+  std::vector<matrix> kh(static_cast<size_t>(lc.heads)), vh(kh.size());
+  for (Eigen::Index done = 0; done < n;) {
+    if (shards.empty() || shards.back().size() == shards.back().capacity())
+      shards.emplace_back(context::shard_shape{lc.heads, d, layout.block_size}, position + done,
+                          layout.shard_capacity);
+    const auto take = std::min<Eigen::Index>(n - done, shards.back().capacity()
+                                                         - shards.back().size());
+    for (int h = 0; h < lc.heads; ++h) {
+      kh[h] = p.k[h].middleRows(done, take);
+      vh[h] = p.v[h].middleRows(done, take);
+    }
+    shards.back().append(kh, vh);
+    done += take;
   }
-  shards.back().append(kh, vh);
-  matrix o(1, dim);
-  const std::int64_t pos[] = {position};
+  std::vector<std::int64_t> pos(static_cast<size_t>(n));
+  for (Eigen::Index r = 0; r < n; ++r)
+    pos[static_cast<size_t>(r)] = position + r;
+  std::vector<matrix> heads(static_cast<size_t>(lc.heads));
   std::vector<context::partial> parts;
   for (int h = 0; h < lc.heads; ++h) {
-    const matrix qh = q.middleCols(h * d, d);
     parts.clear();
     for (auto& s : shards)
-      parts.push_back(s.attend(h, qh, pos, true));
-    o.middleCols(h * d, d) = context::merge(parts).out;
+      parts.push_back(s.attend(h, p.q[h], pos, true));
+    heads[h] = context::merge(parts).out;
   }
-  return o * w.wo;
+  return attention_output(w, heads);
 }
 
 #define EOE_ATTENTION_INSTANCE(S)                                                              \

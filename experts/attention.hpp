@@ -16,6 +16,7 @@
 #include "experts/model_config.hpp"
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace eoe::context {
@@ -75,11 +76,26 @@ struct kv_layout {
   int block_size = 64;
 };
 
-/// One decode step of a sequence: x (1, D) is the (normed) input at `position`, which must be
-/// the next position of `shards` (0 when empty). Its rotated key and its value are appended to
-/// the last shard; every head's query attends over every shard (causal) and the partials are
-/// merged exactly (context_store::merge) -> y (1, D). Equals row `position` of
-/// attention_forward on the whole sequence up to rounding.
+/// The queries, keys and values of n rows at positions [first, first + n), one (n, d)
+/// matrix per head: q and k rotated by their positions (as keys enter a KV shard).
+struct attention_projection {
+  std::vector<matrix> q, k, v;
+};
+
+/// x (n, D) is the layer's (normed) input at positions [first, first + n).
+attention_projection attention_project(const attention_params& w, const layer_config& lc,
+                                       const matrix& x, std::int64_t first);
+
+/// The heads' outputs (n, d) each -> side by side (n, D) times wo: the layer's output.
+matrix attention_output(const attention_params& w, std::span<const matrix> heads);
+
+/// One decode step of a sequence: x (n, D) is the (normed) input at positions [position,
+/// position + n), where `position` must be the next position of `shards` (0 when empty). Its
+/// rotated keys and values are appended (opening shards of `layout.shard_capacity` as the
+/// last one fills); every head's queries attend over every shard, causally, and the partials
+/// are merged exactly (context_store::merge) -> y (n, D). Equals rows [position, position +
+/// n) of attention_forward on the whole sequence up to rounding. The cluster runs the same
+/// steps with the shards in shard actors (actors/composer_actor.cpp).
 matrix attention_decode(const attention_params& w, const layer_config& lc, const matrix& x,
                         std::int64_t position, std::vector<context::kv_shard>& shards,
                         const kv_layout& layout = {});

@@ -1,11 +1,9 @@
 #include "experts/lm_decode.hpp"
 
 #include "experts/rms_norm.hpp"
-#include "experts/rng.hpp"
 #include "experts/weighted_output.hpp"
 
 #include <cmath>
-#include <optional>
 #include <stdexcept>
 
 namespace eoe::experts {
@@ -16,13 +14,27 @@ lm_decoder::lm_decoder(const model& m, kv_layout layout)
     throw std::invalid_argument("lm_decoder: '" + m.config.name + "' is not a language model");
 }
 
-matrix lm_decoder::step(std::uint8_t token) {
+void lm_decoder::restart() {
+  kv_.assign(m_->config.layers.size(), {});
+  last_.clear();
+  position_ = 0;
+}
+
+matrix lm_decoder::feed(std::span<const std::uint8_t> tokens) {
   const auto& c = m_->config;
-  if (token >= c.vocab)
-    throw std::invalid_argument("lm_decoder: token " + std::to_string(token)
-                                + " is not below vocab = " + std::to_string(c.vocab));
-  const std::uint64_t id[] = {token};
-  matrix h = m_->embed_w.row(token);
+  if (tokens.empty())
+    throw std::invalid_argument("lm_decoder: no tokens to feed");
+  const auto n = static_cast<Eigen::Index>(tokens.size());
+  std::vector<std::uint64_t> ids(tokens.size());
+  matrix h(n, c.dim);
+  for (Eigen::Index r = 0; r < n; ++r) {
+    const auto t = tokens[static_cast<size_t>(r)];
+    if (t >= c.vocab)
+      throw std::invalid_argument("lm_decoder: token " + std::to_string(t)
+                                  + " is not below vocab = " + std::to_string(c.vocab));
+    ids[static_cast<size_t>(r)] = t;
+    h.row(r) = m_->embed_w.row(t);
+  }
   matrix normed;
   std::vector<float> inv_rms;
   last_.clear();
@@ -38,12 +50,12 @@ matrix lm_decoder::step(std::uint8_t token) {
       const matrix* in[] = {&normed};
       std::vector<weighted_output> out;
       layer_record rec;
-      expert_layer(*be_, lp, lc, in, id, hash_seed(c, last_.size()), out, rec);
+      expert_layer(*be_, lp, lc, in, ids, hash_seed(c, last_.size()), out, rec);
       scatter_add(h, out);
       last_.push_back(std::move(rec));
     }
   }
-  ++position_;
+  position_ += n;
   rms_norm_forward(h, m_->final_norm, normed, inv_rms);
   matrix logits;
   be_->gemm(normed, m_->head_w, logits);
@@ -53,48 +65,8 @@ matrix lm_decoder::step(std::uint8_t token) {
 
 std::string generate(const model& m, std::string_view prompt, const sampling& s,
                      kv_layout layout) {
-  if (prompt.empty())
-    throw std::invalid_argument("generate: the prompt needs at least one token");
-  const auto context = static_cast<size_t>(m.config.context);
-  std::string text{prompt}; // the prompt and what follows it
-  std::optional<lm_decoder> dec;
-  matrix logits;
-  // A fresh decoder over the last `keep` bytes: positions past the context were never trained.
-  auto restart = [&](size_t keep) {
-    dec.emplace(m, layout);
-    for (size_t i = text.size() - std::min(keep, text.size()); i < text.size(); ++i)
-      logits = dec->step(static_cast<std::uint8_t>(text[i]));
-  };
-  restart(context);
-  rng r{s.seed};
-  for (int i = 0; i < s.tokens; ++i) {
-    Eigen::Index next = 0;
-    if (s.temperature <= 0) {
-      logits.row(0).maxCoeff(&next);
-    } else {
-      // Sample from softmax(logits / temperature) by its cumulative sum.
-      const double mx = logits.maxCoeff();
-      std::vector<double> p(static_cast<size_t>(logits.cols()));
-      double sum = 0;
-      for (size_t k = 0; k < p.size(); ++k)
-        sum += p[k] = std::exp((logits(0, static_cast<Eigen::Index>(k)) - mx) / s.temperature);
-      double u = r.uniform() * sum;
-      next = static_cast<Eigen::Index>(p.size() - 1);
-      for (size_t k = 0; k < p.size(); ++k)
-        if ((u -= p[k]) < 0) {
-          next = static_cast<Eigen::Index>(k);
-          break;
-        }
-    }
-    text.push_back(static_cast<char>(next));
-    if (i + 1 == s.tokens)
-      break;
-    if (static_cast<size_t>(dec->position()) == context)
-      restart(context / 2);
-    else
-      logits = dec->step(static_cast<std::uint8_t>(next));
-  }
-  return text.substr(prompt.size());
+  lm_decoder d{m, layout};
+  return generate(d, m.config.context, prompt, s);
 }
 
 } // namespace eoe::experts

@@ -8,11 +8,13 @@
 #include "context_store/kv_shard.hpp"
 #include "experts/attention.hpp"
 #include "experts/forward.hpp"
+#include "experts/lm_generate.hpp"
 #include "experts/model.hpp"
 #include "kernels/backend.hpp"
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,7 +22,7 @@
 namespace eoe::experts {
 
 /// Decodes one sequence. Holds a reference to the model, which must outlive it.
-class lm_decoder {
+class lm_decoder final : public sequence_decoder {
 public:
   /// Throws std::invalid_argument when m is not a language model.
   explicit lm_decoder(const model& m, kv_layout layout = {});
@@ -28,10 +30,18 @@ public:
   /// Feeds the token at the next position; returns the logits (1, vocab) of the token after
   /// it. Positions past the model's context run (RoPE has no table to outgrow) but were
   /// never trained on.
-  matrix step(std::uint8_t token);
+  matrix step(std::uint8_t token) {
+    return feed({&token, 1});
+  }
+
+  /// Feeds tokens at the next positions in one pass (causal within them); returns their
+  /// logits (tokens, vocab).
+  matrix feed(std::span<const std::uint8_t> tokens) override;
+
+  void restart() override;
 
   /// Tokens fed so far: the position the next step runs at.
-  std::int64_t position() const noexcept {
+  std::int64_t position() const noexcept override {
     return position_;
   }
 
@@ -40,7 +50,7 @@ public:
     return kv_.at(layer);
   }
 
-  /// What every expert layer decided on the last step.
+  /// What every expert layer decided on the last feed.
   const std::vector<layer_record>& last_layers() const noexcept {
     return last_;
   }
@@ -54,18 +64,7 @@ private:
   std::int64_t position_ = 0;
 };
 
-/// How generate() picks each next token.
-struct sampling {
-  int tokens = 200;          ///< tokens to generate after the prompt
-  double temperature = 0.8;  ///< 0: greedy (argmax)
-  std::uint64_t seed = 1;    ///< the same seed repeats the same text
-};
-
-/// Feeds the prompt (at least one token; its last `context` bytes) and samples `s.tokens`
-/// more; returns the generated tokens (without the prompt). The sequence stays within the
-/// context the model was trained on: when the decoder holds `context` positions, a fresh one
-/// starts over on the last context / 2 bytes (recomputing their K/V), as character-level
-/// samplers crop to their block size.
+/// generate() of experts/lm_generate.hpp with an in-process decoder of m.
 std::string generate(const model& m, std::string_view prompt, const sampling& s,
                      kv_layout layout = {});
 

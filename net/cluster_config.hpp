@@ -58,6 +58,10 @@ struct cluster_config {
   std::uint32_t deadline_ms = 5000; ///< default request deadline
   std::uint32_t middleman_workers = 0; ///< CAF middleman deserialisation threads (0: CAF's)
   actors::scheduler_policy scheduler = actors::scheduler_policy::sharing; ///< of every node
+  /// Language models: positions per context shard (a session's keys and values spread over
+  /// the nodes a shard at a time, round-robin) and per block summary.
+  std::uint64_t kv_shard_positions = 4096;
+  std::uint32_t kv_block_size = 64;
   std::string secret; ///< what a joining node must present ("" = none); env EOE_CLUSTER_SECRET wins
   std::vector<node_entry> nodes;
   /// [config layer] -> node name per expert; empty: round-robin over the nodes

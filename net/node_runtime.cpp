@@ -162,6 +162,8 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   setup.placement = std::move(*placement);
   setup.head = static_cast<std::uint32_t>(c.head_index());
   setup.trace_sample = c.trace.sample;
+  setup.kv_shard_positions = c.kv_shard_positions;
+  setup.kv_block_size = c.kv_block_size;
   setup.secret = c.secret;
   if (const char* s = std::getenv("EOE_CLUSTER_SECRET"))
     setup.secret = s;

@@ -20,9 +20,12 @@ struct local_cluster {
   caf::actor_system sys;
   actors::coordinator_actor coordinator;
 
-  /// checkpoint "": the embedded default model.
-  local_cluster(const std::string& checkpoint, size_t nodes) : sys(cfg) {
-    coordinator = actors::spawn_local_cluster(sys, checkpoint, nodes);
+  /// checkpoint "": the embedded default model; a language model's contexts open a shard
+  /// every kv_shard_positions positions.
+  local_cluster(const std::string& checkpoint, size_t nodes,
+                std::uint64_t kv_shard_positions = 4096)
+    : sys(cfg) {
+    coordinator = actors::spawn_local_cluster(sys, checkpoint, nodes, "", kv_shard_positions);
     REQUIRE(actors::wait_ready(sys, coordinator, std::chrono::seconds(20)));
   }
 

@@ -159,7 +159,7 @@ inline relay_counts expected_relay_counts(const experts::model_config& c,
                                           std::uint32_t head, size_t nodes) {
   relay_counts out{std::vector<std::uint64_t>(nodes), std::vector<std::uint64_t>(nodes),
                    std::vector<std::uint64_t>(nodes)};
-  const auto schedule = unrolled_schedule(c);
+  const auto schedule = expert_schedule(c);
   auto deliver = [&](std::uint32_t from, size_t layer) {
     std::vector<std::uint64_t> experts_at(nodes, 0);
     for (auto n : place[layer])

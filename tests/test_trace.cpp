@@ -222,7 +222,7 @@ TEST_CASE("a traced request through 3 nodes: every message, decision and byte ac
 
   // What the activation record implies, edge by edge.
   const auto got = decode(traced);
-  const auto schedule = unrolled_schedule(c);
+  const auto schedule = expert_schedule(c);
   const auto place = round_robin_placement(c, nodes);
   const auto node_name = [](std::uint32_t n) { return "n" + std::to_string(n + 1); };
   const auto relay = [&](std::uint32_t n) { return relay_name(node_name(n)); };

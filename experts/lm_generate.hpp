@@ -1,0 +1,56 @@
+#pragma once
+// Text generation from a language model, whatever decodes it: the in-process decoder
+// (experts/lm_decode.hpp) or a session on a cluster (net/lm_client.hpp). Both feed tokens at
+// the next positions and answer their logits; the same loop samples from them, so the same
+// seed gives the same text from either when their logits agree.
+
+#include "kernels/tensor.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace eoe::experts {
+
+class rng;
+
+/// One sequence being decoded.
+class sequence_decoder {
+public:
+  virtual ~sequence_decoder() = default;
+
+  /// Feeds tokens at the next positions; returns their logits (tokens, vocab): row r scores
+  /// the token after tokens[r].
+  virtual matrix feed(std::span<const std::uint8_t> tokens) = 0;
+
+  /// Forgets the sequence: the next feed starts at position 0.
+  virtual void restart() = 0;
+
+  /// Tokens fed since the last restart.
+  virtual std::int64_t position() const = 0;
+};
+
+/// How generate() picks each next token.
+struct sampling {
+  int tokens = 200;          ///< tokens to generate after the prompt
+  double temperature = 0.8;  ///< 0: greedy (argmax)
+  double top_p = 1.0;        ///< nucleus: sample among the most likely tokens whose
+                             ///< probabilities sum to at least top_p (1: all of them)
+  std::uint64_t seed = 1;    ///< the same seed repeats the same text
+};
+
+/// The next token from one row of logits (1, vocab): the argmax at temperature 0, else a draw
+/// from softmax(logits / temperature) cut to its top-p nucleus (ties keep the lower token).
+int sample_token(const matrix& logits, const sampling& s, rng& r);
+
+/// Feeds the prompt (at least one token; its last `context` bytes) and samples `s.tokens`
+/// more, handing each to on_token as it comes (may be empty); returns them (without the
+/// prompt). The sequence stays within the `context` the model was trained on: when the
+/// decoder holds `context` positions, it restarts on the last context / 2 bytes (recomputing
+/// their K/V in one feed), as character-level samplers crop to their block size.
+std::string generate(sequence_decoder& d, std::int64_t context, std::string_view prompt,
+                     const sampling& s, const std::function<void(char)>& on_token = {});
+
+} // namespace eoe::experts

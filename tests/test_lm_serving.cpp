@@ -1,0 +1,203 @@
+// A language model served by a cluster: sessions whose keys and values live in context shard
+// actors spread over the nodes, attention run by the composer between the expert layers the
+// expert actors run; the logits equal the in-process decoder's (experts/lm_decode.hpp).
+
+#include "actors/mesh_errc.hpp"
+#include "actors/wire.hpp"
+#include "experts/checkpoint.hpp"
+#include "experts/lm_decode.hpp"
+#include "experts/model_config.hpp"
+#include "experts/rng.hpp"
+#include "local_cluster_fixture.hpp"
+#include "net/lm_client.hpp"
+
+#include <caf/scoped_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <filesystem>
+
+using namespace eoe;
+
+namespace {
+
+// Every kind of expert layer a language model takes, a recurrent one among them, between
+// attention layers of different head counts.
+constexpr const char* serving_model = R"(
+[model]
+kind = "lm"
+vocab = 256
+context = 64
+dim = 32
+seed = 4
+[[layer]]
+kind = "attention"
+heads = 4
+[[layer]]
+kind = "eoe"
+experts = 4
+hidden = 24
+rank = 8
+mode = "topk"
+k = 2
+[[layer]]
+kind = "attention"
+heads = 2
+[[layer]]
+kind = "router"
+experts = 4
+hidden = 16
+k = 2
+[[layer]]
+kind = "hash"
+experts = 3
+hidden = 16
+k = 1
+[[layer]]
+kind = "attention"
+heads = 4
+[[layer]]
+kind = "eoe"
+experts = 3
+hidden = 16
+rank = 4
+mode = "threshold"
+tau = 0.5
+steps = 2
+)";
+
+/// A trained-looking model: the init plus noise, so that every layer's decisions vary.
+experts::model serving_lm(std::uint64_t seed) {
+  auto c = experts::parse_model_config(serving_model, "<test>");
+  REQUIRE(c.has_value());
+  auto m = experts::init_model(*c);
+  experts::rng r{seed};
+  experts::for_each_parameter(m, [&](const std::string& name, matrix& t) {
+    if (name.ends_with(".tau"))
+      return;
+    for (Eigen::Index i = 0; i < t.size(); ++i)
+      t.data()[i] += static_cast<float>(0.1 * r.normal());
+  });
+  return m;
+}
+
+std::string saved(const experts::model& m, const std::string& name) {
+  const auto path = (std::filesystem::temp_directory_path() / name).string();
+  REQUIRE(experts::save_checkpoint(m, path).has_value());
+  return path;
+}
+
+/// Feeds a cluster session and the in-process decoder alike and keeps the worst difference
+/// of their logits; the generation follows the cluster's.
+struct paired_decoder final : experts::sequence_decoder {
+  net::cluster_session& cluster;
+  experts::lm_decoder local;
+  float worst = 0;
+  size_t rows = 0, restarts = 0;
+
+  paired_decoder(net::cluster_session& c, const experts::model& m, experts::kv_layout layout)
+    : cluster(c), local(m, layout) {}
+
+  matrix feed(std::span<const std::uint8_t> tokens) override {
+    matrix got = cluster.feed(tokens);
+    const matrix want = local.feed(tokens);
+    REQUIRE(got.rows() == want.rows());
+    REQUIRE(got.cols() == want.cols());
+    worst = std::max(worst, (got - want).cwiseAbs().maxCoeff());
+    rows += static_cast<size_t>(got.rows());
+    return got;
+  }
+  void restart() override {
+    cluster.restart();
+    local.restart();
+    ++restarts;
+  }
+  std::int64_t position() const override {
+    REQUIRE(cluster.position() == local.position());
+    return cluster.position();
+  }
+};
+
+/// The error text of a request the cluster refuses.
+std::string refusal(test::local_cluster& cl, actors::infer_request req) {
+  caf::scoped_actor self{cl.sys};
+  std::string why = "(answered)";
+  self->request(cl.coordinator, std::chrono::seconds(10), actors::infer_atom::value, req)
+    .receive([](actors::infer_result&) {},
+             [&](caf::error& err) { why = actors::describe(err); });
+  return why;
+}
+
+} // namespace
+
+TEST_CASE("a 3-node cluster's logits equal the in-process decoder's over a 200-token "
+          "generation",
+          "[lm][serving]") {
+  const auto m = serving_lm(21);
+  const auto path = saved(m, "eoe_test_lm_serving.ckpt");
+  // Shards of 8 positions: each attention layer's context spreads over the 3 nodes.
+  test::local_cluster cl{path, 3, 8};
+  net::cluster_session session{cl.sys, cl.coordinator};
+  paired_decoder pair{session, m, experts::kv_layout{8, 64}};
+  experts::sampling s;
+  s.tokens = 200;
+  s.temperature = 0.9;
+  s.top_p = 0.95;
+  s.seed = 5;
+  const auto text = experts::generate(pair, m.config.context, "The cluster ", s);
+  CHECK(text.size() == 200);
+  INFO("worst |cluster - in-process| = " << pair.worst << ", restarts " << pair.restarts);
+  CHECK(pair.worst <= 1e-5f);
+  // The prompt's 12 rows and one per generated token; past the context (64) it restarted on
+  // the last 32 bytes, recomputed in one request.
+  CHECK(pair.restarts >= 4);
+  CHECK(pair.rows >= 12 + 199);
+  // The same seed in-process gives the same text.
+  CHECK(experts::generate(m, "The cluster ", s, experts::kv_layout{8, 64}) == text);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a served session refuses what does not fit it and names why", "[lm][serving]") {
+  const auto m = serving_lm(3);
+  const auto path = saved(m, "eoe_test_lm_refusals.ckpt");
+  test::local_cluster cl{path, 2, 16};
+  net::cluster_session session{cl.sys, cl.coordinator};
+  const std::uint8_t abc[] = {'a', 'b', 'c'};
+  REQUIRE(session.feed(abc).rows() == 3);
+
+  actors::infer_request req;
+  req.session = session.id();
+  req.ids = actors::pack(std::vector<std::uint64_t>{'d'});
+  req.position = 2; // the session is at 3
+  CHECK(refusal(cl, req).find("session " + std::to_string(session.id())
+                              + " is at position 3, the tokens start at 2")
+        != std::string::npos);
+  req.position = 3;
+  req.ids = actors::pack(std::vector<std::uint64_t>{'d', 300});
+  CHECK(refusal(cl, req).find("token 1 is 300, not below vocab = 256") != std::string::npos);
+  req.ids.clear();
+  CHECK(refusal(cl, req).find("0 id bytes") != std::string::npos);
+  req.ids = actors::pack(std::vector<std::uint64_t>{'d'});
+  req.session = 999;
+  CHECK(refusal(cl, req).find("session 999 is not open") != std::string::npos);
+  actors::infer_request tensor;
+  tensor.tokens = actors::to_wire(matrix::Zero(1, 32));
+  CHECK(refusal(cl, tensor).find("is a language model: send byte tokens as ids")
+        != std::string::npos);
+  // What was accepted is kept: the session goes on where it was.
+  const std::uint8_t d[] = {'d'};
+  experts::lm_decoder local{m, experts::kv_layout{16, 64}};
+  local.feed(abc);
+  const matrix want = local.feed(d);
+  const matrix got = session.feed(d);
+  CHECK((got - want).cwiseAbs().maxCoeff() <= 1e-5f);
+  CHECK(session.position() == 4);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a classifier cluster has no sessions", "[lm][serving]") {
+  test::local_cluster cl{"", 1};
+  CHECK_THROWS_WITH(net::cluster_session(cl.sys, cl.coordinator),
+                    Catch::Contains("is not a language model: it has no sessions"));
+}
