@@ -6,9 +6,37 @@
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace eoe::experts {
+
+matrix compared_decoder::feed(std::span<const std::uint8_t> tokens) {
+  matrix got = used_.feed(tokens);
+  const matrix want = reference_.feed(tokens);
+  if (got.rows() != want.rows() || got.cols() != want.cols())
+    throw std::logic_error("compared_decoder: (" + std::to_string(got.rows()) + ", "
+                           + std::to_string(got.cols()) + ") logits against ("
+                           + std::to_string(want.rows()) + ", " + std::to_string(want.cols())
+                           + ")");
+  worst_ = std::max(worst_, (got - want).cwiseAbs().maxCoeff());
+  rows_ += static_cast<size_t>(got.rows());
+  return got;
+}
+
+void compared_decoder::restart() {
+  used_.restart();
+  reference_.restart();
+  ++restarts_;
+}
+
+std::int64_t compared_decoder::position() const {
+  const auto p = used_.position();
+  if (p != reference_.position())
+    throw std::logic_error("compared_decoder: positions " + std::to_string(p) + " and "
+                           + std::to_string(reference_.position()));
+  return p;
+}
 
 int sample_token(const matrix& logits, const sampling& s, rng& r) {
   if (logits.rows() < 1 || logits.cols() < 1)

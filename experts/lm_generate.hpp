@@ -32,6 +32,37 @@ public:
   virtual std::int64_t position() const = 0;
 };
 
+/// Feeds two decoders alike and answers with the first one's logits, keeping the largest
+/// difference from the second's: a cluster checked against the in-process reference.
+class compared_decoder final : public sequence_decoder {
+public:
+  compared_decoder(sequence_decoder& used, sequence_decoder& reference)
+    : used_(used), reference_(reference) {}
+
+  /// Throws std::logic_error when the two answer different shapes.
+  matrix feed(std::span<const std::uint8_t> tokens) override;
+  void restart() override;
+  /// Throws std::logic_error when the two stand at different positions.
+  std::int64_t position() const override;
+
+  float worst() const noexcept {
+    return worst_;
+  }
+  /// Logit rows compared.
+  size_t rows() const noexcept {
+    return rows_;
+  }
+  size_t restarts() const noexcept {
+    return restarts_;
+  }
+
+private:
+  sequence_decoder& used_;
+  sequence_decoder& reference_;
+  float worst_ = 0;
+  size_t rows_ = 0, restarts_ = 0;
+};
+
 /// How generate() picks each next token.
 struct sampling {
   int tokens = 200;          ///< tokens to generate after the prompt

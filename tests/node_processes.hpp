@@ -1,6 +1,6 @@
 #pragma once
-// The multi-process tests' shared pieces: where the eoe binary is, ports of their own per test
-// process, and `eoe node` processes of a cluster file that are ready before a test goes on and
+// The multi-process tests' shared pieces: where the eoe binary is and how to run it, ports of
+// their own per test process, and `eoe node` processes of a cluster file that are ready before a test goes on and
 // gone when it ends, whatever happens.
 
 #include "net/process_cluster.hpp"
@@ -10,10 +10,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <sys/wait.h>
+#include <utility>
 #include <vector>
 
 namespace eoe::test {
@@ -22,6 +26,21 @@ namespace eoe::test {
 inline std::string eoe_binary() {
   const char* dir = std::getenv("EOE_BIN_DIR");
   return (std::filesystem::path{dir ? dir : "build/bin"} / "eoe").string();
+}
+
+/// Runs the eoe binary (for at most 60 s) and returns its exit code and output (stdout and
+/// stderr; `redirect` "2>/dev/null": stdout alone).
+inline std::pair<int, std::string> run_eoe(const std::string& args, const std::string& env = "",
+                                           const std::string& redirect = "2>&1") {
+  const auto cmd = env + " timeout 60 " + eoe_binary() + " " + args + " " + redirect;
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::array<char, 4096> buf;
+  while (auto n = std::fread(buf.data(), 1, buf.size(), p))
+    out.append(buf.data(), n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 /// The first of ten ports of this test process's own.

@@ -88,37 +88,6 @@ std::string saved(const experts::model& m, const std::string& name) {
   return path;
 }
 
-/// Feeds a cluster session and the in-process decoder alike and keeps the worst difference
-/// of their logits; the generation follows the cluster's.
-struct paired_decoder final : experts::sequence_decoder {
-  net::cluster_session& cluster;
-  experts::lm_decoder local;
-  float worst = 0;
-  size_t rows = 0, restarts = 0;
-
-  paired_decoder(net::cluster_session& c, const experts::model& m, experts::kv_layout layout)
-    : cluster(c), local(m, layout) {}
-
-  matrix feed(std::span<const std::uint8_t> tokens) override {
-    matrix got = cluster.feed(tokens);
-    const matrix want = local.feed(tokens);
-    REQUIRE(got.rows() == want.rows());
-    REQUIRE(got.cols() == want.cols());
-    worst = std::max(worst, (got - want).cwiseAbs().maxCoeff());
-    rows += static_cast<size_t>(got.rows());
-    return got;
-  }
-  void restart() override {
-    cluster.restart();
-    local.restart();
-    ++restarts;
-  }
-  std::int64_t position() const override {
-    REQUIRE(cluster.position() == local.position());
-    return cluster.position();
-  }
-};
-
 /// The error text of a request the cluster refuses.
 std::string refusal(test::local_cluster& cl, actors::infer_request req) {
   caf::scoped_actor self{cl.sys};
@@ -139,7 +108,8 @@ TEST_CASE("a 3-node cluster's logits equal the in-process decoder's over a 200-t
   // Shards of 8 positions: each attention layer's context spreads over the 3 nodes.
   test::local_cluster cl{path, 3, 8};
   net::cluster_session session{cl.sys, cl.coordinator};
-  paired_decoder pair{session, m, experts::kv_layout{8, 64}};
+  experts::lm_decoder local{m, experts::kv_layout{8, 64}};
+  experts::compared_decoder pair{session, local};
   experts::sampling s;
   s.tokens = 200;
   s.temperature = 0.9;
@@ -147,12 +117,12 @@ TEST_CASE("a 3-node cluster's logits equal the in-process decoder's over a 200-t
   s.seed = 5;
   const auto text = experts::generate(pair, m.config.context, "The cluster ", s);
   CHECK(text.size() == 200);
-  INFO("worst |cluster - in-process| = " << pair.worst << ", restarts " << pair.restarts);
-  CHECK(pair.worst <= 1e-5f);
+  INFO("worst |cluster - in-process| = " << pair.worst() << ", restarts " << pair.restarts());
+  CHECK(pair.worst() <= 1e-5f);
   // The prompt's 12 rows and one per generated token; past the context (64) it restarted on
   // the last 32 bytes, recomputed in one request.
-  CHECK(pair.restarts >= 4);
-  CHECK(pair.rows >= 12 + 199);
+  CHECK(pair.restarts() >= 4);
+  CHECK(pair.rows() >= 12 + 199);
   // The same seed in-process gives the same text.
   CHECK(experts::generate(m, "The cluster ", s, experts::kv_layout{8, 64}) == text);
   std::filesystem::remove(path);

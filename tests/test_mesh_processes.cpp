@@ -4,6 +4,7 @@
 
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
+#include "experts/checkpoint.hpp"
 #include "context_model.hpp"
 #include "mesh_model.hpp"
 #include "net/client.hpp"
@@ -291,5 +292,55 @@ TEST_CASE("traces of 3 processes line up on the head's clock, and stream live to
   CHECK(nodes.size() == 3);
   CHECK(from_n2 > 0);
   CHECK(to_n2 > 0);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a language model served by 3 node processes: the cluster's logits equal the "
+          "in-process decoder's over 200 tokens, and so does the text",
+          "[lm][processes]") {
+  const auto dir = fs::temp_directory_path() / ("eoe_lm3_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const char* src = std::getenv("EOE_SOURCE_DIR");
+  auto c = experts::load_model_config((fs::path{src ? src : "."} / "configs/lm/tiny.toml").string());
+  REQUIRE(c.has_value());
+  auto m = experts::init_model(*c);
+  experts::rng r{17};
+  experts::for_each_parameter(m, [&](const std::string&, matrix& t) {
+    for (Eigen::Index i = 0; i < t.size(); ++i)
+      t.data()[i] += static_cast<float>(0.1 * r.normal());
+  });
+  const auto ckpt = (dir / "lm.ckpt").string();
+  REQUIRE(experts::save_checkpoint(m, ckpt).has_value());
+  const int base = base_port();
+  {
+    std::ofstream out{dir / "cluster.toml"};
+    out << "[cluster]\nname = \"lm3\"\ncheckpoint = \"" << ckpt
+        << "\"\nhead = \"n1\"\nkv_shard_positions = 8\n";
+    for (int i = 0; i < 3; ++i)
+      out << "\n[[node]]\nname = \"n" << i + 1 << "\"\nhost = \"127.0.0.1\"\nport = "
+          << base + i << "\n";
+  }
+  test::node_processes cluster{(dir / "cluster.toml").string(), dir};
+  const std::string args = "--prompt 'The ' --tokens 200 --seed 3 --top-p 0.9";
+  const auto [rc, out] = run_eoe("generate --connect 127.0.0.1:" + std::to_string(base)
+                                 + " --reference " + args);
+  INFO(out);
+  REQUIRE(rc == 0);
+  const auto at = out.find("max |cluster - reference| logits = ");
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stod(out.substr(at + 36)) <= 1e-5);
+  const auto over = out.find(" over ", at);
+  REQUIRE(over != std::string::npos);
+  CHECK(std::stoi(out.substr(over + 6)) >= 200); // every generated position compared
+  // The same seed in-process and from the cluster: the same text.
+  const auto local = run_eoe("generate --checkpoint " + ckpt + " --shard-capacity 8 " + args,
+                             "", "2>/dev/null");
+  const auto remote = run_eoe("generate --connect 127.0.0.1:" + std::to_string(base) + " " + args,
+                              "", "2>/dev/null");
+  CHECK(local.first == 0);
+  CHECK(remote.first == 0);
+  CHECK(local.second.size() >= 204);
+  CHECK(remote.second == local.second);
+  CHECK(cluster.stop() == 0);
   fs::remove_all(dir);
 }

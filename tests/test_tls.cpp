@@ -198,19 +198,6 @@ std::uint16_t port_of(const std::string& address) {
   return static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
 }
 
-/// Runs the eoe binary (bounded by `timeout`) and returns its exit code and output.
-std::pair<int, std::string> run_eoe(const std::string& args, const std::string& env = "") {
-  const auto cmd = env + " timeout 60 " + eoe_binary() + " " + args + " 2>&1";
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf;
-  while (auto n = std::fread(buf.data(), 1, buf.size(), p))
-    out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 std::string tls_table(const net::tls_settings& t) {
   std::string out = "\n[tls]\ncertificate = \"" + t.certificate + "\"\nkey = \"" + t.key
                     + "\"\nca = \"" + t.ca + "\"\n";
