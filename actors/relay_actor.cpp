@@ -86,16 +86,21 @@ relay_actor::behavior_type relay_behavior(relay_actor::stateful_pointer<relay_st
   self->state.node = std::move(node);
   return {
     [=](contrib_atom, const contribution& c) {
-      // Past the last layer: bound for the composer, come over the data plane; hand it on.
+      // Bound for the composer, come over the data plane: hand it on. Those are an expert
+      // layer's outputs where the composer starts the next one (past the last layer, or a
+      // language model's attention next); the composer's own starts of such a layer come
+      // from the composer's node, and fan out to the experts.
       if (auto v = self->state.epochs.find(c.epoch);
-          v != self->state.epochs.end() && c.to_layer == v->second->schedule.size()) {
+          v != self->state.epochs.end() && c.to_layer > 0
+          && v->second->composer_feeds(c.to_layer)
+          && c.sender_node != v->second->plan.nodes.at(v->second->plan.composer_node)) {
         caf::anon_send(caf::actor_cast<caf::actor>(v->second->plan.composer),
                        self->current_mailbox_element()->copy_content_to_message());
         return;
       }
       traced t{c.trace, c.request, c.msg, "contrib", static_cast<std::int32_t>(c.to_layer),
                [](const epoch_view& v, std::uint32_t u, std::uint32_t position) {
-                 return u == 0 ? std::string("composer") : member(v, u - 1, position);
+                 return v.composer_feeds(u) ? std::string("composer") : member(v, u - 1, position);
                },
                c.sender};
       fan_out(self, c.epoch, c.to_layer, c.sender_node, contribution_bytes(c), t);

@@ -13,6 +13,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
+#include <cmath>
 #include <cstdlib>
 #include <map>
 #include <string>
@@ -443,4 +445,33 @@ TEST_CASE("the same seed repeats a language-model run exactly", "[lm][train]") {
   auto c = init_model(f->model);
   REQUIRE(train_lm(c, f->train, corpus()).has_value());
   CHECK(c.head_w != a.head_w);
+}
+
+TEST_CASE("sampling: greedy takes the argmax, top-p draws only from the nucleus", "[lm]") {
+  // Probabilities 0.5, 0.3, 0.15, 0.05 at temperature 1.
+  matrix logits(1, 4);
+  logits << std::log(0.5f), std::log(0.3f), std::log(0.15f), std::log(0.05f);
+  rng r{9};
+  sampling s;
+  s.temperature = 0;
+  CHECK(sample_token(logits, s, r) == 0);
+  s.temperature = 1;
+  s.top_p = 0.9; // 0.5 + 0.3 + 0.15 = 0.95 reaches it: tokens 0..2, never 3
+  std::array<int, 4> seen{};
+  constexpr int draws = 4000;
+  for (int i = 0; i < draws; ++i)
+    ++seen[static_cast<size_t>(sample_token(logits, s, r))];
+  CHECK(seen[3] == 0);
+  // Renormalised over the nucleus: 0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95 (within 4 sigma).
+  CHECK(std::abs(seen[0] / double(draws) - 0.5 / 0.95) < 0.035);
+  CHECK(std::abs(seen[1] / double(draws) - 0.3 / 0.95) < 0.035);
+  CHECK(std::abs(seen[2] / double(draws) - 0.15 / 0.95) < 0.025);
+  s.top_p = 0.4; // the most likely token alone holds 0.5
+  for (int i = 0; i < 100; ++i)
+    CHECK(sample_token(logits, s, r) == 0);
+  s.top_p = 1; // every token, 3 included
+  seen = {};
+  for (int i = 0; i < draws; ++i)
+    ++seen[static_cast<size_t>(sample_token(logits, s, r))];
+  CHECK(seen[3] > 100);
 }

@@ -300,8 +300,41 @@ TEST_CASE("a language model served by 3 node processes: the cluster's logits equ
           "[lm][processes]") {
   const auto dir = fs::temp_directory_path() / ("eoe_lm3_" + std::to_string(getpid()));
   fs::create_directories(dir);
-  const char* src = std::getenv("EOE_SOURCE_DIR");
-  auto c = experts::load_model_config((fs::path{src ? src : "."} / "configs/lm/tiny.toml").string());
+  // Two expert layers between attention layers: outputs cross to the head's composer and
+  // its starts cross back, over the data plane.
+  auto c = experts::parse_model_config(R"(
+[model]
+kind = "lm"
+vocab = 256
+context = 48
+dim = 32
+seed = 5
+[[layer]]
+kind = "attention"
+heads = 2
+[[layer]]
+kind = "eoe"
+experts = 4
+hidden = 32
+rank = 8
+mode = "topk"
+k = 2
+[[layer]]
+kind = "attention"
+heads = 4
+[[layer]]
+kind = "router"
+experts = 3
+hidden = 16
+k = 1
+[[layer]]
+kind = "eoe"
+experts = 3
+hidden = 16
+rank = 4
+mode = "topk"
+k = 2
+)", "lm3_test");
   REQUIRE(c.has_value());
   auto m = experts::init_model(*c);
   experts::rng r{17};
