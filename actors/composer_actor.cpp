@@ -211,9 +211,10 @@ void start_layer(self_ptr self, std::uint64_t id, pending_request& p, std::uint3
 
 void run_stage(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done);
 
-/// Attention layer l of a language model on the request's stream: append its keys and
-/// values to the session's context, every head's attention over the context (the shards'
-/// partials merged by the context composer), the output projection added to the stream.
+/// Attention layer l of a language model on the request's stream: its keys and values
+/// appended to the session's context and every head's attention over the context in one
+/// round (the context composer merges the shards' partials exactly), the output projection
+/// added to the stream.
 void attend(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done, std::uint32_t l) {
   auto& st = self->state;
   auto& p = st.pending.at(id);
@@ -221,81 +222,55 @@ void attend(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done, std::
   const auto& lc = m.config.layers[l];
   const auto& lp = m.layers[l];
   const auto context = st.sessions.at(p.session).contexts.at(l);
-  const trace_scope tr{p.trace, id, st.node, "composer"};
-  const auto t0 = tr ? tracing::now_ns() : 0;
+  const auto t0 = p.trace ? tracing::now_ns() : 0;
   matrix normed;
   std::vector<float> inv_rms;
   experts::rms_norm_forward(p.stream, lp.norm, normed, inv_rms);
-  auto proj = std::make_shared<experts::attention_projection>(
-    experts::attention_project(lp.attention, lc, normed, static_cast<std::int64_t>(p.position)));
-  heads_tensor k, v;
+  const auto proj =
+    experts::attention_project(lp.attention, lc, normed, static_cast<std::int64_t>(p.position));
+  heads_tensor q, k, v;
   for (int h = 0; h < lc.heads; ++h) {
-    k.push_back(to_wire(proj->k[h]));
-    v.push_back(to_wire(proj->v[h]));
+    q.push_back(to_wire(proj.q[h]));
+    k.push_back(to_wire(proj.k[h]));
+    v.push_back(to_wire(proj.v[h]));
   }
+  std::vector<std::int64_t> pos(static_cast<size_t>(p.tokens));
+  for (size_t r = 0; r < pos.size(); ++r)
+    pos[r] = static_cast<std::int64_t>(p.position + r);
   p.attending = static_cast<int>(l);
-  const auto timeout = std::chrono::milliseconds(p.deadline_ms);
-  auto failed = [self, id, l](caf::error& err) {
-    fail_request(self, id,
-                 make_mesh_error(mesh_errc::internal, "request " + std::to_string(id)
-                                                        + ": attention layer " + std::to_string(l)
-                                                        + ": " + describe(err)));
-  };
-  self->request(st.setup.contexts, timeout, append_atom::value, context, std::move(k), std::move(v))
+  self
+    ->request(st.setup.contexts, std::chrono::milliseconds(p.deadline_ms), decode_atom::value,
+              context, std::move(k), std::move(v), std::move(q), pack(pos))
     .then(
-      [=](std::uint64_t length) {
+      [=](std::vector<wire_partial>& parts) {
         auto it = self->state.pending.find(id);
         if (it == self->state.pending.end())
           return; // the deadline answered it
         auto& p = it->second;
-        if (length != p.position + static_cast<std::uint64_t>(p.tokens)) {
-          fail_request(self, id, make_mesh_error(
-                                   mesh_errc::internal,
-                                   "request " + std::to_string(id) + ": attention layer "
-                                     + std::to_string(l) + ": the context holds "
-                                     + std::to_string(length) + " positions, expected "
-                                     + std::to_string(p.position + p.tokens)));
+        try {
+          std::vector<matrix> heads;
+          for (auto& w : parts)
+            heads.push_back(from_wire(w.out, "attention output"));
+          p.stream += experts::attention_output(self->state.model->layers[l].attention, heads);
+        } catch (const std::exception& e) {
+          fail_request(self, id, make_mesh_error(mesh_errc::internal,
+                                                 "request " + std::to_string(id)
+                                                   + ": attention layer " + std::to_string(l)
+                                                   + ": " + e.what()));
           return;
         }
-        std::string positions;
-        {
-          std::vector<std::int64_t> pos(static_cast<size_t>(p.tokens));
-          for (size_t r = 0; r < pos.size(); ++r)
-            pos[r] = static_cast<std::int64_t>(p.position + r);
-          positions = pack(pos);
-        }
-        const auto heads = static_cast<size_t>(lc.heads);
-        auto outs = std::make_shared<std::vector<matrix>>(heads);
-        auto left = std::make_shared<size_t>(heads);
-        for (size_t h = 0; h < heads; ++h) {
-          attention_query q;
-          q.head = static_cast<std::uint32_t>(h);
-          q.q = to_wire(proj->q[h]);
-          q.positions = positions;
-          q.causal = true;
-          q.mode = 0; // every block: exact attention
-          self->request(self->state.setup.contexts, timeout, query_atom::value, context, q)
-            .then(
-              [=](wire_partial& part) {
-                auto it = self->state.pending.find(id);
-                if (it == self->state.pending.end())
-                  return;
-                (*outs)[h] = from_wire(part.out, "attention output");
-                if (--*left > 0)
-                  return;
-                auto& p = it->second;
-                const auto& lp = self->state.model->layers[l];
-                p.stream += experts::attention_output(lp.attention, *outs);
-                p.attending = -1;
-                if (const trace_scope tr{p.trace, id, self->state.node, "composer"}; tr)
-                  tr.step(trace_kind::compute, "attention", static_cast<std::int32_t>(l), -1, t0,
-                          tracing::now_ns(), static_cast<std::uint32_t>(p.tokens));
-                run_stage(self, id, u, done + 1);
-              },
-              failed);
-        }
+        p.attending = -1;
+        if (const trace_scope tr{p.trace, id, self->state.node, "composer"}; tr)
+          tr.step(trace_kind::compute, "attention", static_cast<std::int32_t>(l), -1, t0,
+                  tracing::now_ns(), static_cast<std::uint32_t>(p.tokens));
+        run_stage(self, id, u, done + 1);
       },
-      failed);
+      [=](caf::error& err) {
+        fail_request(self, id,
+                     make_mesh_error(mesh_errc::internal,
+                                     "request " + std::to_string(id) + ": attention layer "
+                                       + std::to_string(l) + ": " + describe(err)));
+      });
 }
 
 /// What the composer runs before unrolled layer u, from its `done`-th attention layer on:

@@ -5,6 +5,7 @@
 #include "actors/wire.hpp"
 #include "context_store/selection.hpp"
 
+#include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
 
 #include <memory>
@@ -142,6 +143,76 @@ void full_or_budget(self_ptr self, const context_entry& c, attention_query q, pr
             rp.deliver(std::move(err));
           }
         });
+}
+
+using promise_heads = caf::typed_response_promise<std::vector<wire_partial>>;
+
+/// Every head's exact causal attention of q over every shard of context id, the last shard
+/// appending k and v first (none when empty; they must fit in it): one round, the shards in
+/// parallel; the partials merged per head.
+void decode_round(self_ptr self, std::uint64_t id, heads_tensor k, heads_tensor v,
+                  const heads_tensor& q, const std::string& positions, promise_heads rp) {
+  auto& c = self->state.contexts.at(id);
+  const auto n = k.empty() ? 0 : static_cast<std::uint64_t>(k[0].rows);
+  struct round {
+    std::vector<std::vector<wire_partial>> parts; ///< [shard][head]
+    size_t pending = 0;
+    bool failed = false;
+  };
+  auto g = std::make_shared<round>();
+  g->parts.resize(c.shards.size());
+  g->pending = c.shards.size();
+  if (n > 0)
+    c.busy = true; // appends queue behind this one
+  auto done = [self, id, n] {
+    auto i = self->state.contexts.find(id);
+    if (i == self->state.contexts.end() || n == 0)
+      return;
+    i->second.busy = false;
+    run_next(self, id);
+  };
+  for (size_t s = 0; s < c.shards.size(); ++s) {
+    const bool last = s + 1 == c.shards.size();
+    self->request(c.shards[s], std::chrono::seconds(60), decode_atom::value,
+                  last ? k : heads_tensor{}, last ? v : heads_tensor{}, q, positions)
+      .then(
+        [self, id, g, s, n, last, done, rp](std::vector<wire_partial>& w) mutable {
+          if (g->failed)
+            return;
+          if (last && n > 0) {
+            auto& c = self->state.contexts.at(id);
+            c.length += n;
+            c.last_capacity_left -= n;
+          }
+          g->parts[s] = std::move(w);
+          if (--g->pending > 0)
+            return;
+          done();
+          try {
+            std::vector<wire_partial> out;
+            for (size_t h = 0; h < g->parts[0].size(); ++h) {
+              std::vector<context::partial> ps;
+              std::uint64_t read = 0;
+              for (auto& shard : g->parts) {
+                ps.push_back(from_wire(shard.at(h)));
+                read += shard.at(h).blocks_read;
+              }
+              out.push_back(to_wire(context::merge(ps)));
+              out.back().blocks_read = read;
+            }
+            rp.deliver(std::move(out));
+          } catch (const std::exception& e) {
+            rp.deliver(make_mesh_error(mesh_errc::internal, e.what()));
+          }
+        },
+        [g, done, rp](caf::error& err) mutable {
+          if (g->failed)
+            return;
+          g->failed = true;
+          done();
+          rp.deliver(std::move(err));
+        });
+  }
 }
 
 /// Global top-k in two rounds: every shard's own k best blocks per row, then the winners'
@@ -293,6 +364,39 @@ context_actor::behavior_type context_behavior(context_actor::stateful_pointer<co
         top_k(self, c, std::move(q), rp);
       else
         full_or_budget(self, c, std::move(q), rp);
+      return rp;
+    },
+    [=](decode_atom, std::uint64_t id, heads_tensor& k, heads_tensor& v, heads_tensor& q,
+        std::string& positions) -> caf::result<std::vector<wire_partial>> {
+      auto it = self->state.contexts.find(id);
+      if (it == self->state.contexts.end())
+        return no_context(id);
+      auto& c = it->second;
+      if (k.size() != c.spec.heads || v.size() != c.spec.heads || q.size() != c.spec.heads
+          || k[0].rows != v[0].rows || k[0].rows == 0)
+        return make_mesh_error(mesh_errc::bad_request,
+                               "context " + std::to_string(id) + ": decode takes one key, value "
+                                 "and query tensor per head (" + std::to_string(c.spec.heads)
+                                 + "), keys and values of the same rows");
+      auto rp = self->make_response_promise<std::vector<wire_partial>>();
+      if (!c.busy && c.waiting.empty() && !c.shards.empty()
+          && c.last_capacity_left >= k[0].rows) {
+        decode_round(self, id, std::move(k), std::move(v), q, positions, rp);
+        return rp;
+      }
+      // A new shard is due (or appends are queued): append as append_atom does, then attend.
+      auto qp = std::make_shared<heads_tensor>(std::move(q));
+      self->request(caf::actor_cast<context_actor>(self), std::chrono::seconds(60), append_atom::value,
+                    id, std::move(k), std::move(v))
+        .then(
+          [self, id, qp, positions, rp](std::uint64_t) mutable {
+            if (self->state.contexts.count(id) == 0) {
+              rp.deliver(no_context(id));
+              return;
+            }
+            decode_round(self, id, {}, {}, *qp, positions, rp);
+          },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
     },
     [=](drop_atom, std::uint64_t id) -> caf::result<ok_atom> {

@@ -52,7 +52,9 @@ using composer_actor = caf::typed_actor<                                        
 using shard_actor = caf::typed_actor<                                                 //
   caf::replies_to<append_atom, heads_tensor, heads_tensor>::with<std::uint64_t>,     //
   caf::replies_to<query_atom, attention_query>::with<wire_partial>,                  //
-  caf::replies_to<score_atom, attention_query>::with<std::string>>;
+  caf::replies_to<score_atom, attention_query>::with<std::string>,                   //
+  caf::replies_to<decode_atom, heads_tensor, heads_tensor, heads_tensor,
+                  std::string>::with<std::vector<wire_partial>>>;
 
 /// Creates contexts, grows them by spawning shards on the cluster's nodes as they fill, and
 /// merges the shards' partial attention into global attention (full, global top-k in two
@@ -61,7 +63,9 @@ using context_actor = caf::typed_actor<                                         
   caf::replies_to<create_atom, context_spec>::with<std::uint64_t>,                   //
   caf::replies_to<append_atom, std::uint64_t, heads_tensor, heads_tensor>::with<std::uint64_t>, //
   caf::replies_to<query_atom, std::uint64_t, attention_query>::with<wire_partial>,  //
-  caf::replies_to<drop_atom, std::uint64_t>::with<ok_atom>>;
+  caf::replies_to<drop_atom, std::uint64_t>::with<ok_atom>,                          //
+  caf::replies_to<decode_atom, std::uint64_t, heads_tensor, heads_tensor, heads_tensor,
+                  std::string>::with<std::vector<wire_partial>>>;
 
 /// One per process: spawns and retires the node's experts and context shards on command;
 /// answers a health ping with the node's name.

@@ -56,6 +56,7 @@ mesh_config::mesh_config() {
   add_message_type<std::vector<std::uint64_t>>("std::vector<uint64_t>");
   add_message_type<attention_query>("attention_query");
   add_message_type<wire_partial>("wire_partial");
+  add_message_type<std::vector<wire_partial>>("std::vector<wire_partial>");
   add_message_type<context_spec>("context_spec");
   add_message_type<shard_actor>("shard_actor");
   add_message_type<context_actor>("context_actor");

@@ -63,6 +63,9 @@ using query_atom = caf::atom_constant<caf::atom("query")>;
 using score_atom = caf::atom_constant<caf::atom("score")>;
 /// coordinator -> node agent: read your clock (for the clock offset), or here is your offset.
 using clock_atom = caf::atom_constant<caf::atom("clock")>;
+/// composer -> context composer -> shards: append keys and values, then every head's exact
+/// causal attention of the queries over the context, in one round (a decode step).
+using decode_atom = caf::atom_constant<caf::atom("decode")>;
 /// client -> context composer: forget a context (its shards exit).
 /// client -> coordinator -> composer: close a language-model session (its contexts go).
 using drop_atom = caf::atom_constant<caf::atom("drop")>;

@@ -86,6 +86,37 @@ shard_actor::behavior_type shard_behavior(shard_actor::stateful_pointer<shard_st
       }
       return static_cast<std::uint64_t>(s.size());
     },
+    [=](decode_atom, const heads_tensor& k, const heads_tensor& v, const heads_tensor& q,
+        const std::string& positions) -> caf::result<std::vector<wire_partial>> {
+      // Appends k and v (none: attention only), then every head's queries over the shard.
+      auto& s = *self->state.shard;
+      try {
+        if (!k.empty()) {
+          std::vector<matrix> ks, vs;
+          for (auto& t : k)
+            ks.push_back(from_wire(t, "appended keys"));
+          for (auto& t : v)
+            vs.push_back(from_wire(t, "appended values"));
+          s.append(ks, vs);
+        }
+        const auto pos = unpack<std::int64_t>(positions, "query positions");
+        if (static_cast<int>(q.size()) != s.shape().heads)
+          throw std::invalid_argument(std::to_string(q.size()) + " query heads, the shard has "
+                                      + std::to_string(s.shape().heads));
+        std::vector<wire_partial> out;
+        for (size_t h = 0; h < q.size(); ++h) {
+          const matrix qh = from_wire(q[h], "queries");
+          if (static_cast<Eigen::Index>(pos.size()) != qh.rows())
+            throw std::invalid_argument(std::to_string(pos.size()) + " positions for "
+                                        + std::to_string(qh.rows()) + " query rows");
+          out.push_back(to_wire(s.attend(static_cast<int>(h), qh, pos, true)));
+          out.back().blocks_read = static_cast<std::uint64_t>(s.blocks());
+        }
+        return out;
+      } catch (const std::exception& e) {
+        return make_mesh_error(mesh_errc::bad_request, std::string{"shard decode: "} + e.what());
+      }
+    },
     [=](query_atom, const attention_query& a) -> caf::result<wire_partial> {
       const auto& s = *self->state.shard;
       try {
