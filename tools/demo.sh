@@ -3,7 +3,8 @@
 # trained on Fashion-MNIST if no checkpoint is there yet, served by a cluster of 3 node
 # processes on loopback (every expert an actor), queried, checked against the in-process
 # reference, grown by a hot-added expert, traced (summary, Perfetto JSON and an HTML page of
-# every message), and shut down.
+# every message), and shut down; then a byte-level EoE language model streaming text from a
+# 3-node cluster (K/V in context shard actors), checked step by step against in-process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,6 +72,50 @@ trace=build/bin/eoe-trace
 "$trace" summary "$out/trace" | sed -n '1,2p;/^expert activation/,$p'
 "$trace" perfetto "$out/trace" -o "$out/trace.json"
 "$trace" html "$out/trace" -o "$out/flows.html"
+
+# A language model from the cluster: the byte-level EoE transformer of bench/lm_compare.sh
+# when it has been trained, else configs/lm/tiny.toml (trained here in seconds).
+lm=build/lm_compare/eoe.ckpt
+if [ ! -f "$lm" ]; then
+  lm="$out/lm_tiny.ckpt"
+  if [ ! -f "$lm" ]; then
+    echo
+    echo "== training a tiny byte-level EoE language model on the fortunes text (configs/lm/tiny.toml)"
+    "$eoe" train --config configs/lm/tiny.toml --out "$lm" | tail -n 2
+  fi
+fi
+lm_cluster="$out/lm_cluster.toml"
+cat > "$lm_cluster" <<TOML
+# The demo's language-model cluster: 3 node processes; each session's keys and values open a
+# context shard every 16 positions, round-robin over the nodes.
+[cluster]
+name = "demo_lm"
+checkpoint = "$(pwd)/$lm"
+head = "n1"
+kv_shard_positions = 16
+
+[[node]]
+name = "n1"
+port = 4441
+
+[[node]]
+name = "n2"
+port = 4442
+
+[[node]]
+name = "n3"
+port = 4443
+TOML
+echo
+echo "== text from a 3-node cluster (eoe generate --connect 127.0.0.1:4441 --reference)"
+"$eoe" down "$lm_cluster" >/dev/null 2>&1 || true
+"$eoe" up "$lm_cluster"
+trap '"$eoe" down "$lm_cluster"' EXIT
+"$eoe" generate --connect 127.0.0.1:4441 --prompt "The computer " --tokens 160 \
+  --temperature 0.7 --top-p 0.95 --seed 1 --reference
+"$eoe" down "$lm_cluster"
+trap - EXIT
+
 echo
 echo "plots of the training run: $out/default.ckpt.{loss,accuracy,experts}.svg"
 echo "trace files:                $out/trace/*.trace.jsonl"
