@@ -300,21 +300,8 @@ void on_outputs(self_ptr self, std::uint64_t id, pending_request& p) {
   try {
     const auto& carrier = p.outputs[0]->get_as<contribution>(1);
     p.stream = from_wire(carrier.stream, "the carried residual stream");
-    std::vector<matrix> ys(p.outputs.size());
-    std::vector<std::vector<std::int32_t>> rows(p.outputs.size());
-    std::vector<std::vector<float>> carried(p.outputs.size());
-    std::vector<experts::sender_output> senders(p.outputs.size());
-    for (size_t i = 0; i < p.outputs.size(); ++i) {
-      const auto& ci = p.outputs[i]->get_as<contribution>(1);
-      rows[i] = unpack<std::int32_t>(ci.rows, "contribution rows");
-      carried[i] = unpack<float>(ci.scores, "contribution scores");
-      if (!rows[i].empty())
-        ys[i] = from_wire(ci.y, "contribution output");
-      senders[i] = {rows[i], carried[i], &ys[i]};
-    }
-    experts::scatter_add(p.stream,
-                         experts::gate_outputs(v.config.layers[v.schedule[p.to_layer - 1]],
-                                               senders, static_cast<size_t>(p.tokens)));
+    experts::scatter_add(p.stream, gated_outputs(v.config.layers[v.schedule[p.to_layer - 1]],
+                                                 p.outputs, static_cast<size_t>(p.tokens)));
   } catch (const std::exception& e) {
     fail_request(self, id, make_mesh_error(mesh_errc::internal,
                                            "request " + std::to_string(id) + ": " + e.what()));

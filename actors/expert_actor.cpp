@@ -40,6 +40,24 @@ std::uint64_t contribution_bytes(const contribution& c) noexcept {
          + c.ids.size();
 }
 
+std::vector<experts::weighted_output> gated_outputs(const experts::layer_config& lc,
+                                                    const std::vector<std::optional<caf::message>>& got,
+                                                    size_t tokens) {
+  std::vector<matrix> ys(got.size());
+  std::vector<std::vector<std::int32_t>> rows(got.size());
+  std::vector<std::vector<float>> carried(got.size());
+  std::vector<experts::sender_output> senders(got.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    const auto& ci = got[i]->get_as<contribution>(1);
+    rows[i] = unpack<std::int32_t>(ci.rows, "contribution rows");
+    carried[i] = unpack<float>(ci.scores, "contribution scores");
+    if (!rows[i].empty())
+      ys[i] = from_wire(ci.y, "contribution output");
+    senders[i] = {rows[i], carried[i], &ys[i]};
+  }
+  return experts::gate_outputs(lc, senders, tokens);
+}
+
 namespace {
 
 using self_ptr = expert_actor::stateful_pointer<expert_state>;
@@ -190,20 +208,7 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
   // The previous layer's outputs, gated as every receiver gates them.
   std::vector<experts::weighted_output> pending;
   if (!v.composer_feeds(u)) {
-    std::vector<matrix> ys(w.got.size());
-    std::vector<std::vector<std::int32_t>> rows(w.got.size());
-    std::vector<std::vector<float>> carried(w.got.size());
-    std::vector<experts::sender_output> senders(w.got.size());
-    for (size_t i = 0; i < w.got.size(); ++i) {
-      const auto& ci = view_of(*w.got[i]);
-      rows[i] = unpack<std::int32_t>(ci.rows, "contribution rows");
-      carried[i] = unpack<float>(ci.scores, "contribution scores");
-      if (!rows[i].empty())
-        ys[i] = from_wire(ci.y, "contribution output");
-      senders[i] = {rows[i], carried[i], &ys[i]};
-    }
-    pending = experts::gate_outputs(c.layers[v.schedule[u - 1]], senders,
-                                    static_cast<size_t>(tokens));
+    pending = gated_outputs(c.layers[v.schedule[u - 1]], w.got, static_cast<size_t>(tokens));
   }
   w.stream = h_prev;
   experts::scatter_add(w.stream, pending);

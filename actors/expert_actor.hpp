@@ -13,6 +13,7 @@
 #include "actors/interfaces.hpp"
 #include "actors/plan.hpp"
 #include "experts/model.hpp"
+#include "experts/weighted_output.hpp"
 #include "kernels/backend.hpp"
 
 #include <caf/message.hpp>
@@ -76,5 +77,12 @@ std::string relay_name(const std::string& node);
 
 /// Payload bytes of a contribution (its tensors and vectors).
 std::uint64_t contribution_bytes(const contribution& c) noexcept;
+
+/// The outputs of every sender of a layer `lc` (contrib messages, in sender order), gated as
+/// every receiver gates them: what the layer adds to the stream of `tokens` rows. Throws
+/// std::invalid_argument naming a malformed field.
+std::vector<experts::weighted_output> gated_outputs(const experts::layer_config& lc,
+                                                    const std::vector<std::optional<caf::message>>& got,
+                                                    size_t tokens);
 
 } // namespace eoe::actors

@@ -62,6 +62,16 @@ decoded_query decode_query(const attention_query& a) {
   return d;
 }
 
+/// Appends wire keys and values (one tensor per head each) to s.
+void append_wire(context::kv_shard& s, const heads_tensor& k, const heads_tensor& v) {
+  std::vector<matrix> ks, vs;
+  for (auto& t : k)
+    ks.push_back(from_wire(t, "appended keys"));
+  for (auto& t : v)
+    vs.push_back(from_wire(t, "appended values"));
+  s.append(ks, vs);
+}
+
 } // namespace
 
 shard_actor::behavior_type shard_behavior(shard_actor::stateful_pointer<shard_state> self,
@@ -75,12 +85,7 @@ shard_actor::behavior_type shard_behavior(shard_actor::stateful_pointer<shard_st
     [=](append_atom, const heads_tensor& k, const heads_tensor& v) -> caf::result<std::uint64_t> {
       auto& s = *self->state.shard;
       try {
-        std::vector<matrix> ks, vs;
-        for (auto& t : k)
-          ks.push_back(from_wire(t, "appended keys"));
-        for (auto& t : v)
-          vs.push_back(from_wire(t, "appended values"));
-        s.append(ks, vs);
+        append_wire(s, k, v);
       } catch (const std::exception& e) {
         return make_mesh_error(mesh_errc::bad_request, std::string{"shard append: "} + e.what());
       }
@@ -91,14 +96,8 @@ shard_actor::behavior_type shard_behavior(shard_actor::stateful_pointer<shard_st
       // Appends k and v (none: attention only), then every head's queries over the shard.
       auto& s = *self->state.shard;
       try {
-        if (!k.empty()) {
-          std::vector<matrix> ks, vs;
-          for (auto& t : k)
-            ks.push_back(from_wire(t, "appended keys"));
-          for (auto& t : v)
-            vs.push_back(from_wire(t, "appended values"));
-          s.append(ks, vs);
-        }
+        if (!k.empty())
+          append_wire(s, k, v);
         const auto pos = unpack<std::int64_t>(positions, "query positions");
         if (static_cast<int>(q.size()) != s.shape().heads)
           throw std::invalid_argument(std::to_string(q.size()) + " query heads, the shard has "
