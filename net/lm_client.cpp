@@ -42,6 +42,7 @@ matrix cluster_session::feed(std::span<const std::uint8_t> tokens) {
   req.session = session_;
   req.position = position_;
   req.want_record = false;
+  req.trace = trace_;
   req.deadline_ms = static_cast<std::uint32_t>(timeout_.count());
   matrix logits;
   std::string why;

@@ -37,6 +37,11 @@ public:
     return session_;
   }
 
+  /// Trace every request from now on (the cluster's [trace] dir and collector get them).
+  void trace(bool on) noexcept {
+    trace_ = on;
+  }
+
 private:
   void open();
   void close() noexcept;
@@ -46,6 +51,7 @@ private:
   std::chrono::milliseconds timeout_;
   std::uint64_t session_ = 0;
   std::uint64_t position_ = 0;
+  bool trace_ = false;
 };
 
 } // namespace eoe::net

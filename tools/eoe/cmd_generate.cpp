@@ -31,6 +31,7 @@ struct generate_options {
   experts::sampling s;
   std::int64_t shard_capacity = 4096;
   std::uint32_t deadline_ms = 30000;
+  bool trace = false;
 };
 
 std::shared_ptr<const experts::model> language_model(const std::string& path) {
@@ -80,6 +81,7 @@ void run_generate(const generate_options& opt) {
     const auto m = language_model(opt.checkpoint.empty() ? status->checkpoint : opt.checkpoint);
     try {
       net::cluster_session session{sys, *coord, std::chrono::milliseconds(opt.deadline_ms)};
+      session.trace(opt.trace);
       where = "from " + opt.connect + " (session " + std::to_string(session.id()) + ")";
       if (opt.reference) {
         experts::lm_decoder local{*m, {opt.shard_capacity, 64}};
@@ -137,6 +139,8 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--deadline-ms", opt->deadline_ms, "with --connect: each step's deadline")
     ->capture_default_str()
     ->check(CLI::Range(1, 3'600'000));
+  cmd->add_flag("--trace", opt->trace,
+                "with --connect: trace every step (events go to the nodes' [trace] dir)");
   opt->tls.add(cmd);
   cmd->callback([opt] { run_generate(*opt); });
 }
