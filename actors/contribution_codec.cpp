@@ -12,7 +12,7 @@ static_assert(std::endian::native == std::endian::little,
 namespace {
 
 constexpr char magic[4] = {'E', 'O', 'E', 'C'};
-constexpr std::uint8_t version = 2;
+constexpr std::uint8_t version = 3;
 constexpr const char* payload_names[5] = {"rows", "scores", "y", "stream", "ids"};
 
 class writer {
@@ -110,6 +110,7 @@ std::string encode_header(const contribution& c) {
   w.value(c.stream.cols);
   w.value(c.trace);
   w.value(c.msg);
+  w.value(c.kind);
   for (auto* p : payloads(c))
     w.value<std::uint64_t>(p->size());
   return w.take();
@@ -140,6 +141,12 @@ contribution read_header(reader& r, std::array<std::uint64_t, 5>& lengths) {
   c.stream.cols = r.value<std::uint32_t>("stream.cols");
   c.trace = r.value<std::uint64_t>("trace");
   c.msg = r.value<std::uint64_t>("msg");
+  const auto kind_at = r.at();
+  c.kind = r.value<std::uint8_t>("kind");
+  if (c.kind > 1)
+    throw std::invalid_argument("contribution frame: kind " + std::to_string(c.kind)
+                                + " at byte " + std::to_string(kind_at)
+                                + ", expected 0 (outputs) or 1 (ranking scores)");
   std::uint64_t total = 0;
   for (size_t i = 0; i < 5; ++i) {
     const auto at = r.at();

@@ -4,7 +4,8 @@
 // (rows, scores, y, stream, ids), so that a sender writes them straight from the message that
 // holds them and a receiver reads them straight into the strings that keep them: no copy
 // beyond the kernel's. The header: "EOEC", a version byte, the fixed fields little-endian,
-// the sender's node name, both tensor shapes, the trace fields and the five payload lengths.
+// the sender's node name, both tensor shapes, the trace fields, the kind (outputs or ranking
+// scores) and the five payload lengths.
 // Decoding checks every length against what is there and every tensor's byte count against
 // its shape, and names the field and byte offset at fault.
 

@@ -40,6 +40,35 @@ std::uint64_t contribution_bytes(const contribution& c) noexcept {
          + c.ids.size();
 }
 
+contribution contribution_of(score_share s) {
+  contribution c;
+  c.kind = 1;
+  c.request = s.request;
+  c.epoch = s.epoch;
+  c.to_layer = s.layer;
+  c.sender = s.expert;
+  c.sender_node = std::move(s.sender_node);
+  c.deadline_ms = s.deadline_ms;
+  c.scores = std::move(s.scores);
+  c.trace = s.trace;
+  c.msg = s.msg;
+  return c;
+}
+
+score_share share_of(contribution c) {
+  score_share s;
+  s.request = c.request;
+  s.epoch = c.epoch;
+  s.layer = c.to_layer;
+  s.expert = c.sender;
+  s.sender_node = std::move(c.sender_node);
+  s.deadline_ms = c.deadline_ms;
+  s.scores = std::move(c.scores);
+  s.trace = c.trace;
+  s.msg = c.msg;
+  return s;
+}
+
 std::vector<experts::weighted_output> gated_outputs(const experts::layer_config& lc,
                                                     const std::vector<std::optional<caf::message>>& got,
                                                     size_t tokens) {
@@ -274,12 +303,15 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
           share.msg = tracing::next_message_id();
         const auto bytes = share.scores.size();
         const auto msg_id = share.msg;
-        const auto msg = caf::make_message(scores_atom::value, std::move(share));
+        // As a contribution: to other processes over the data plane's direct links (CAF
+        // routes between two non-head nodes through the head).
+        const auto msg = caf::make_message(contrib_atom::value, contribution_of(std::move(share)));
+        std::shared_ptr<const outgoing_frame> frame;
         for (auto node : v.nodes_of_layer(st.spec.layer)) {
           if (tr)
             tr.message(trace_kind::send, "scores", relay_name(v.plan.nodes[node]), msg_id, 0,
                        bytes, layer, id, tracing::now_ns());
-          forward_message(v.plan.relays[node], msg);
+          send_contribution(v.plan, node, self->node(), msg, frame);
         }
         expert_record waiting;
         waiting.request = request;

@@ -78,6 +78,10 @@ std::string relay_name(const std::string& node);
 /// Payload bytes of a contribution (its tensors and vectors).
 std::uint64_t contribution_bytes(const contribution& c) noexcept;
 
+/// A score share as a contribution of kind 1 (what crosses the data plane), and back.
+contribution contribution_of(score_share s);
+score_share share_of(contribution c);
+
 /// The outputs of every sender of a layer `lc` (contrib messages, in sender order), gated as
 /// every receiver gates them: what the layer adds to the stream of `tokens` rows. Throws
 /// std::invalid_argument naming a malformed field.

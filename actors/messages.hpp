@@ -157,12 +157,17 @@ struct contribution {
   std::string ids;    ///< with the stream: T uint64 token ids
   std::uint64_t trace = 0; ///< the request's trace id; 0: not traced
   std::uint64_t msg = 0;   ///< traced: the message id the sender drew
+  /// 0: the above. 1: a score_share in a contribution's clothes, so that it crosses between
+  /// processes on the data plane's direct links: to_layer = its layer, sender = the expert,
+  /// scores = its T ranking scores (contribution_of / share_of in actors/expert_actor.hpp).
+  std::uint8_t kind = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, contribution& x) {
   return f(caf::meta::type_name("contribution"), x.request, x.epoch, x.to_layer, x.sender,
-           x.sender_node, x.deadline_ms, x.rows, x.scores, x.y, x.stream, x.ids, x.trace, x.msg);
+           x.sender_node, x.deadline_ms, x.rows, x.scores, x.y, x.stream, x.ids, x.trace, x.msg,
+           x.kind);
 }
 
 /// An expert's top-k ranking scores (score + selection bias) on every token of a request.

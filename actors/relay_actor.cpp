@@ -35,10 +35,11 @@ std::string member(const epoch_view& v, std::uint32_t unrolled, std::uint32_t po
                                              : "?";
 }
 
-/// Hands the current message to every local member of the config layer run as `unrolled` in
-/// `epoch`.
+/// Hands msg (empty: the current message) to every local member of the config layer run as
+/// `unrolled` in `epoch`.
 void fan_out(self_ptr self, std::uint64_t epoch, std::uint32_t unrolled,
-             const std::string& sender_node, size_t bytes, const traced& t) {
+             const std::string& sender_node, size_t bytes, const traced& t,
+             caf::message msg = {}) {
   auto& st = self->state;
   const trace_scope tr{t.trace, t.request, st.node, relay_name(st.node)};
   if (tr) {
@@ -66,7 +67,8 @@ void fan_out(self_ptr self, std::uint64_t epoch, std::uint32_t unrolled,
   auto here = st.local.find(layer);
   if (here == st.local.end())
     return;
-  const auto msg = self->current_mailbox_element()->copy_content_to_message();
+  if (msg.empty())
+    msg = self->current_mailbox_element()->copy_content_to_message();
   for (auto id : view.plan.members[layer]) {
     auto e = here->second.find(id);
     if (e == here->second.end())
@@ -85,7 +87,19 @@ relay_actor::behavior_type relay_behavior(relay_actor::stateful_pointer<relay_st
                                           std::string node) {
   self->state.node = std::move(node);
   return {
-    [=](contrib_atom, const contribution& c) {
+    [=](contrib_atom, contribution& c) {
+      if (c.kind == 1) { // a score share
+        auto s = share_of(std::move(c));
+        traced t{s.trace, s.request, s.msg, "scores", static_cast<std::int32_t>(s.layer), member,
+                 s.expert};
+        const auto bytes = s.scores.size();
+        const auto epoch = s.epoch;
+        const auto layer = s.layer;
+        const auto from = s.sender_node;
+        fan_out(self, epoch, layer, from, bytes, t,
+                caf::make_message(scores_atom::value, std::move(s)));
+        return;
+      }
       // Bound for the composer, come over the data plane: hand it on. Those are an expert
       // layer's outputs where the composer starts the next one (past the last layer, or a
       // language model's attention next); the composer's own starts of such a layer come

@@ -4,6 +4,7 @@
 // hanging) what goes to an address nobody listens at.
 
 #include "actors/contribution_codec.hpp"
+#include "actors/expert_actor.hpp"
 #include "actors/data_plane.hpp"
 #include "actors/mesh_config.hpp"
 #include "actors/wire.hpp"
@@ -60,7 +61,7 @@ bool same(const contribution& a, const contribution& b) {
          && a.y.rows == b.y.rows && a.y.cols == b.y.cols && a.y.bytes == b.y.bytes
          && a.stream.rows == b.stream.rows && a.stream.cols == b.stream.cols
          && a.stream.bytes == b.stream.bytes && a.ids == b.ids && a.trace == b.trace
-         && a.msg == b.msg;
+         && a.msg == b.msg && a.kind == b.kind;
 }
 
 std::string decode_error(std::string_view frame) {
@@ -96,6 +97,29 @@ TEST_CASE("contribution frames round-trip exactly", "[data_plane]") {
     const auto c = sample(11, rows);
     CHECK(same(decode_contribution(encode_contribution(c)), c));
   }
+  // A score share travels as a contribution of kind 1 and comes back whole.
+  score_share s;
+  s.request = 4;
+  s.epoch = 2;
+  s.layer = 3;
+  s.expert = 6;
+  s.sender_node = "n3";
+  s.deadline_ms = 700;
+  s.scores = pack(std::vector<float>{0.25f, -1.5f, 3.0f});
+  s.trace = 99;
+  s.msg = 12;
+  const auto c = contribution_of(s);
+  CHECK(c.kind == 1);
+  const auto back = share_of(decode_contribution(encode_contribution(c)));
+  CHECK(back.request == 4);
+  CHECK(back.epoch == 2);
+  CHECK(back.layer == 3);
+  CHECK(back.expert == 6);
+  CHECK(back.sender_node == "n3");
+  CHECK(back.deadline_ms == 700);
+  CHECK(back.scores == s.scores);
+  CHECK(back.trace == 99);
+  CHECK(back.msg == 12);
 }
 
 TEST_CASE("a malformed contribution frame gets an error naming the field and byte",
@@ -115,7 +139,11 @@ TEST_CASE("a malformed contribution frame gets an error naming the field and byt
   CHECK(decode_error(bad) == "contribution frame: bad magic at byte 1 (expected \"EOEC\")");
   bad = frame;
   bad[4] = 9;
-  CHECK(decode_error(bad) == "contribution frame: version 9 at byte 4, this build reads version 2");
+  CHECK(decode_error(bad) == "contribution frame: version 9 at byte 4, this build reads version 3");
+  bad = frame;
+  bad[75] = 7;
+  CHECK(decode_error(bad)
+        == "contribution frame: kind 7 at byte 75, expected 0 (outputs) or 1 (ranking scores)");
   CHECK(decode_error(frame + "xy")
         == "contribution frame: 2 bytes after the last payload, at byte "
              + std::to_string(frame.size()));
@@ -127,16 +155,16 @@ TEST_CASE("a malformed contribution frame gets an error naming the field and byt
   CHECK_THROWS_WITH(decode_header(encode_header(c)),
                     "contribution frame: y is (3, 4) float32 but carries 32 bytes");
   // The header: magic 4, version 1, request 8, epoch 8, to_layer 4, sender 4, name 8 + 2,
-  // deadline 4, shapes 16, trace 8, msg 8, then the five payload lengths from byte 75.
+  // deadline 4, shapes 16, trace 8, msg 8, kind 1, then the five payload lengths from byte 76.
   const auto header = encode_header(sample(11, 2));
-  CHECK(header.size() == 115);
+  CHECK(header.size() == 116);
   CHECK(decode_header(header).y.bytes.size() == 2 * 4 * 4);
   CHECK_THROWS_WITH(decode_header(header + "!"),
-                    "contribution frame: 1 bytes after the header, at byte 115");
+                    "contribution frame: 1 bytes after the header, at byte 116");
   bad = header;
   const std::uint64_t two_gib = std::uint64_t{1} << 31;
-  std::memcpy(bad.data() + 75, &two_gib, 8);
-  CHECK_THROWS_WITH(decode_header(bad), "contribution frame: length of rows at byte 75 "
+  std::memcpy(bad.data() + 76, &two_gib, 8);
+  CHECK_THROWS_WITH(decode_header(bad), "contribution frame: length of rows at byte 76 "
                                         "(2147483648) takes the payloads past 1073741824 bytes");
   // A length that points past the end.
   bad = frame;
