@@ -3,7 +3,8 @@
 // processes. CAF 0.17's middleman copies every payload into and out of its buffers; a node
 // process installs a data plane of its own (net/tcp_data_plane: one TCP connection per peer
 // node, frames of actors/contribution_codec) and contributions to another process's relay take
-// it, while plans, scores, records and everything else stay on CAF. Without an installed data
+// it (top-k score shares too, as contributions of kind 1), while plans, records and
+// everything else stay on CAF. Without an installed data
 // plane (one process, tests) everything goes through CAF as before.
 
 #include "actors/interfaces.hpp"
