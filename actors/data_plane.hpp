@@ -4,8 +4,8 @@
 // process installs a data plane of its own (net/tcp_data_plane: one TCP connection per peer
 // node, frames of actors/contribution_codec) and contributions to another process's relay take
 // it (top-k score shares too, as contributions of kind 1), while plans, records and
-// everything else stay on CAF. Without an installed data
-// plane (one process, tests) everything goes through CAF as before.
+// everything else stay on CAF. Without an installed data plane (one process, tests)
+// everything goes through CAF as before.
 
 #include "actors/interfaces.hpp"
 
