@@ -25,8 +25,7 @@ using expert_actor = caf::typed_actor<                             //
 /// A node's entry point for mesh traffic: a message bound for several of the node's experts
 /// crosses the wire once, to the relay, which hands it to each member of the message's epoch.
 using relay_actor = caf::typed_actor<                                              //
-  caf::reacts_to<contrib_atom, contribution>,                                      //
-  caf::reacts_to<scores_atom, score_share>,                                        //
+  caf::reacts_to<contrib_atom, contribution>, /* outputs, and score shares (kind 1) */ //
   caf::replies_to<plan_atom, mesh_plan>::with<ok_atom>,                            //
   caf::reacts_to<retire_atom, std::uint64_t>,                                      //
   caf::reacts_to<spawn_atom, std::uint32_t, std::uint32_t, expert_actor>,          //

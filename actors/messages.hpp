@@ -18,7 +18,8 @@ namespace eoe::actors {
 using infer_atom = caf::atom_constant<caf::atom("infer")>;
 /// expert -> relay -> experts or composer: one expert's output for the next layer.
 using contrib_atom = caf::atom_constant<caf::atom("contrib")>;
-/// expert -> relay -> peers of its layer: its top-k ranking scores for a request.
+/// relay -> peers of an expert's layer: its top-k ranking scores for a request (they reach
+/// the relay as a contribution of kind 1).
 using scores_atom = caf::atom_constant<caf::atom("scores")>;
 /// expert -> composer: what the expert decided on a layer (its scores and active rows).
 using record_atom = caf::atom_constant<caf::atom("record")>;

@@ -119,11 +119,6 @@ relay_actor::behavior_type relay_behavior(relay_actor::stateful_pointer<relay_st
                c.sender};
       fan_out(self, c.epoch, c.to_layer, c.sender_node, contribution_bytes(c), t);
     },
-    [=](scores_atom, const score_share& s) {
-      traced t{s.trace, s.request, s.msg, "scores", static_cast<std::int32_t>(s.layer), member,
-               s.expert};
-      fan_out(self, s.epoch, s.layer, s.sender_node, s.scores.size(), t);
-    },
     [=](plan_atom, const mesh_plan& p) -> caf::result<ok_atom> {
       // Every local member has the plan before the relay acknowledges it.
       try {
