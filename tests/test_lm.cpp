@@ -10,6 +10,7 @@
 #include "experts/lm_forward.hpp"
 #include "experts/lm_trainer.hpp"
 #include "experts/rng.hpp"
+#include "random_model.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -90,18 +91,7 @@ steps = 2
 bias = false
 )";
 
-template <class S>
-basic_model<S> random_model(const model_config& c, std::uint64_t seed) {
-  auto m = model_cast<S>(init_model(c));
-  rng r{seed};
-  for_each_parameter(m, [&](const std::string& name, basic_matrix<S>& t) {
-    if (name.ends_with(".tau"))
-      return;
-    for (Eigen::Index i = 0; i < t.size(); ++i)
-      t.data()[i] += static_cast<S>(0.1 * r.normal());
-  });
-  return m;
-}
+using test::random_model;
 
 std::vector<std::uint8_t> random_tokens(size_t n, int vocab, std::uint64_t seed) {
   rng r{seed};

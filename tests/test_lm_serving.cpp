@@ -7,9 +7,9 @@
 #include "experts/checkpoint.hpp"
 #include "experts/lm_decode.hpp"
 #include "experts/model_config.hpp"
-#include "experts/rng.hpp"
 #include "local_cluster_fixture.hpp"
 #include "net/lm_client.hpp"
+#include "random_model.hpp"
 
 #include <caf/scoped_actor.hpp>
 
@@ -67,19 +67,10 @@ tau = 0.5
 steps = 2
 )";
 
-/// A trained-looking model: the init plus noise, so that every layer's decisions vary.
 experts::model serving_lm(std::uint64_t seed) {
   auto c = experts::parse_model_config(serving_model, "<test>");
   REQUIRE(c.has_value());
-  auto m = experts::init_model(*c);
-  experts::rng r{seed};
-  experts::for_each_parameter(m, [&](const std::string& name, matrix& t) {
-    if (name.ends_with(".tau"))
-      return;
-    for (Eigen::Index i = 0; i < t.size(); ++i)
-      t.data()[i] += static_cast<float>(0.1 * r.normal());
-  });
-  return m;
+  return test::random_model(*c, seed);
 }
 
 std::string saved(const experts::model& m, const std::string& name) {

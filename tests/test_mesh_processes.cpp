@@ -11,6 +11,7 @@
 #include "net/load_generator.hpp"
 #include "net/process_cluster.hpp"
 #include "node_processes.hpp"
+#include "random_model.hpp"
 #include "follow.hpp"
 #include "trace_log.hpp"
 
@@ -336,12 +337,7 @@ mode = "topk"
 k = 2
 )", "lm3_test");
   REQUIRE(c.has_value());
-  auto m = experts::init_model(*c);
-  experts::rng r{17};
-  experts::for_each_parameter(m, [&](const std::string&, matrix& t) {
-    for (Eigen::Index i = 0; i < t.size(); ++i)
-      t.data()[i] += static_cast<float>(0.1 * r.normal());
-  });
+  const auto m = test::random_model(*c, 17);
   const auto ckpt = (dir / "lm.ckpt").string();
   REQUIRE(experts::save_checkpoint(m, ckpt).has_value());
   const int base = base_port();

@@ -14,6 +14,13 @@ cmake --build --preset release -j "$(nproc)"
 
 eoe=build/bin/eoe
 out=build/demo
+
+# The [[node]] tables of 3 nodes n1..n3 on loopback, on ports from $1.
+node_tables() {
+  for n in 1 2 3; do
+    printf '\n[[node]]\nname = "n%d"\nport = %d\n' "$n" $(($1 + n - 1))
+  done
+}
 mkdir -p "$out"
 echo
 echo "== the model: parameters and memory (eoe inspect)"
@@ -37,17 +44,7 @@ head = "n1"
 dir = "$(pwd)/$out/trace"    # each node writes <node>.trace.jsonl here
 collector = "127.0.0.1:4439"   # live stream: eoe-trace follow 127.0.0.1:4439
 
-[[node]]
-name = "n1"
-port = 4431
-
-[[node]]
-name = "n2"
-port = 4432
-
-[[node]]
-name = "n3"
-port = 4433
+$(node_tables 4431)
 TOML
 
 echo
@@ -94,17 +91,7 @@ checkpoint = "$(pwd)/$lm"
 head = "n1"
 kv_shard_positions = 16
 
-[[node]]
-name = "n1"
-port = 4441
-
-[[node]]
-name = "n2"
-port = 4442
-
-[[node]]
-name = "n3"
-port = 4443
+$(node_tables 4441)
 TOML
 echo
 echo "== text from a 3-node cluster (eoe generate --connect 127.0.0.1:4441 --reference)"
