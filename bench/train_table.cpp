@@ -64,8 +64,10 @@ void print_lm_table(const std::vector<row>& rows, const std::string& reference) 
         std::string k{to_string(l.kind)};
         if (l.kind != layer_kind::dense)
           k += " " + std::to_string(l.k) + "/" + std::to_string(l.experts);
-        if (l.kind == layer_kind::eoe)
+        if (l.kind == layer_kind::eoe && l.rank > 0)
           k += " r" + std::to_string(l.rank);
+        if (l.kind == layer_kind::eoe && l.score_columns < l.score_width())
+          k += " s" + std::to_string(l.score_columns);
         k += " H" + std::to_string(l.hidden);
         if (kinds.find(k) == std::string::npos)
           kinds += (kinds.empty() ? "" : ", ") + k;

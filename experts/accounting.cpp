@@ -39,10 +39,16 @@ model_account account(const model_config& c) {
       continue;
     }
     const std::uint64_t h = lc.hidden, e = lc.experts;
-    const std::uint64_t first_in = lc.kind == layer_kind::eoe ? lc.rank : d; // rows of w1
-    const std::uint64_t scoring = lc.kind == layer_kind::eoe ? d * lc.rank : 0;
+    // A factored EoE expert: A (D, r) for every token, then B, W2 when active. One that is not
+    // factored: W1's first score_columns columns for every token, then all of W1 (those
+    // columns again) and W2 when active.
+    const bool factored = lc.kind == layer_kind::eoe && lc.rank > 0;
+    const std::uint64_t first_in = factored ? lc.rank : d; // rows of w1
+    const std::uint64_t scoring = lc.kind != layer_kind::eoe ? 0
+                                  : factored               ? d * lc.rank
+                                                           : d * lc.score_columns;
     const std::uint64_t rest = first_in * h + h * d + (lc.bias ? h + d : 0);
-    la.per_expert = scoring + rest;
+    la.per_expert = (factored ? scoring : 0) + rest; // parameters
     if (lc.kind == layer_kind::router)
       la.shared += d * e;
     if (lc.affinity)
@@ -54,9 +60,12 @@ model_account account(const model_config& c) {
     la.total = e * la.per_expert + la.shared;
     const bool threshold = lc.kind == layer_kind::eoe && lc.mode == activation_mode::threshold;
     const std::uint64_t k = lc.kind == layer_kind::dense ? 1 : threshold ? e : lc.k;
-    la.active = e * scoring + k * rest + la.shared; // per step; weights are shared across steps
+    // Per step (weights are shared across steps). Not factored, an active expert's scoring
+    // columns are touched once but multiplied twice.
+    const std::uint64_t recomputed = lc.kind == layer_kind::eoe && !factored ? scoring : 0;
+    la.active = e * scoring + k * (rest - recomputed) + la.shared;
     la.active_is_bound = threshold;
-    la.flops = 2 * la.active * static_cast<std::uint64_t>(lc.steps);
+    la.flops = 2 * (la.active + k * recomputed) * static_cast<std::uint64_t>(lc.steps);
     a.flops += la.flops;
     a.total += la.total;
     a.active += la.active;
@@ -126,8 +135,11 @@ std::string format_account(const model_config& c, const model_account& a) {
       name += " " + std::string{to_string(lc.mode)};
     os << name << ": " << la.experts << " x FFN " << c.dim << " -> " << lc.hidden << " -> "
        << c.dim;
-    if (lc.kind == layer_kind::eoe)
+    if (lc.kind == layer_kind::eoe && lc.rank > 0)
       os << " (A rank " << lc.rank << ")";
+    if (lc.kind == layer_kind::eoe && lc.score_columns < lc.score_width())
+      os << " (scored on " << lc.score_columns << (lc.rank > 0 ? " of u's" : " of W1's")
+         << " columns)";
     if (lc.kind != layer_kind::dense && !(lc.kind == layer_kind::eoe && lc.mode == activation_mode::threshold))
       os << ", k=" << lc.k;
     os << (lc.bias ? "" : ", no bias") << "\n";

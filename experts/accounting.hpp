@@ -17,13 +17,15 @@ struct layer_account {
   std::uint64_t per_expert = 0; ///< parameters of one expert
   std::uint64_t shared = 0;     ///< router, affinity, thresholds, selection and gate biases
   std::uint64_t total = 0;      ///< experts * per_expert + shared
-  /// Parameters one token uses: every expert's scoring factor A (eoe), the router, and
-  /// k experts' remaining weights. For threshold mode the count is an upper bound (all
+  /// Parameters one token uses: every expert's scoring factor A (eoe; not factored: the
+  /// scoring columns of W1), the router, and k experts' remaining weights. For threshold mode the count is an upper bound (all
   /// experts active) and `active_is_bound` is set.
   std::uint64_t active = 0;
   bool active_is_bound = false;
   int steps = 1;              ///< a recurrent layer reuses its weights `steps` times
-  std::uint64_t flops = 0;    ///< per token: 2 * active * steps (a multiply-add is 2 FLOPs)
+  /// Per token, 2 per multiply-add: 2 * active * steps, and an unfactored EoE layer's active
+  /// experts multiply their scoring columns a second time.
+  std::uint64_t flops = 0;
 };
 
 /// Counts of a whole model.

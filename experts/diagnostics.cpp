@@ -98,11 +98,12 @@ std::vector<layer_stats> stats_accumulator::finish() const {
     s.max_entropy = std::log2(static_cast<double>(lc.experts));
     // FLOPs per example: 2 per multiply-add.
     const double h = lc.hidden;
-    const double first_in = lc.kind == layer_kind::eoe ? lc.rank : d;
+    const bool factored = lc.kind == layer_kind::eoe && lc.rank > 0;
+    const double first_in = factored ? lc.rank : d;
     const double per_active = 2 * (first_in * h + h * d);
     double fixed = 0;
-    if (lc.kind == layer_kind::eoe)
-      fixed = 2 * lc.experts * d * lc.rank; // every expert scores itself
+    if (lc.kind == layer_kind::eoe) // every expert scores itself: x A, or x W1[:, :n]
+      fixed = 2 * lc.experts * d * (factored ? lc.rank : lc.score_columns);
     else if (lc.kind == layer_kind::router)
       fixed = 2 * d * lc.experts;
     s.expert_flops = fixed + s.mean_active * per_active;

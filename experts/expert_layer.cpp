@@ -124,12 +124,21 @@ S expert_layer_forward(const basic_layer_params<S>& lp, const layer_config& lc,
   S auxiliary = 0;
   switch (lc.kind) {
     case layer_kind::eoe: {
+      // Factored: u = x A, the score the norm of u's first columns, and u feeds B. Not
+      // factored: u = x W1[:, :n] (the first n pre-activations before b1) only scores, and an
+      // active expert runs on x.
       tape.u.resize(static_cast<size_t>(lc.experts));
       trace.scores.resize(tokens, lc.experts);
+      const bool factored = lc.rank > 0;
+      const auto n = static_cast<Eigen::Index>(lc.score_columns);
       for (int e = 0; e < lc.experts; ++e) {
         const mat<S>& in = per_expert ? *inputs[e] : shared;
-        tape.u[e].noalias() = in * lp.experts[e].a;
-        trace.scores.col(e) = tape.u[e].rowwise().norm();
+        const auto& w = lp.experts[e];
+        if (factored)
+          tape.u[e].noalias() = in * w.a;
+        else
+          tape.u[e].noalias() = in * w.w1.leftCols(n);
+        trace.scores.col(e) = tape.u[e].leftCols(n).rowwise().norm();
       }
       const std::span<const S> gate_bias{lp.gate_bias.data(),
                                          static_cast<size_t>(lp.gate_bias.size())};
@@ -141,8 +150,9 @@ S expert_layer_forward(const basic_layer_params<S>& lp, const layer_config& lc,
                        : select_threshold<S>(
                            trace.scores, {lp.tau.data(), static_cast<size_t>(lp.tau.size())},
                            gate_bias);
-      run_experts(lp, lc, trace.active, tape, opt, unrolled,
-                  [&](size_t e) -> const mat<S>& { return tape.u[e]; });
+      run_experts(lp, lc, trace.active, tape, opt, unrolled, [&](size_t e) -> const mat<S>& {
+        return factored ? tape.u[e] : per_expert ? *inputs[e] : shared;
+      });
       break;
     }
     case layer_kind::router: {
@@ -219,15 +229,17 @@ void expert_layer_backward(const basic_layer_params<S>& lp, const layer_config& 
 
   switch (lc.kind) {
     case layer_kind::eoe: {
+      const bool factored = lc.rank > 0;
+      const auto n = static_cast<Eigen::Index>(lc.score_columns);
       std::vector<mat<S>> du(tape.u.size());
       for (size_t e = 0; e < du.size(); ++e)
         du[e] = mat<S>::Zero(tape.u[e].rows(), tape.u[e].cols());
       backprop_experts([&](size_t e, const expert_tape<S>& et, const mat<S>& din) {
-        scatter_rows(du[e], et.rows, din);
+        scatter_rows(factored ? du[e] : per_expert ? *d_inputs[e] : d_shared, et.rows, din);
       });
       // Gates are the softmax of the active experts' score + gate bias: d(logit) =
-      // g (dg - sum g dg) reaches the gate bias and the score; a score is ||u||:
-      // du += ds u / ||u||.
+      // g (dg - sum g dg) reaches the gate bias and the score; a score is ||u[:, :n]||:
+      // du[:, :n] += ds u[:, :n] / ||u[:, :n]||.
       for (size_t t = 0; t < trace.active.tokens(); ++t) {
         const auto b = trace.active.offsets[t], e_end = trace.active.offsets[t + 1];
         S dot = 0;
@@ -238,16 +250,22 @@ void expert_layer_backward(const basic_layer_params<S>& lp, const layer_config& 
           const S ds = trace.active.gates[i] * (dgate[i] - dot);
           gp.gate_bias(0, e) += ds;
           const S s = trace.scores(static_cast<Eigen::Index>(t), e);
-          if (s > S{0})
-            du[e].row(static_cast<Eigen::Index>(t)) +=
-              (ds / s) * tape.u[e].row(static_cast<Eigen::Index>(t));
+          if (s > S{0}) {
+            const auto ti = static_cast<Eigen::Index>(t);
+            du[e].row(ti).leftCols(n) += (ds / s) * tape.u[e].row(ti).leftCols(n);
+          }
         }
       }
       for (size_t e = 0; e < du.size(); ++e) {
         const mat<S>& in = per_expert ? *inputs[e] : *inputs[0];
-        gp.experts[e].a.noalias() += in.transpose() * du[e];
         mat<S>& d_in = per_expert ? *d_inputs[e] : d_shared;
-        d_in.noalias() += du[e] * lp.experts[e].a.transpose();
+        if (factored) {
+          gp.experts[e].a.noalias() += in.transpose() * du[e];
+          d_in.noalias() += du[e] * lp.experts[e].a.transpose();
+        } else {
+          gp.experts[e].w1.leftCols(n).noalias() += in.transpose() * du[e];
+          d_in.noalias() += du[e] * lp.experts[e].w1.leftCols(n).transpose();
+        }
       }
       break;
     }

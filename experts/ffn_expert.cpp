@@ -2,10 +2,27 @@
 
 namespace eoe::experts {
 
-void expert_scores(kernels::backend& be, const ffn_expert& w, const matrix& x, matrix& u,
-                   vector& scores) {
-  be.gemm(x, w.a, u);
-  be.row_norms(u, scores);
+void expert_scores(kernels::backend& be, const ffn_expert& w, int columns, const matrix& x,
+                   matrix& first_in, vector& scores) {
+  if (w.factored()) {
+    be.gemm(x, w.a, first_in);
+    if (columns >= first_in.cols()) {
+      be.row_norms(first_in, scores);
+      return;
+    }
+    const matrix head = first_in.leftCols(columns);
+    be.row_norms(head, scores);
+    return;
+  }
+  matrix part;
+  if (columns >= w.w1.cols()) {
+    be.gemm(x, w.w1, part);
+  } else {
+    const matrix w1_head = w.w1.leftCols(columns);
+    be.gemm(x, w1_head, part);
+  }
+  be.row_norms(part, scores);
+  first_in = x;
 }
 
 void expert_forward(kernels::backend& be, const ffn_expert& w, kernels::activation act,

@@ -1,7 +1,9 @@
 #pragma once
 // One FFN expert D -> H -> D. An EoE expert factors its first projection as A (D, r) B (r, H)
 // (Autonomy-of-Experts): u = x A is cheap, ||u|| is the expert's score of itself, and only an
-// active expert goes on to act(u B + b1) W2 + b2.
+// active expert goes on to act(u B + b1) W2 + b2. An EoE expert that is not factored scores
+// itself with the norm of its first few pre-activations, x W1[:, :n], and an active one runs
+// the whole act(x W1 + b1) W2 + b2.
 
 #include "kernels/backend.hpp"
 
@@ -23,9 +25,11 @@ struct basic_ffn_expert {
 
 using ffn_expert = basic_ffn_expert<float>;
 
-/// Self-score of a factored expert. x (T, D) -> u (T, r) = x A, scores (T) = ||u|| per row.
-void expert_scores(kernels::backend& be, const ffn_expert& w, const matrix& x, matrix& u,
-                   vector& scores);
+/// Self-score of an EoE expert on x (T, D), the norm of the first `columns` columns of its
+/// first projection. Factored: first_in = u = x A (T, r), scores = ||u[:, :columns]||. Not
+/// factored: first_in = x (what the rest of the expert reads), scores = ||x W1[:, :columns]||.
+void expert_scores(kernels::backend& be, const ffn_expert& w, int columns, const matrix& x,
+                   matrix& first_in, vector& scores);
 
 /// The rest of the FFN on the rows that are active. in (n, r) = u rows when factored, else
 /// x rows (n, D) -> y (n, D) = act(in w1 + b1) w2 + b2. `hidden` is scratch (n, H).

@@ -54,12 +54,14 @@ void expert_layer(kernels::backend& be, const layer_params& lp, const layer_conf
   rec.kind = lc.kind;
   switch (lc.kind) {
     case layer_kind::eoe: {
-      // Each expert scores its own input; with affinity every expert mixes its own.
+      // Each expert scores its own input; with affinity every expert mixes its own. u[e] is
+      // what the rest of expert e reads: x A when factored, else x.
       std::vector<matrix> u(static_cast<size_t>(lc.experts));
       rec.scores.resize(tokens, lc.experts);
       vector s;
       for (int e = 0; e < lc.experts; ++e) {
-        expert_scores(be, lp.experts[e], per_expert ? *inputs[e] : shared, u[e], s);
+        expert_scores(be, lp.experts[e], lc.score_columns, per_expert ? *inputs[e] : shared,
+                      u[e], s);
         rec.scores.col(e) = s;
       }
       const std::span<const float> gate_bias{lp.gate_bias.data(),

@@ -28,7 +28,8 @@ inline std::uint64_t hash_seed(const model_config& c, size_t unrolled) noexcept 
 /// step).
 struct layer_record {
   layer_kind kind = layer_kind::eoe;
-  /// (T, E): eoe self-scores ||u A||, router probabilities; empty for hash and dense layers.
+  /// (T, E): eoe self-scores (the norm of the scoring columns of x A, or of x W1), router
+  /// probabilities; empty for hash and dense layers.
   matrix scores;
   activation_set active; ///< per token the active experts and their gates
   float balance_loss = 0.0f; ///< router layers: Switch load-balancing loss

@@ -59,13 +59,17 @@ matrix without_row(const matrix& t, Eigen::Index r) {
 ffn_expert zero_expert(const model& m, size_t layer, std::uint64_t seed) {
   const auto& lc = m.config.layers.at(layer);
   const Eigen::Index d = m.config.dim, r = lc.rank, h = lc.hidden;
+  const Eigen::Index first_in = r > 0 ? r : d;
   ffn_expert e;
-  e.a = matrix::Zero(d, r);
-  e.w1.resize(r, h);
+  if (r > 0)
+    e.a = matrix::Zero(d, r);
+  e.w1.resize(first_in, h);
   rng g{stable_hash(seed, 0x7a11ull + layer)};
-  const double stddev = 1.0 / std::sqrt(static_cast<double>(r));
+  const double stddev = 1.0 / std::sqrt(static_cast<double>(first_in));
   for (Eigen::Index i = 0; i < e.w1.size(); ++i)
     e.w1.data()[i] = static_cast<float>(g.normal() * stddev);
+  if (r == 0) // not factored: its scoring columns of W1
+    e.w1.leftCols(lc.score_columns).setZero();
   e.w2 = matrix::Zero(h, d);
   if (lc.bias) {
     e.b1 = matrix::Zero(1, h);
@@ -80,8 +84,9 @@ expected<model> with_expert(const model& m, size_t layer, const ffn_expert& e,
     return eoe::unexpected(ok.error());
   const auto& lc = m.config.layers[layer];
   const Eigen::Index d = m.config.dim;
-  if (e.a.rows() != d || e.a.cols() != lc.rank || e.w1.rows() != lc.rank
-      || e.w1.cols() != lc.hidden || e.w2.rows() != lc.hidden || e.w2.cols() != d
+  const bool factored = lc.rank > 0;
+  if ((factored ? e.a.rows() != d || e.a.cols() != lc.rank : e.a.size() != 0)
+      || e.w1.rows() != (factored ? lc.rank : d) || e.w1.cols() != lc.hidden || e.w2.rows() != lc.hidden || e.w2.cols() != d
       || (lc.bias && (e.b1.cols() != lc.hidden || e.b2.cols() != d)))
     return fail(errc::checkpoint_mismatch,
                 "add expert: the expert's shapes do not fit layer " + std::to_string(layer)

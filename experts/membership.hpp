@@ -24,8 +24,9 @@ struct expert_entries {
   std::vector<float> affinity_out; ///< (E_next) its row of the next layer's affinity; empty: 1s
 };
 
-/// An expert of layer l of m that changes nothing until trained: A = 0 (it scores 0), W2 = 0
-/// and zero biases (it outputs 0); W1 drawn from `seed` so that training can move it.
+/// An expert of layer l of m that changes nothing until trained: A = 0 (it scores 0; not
+/// factored: W1's scoring columns 0), W2 = 0 and zero biases (it outputs 0); W1 (the rest of
+/// it) drawn from `seed` so that training can move it.
 ffn_expert zero_expert(const model& m, size_t layer, std::uint64_t seed);
 
 /// m with expert e appended to eoe layer `layer` (it takes the last position).

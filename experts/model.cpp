@@ -30,7 +30,7 @@ std::vector<tensor_shape> parameter_shapes(const model_config& c) {
     const Eigen::Index h = lc.hidden;
     for (int e = 0; e < lc.experts; ++e) {
       const auto ep = prefix + "expert." + std::to_string(e) + ".";
-      if (lc.kind == layer_kind::eoe) {
+      if (lc.kind == layer_kind::eoe && lc.rank > 0) {
         out.push_back({ep + "a", d, lc.rank});
         out.push_back({ep + "w1", lc.rank, h});
       } else {

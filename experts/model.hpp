@@ -91,7 +91,7 @@ void for_each_parameter(Model& m, F&& f) {
     for (size_t e = 0; e < lp.experts.size(); ++e) {
       auto& x = lp.experts[e];
       const auto ep = prefix + "expert." + std::to_string(e) + ".";
-      if (lc.kind == layer_kind::eoe)
+      if (lc.kind == layer_kind::eoe && lc.rank > 0)
         f(ep + "a", x.a);
       f(ep + "w1", x.w1);
       if (lc.bias)

@@ -135,7 +135,16 @@ layer_config read_layer(table_reader& r, const model_config& m, size_t index, in
   switch (l.kind) {
     case layer_kind::eoe: {
       l.rank = static_cast<int>(
-        r.integer("rank", 1, std::max(1, m.dim), std::nullopt, " (at most dim)").value_or(0));
+        r.integer("rank", 0, std::max(1, m.dim), 0, " (at most dim; 0: not factored)").value_or(0));
+      if (l.hidden > 0) {
+        const bool factored = l.rank > 0;
+        l.score_columns = static_cast<int>(
+          r.integer("score_columns", 1, l.score_width(), l.score_width(),
+                    factored ? " (at most rank)" : " (at most hidden: the expert is not factored)")
+            .value_or(l.score_width()));
+      } else {
+        r.take("score_columns"); // its range is unknown: the hidden error says enough
+      }
       auto mode = r.choice("mode", {"topk", "threshold"}, std::string{"topk"});
       if (mode == "threshold") {
         l.mode = activation_mode::threshold;
@@ -307,8 +316,11 @@ std::string to_toml(const model_config& c) {
        << "activation = \"" << kernels::to_string(l.act) << "\"\n"
        << "bias = " << (l.bias ? "true" : "false") << "\n";
     if (l.kind == layer_kind::eoe) {
-      os << "rank = " << l.rank << "\n"
-         << "mode = \"" << to_string(l.mode) << "\"\n";
+      if (l.rank > 0)
+        os << "rank = " << l.rank << "\n";
+      if (l.score_columns != l.score_width())
+        os << "score_columns = " << l.score_columns << "\n";
+      os << "mode = \"" << to_string(l.mode) << "\"\n";
       if (l.mode == activation_mode::threshold) {
         os << "tau = [";
         for (size_t i = 0; i < l.tau.size(); ++i)

@@ -43,7 +43,13 @@ struct layer_config {
   layer_kind kind = layer_kind::eoe;
   int experts = 1;                  ///< experts in the layer (dense: 1)
   int hidden = 0;                   ///< H of each FFN D -> H -> D
-  int rank = 0;                     ///< eoe: r of the factored first projection A (D, r) B (r, H)
+  /// eoe: r of the factored first projection A (D, r) B (r, H); 0: not factored, the expert
+  /// is D -> H -> D and scores itself with the first `score_columns` columns of its W1.
+  int rank = 0;
+  /// eoe: the columns of the first projection whose norm is the score: of u = x A (at most r,
+  /// every expert still computes all of u), or of x W1 when not factored (at most H; every
+  /// expert computes only those columns of x W1 to score itself).
+  int score_columns = 0;
   kernels::activation act = kernels::activation::silu;
   activation_mode mode = activation_mode::topk; ///< eoe only
   int k = 1;                        ///< topk / router / hash: experts per token
@@ -57,6 +63,11 @@ struct layer_config {
   double rope_base = 10000.0; ///< attention: RoPE frequency base (theta_i = base^(-2i / head_dim))
 
   bool operator==(const layer_config&) const = default;
+
+  /// Columns of the first projection an EoE expert computes for every token to score itself.
+  int score_width() const noexcept {
+    return rank > 0 ? rank : hidden;
+  }
 };
 
 /// The whole stack. A classifier: embedding D_in -> D, layers, head D -> classes. A language

@@ -1,7 +1,8 @@
 #pragma once
 // The model the mesh tests run: every layer kind, affinity, threshold and a recurrent layer,
-// with perturbed weights and thresholds at the median score so that every rule decides both
-// ways; and what the relays must count for a request under round-robin placement.
+// EoE experts scored on part of u (layer 0) and unfactored ones (layer 1), with perturbed
+// weights and thresholds at the median score so that every rule decides both ways; and what
+// the relays must count for a request under round-robin placement.
 
 #include "actors/coordinator_actor.hpp"
 #include "actors/wire.hpp"
@@ -31,13 +32,14 @@ kind = "eoe"
 experts = 5
 hidden = 20
 rank = 4
+score_columns = 2
 k = 2
 
 [[layer]]
 kind = "eoe"
 experts = 4
 hidden = 16
-rank = 6
+score_columns = 3
 k = 2
 affinity = true
 

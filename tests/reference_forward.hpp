@@ -102,10 +102,14 @@ inline reference_result reference_forward(const experts::model& m, const matrix&
                 for (size_t d = 0; d < u_in.size(); ++d)
                   u_in[d] += double(lp.affinity(i, j)) * gy[d];
             }
-            first_in[j] = affine(u_in, lp.experts[j].a, matrix{});
+            // Factored: u = x A feeds the rest and its first score_columns score. Not factored:
+            // the expert reads x, and its first score_columns pre-activations x W1 score.
+            const bool factored = lc.rank > 0;
+            first_in[j] = factored ? affine(u_in, lp.experts[j].a, matrix{}) : u_in;
+            const vec scored = factored ? first_in[j] : affine(u_in, lp.experts[j].w1, matrix{});
             double n2 = 0;
-            for (double v : first_in[j])
-              n2 += v * v;
+            for (int i = 0; i < lc.score_columns; ++i)
+              n2 += scored[static_cast<size_t>(i)] * scored[static_cast<size_t>(i)];
             scores[j] = std::sqrt(n2);
           }
           if (lc.mode == experts::activation_mode::topk) {

@@ -84,6 +84,43 @@ k = 2
   CHECK(a.active_is_bound);
 }
 
+TEST_CASE("an EoE expert that scores on part of its first projection", "[accounting]") {
+  auto c = parse_model_config(R"(
+[model]
+dim = 8
+[[layer]]
+kind = "eoe"
+experts = 4
+hidden = 16
+score_columns = 2
+k = 2
+[[layer]]
+kind = "eoe"
+experts = 4
+hidden = 16
+rank = 4
+score_columns = 2
+k = 2
+)",
+                              "t");
+  REQUIRE(c.has_value());
+  auto a = account(*c);
+  // Not factored: W1 8x16 + b1 16 + W2 16x8 + b2 8 = 280 per expert.
+  CHECK(a.layers[0].per_expert == 280);
+  CHECK(a.layers[0].total == 4 * 280 + 8);
+  // Every expert touches W1's first 2 columns (8 x 2); two experts the rest of theirs.
+  CHECK(a.layers[0].active == 4 * 16 + 2 * (280 - 16) + 8);
+  // FLOPs: the two active experts multiply their scoring columns again.
+  CHECK(a.layers[0].flops == 2 * (4 * 16 + 2 * 280 + 8));
+  // Factored: every expert still computes all of u = x A (8 x 4); the score reads 2 columns.
+  CHECK(a.layers[1].per_expert == 32 + 4 * 16 + 16 + 128 + 8);
+  CHECK(a.layers[1].active == 4 * 32 + 2 * (4 * 16 + 16 + 128 + 8) + 8);
+  CHECK(a.layers[1].flops == 2 * a.layers[1].active);
+  const auto text = format_account(*c, a);
+  CHECK(text.find("8 -> 16 -> 8 (scored on 2 of W1's columns), k=2") != std::string::npos);
+  CHECK(text.find("(A rank 4) (scored on 2 of u's columns), k=2") != std::string::npos);
+}
+
 TEST_CASE("number formatting", "[accounting]") {
   CHECK(thousands(0) == "0");
   CHECK(thousands(999) == "999");

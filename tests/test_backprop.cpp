@@ -312,3 +312,101 @@ steps = 2
   for (size_t l = 0; l < train.layers.size(); ++l)
     CHECK(train.layers[l].active.experts == ref->layers[l].active.experts);
 }
+
+TEST_CASE("gradients of experts scored on part of their first projection match", "[backprop]") {
+  // Factored with the score on 2 of u's 4 columns; not factored (no rank) with the score on 3
+  // of W1's 5 columns, once with affinity (an input per expert) and once in threshold mode.
+  auto m = random_model(config_of(R"(
+[model]
+input_dim = 5
+dim = 6
+classes = 3
+[[layer]]
+kind = "eoe"
+experts = 3
+hidden = 5
+rank = 4
+score_columns = 2
+k = 2
+[[layer]]
+kind = "eoe"
+experts = 3
+hidden = 5
+score_columns = 3
+k = 2
+affinity = true
+activation = "gelu"
+[[layer]]
+kind = "eoe"
+experts = 2
+hidden = 4
+score_columns = 2
+mode = "threshold"
+tau = 0
+)"),
+                        21);
+  for (Eigen::Index i = 0; i < m.layers[1].affinity.size(); ++i)
+    m.layers[1].affinity.data()[i] = 0.5 + 0.1 * static_cast<double>(i);
+  auto x = random_input(24, 5, 22);
+  auto y = random_labels(24, 3, 23);
+  median_thresholds(m, x, y);
+  auto st = gradient_check(m, x, y, {});
+  INFO("worst: " << st.worst_at);
+  CHECK(st.checked > 150);
+  CHECK(st.worst <= 1e-4);
+
+  // The score is the norm of those columns and nothing else: a change to the other columns
+  // of an unfactored expert's W1 leaves the layer's scores as they were.
+  auto before = loss_and_gradient<double>(m, x, y, {}, nullptr);
+  auto& w1 = m.layers[2].experts[1].w1;
+  w1.rightCols(2).array() += 1.0;
+  auto after = loss_and_gradient<double>(m, x, y, {}, nullptr);
+  CHECK(before.layers[2].scores.isApprox(after.layers[2].scores, 1e-12));
+  CHECK(before.loss != after.loss);
+}
+
+TEST_CASE("experts scored on part of their first projection: training and reference forward agree",
+          "[backprop]") {
+  auto c = config_of(R"(
+[model]
+input_dim = 10
+dim = 12
+classes = 5
+[[layer]]
+kind = "eoe"
+experts = 4
+hidden = 16
+rank = 6
+score_columns = 2
+k = 2
+[[layer]]
+kind = "eoe"
+experts = 3
+hidden = 8
+score_columns = 3
+k = 2
+affinity = true
+)");
+  auto m = init_model(c);
+  rng r{24};
+  matrix x(40, 10);
+  for (Eigen::Index i = 0; i < x.size(); ++i)
+    x.data()[i] = static_cast<float>(r.normal());
+  std::vector<std::uint8_t> y(40, 0);
+  auto train = loss_and_gradient<float>(m, x, y, {}, nullptr);
+  auto be = kernels::make_cpu_backend();
+  auto ref = forward(*be, m, x);
+  REQUIRE(ref.has_value());
+  CHECK((train.logits - ref->output).cwiseAbs().maxCoeff() <= 1e-5f);
+  REQUIRE(train.layers.size() == ref->layers.size());
+  for (size_t l = 0; l < train.layers.size(); ++l) {
+    CHECK(train.layers[l].active.experts == ref->layers[l].active.experts);
+    CHECK((train.layers[l].scores - ref->layers[l].scores).cwiseAbs().maxCoeff() <= 1e-5f);
+  }
+  // Layer 0's scores are the norms of x A[:, :2] on its input, computed here directly.
+  const matrix h0 = (x * m.embed_w).rowwise() + m.embed_b.row(0);
+  for (int e = 0; e < 4; ++e) {
+    const vector direct = (h0 * m.layers[0].experts[e].a.leftCols(2)).rowwise().norm();
+    CHECK((ref->layers[0].scores.col(e) - direct).cwiseAbs().maxCoeff() <= 1e-5f);
+  }
+}

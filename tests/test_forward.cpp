@@ -155,6 +155,40 @@ activation = "gelu"
   CHECK(compare_with_reference(m, x) <= 1e-5);
 }
 
+TEST_CASE("experts scored on the first columns of x A or of x W1 (not factored), as the reference",
+          "[forward]") {
+  auto m = random_model(config_of(R"(
+[model]
+input_dim = 10
+dim = 16
+classes = 4
+[[layer]]
+kind = "eoe"
+experts = 5
+hidden = 20
+rank = 6
+score_columns = 2
+k = 2
+[[layer]]
+kind = "eoe"
+experts = 4
+hidden = 24
+score_columns = 3
+k = 2
+affinity = true
+[[layer]]
+kind = "eoe"
+experts = 3
+hidden = 12
+score_columns = 4
+mode = "threshold"
+tau = [0.5, 0.7, 0.9]
+)"),
+                        7);
+  auto x = random_input(48, 10, 8);
+  CHECK(compare_with_reference(m, x) <= 1e-5);
+}
+
 TEST_CASE("recurrent layers run their tied weights step after step, as the reference",
           "[forward]") {
   auto c = config_of(R"(

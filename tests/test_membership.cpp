@@ -53,6 +53,53 @@ TEST_CASE("a zero expert changes no output bit, in top-k, affinity and threshold
   }
 }
 
+TEST_CASE("a zero expert in a layer of unfactored experts changes no output bit", "[membership]") {
+  auto c = parse_model_config(R"(
+[model]
+input_dim = 12
+dim = 8
+classes = 3
+[[layer]]
+kind = "eoe"
+experts = 3
+hidden = 10
+score_columns = 3
+k = 2
+[[layer]]
+kind = "eoe"
+experts = 2
+hidden = 6
+score_columns = 2
+mode = "threshold"
+tau = 0.5
+)",
+                              "t");
+  REQUIRE(c.has_value());
+  const auto m = init_model(*c);
+  const auto x = test::random_input(50, 12, 78);
+  const auto before = run(m, x);
+  for (size_t layer : {0, 1}) {
+    INFO("layer " << layer);
+    const auto e = zero_expert(m, layer, 6);
+    CHECK(e.a.size() == 0);
+    CHECK(e.w1.leftCols(c->layers[layer].score_columns).isZero());
+    CHECK_FALSE(e.w1.isZero()); // the rest can train
+    auto added = with_expert(m, layer, e, {});
+    REQUIRE(added.has_value());
+    const auto after = run(*added, x);
+    CHECK(after.output == before.output);
+    auto back = parse_checkpoint(checkpoint_bytes(*added), "added");
+    REQUIRE(back.has_value());
+    CHECK(run(*back, x).output == before.output);
+  }
+  // A factored expert does not fit.
+  auto c2 = *c;
+  c2.layers[0].rank = 4;
+  c2.layers[0].score_columns = 4;
+  const auto factored = zero_expert(init_model(c2), 0, 6);
+  CHECK_FALSE(with_expert(m, 0, factored, {}).has_value());
+}
+
 TEST_CASE("a clone in a threshold layer leaves the outputs equal within 1e-6", "[membership]") {
   const auto m = test_model();
   const auto x = test::random_input(60, 12, 78);

@@ -54,6 +54,30 @@ TEST_CASE("a valid config parses to what it says", "[config]") {
   CHECK(*again == *c);
 }
 
+TEST_CASE("an EoE expert scores on the first columns of x A, or of x W1 when not factored",
+          "[config]") {
+  auto c = parse_model_config(layer("kind = \"eoe\"\nexperts = 4\nhidden = 16\nrank = 4\n"
+                                    "score_columns = 2\nk = 2\n")
+                                + "[[layer]]\nkind = \"eoe\"\nexperts = 3\nhidden = 8\n"
+                                  "score_columns = 3\nk = 2\n"
+                                + "[[layer]]\nkind = \"eoe\"\nexperts = 3\nhidden = 8\nrank = 0\nk = 1\n"
+                                + "[[layer]]\nkind = \"eoe\"\nexperts = 3\nhidden = 8\nrank = 5\nk = 1\n",
+                              "t.toml");
+  REQUIRE(c.has_value());
+  CHECK(c->layers[0].rank == 4);
+  CHECK(c->layers[0].score_columns == 2);
+  CHECK(c->layers[1].rank == 0); // not factored
+  CHECK(c->layers[1].score_columns == 3);
+  CHECK(c->layers[2].rank == 0);
+  CHECK(c->layers[2].score_columns == 8); // all of W1
+  CHECK(c->layers[3].score_columns == 5); // all of u
+  auto again = parse_model_config(to_toml(*c), "again");
+  REQUIRE(again.has_value());
+  CHECK(*again == *c);
+  CHECK(error_of(layer("kind = \"router\"\nexperts = 4\nhidden = 16\nk = 2\nscore_columns = 2\n"))
+          .starts_with("t.toml:9:1: layer[0].score_columns: unknown key"));
+}
+
 TEST_CASE("a scalar tau applies to every expert", "[config]") {
   auto c = parse_model_config(layer("kind = \"eoe\"\nexperts = 3\nhidden = 4\nrank = 2\n"
                                     "mode = \"threshold\"\ntau = 2\n"),
@@ -114,8 +138,17 @@ TEST_CASE("wrong types name the expected and the actual value", "[config]") {
 
 TEST_CASE("out-of-range values name the range", "[config]") {
   CHECK(error_of(layer("kind = \"eoe\"\nexperts = 4\nhidden = 16\nrank = 9\nk = 2\n"))
-        == "t.toml:8:8: layer[0].rank: expected an integer in 1..8 (at most dim), got an "
-           "integer (9)");
+        == "t.toml:8:8: layer[0].rank: expected an integer in 0..8 (at most dim; 0: not "
+           "factored), got an integer (9)");
+  CHECK(error_of(layer("kind = \"eoe\"\nexperts = 4\nhidden = 16\nrank = 4\nscore_columns = 5\nk = 2\n"))
+        == "t.toml:9:17: layer[0].score_columns: expected an integer in 1..4 (at most rank), got "
+           "an integer (5)");
+  CHECK(error_of(layer("kind = \"eoe\"\nexperts = 4\nhidden = 16\nscore_columns = 17\nk = 2\n"))
+        == "t.toml:8:17: layer[0].score_columns: expected an integer in 1..16 (at most hidden: "
+           "the expert is not factored), got an integer (17)");
+  CHECK(error_of(layer("kind = \"eoe\"\nexperts = 4\nhidden = 16\nscore_columns = 0\nk = 2\n"))
+        == "t.toml:8:17: layer[0].score_columns: expected an integer in 1..16 (at most hidden: "
+           "the expert is not factored), got an integer (0)");
   CHECK(error_of(layer("kind = \"eoe\"\nexperts = 4\nhidden = 16\nrank = 2\nk = 5\n"))
         == "t.toml:9:5: layer[0].k: expected an integer in 1..4 (the layer's experts), got an "
            "integer (5)");
