@@ -81,6 +81,29 @@ wire_layer_record assemble_record(const pending_request& p, std::uint32_t u) {
   return out;
 }
 
+/// A session going idle is closed unless a request starts within setup.session_idle.
+void arm_idle_timer(self_ptr self, std::uint64_t id, const lm_session& s) {
+  if (const auto idle = self->state.setup.session_idle; idle.count() > 0)
+    self->delayed_send(self, idle, idle_atom::value, id, s.requests);
+}
+
+/// Closes a session: its contexts (and their shards) go.
+void close_session(self_ptr self, std::map<std::uint64_t, lm_session>::iterator s) {
+  auto& st = self->state;
+  for (auto context : s->second.contexts)
+    if (context != 0)
+      caf::anon_send(st.setup.contexts, drop_atom::value, context);
+  st.sessions.erase(s);
+}
+
+std::string session_gone(const composer_state& st, std::uint64_t id) {
+  return "session " + std::to_string(id)
+         + (st.expired.contains(id)
+              ? " was closed: no request fed it for "
+                  + std::to_string(st.setup.session_idle.count()) + " ms"
+              : " is not open");
+}
+
 /// The request ends (answered or failed): its session may take the next one.
 void end_request(self_ptr self, std::map<std::uint64_t, pending_request>::iterator it,
                  const std::string& broke = {}) {
@@ -89,6 +112,7 @@ void end_request(self_ptr self, std::map<std::uint64_t, pending_request>::iterat
     s->second.busy = false;
     if (!broke.empty() && s->second.broken.empty())
       s->second.broken = broke;
+    arm_idle_timer(self, s->first, s->second);
   }
   st.pending.erase(it);
 }
@@ -367,7 +391,7 @@ caf::expected<matrix> embed(self_ptr self, std::uint64_t id, const infer_request
                                 "(eoe generate --connect), not a tensor");
     auto s = st.sessions.find(req.session);
     if (s == st.sessions.end())
-      return bad("session " + std::to_string(req.session) + " is not open");
+      return bad(session_gone(st, req.session));
     if (!s->second.broken.empty())
       return bad("session " + std::to_string(req.session) + ": " + s->second.broken);
     if (s->second.busy)
@@ -469,8 +493,10 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
         p.heard[u].assign(p.records[u].size(), false);
         p.records_expected += p.records[u].size();
       }
-      if (auto s = st.sessions.find(req.session); s != st.sessions.end())
+      if (auto s = st.sessions.find(req.session); s != st.sessions.end()) {
         s->second.busy = true;
+        ++s->second.requests;
+      }
       auto rp = p.rp;
       self->delayed_send(self, std::chrono::milliseconds(req.deadline_ms), deadline_atom::value,
                          id);
@@ -519,6 +545,7 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
         *left += c.layers[l].kind == experts::layer_kind::attention;
       if (*left == 0) {
         s.busy = false;
+        arm_idle_timer(self, id, s);
         return id;
       }
       for (size_t l = 0; l < c.layers.size(); ++l) {
@@ -539,6 +566,7 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
               s->second.contexts[l] = context;
               if (--*left == 0) {
                 s->second.busy = false;
+                arm_idle_timer(self, id, s->second);
                 rp.deliver(id);
               }
             },
@@ -553,16 +581,22 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       auto& st = self->state;
       auto s = st.sessions.find(id);
       if (s == st.sessions.end())
-        return make_mesh_error(mesh_errc::bad_request,
-                               "session " + std::to_string(id) + " is not open");
+        return make_mesh_error(mesh_errc::bad_request, session_gone(st, id));
       if (s->second.busy)
         return make_mesh_error(mesh_errc::bad_request,
                                "session " + std::to_string(id) + " is still feeding a request");
-      for (auto context : s->second.contexts)
-        if (context != 0)
-          caf::anon_send(st.setup.contexts, drop_atom::value, context);
-      st.sessions.erase(s);
+      close_session(self, s);
       return ok_atom::value;
+    },
+    [=](idle_atom, std::uint64_t id, std::uint64_t requests) {
+      auto& st = self->state;
+      auto s = st.sessions.find(id);
+      if (s == st.sessions.end() || s->second.busy || s->second.requests != requests)
+        return; // closed, or fed since the timer was armed
+      close_session(self, s);
+      st.expired.insert(id);
+      if (st.expired.size() > 4096)
+        st.expired.erase(st.expired.begin());
     },
     [=](record_atom, expert_record& r) {
       auto& st = self->state;

@@ -16,6 +16,7 @@
 #include <caf/typed_response_promise.hpp>
 
 #include <chrono>
+#include <set>
 
 namespace eoe::actors {
 
@@ -48,6 +49,7 @@ struct lm_session {
   std::uint64_t position = 0;          ///< tokens fed: where the next request starts
   bool busy = false;                   ///< a request is feeding it
   std::string broken;                  ///< why it can take no more tokens, if so
+  std::uint64_t requests = 0;          ///< requests started: an idle timer armed before is stale
 };
 
 /// Where a served language model keeps its keys and values.
@@ -56,6 +58,9 @@ struct composer_setup {
   std::uint64_t shard_positions = 4096; ///< positions per context shard
   std::uint32_t block_size = 64;        ///< positions per block summary
   size_t max_sessions = 1024;
+  /// A session that no request feeds for this long is closed and its contexts dropped (a
+  /// client that died leaves nothing behind); 0: never.
+  std::chrono::milliseconds session_idle{600'000};
 };
 
 struct composer_state {
@@ -68,6 +73,7 @@ struct composer_state {
   std::map<std::uint64_t, pending_request> pending;
   std::map<std::uint64_t, lm_session> sessions;
   std::uint64_t next_session = 0;
+  std::set<std::uint64_t> expired; ///< the latest sessions closed for idling (at most 4096)
 
   static inline const char* name = "eoe.composer";
 };

@@ -423,7 +423,8 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
   st.contexts = self->spawn<caf::linked>(context_behavior, st.setup.agents);
   st.composer = self->spawn<caf::linked>(
     composer_behavior, st.setup.model, st.setup.nodes[st.setup.head],
-    composer_setup{st.contexts, st.setup.kv_shard_positions, st.setup.kv_block_size});
+    composer_setup{st.contexts, st.setup.kv_shard_positions, st.setup.kv_block_size, 1024,
+                   st.setup.session_idle});
   st.trace_salt = static_cast<std::uint64_t>(tracing::now_ns()) << 24;
   for (std::uint32_t n = 0; n < st.setup.nodes.size(); ++n) {
     st.nodes.push_back({st.setup.nodes[n], st.setup.addresses[n], st.setup.agents[n], {}, true, {}});

@@ -31,6 +31,7 @@ struct coordinator_setup {
   std::string secret;                        ///< a joining node must present it ("" = none asked)
   std::uint64_t kv_shard_positions = 4096;   ///< language models: positions per context shard
   std::uint32_t kv_block_size = 64;          ///< language models: positions per block summary
+  std::chrono::milliseconds session_idle{600'000}; ///< language models: an idle session closes
 };
 
 /// One node as the registry knows it.

@@ -10,10 +10,12 @@ namespace eoe::actors {
 
 coordinator_actor spawn_local_cluster(caf::actor_system& sys, const std::string& checkpoint,
                                       size_t nodes, const std::string& secret,
-                                      std::uint64_t kv_shard_positions) {
+                                      std::uint64_t kv_shard_positions,
+                                      std::chrono::milliseconds session_idle) {
   coordinator_setup setup;
   setup.secret = secret;
   setup.kv_shard_positions = kv_shard_positions;
+  setup.session_idle = session_idle;
   setup.checkpoint = checkpoint;
   setup.model = load_model(checkpoint);
   for (size_t n = 0; n < nodes; ++n) {

@@ -73,6 +73,8 @@ using drop_atom = caf::atom_constant<caf::atom("drop")>;
 /// client -> coordinator -> composer: open a language-model session (one sequence whose keys
 /// and values live in the cluster's context shards).
 using session_atom = caf::atom_constant<caf::atom("session")>;
+/// composer -> itself: a session idle since its n-th request may have been idle too long.
+using idle_atom = caf::atom_constant<caf::atom("idle")>;
 
 // ---- payloads ----------------------------------------------------------------------------
 

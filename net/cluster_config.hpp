@@ -62,6 +62,9 @@ struct cluster_config {
   /// the nodes a shard at a time, round-robin) and per block summary.
   std::uint64_t kv_shard_positions = 4096;
   std::uint32_t kv_block_size = 64;
+  /// Language models: a session no request feeds for this long is closed, its keys and
+  /// values dropped (0: never).
+  std::uint32_t session_idle_s = 600;
   std::string secret; ///< what a joining node must present ("" = none); env EOE_CLUSTER_SECRET wins
   std::vector<node_entry> nodes;
   /// [config layer] -> node name per expert; empty: round-robin over the nodes

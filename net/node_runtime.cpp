@@ -164,6 +164,7 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   setup.trace_sample = c.trace.sample;
   setup.kv_shard_positions = c.kv_shard_positions;
   setup.kv_block_size = c.kv_block_size;
+  setup.session_idle = std::chrono::seconds(c.session_idle_s);
   setup.secret = c.secret;
   if (const char* s = std::getenv("EOE_CLUSTER_SECRET"))
     setup.secret = s;

@@ -21,11 +21,13 @@ struct local_cluster {
   actors::coordinator_actor coordinator;
 
   /// checkpoint "": the embedded default model; a language model's contexts open a shard
-  /// every kv_shard_positions positions.
+  /// every kv_shard_positions positions, and its sessions close after session_idle unfed.
   local_cluster(const std::string& checkpoint, size_t nodes,
-                std::uint64_t kv_shard_positions = 4096)
+                std::uint64_t kv_shard_positions = 4096,
+                std::chrono::milliseconds session_idle = std::chrono::minutes(10))
     : sys(cfg) {
-    coordinator = actors::spawn_local_cluster(sys, checkpoint, nodes, "", kv_shard_positions);
+    coordinator = actors::spawn_local_cluster(sys, checkpoint, nodes, "", kv_shard_positions,
+                                              session_idle);
     REQUIRE(actors::wait_ready(sys, coordinator, std::chrono::seconds(20)));
   }
 

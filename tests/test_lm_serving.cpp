@@ -17,13 +17,15 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <thread>
 
 using namespace eoe;
 
 namespace {
 
-// Every kind of expert layer a language model takes, a recurrent one among them, between
-// attention layers of different head counts.
+// Every kind of expert layer a language model takes (EoE experts unfactored, scored on 6 of
+// W1's columns, and factored), a recurrent one among them, between attention layers of
+// different head counts.
 constexpr const char* serving_model = R"(
 [model]
 kind = "lm"
@@ -38,7 +40,7 @@ heads = 4
 kind = "eoe"
 experts = 4
 hidden = 24
-rank = 8
+score_columns = 6
 mode = "topk"
 k = 2
 [[layer]]
@@ -154,6 +156,37 @@ TEST_CASE("a served session refuses what does not fit it and names why", "[lm][s
   const matrix got = session.feed(d);
   CHECK((got - want).cwiseAbs().maxCoeff() <= 1e-5f);
   CHECK(session.position() == 4);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a session that nothing feeds for session_idle closes; one fed meanwhile stays",
+          "[lm][serving]") {
+  const auto m = serving_lm(4);
+  const auto path = saved(m, "eoe_test_lm_idle.ckpt");
+  test::local_cluster cl{path, 2, 16, std::chrono::milliseconds(300)};
+  net::cluster_session idle{cl.sys, cl.coordinator}, fed{cl.sys, cl.coordinator};
+  const std::uint8_t ab[] = {'a', 'b'};
+  REQUIRE(idle.feed(ab).rows() == 2);
+  // `fed` takes a token every 50 ms for 1.2 s: never 300 ms unfed, while `idle` is.
+  for (int i = 0; i < 24; ++i) {
+    const std::uint8_t t[] = {static_cast<std::uint8_t>('a' + i % 26)};
+    REQUIRE(fed.feed(t).rows() == 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const auto gone = "session " + std::to_string(idle.id())
+                    + " was closed: no request fed it for 300 ms";
+  actors::infer_request req;
+  req.session = idle.id();
+  req.position = 2;
+  req.ids = actors::pack(std::vector<std::uint64_t>{'c'});
+  CHECK(refusal(cl, req).find(gone) != std::string::npos);
+  const std::uint8_t z[] = {'z'};
+  CHECK(fed.feed(z).rows() == 1);
+  CHECK(fed.position() == 25);
+  // A session id that was never opened is told apart from one that expired.
+  req.session = 999;
+  req.position = 0;
+  CHECK(refusal(cl, req).find("session 999 is not open") != std::string::npos);
   std::filesystem::remove(path);
 }
 
