@@ -36,7 +36,7 @@ struct loopback_cluster {
     }
     config = std::move(*c);
     const auto exe = (std::filesystem::path{net::self_executable()}.parent_path() / "eoe").string();
-    nodes = net::start_nodes(config, file, exe, dir);
+    nodes = net::start_nodes(config, file, exe, dir, {}, true); // none outlives a killed bench
     if (auto err = net::wait_cluster_ready(config, nodes, std::chrono::seconds(120)); !err.empty()) {
       std::fprintf(stderr, "bench: %s\n", err.c_str());
       net::stop_nodes(config, nodes, std::chrono::seconds(1));

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -33,8 +34,11 @@ std::string log_tail(const fs::path& log, size_t lines) {
 
 std::vector<node_process> start_nodes(const cluster_config& c, const std::string& cluster_file,
                                       const std::string& exe, const fs::path& log_dir,
-                                      const std::vector<std::vector<std::string>>& prefix) {
+                                      const std::vector<std::vector<std::string>>& prefix,
+                                      bool die_with_parent) {
   fs::create_directories(log_dir);
+  const pid_t parent = getpid();
+  std::fflush(nullptr); // a child's freopen would write what this process buffered
   std::vector<node_process> out;
   for (size_t i = 0; i < c.nodes.size(); ++i) {
     const auto& n = c.nodes[i];
@@ -50,6 +54,9 @@ std::vector<node_process> start_nodes(const cluster_config& c, const std::string
       throw std::runtime_error("fork failed for node " + n.name);
     if (p.pid == 0) {
       setsid();
+      // The signal survives exec; a parent gone before prctl took effect is caught here.
+      if (die_with_parent && (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent))
+        std::_Exit(125);
       if (!std::freopen(p.log.c_str(), "w", stdout))
         std::_Exit(126);
       dup2(fileno(stdout), fileno(stderr));

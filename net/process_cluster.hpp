@@ -21,10 +21,13 @@ struct node_process {
 
 /// Starts `exe node --cluster cluster_file --name N` for every node of c, logs in log_dir.
 /// `prefix` runs before exe (for example "ip netns exec ns1" per node; empty: none).
+/// `die_with_parent`: the nodes get SIGTERM when the calling thread's process ends, however it
+/// ends (a test or benchmark killed by a timeout leaves no node behind); `eoe up` leaves it off.
 std::vector<node_process> start_nodes(const cluster_config& c, const std::string& cluster_file,
                                        const std::string& exe,
                                        const std::filesystem::path& log_dir,
-                                       const std::vector<std::vector<std::string>>& prefix = {});
+                                       const std::vector<std::vector<std::string>>& prefix = {},
+                                       bool die_with_parent = false);
 
 /// Waits until the head reports a ready cluster. Fails (with the dead node's log) when a node
 /// process exits first, or after the timeout; returns the error text, empty when ready.

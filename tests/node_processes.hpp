@@ -59,7 +59,7 @@ struct node_processes {
     auto c = net::load_cluster_config(file);
     REQUIRE(c.has_value());
     config = std::move(*c);
-    nodes = net::start_nodes(config, file, eoe_binary(), dir, prefix);
+    nodes = net::start_nodes(config, file, eoe_binary(), dir, prefix, true);
     const auto err = net::wait_cluster_ready(config, nodes, std::chrono::seconds(60));
     if (!err.empty()) {
       net::stop_nodes(config, nodes, std::chrono::seconds(1));

@@ -129,7 +129,67 @@ bool can_use_netns() {
   return geteuid() == 0 && std::system("ip netns list > /dev/null 2>&1") == 0;
 }
 
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+bool ended(pid_t pid) {
+  if (::kill(pid, 0) != 0)
+    return true;
+  std::ifstream stat{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string pid_field, comm, state;
+  stat >> pid_field >> comm >> state;
+  return !stat || state == "Z";
+}
+
 } // namespace
+
+// First of the file: it forks, which is safe while this process runs no other threads.
+TEST_CASE("node processes started for a test end with it, even when it is killed -9",
+          "[mesh][processes]") {
+  const auto dir = fs::temp_directory_path() / ("eoe_orphans_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const auto file = (dir / "cluster.toml").string();
+  {
+    std::ofstream out{file};
+    out << "[cluster]\ncheckpoint = \"" << checkpoint() << "\"\n";
+    for (int i = 0; i < 3; ++i)
+      out << "\n[[node]]\nname = \"n" << i + 1 << "\"\nport = " << base_port() + 5 + i << "\n";
+  }
+  auto c = net::load_cluster_config(file);
+  REQUIRE(c.has_value());
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t runner = ::fork(); // stands for a test or benchmark that a timeout kills
+  REQUIRE(runner >= 0);
+  if (runner == 0) {
+    ::close(fds[0]);
+    auto nodes = net::start_nodes(*c, file, eoe_binary(), dir, {}, true);
+    for (auto& n : nodes)
+      if (::write(fds[1], &n.pid, sizeof n.pid) != sizeof n.pid)
+        std::_Exit(1);
+    ::close(fds[1]);
+    for (;;)
+      ::pause();
+  }
+  ::close(fds[1]);
+  std::vector<pid_t> pids(3);
+  REQUIRE(::read(fds[0], pids.data(), sizeof(pid_t) * 3) == sizeof(pid_t) * 3);
+  ::close(fds[0]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300)); // the nodes are starting
+  for (auto pid : pids)
+    CHECK_FALSE(ended(pid));
+  ::kill(runner, SIGKILL);
+  ::waitpid(runner, nullptr, 0);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < until
+         && !std::all_of(pids.begin(), pids.end(), ended))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (auto pid : pids) {
+    INFO("node pid " << pid);
+    CHECK(ended(pid));
+    if (!ended(pid))
+      ::kill(pid, SIGKILL);
+  }
+  fs::remove_all(dir);
+}
 
 TEST_CASE("3 node processes on loopback equal the reference and fan out once per node",
           "[mesh][processes]") {
