@@ -2,12 +2,12 @@
 # One short-budget pilot of issue 11 (bench/RESULTS.md, language-model section): trains a
 # config for EPOCHS (2) epochs of LIMIT (2048) windows and prints its last epoch line.
 #   bench/lm_pilots/run.sh configs/lm/router_moe.toml
-#   EOE_SCORE_RANK=8 bench/lm_pilots/run.sh bench/lm_pilots/sr8_e8r64h240.toml   # patched build
+#   bench/lm_pilots/run.sh bench/lm_pilots/sr8_e8r64h240.toml
 #   BUILD=build-ppl EPOCHS=6 LIMIT=6144 bench/lm_pilots/run.sh bench/lm_pilots/e16r16k4.toml
 # The variant switches (EOE_GATE_BETA=b: gate logits b (s + gate bias); EOE_GATE_FULL=1: gates
-# the full softmax over all experts, the active ones kept unrenormalised; EOE_SCORE_RANK=n: the
-# score is the norm of u's first n columns; EOE_UNORM=1: the expert reads u scaled to norm
-# sqrt(r)) exist only in a build with gate_score_variants.patch applied: a prototype, not code.
+# the full softmax over all experts, the active ones kept unrenormalised; EOE_UNORM=1: the
+# expert reads u scaled to norm sqrt(r)) exist only in a build with gate_score_variants.patch
+# applied: a prototype, not code. Its EOE_SCORE_RANK=n is the config's score_columns = n now.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build="${BUILD:-build}"
