@@ -18,7 +18,8 @@ namespace eoe::actors {
 coordinator_actor spawn_local_cluster(caf::actor_system& sys, const std::string& checkpoint,
                                       size_t nodes, const std::string& secret = "",
                                       std::uint64_t kv_shard_positions = 4096,
-                                      std::chrono::milliseconds session_idle = std::chrono::minutes(10));
+                                      std::chrono::milliseconds session_idle =
+                                        std::chrono::minutes(10));
 
 /// Blocks until the coordinator admits requests; false after `timeout`.
 bool wait_ready(caf::actor_system& sys, const coordinator_actor& coordinator,

@@ -18,8 +18,8 @@ struct layer_account {
   std::uint64_t shared = 0;     ///< router, affinity, thresholds, selection and gate biases
   std::uint64_t total = 0;      ///< experts * per_expert + shared
   /// Parameters one token uses: every expert's scoring factor A (eoe; not factored: the
-  /// scoring columns of W1), the router, and k experts' remaining weights. For threshold mode the count is an upper bound (all
-  /// experts active) and `active_is_bound` is set.
+  /// scoring columns of W1), the router, and k experts' remaining weights. For threshold mode
+  /// the count is an upper bound (all experts active) and `active_is_bound` is set.
   std::uint64_t active = 0;
   bool active_is_bound = false;
   int steps = 1;              ///< a recurrent layer reuses its weights `steps` times

@@ -86,11 +86,14 @@ expected<model> with_expert(const model& m, size_t layer, const ffn_expert& e,
   const Eigen::Index d = m.config.dim;
   const bool factored = lc.rank > 0;
   if ((factored ? e.a.rows() != d || e.a.cols() != lc.rank : e.a.size() != 0)
-      || e.w1.rows() != (factored ? lc.rank : d) || e.w1.cols() != lc.hidden || e.w2.rows() != lc.hidden || e.w2.cols() != d
+      || e.w1.rows() != (factored ? lc.rank : d) || e.w1.cols() != lc.hidden
+      || e.w2.rows() != lc.hidden || e.w2.cols() != d
       || (lc.bias && (e.b1.cols() != lc.hidden || e.b2.cols() != d)))
     return fail(errc::checkpoint_mismatch,
                 "add expert: the expert's shapes do not fit layer " + std::to_string(layer)
-                  + " (D=" + std::to_string(d) + ", rank " + std::to_string(lc.rank) + ", H="
+                  + " (D=" + std::to_string(d)
+                  + (factored ? ", rank " + std::to_string(lc.rank) : std::string{", not factored"})
+                  + ", H="
                   + std::to_string(lc.hidden) + (lc.bias ? ", with biases)" : ", no biases)"));
   model out = m;
   auto& oc = out.config.layers[layer];

@@ -97,7 +97,11 @@ tau = 0.5
   c2.layers[0].rank = 4;
   c2.layers[0].score_columns = 4;
   const auto factored = zero_expert(init_model(c2), 0, 6);
-  CHECK_FALSE(with_expert(m, 0, factored, {}).has_value());
+  const auto refused = with_expert(m, 0, factored, {});
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error().message
+        == "add expert: the expert's shapes do not fit layer 0 (D=8, not factored, H=10, with "
+           "biases)");
 }
 
 TEST_CASE("a clone in a threshold layer leaves the outputs equal within 1e-6", "[membership]") {
