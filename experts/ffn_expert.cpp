@@ -3,14 +3,14 @@
 namespace eoe::experts {
 
 void expert_scores(kernels::backend& be, const ffn_expert& w, int columns, const matrix& x,
-                   matrix& first_in, vector& scores) {
+                   matrix& u, vector& scores) {
   if (w.factored()) {
-    be.gemm(x, w.a, first_in);
-    if (columns >= first_in.cols()) {
-      be.row_norms(first_in, scores);
+    be.gemm(x, w.a, u);
+    if (columns >= u.cols()) {
+      be.row_norms(u, scores);
       return;
     }
-    const matrix head = first_in.leftCols(columns);
+    const matrix head = u.leftCols(columns);
     be.row_norms(head, scores);
     return;
   }
@@ -22,7 +22,6 @@ void expert_scores(kernels::backend& be, const ffn_expert& w, int columns, const
     be.gemm(x, w1_head, part);
   }
   be.row_norms(part, scores);
-  first_in = x;
 }
 
 void expert_forward(kernels::backend& be, const ffn_expert& w, kernels::activation act,

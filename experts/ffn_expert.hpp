@@ -26,10 +26,11 @@ struct basic_ffn_expert {
 using ffn_expert = basic_ffn_expert<float>;
 
 /// Self-score of an EoE expert on x (T, D), the norm of the first `columns` columns of its
-/// first projection. Factored: first_in = u = x A (T, r), scores = ||u[:, :columns]||. Not
-/// factored: first_in = x (what the rest of the expert reads), scores = ||x W1[:, :columns]||.
+/// first projection. Factored: u = x A (T, r), what the rest of the expert reads, and
+/// scores = ||u[:, :columns]||. Not factored: scores = ||x W1[:, :columns]||, u untouched
+/// (the rest of the expert reads x itself).
 void expert_scores(kernels::backend& be, const ffn_expert& w, int columns, const matrix& x,
-                   matrix& first_in, vector& scores);
+                   matrix& u, vector& scores);
 
 /// The rest of the FFN on the rows that are active. in (n, r) = u rows when factored, else
 /// x rows (n, D) -> y (n, D) = act(in w1 + b1) w2 + b2. `hidden` is scratch (n, H).

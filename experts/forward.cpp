@@ -54,8 +54,8 @@ void expert_layer(kernels::backend& be, const layer_params& lp, const layer_conf
   rec.kind = lc.kind;
   switch (lc.kind) {
     case layer_kind::eoe: {
-      // Each expert scores its own input; with affinity every expert mixes its own. u[e] is
-      // what the rest of expert e reads: x A when factored, else x.
+      // Each expert scores its own input; with affinity every expert mixes its own. The rest
+      // of expert e reads u[e] = x A when factored, else its input itself.
       std::vector<matrix> u(static_cast<size_t>(lc.experts));
       rec.scores.resize(tokens, lc.experts);
       vector s;
@@ -74,7 +74,9 @@ void expert_layer(kernels::backend& be, const layer_params& lp, const layer_conf
                      : select_threshold<float>(
                          rec.scores, {lp.tau.data(), static_cast<size_t>(lp.tau.size())},
                          gate_bias);
-      out = run_experts(be, lp, lc, rec.active, [&](size_t e) -> const matrix& { return u[e]; });
+      out = run_experts(be, lp, lc, rec.active, [&](size_t e) -> const matrix& {
+        return lc.rank > 0 ? u[e] : per_expert ? *inputs[e] : shared;
+      });
       break;
     }
     case layer_kind::router: {
