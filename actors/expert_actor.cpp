@@ -265,8 +265,7 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
   switch (lc.kind) {
     case layer_kind::eoe: {
       vector s;
-      experts::expert_scores(*st.be, *st.spec.weights, lc.score_columns,
-                             static_cast<float>(lc.score_scale), *in, w.first_in, s);
+      experts::expert_scores(*st.be, *st.spec.weights, lc.score_columns, *in, w.first_in, s);
       if (!st.spec.weights->factored())
         w.first_in = *in; // read after the layer's decision, when `in` may be gone
       w.scores.assign(s.data(), s.data() + s.size());

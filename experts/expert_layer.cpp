@@ -124,7 +124,7 @@ S expert_layer_forward(const basic_layer_params<S>& lp, const layer_config& lc,
   S auxiliary = 0;
   switch (lc.kind) {
     case layer_kind::eoe: {
-      // Factored: u = x A, the score c ||u[:, :n]|| (c = score_scale), and u feeds B. Not
+      // Factored: u = x A, the score the norm of u's first columns, and u feeds B. Not
       // factored: u = x W1[:, :n] (the first n pre-activations before b1) only scores, and an
       // active expert runs on x.
       tape.u.resize(static_cast<size_t>(lc.experts));
@@ -138,8 +138,7 @@ S expert_layer_forward(const basic_layer_params<S>& lp, const layer_config& lc,
           tape.u[e].noalias() = in * w.a;
         else
           tape.u[e].noalias() = in * w.w1.leftCols(n);
-        trace.scores.col(e) =
-          static_cast<S>(lc.score_scale) * tape.u[e].leftCols(n).rowwise().norm();
+        trace.scores.col(e) = tape.u[e].leftCols(n).rowwise().norm();
       }
       const std::span<const S> gate_bias{lp.gate_bias.data(),
                                          static_cast<size_t>(lp.gate_bias.size())};
@@ -232,7 +231,6 @@ void expert_layer_backward(const basic_layer_params<S>& lp, const layer_config& 
     case layer_kind::eoe: {
       const bool factored = lc.rank > 0;
       const auto n = static_cast<Eigen::Index>(lc.score_columns);
-      const S c2 = static_cast<S>(lc.score_scale * lc.score_scale);
       std::vector<mat<S>> du(tape.u.size());
       for (size_t e = 0; e < du.size(); ++e)
         du[e] = mat<S>::Zero(tape.u[e].rows(), tape.u[e].cols());
@@ -240,8 +238,8 @@ void expert_layer_backward(const basic_layer_params<S>& lp, const layer_config& 
         scatter_rows(factored ? du[e] : per_expert ? *d_inputs[e] : d_shared, et.rows, din);
       });
       // Gates are the softmax of the active experts' score + gate bias: d(logit) =
-      // g (dg - sum g dg) reaches the gate bias and the score; a score is s = c ||u[:, :n]||:
-      // du[:, :n] += ds c u[:, :n] / ||u[:, :n]|| = ds c^2 u[:, :n] / s.
+      // g (dg - sum g dg) reaches the gate bias and the score; a score is ||u[:, :n]||:
+      // du[:, :n] += ds u[:, :n] / ||u[:, :n]||.
       for (size_t t = 0; t < trace.active.tokens(); ++t) {
         const auto b = trace.active.offsets[t], e_end = trace.active.offsets[t + 1];
         S dot = 0;
@@ -254,7 +252,7 @@ void expert_layer_backward(const basic_layer_params<S>& lp, const layer_config& 
           const S s = trace.scores(static_cast<Eigen::Index>(t), e);
           if (s > S{0}) {
             const auto ti = static_cast<Eigen::Index>(t);
-            du[e].row(ti).leftCols(n) += (ds * c2 / s) * tape.u[e].row(ti).leftCols(n);
+            du[e].row(ti).leftCols(n) += (ds / s) * tape.u[e].row(ti).leftCols(n);
           }
         }
       }

@@ -2,28 +2,26 @@
 
 namespace eoe::experts {
 
-void expert_scores(kernels::backend& be, const ffn_expert& w, int columns, float scale,
-                   const matrix& x, matrix& u, vector& scores) {
+void expert_scores(kernels::backend& be, const ffn_expert& w, int columns, const matrix& x,
+                   matrix& u, vector& scores) {
   if (w.factored()) {
     be.gemm(x, w.a, u);
     if (columns >= u.cols()) {
       be.row_norms(u, scores);
-    } else {
-      const matrix head = u.leftCols(columns);
-      be.row_norms(head, scores);
+      return;
     }
-  } else {
-    matrix part;
-    if (columns >= w.w1.cols()) {
-      be.gemm(x, w.w1, part);
-    } else {
-      const matrix w1_head = w.w1.leftCols(columns);
-      be.gemm(x, w1_head, part);
-    }
-    be.row_norms(part, scores);
+    const matrix head = u.leftCols(columns);
+    be.row_norms(head, scores);
+    return;
   }
-  if (scale != 1.0f)
-    scores *= scale;
+  matrix part;
+  if (columns >= w.w1.cols()) {
+    be.gemm(x, w.w1, part);
+  } else {
+    const matrix w1_head = w.w1.leftCols(columns);
+    be.gemm(x, w1_head, part);
+  }
+  be.row_norms(part, scores);
 }
 
 void expert_forward(kernels::backend& be, const ffn_expert& w, kernels::activation act,

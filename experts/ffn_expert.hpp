@@ -25,12 +25,12 @@ struct basic_ffn_expert {
 
 using ffn_expert = basic_ffn_expert<float>;
 
-/// Self-score of an EoE expert on x (T, D), `scale` times the norm of the first `columns`
-/// columns of its first projection. Factored: u = x A (T, r), what the rest of the expert
-/// reads, and scores = scale ||u[:, :columns]||. Not factored: scores = scale
-/// ||x W1[:, :columns]||, u untouched (the rest of the expert reads x itself).
-void expert_scores(kernels::backend& be, const ffn_expert& w, int columns, float scale,
-                   const matrix& x, matrix& u, vector& scores);
+/// Self-score of an EoE expert on x (T, D), the norm of the first `columns` columns of its
+/// first projection. Factored: u = x A (T, r), what the rest of the expert reads, and
+/// scores = ||u[:, :columns]||. Not factored: scores = ||x W1[:, :columns]||, u untouched
+/// (the rest of the expert reads x itself).
+void expert_scores(kernels::backend& be, const ffn_expert& w, int columns, const matrix& x,
+                   matrix& u, vector& scores);
 
 /// The rest of the FFN on the rows that are active. in (n, r) = u rows when factored, else
 /// x rows (n, D) -> y (n, D) = act(in w1 + b1) w2 + b2. `hidden` is scratch (n, H).

@@ -60,8 +60,8 @@ void expert_layer(kernels::backend& be, const layer_params& lp, const layer_conf
       rec.scores.resize(tokens, lc.experts);
       vector s;
       for (int e = 0; e < lc.experts; ++e) {
-        expert_scores(be, lp.experts[e], lc.score_columns, static_cast<float>(lc.score_scale),
-                      per_expert ? *inputs[e] : shared, u[e], s);
+        expert_scores(be, lp.experts[e], lc.score_columns, per_expert ? *inputs[e] : shared,
+                      u[e], s);
         rec.scores.col(e) = s;
       }
       const std::span<const float> gate_bias{lp.gate_bias.data(),

@@ -145,7 +145,6 @@ layer_config read_layer(table_reader& r, const model_config& m, size_t index, in
       } else {
         r.take("score_columns"); // its range is unknown: the hidden error says enough
       }
-      l.score_scale = r.number("score_scale", 1e-3, 1e3, 1.0).value_or(1.0);
       auto mode = r.choice("mode", {"topk", "threshold"}, std::string{"topk"});
       if (mode == "threshold") {
         l.mode = activation_mode::threshold;
@@ -321,9 +320,6 @@ std::string to_toml(const model_config& c) {
         os << "rank = " << l.rank << "\n";
       if (l.score_columns != l.score_width())
         os << "score_columns = " << l.score_columns << "\n";
-      if (l.score_scale != 1.0)
-        os << "score_scale = " << std::setprecision(17) << std::showpoint << l.score_scale
-           << std::noshowpoint << std::setprecision(9) << "\n";
       os << "mode = \"" << to_string(l.mode) << "\"\n";
       if (l.mode == activation_mode::threshold) {
         os << "tau = [";

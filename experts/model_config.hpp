@@ -50,9 +50,6 @@ struct layer_config {
   /// every expert still computes all of u), or of x W1 when not factored (at most H; every
   /// expert computes only those columns of x W1 to score itself).
   int score_columns = 0;
-  /// eoe: the score is score_scale ||those columns||, so the gates (the softmax of the active
-  /// experts' scores) are sharper above 1 and flatter below; tau compares with the scaled score.
-  double score_scale = 1.0;
   kernels::activation act = kernels::activation::silu;
   activation_mode mode = activation_mode::topk; ///< eoe only
   int k = 1;                        ///< topk / router / hash: experts per token

@@ -40,7 +40,6 @@ kind = "eoe"
 experts = 4
 hidden = 16
 score_columns = 3
-score_scale = 1.5
 k = 2
 affinity = true
 

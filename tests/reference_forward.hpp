@@ -110,7 +110,7 @@ inline reference_result reference_forward(const experts::model& m, const matrix&
             double n2 = 0;
             for (int i = 0; i < lc.score_columns; ++i)
               n2 += scored[static_cast<size_t>(i)] * scored[static_cast<size_t>(i)];
-            scores[j] = lc.score_scale * std::sqrt(n2);
+            scores[j] = std::sqrt(n2);
           }
           if (lc.mode == experts::activation_mode::topk) {
             vec ranked = scores; // ranked with the selection bias, gated without it

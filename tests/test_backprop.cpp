@@ -320,8 +320,7 @@ steps = 2
 
 TEST_CASE("gradients of experts scored on part of their first projection match", "[backprop]") {
   // Factored with the score on 2 of u's 4 columns; not factored (no rank) with the score on 3
-  // of W1's 5 columns, once with affinity (an input per expert) and once in threshold mode;
-  // the last two with their scores scaled (score_scale 3 and 0.5).
+  // of W1's 5 columns, once with affinity (an input per expert) and once in threshold mode.
   auto m = random_model(config_of(R"(
 [model]
 input_dim = 5
@@ -339,7 +338,6 @@ kind = "eoe"
 experts = 3
 hidden = 5
 score_columns = 3
-score_scale = 3
 k = 2
 affinity = true
 activation = "gelu"
@@ -348,7 +346,6 @@ kind = "eoe"
 experts = 2
 hidden = 4
 score_columns = 2
-score_scale = 0.5
 mode = "threshold"
 tau = 0
 )"),
@@ -386,7 +383,6 @@ experts = 4
 hidden = 16
 rank = 6
 score_columns = 2
-score_scale = 2.5
 k = 2
 [[layer]]
 kind = "eoe"
@@ -399,11 +395,10 @@ affinity = true
   const auto m = init_model(c);
   const matrix x = random_input(40, 10, 24).cast<float>();
   const auto ref = check_training_forward(m, x);
-  // Layer 0's scores are 2.5 times the norms of x A[:, :2] on its input, computed here
-  // directly.
+  // Layer 0's scores are the norms of x A[:, :2] on its input, computed here directly.
   const matrix h0 = (x * m.embed_w).rowwise() + m.embed_b.row(0);
   for (int e = 0; e < 4; ++e) {
-    const vector direct = 2.5f * (h0 * m.layers[0].experts[e].a.leftCols(2)).rowwise().norm();
+    const vector direct = (h0 * m.layers[0].experts[e].a.leftCols(2)).rowwise().norm();
     CHECK((ref.layers[0].scores.col(e) - direct).cwiseAbs().maxCoeff() <= 1e-5f);
   }
 }

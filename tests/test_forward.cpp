@@ -174,7 +174,6 @@ kind = "eoe"
 experts = 4
 hidden = 24
 score_columns = 3
-score_scale = 1.7
 k = 2
 affinity = true
 [[layer]]

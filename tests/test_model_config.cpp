@@ -61,9 +61,7 @@ TEST_CASE("an EoE expert scores on the first columns of x A, or of x W1 when not
                                 + "[[layer]]\nkind = \"eoe\"\nexperts = 3\nhidden = 8\n"
                                   "score_columns = 3\nk = 2\n"
                                 + "[[layer]]\nkind = \"eoe\"\nexperts = 3\nhidden = 8\nrank = 0\nk = 1\n"
-                                + "[[layer]]\nkind = \"eoe\"\nexperts = 3\nhidden = 8\nrank = 5\nk = 1\n"
-                                + "[[layer]]\nkind = \"eoe\"\nexperts = 3\nhidden = 8\nscore_scale = 2.5\n"
-                                  "k = 2\n",
+                                + "[[layer]]\nkind = \"eoe\"\nexperts = 3\nhidden = 8\nrank = 5\nk = 1\n",
                               "t.toml");
   REQUIRE(c.has_value());
   CHECK(c->layers[0].rank == 4);
@@ -73,19 +71,11 @@ TEST_CASE("an EoE expert scores on the first columns of x A, or of x W1 when not
   CHECK(c->layers[2].rank == 0);
   CHECK(c->layers[2].score_columns == 8); // all of W1
   CHECK(c->layers[3].score_columns == 5); // all of u
-  CHECK(c->layers[3].score_scale == 1.0); // the default
-  CHECK(c->layers[4].score_scale == 2.5);
   auto again = parse_model_config(to_toml(*c), "again");
   REQUIRE(again.has_value());
   CHECK(*again == *c);
   CHECK(error_of(layer("kind = \"router\"\nexperts = 4\nhidden = 16\nk = 2\nscore_columns = 2\n"))
           .starts_with("t.toml:9:1: layer[0].score_columns: unknown key"));
-  CHECK(error_of(layer("kind = \"eoe\"\nexperts = 4\nhidden = 16\nscore_scale = 0\nk = 2\n"))
-        == "t.toml:8:15: layer[0].score_scale: expected a number in [0.001, 1000], got an integer (0)");
-  CHECK(error_of(layer("kind = \"eoe\"\nexperts = 4\nhidden = 16\nscore_scale = \"2\"\nk = 2\n"))
-        == "t.toml:8:15: layer[0].score_scale: expected a number in [0.001, 1000], got a string (\"2\")");
-  CHECK(error_of(layer("kind = \"router\"\nexperts = 4\nhidden = 16\nk = 2\nscore_scale = 2\n"))
-          .starts_with("t.toml:9:1: layer[0].score_scale: unknown key"));
 }
 
 TEST_CASE("a scalar tau applies to every expert", "[config]") {
