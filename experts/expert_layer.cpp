@@ -153,6 +153,10 @@ S expert_layer_forward(const basic_layer_params<S>& lp, const layer_config& lc,
       run_experts(lp, lc, trace.active, tape, opt, unrolled, [&](size_t e) -> const mat<S>& {
         return factored ? tape.u[e] : per_expert ? *inputs[e] : shared;
       });
+      if (opt.score_balance_coef > 0 && lc.mode == activation_mode::topk) {
+        tape.balance = score_balance(trace.scores, trace.active);
+        auxiliary = static_cast<S>(opt.score_balance_coef) * tape.balance.loss;
+      }
       break;
     }
     case layer_kind::router: {
@@ -238,8 +242,9 @@ void expert_layer_backward(const basic_layer_params<S>& lp, const layer_config& 
         scatter_rows(factored ? du[e] : per_expert ? *d_inputs[e] : d_shared, et.rows, din);
       });
       // Gates are the softmax of the active experts' score + gate bias: d(logit) =
-      // g (dg - sum g dg) reaches the gate bias and the score; a score is ||u[:, :n]||:
-      // du[:, :n] += ds u[:, :n] / ||u[:, :n]||.
+      // g (dg - sum g dg) reaches the gate bias and the score. The balance loss reaches every
+      // score. A score is ||u[:, :n]||: du[:, :n] += ds u[:, :n] / ||u[:, :n]||.
+      mat<S> dscores = mat<S>::Zero(trace.scores.rows(), trace.scores.cols());
       for (size_t t = 0; t < trace.active.tokens(); ++t) {
         const auto b = trace.active.offsets[t], e_end = trace.active.offsets[t + 1];
         S dot = 0;
@@ -249,13 +254,18 @@ void expert_layer_backward(const basic_layer_params<S>& lp, const layer_config& 
           const auto e = trace.active.experts[i];
           const S ds = trace.active.gates[i] * (dgate[i] - dot);
           gp.gate_bias(0, e) += ds;
-          const S s = trace.scores(static_cast<Eigen::Index>(t), e);
-          if (s > S{0}) {
-            const auto ti = static_cast<Eigen::Index>(t);
-            du[e].row(ti).leftCols(n) += (ds / s) * tape.u[e].row(ti).leftCols(n);
-          }
+          dscores(static_cast<Eigen::Index>(t), e) += ds;
         }
       }
+      if (tape.balance.probs.size())
+        add_score_balance_gradient(tape.balance, static_cast<S>(opt.score_balance_coef),
+                                   dscores);
+      for (Eigen::Index t = 0; t < dscores.rows(); ++t)
+        for (Eigen::Index e = 0; e < dscores.cols(); ++e) {
+          const S ds = dscores(t, e), s = trace.scores(t, e);
+          if (ds != S{0} && s > S{0})
+            du[e].row(t).leftCols(n) += (ds / s) * tape.u[e].row(t).leftCols(n);
+        }
       for (size_t e = 0; e < du.size(); ++e) {
         const mat<S>& in = per_expert ? *inputs[e] : *inputs[0];
         mat<S>& d_in = per_expert ? *d_inputs[e] : d_shared;

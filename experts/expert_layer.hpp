@@ -10,6 +10,7 @@
 #include "experts/activation_set.hpp"
 #include "experts/model.hpp"
 #include "experts/router.hpp"
+#include "experts/score_balance.hpp"
 #include "experts/weighted_output.hpp"
 
 #include <cstdint>
@@ -22,6 +23,9 @@ namespace eoe::experts {
 struct loss_options {
   double balance_coef = 0.0;    ///< weight of each router layer's Switch balance loss
   double z_coef = 0.0;          ///< weight of each router layer's z-loss
+  /// Weight of each EoE top-k layer's Switch balance loss on the softmax of its experts'
+  /// self-scores (experts/score_balance.hpp).
+  double score_balance_coef = 0.0;
   double label_smoothing = 0.0; ///< target = (1 - e) one-hot + e / classes
   /// Dropout on the experts' hidden activations (inverted: kept units are scaled by
   /// 1 / (1 - p)). The mask is a function of dropout_seed, the layer, the expert and the row,
@@ -55,6 +59,7 @@ template <class S>
 struct expert_layer_tape {
   std::vector<basic_matrix<S>> u;            ///< eoe: x A per expert (T, r)
   basic_router_decision<S> router;           ///< router layers
+  basic_score_balance<S> balance;            ///< eoe top-k layers with a score balance loss
   std::vector<expert_tape<S>> experts;
   std::vector<basic_weighted_output<S>> out; ///< g y per expert: what the layer adds
 };
@@ -62,7 +67,8 @@ struct expert_layer_tape {
 /// The forward of one expert layer. inputs: one (T, D) matrix that every expert reads, or
 /// (eoe with affinity) one per expert. token_ids (T) feed hash layers, hashed with
 /// hash_seed; `unrolled` (the layer's index as run) keys the dropout masks. Fills tape and
-/// trace; returns the layer's weighted auxiliary loss (router: balance and z-loss).
+/// trace; returns the layer's weighted auxiliary loss (router: balance and z-loss; eoe top-k:
+/// the score balance loss).
 template <class S>
 S expert_layer_forward(const basic_layer_params<S>& lp, const layer_config& lc,
                        std::span<const basic_matrix<S>* const> inputs,

@@ -169,7 +169,11 @@ expected<void> train_lm(model& m, const train_config& t, const text_corpus& data
   const auto starts = static_cast<std::uint64_t>(data.train.size() - len); // offsets 0..size-len-1
 
   adamw opt{c, t};
-  loss_options lo{t.balance_coef, t.z_coef, t.label_smoothing, t.dropout, 0};
+  loss_options lo{.balance_coef = t.balance_coef,
+                  .z_coef = t.z_coef,
+                  .score_balance_coef = t.score_balance_coef,
+                  .label_smoothing = t.label_smoothing,
+                  .dropout = t.dropout};
   rng pick{t.seed};
   model grad = zero_model(c);
   std::vector<shard_work> shards;

@@ -29,6 +29,7 @@ void read_train_table(table_reader& r, train_config& t) {
   number("z_coef", t.z_coef, 0.0, 1000.0);
   number("threshold_rate", t.threshold_rate, 1e-6, 1.0);
   number("balance_bias_rate", t.balance_bias_rate, 0.0, 10.0);
+  number("score_balance_coef", t.score_balance_coef, 0.0, 1000.0);
   t.augment = r.boolean("augment", t.augment).value_or(t.augment);
   integer("augment_shift", t.augment_shift, 0, 8);
   integer("train_limit", t.train_limit, 0, std::numeric_limits<int>::max());

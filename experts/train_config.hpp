@@ -30,6 +30,10 @@ struct train_config {
   /// up when it took less than its share 1/E of the assignments and down when it took more
   /// (auxiliary-loss-free balancing). 0: off, plain top-k.
   double balance_bias_rate = 0.0;
+  /// eoe topk layers: weight of the Switch balance loss E sum_e f_e P_e on the softmax of the
+  /// experts' self-scores (P_e its mean over tokens, f_e the share of assignments). Unlike the
+  /// selection bias it reaches every expert's score on every token. 0: off.
+  double score_balance_coef = 0.0;
   bool augment = false;      ///< random horizontal flips and shifts of images
   int augment_shift = 1;     ///< the largest shift, in pixels, along each axis
   int train_limit = 0;       ///< use only the first N training examples (0: all)

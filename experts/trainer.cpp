@@ -87,7 +87,11 @@ expected<void> train_model(model& m, const train_config& t, const labelled_image
   const bool images = in_dim == fashion_mnist_pixels;
 
   adamw opt{c, t};
-  loss_options lo{t.balance_coef, t.z_coef, t.label_smoothing, t.dropout, 0};
+  loss_options lo{.balance_coef = t.balance_coef,
+                  .z_coef = t.z_coef,
+                  .score_balance_coef = t.score_balance_coef,
+                  .label_smoothing = t.label_smoothing,
+                  .dropout = t.dropout};
   auto be = kernels::make_cpu_backend();
   rng order_rng{t.seed}, aug_rng{t.seed ^ 0xa5a5a5a5ull};
   std::vector<long> order(static_cast<size_t>(n));

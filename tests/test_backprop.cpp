@@ -192,7 +192,11 @@ affinity = true
   auto x = random_input(24, 7, 6);
   auto y = random_labels(24, 4, 7);
   median_thresholds(m, x, y);
-  auto st = gradient_check(m, x, y, {.balance_coef = 0.1, .z_coef = 0.01, .label_smoothing = 0.1});
+  auto st = gradient_check(m, x, y,
+                           {.balance_coef = 0.1,
+                            .z_coef = 0.01,
+                            .score_balance_coef = 0.3,
+                            .label_smoothing = 0.1});
   INFO("worst: " << st.worst_at);
   CHECK(st.checked > 200);
   CHECK(st.worst <= 1e-4);
@@ -359,6 +363,22 @@ tau = 0
   INFO("worst: " << st.worst_at);
   CHECK(st.checked > 150);
   CHECK(st.worst <= 1e-4);
+
+  // With the score balance loss on, every expert's score on every token has a gradient; the
+  // loss adds coef times each top-k layer's balance loss on its scores (the threshold layer
+  // has none).
+  const loss_options balanced{.score_balance_coef = 0.5};
+  auto sb = gradient_check(m, x, y, balanced);
+  INFO("worst with the score balance loss: " << sb.worst_at);
+  CHECK(sb.worst <= 1e-4);
+  const auto plain = loss_and_gradient<double>(m, x, y, {}, nullptr);
+  const auto with = loss_and_gradient<double>(m, x, y, balanced, nullptr);
+  double direct = 0;
+  for (auto& tr : with.layers)
+    if (m.config.layers[tr.config_layer].mode == activation_mode::topk)
+      direct += 0.5 * score_balance(tr.scores, tr.active).loss;
+  CHECK(direct > 0.5);
+  CHECK(with.loss - plain.loss == Approx(direct).epsilon(1e-12));
 
   // The score is the norm of those columns and nothing else: a change to the other columns
   // of an unfactored expert's W1 leaves the layer's scores as they were.

@@ -257,12 +257,21 @@ TEST_CASE("[train] is read strictly too", "[config]") {
   CHECK(f->train.lr == 1e-3);
   CHECK(f->train.augment);
   CHECK(f->train.batch == train_config{}.batch);
+  auto b = parse_config_file(layer("kind = \"dense\"\nhidden = 4\n")
+                               + "[train]\nscore_balance_coef = 0.03\n",
+                             "t.toml");
+  REQUIRE(b.has_value());
+  CHECK(b->train.score_balance_coef == 0.03);
+  CHECK(train_config{}.score_balance_coef == 0.0); // off unless asked for
+  CHECK(error_of(layer("kind = \"dense\"\nhidden = 4\n") + "[train]\nscore_balance_coef = -0.1\n")
+        == "t.toml:8:22: train.score_balance_coef: expected a number in [0, 1000], got a float "
+           "(-0.1)");
   CHECK(error_of(layer("kind = \"dense\"\nhidden = 4\n") + "[train]\nlr = -1\nepoch = 2\n")
         == "t.toml:8:6: train.lr: expected a number in [0, 10], got an integer (-1)\n"
            "t.toml:9:1: train.epoch: unknown key in [train] (expected one of: epochs, batch, lr, "
            "warmup_fraction, final_lr_fraction, weight_decay, beta1, beta2, eps, "
            "label_smoothing, dropout, grad_clip, balance_coef, z_coef, threshold_rate, "
-           "balance_bias_rate, augment, augment_shift, "
+           "balance_bias_rate, score_balance_coef, augment, augment_shift, "
            "train_limit, "
            "test_limit, seed)");
 }
