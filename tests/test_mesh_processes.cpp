@@ -162,22 +162,50 @@ TEST_CASE("node processes started for a test end with it, even when it is killed
   if (runner == 0) {
     ::close(fds[0]);
     auto nodes = net::start_nodes(*c, file, eoe_binary(), dir, {}, true);
+    std::vector<pid_t> started;
     for (auto& n : nodes)
-      if (::write(fds[1], &n.pid, sizeof n.pid) != sizeof n.pid)
-        std::_Exit(1);
+      started.push_back(n.pid);
+    const auto bytes = static_cast<ssize_t>(sizeof(pid_t) * started.size());
+    if (::write(fds[1], started.data(), static_cast<size_t>(bytes)) != bytes)
+      std::_Exit(1);
     ::close(fds[1]);
     for (;;)
       ::pause();
   }
   ::close(fds[1]);
-  std::vector<pid_t> pids(3);
-  REQUIRE(::read(fds[0], pids.data(), sizeof(pid_t) * 3) == sizeof(pid_t) * 3);
+  std::vector<pid_t> pids(3, 0);
+  // Whatever happens below, the runner and its nodes go: an orphaned runner would hold this
+  // test's output pipe, and ctest would wait for it until its timeout.
+  struct reaper {
+    pid_t runner;
+    const std::vector<pid_t>& nodes;
+    ~reaper() {
+      if (runner > 0) {
+        ::kill(runner, SIGKILL);
+        ::waitpid(runner, nullptr, 0);
+      }
+      for (auto pid : nodes)
+        if (pid > 0 && !ended(pid))
+          ::kill(pid, SIGKILL);
+    }
+  } reap{runner, pids};
+  // A pipe read returns what is there: read until the three pids are in, or the runner ends.
+  size_t got = 0;
+  const auto want = sizeof(pid_t) * pids.size();
+  while (got < want) {
+    const auto n = ::read(fds[0], reinterpret_cast<char*>(pids.data()) + got, want - got);
+    if (n <= 0)
+      break;
+    got += static_cast<size_t>(n);
+  }
   ::close(fds[0]);
+  REQUIRE(got == want);
   std::this_thread::sleep_for(std::chrono::milliseconds(300)); // the nodes are starting
   for (auto pid : pids)
     CHECK_FALSE(ended(pid));
   ::kill(runner, SIGKILL);
   ::waitpid(runner, nullptr, 0);
+  reap.runner = 0; // reaped: the pid may be reused from here on
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < until
          && !std::all_of(pids.begin(), pids.end(), ended))
@@ -185,8 +213,6 @@ TEST_CASE("node processes started for a test end with it, even when it is killed
   for (auto pid : pids) {
     INFO("node pid " << pid);
     CHECK(ended(pid));
-    if (!ended(pid))
-      ::kill(pid, SIGKILL);
   }
   fs::remove_all(dir);
 }
