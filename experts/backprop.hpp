@@ -21,7 +21,7 @@ template <class S>
 struct step_result {
   S loss = 0;          ///< cross-entropy + auxiliary losses
   S cross_entropy = 0; ///< mean over the batch
-  S auxiliary = 0;     ///< weighted router losses
+  S auxiliary = 0;     ///< weighted router losses and EoE score balance losses
   int correct = 0;     ///< examples whose argmax equals the label
   basic_matrix<S> logits;
   std::vector<layer_trace<S>> layers;

@@ -20,7 +20,7 @@ template <class S>
 struct lm_step_result {
   S loss = 0;          ///< cross-entropy + auxiliary losses
   S cross_entropy = 0; ///< mean over every predicted token, in nats
-  S auxiliary = 0;     ///< weighted router losses
+  S auxiliary = 0;     ///< weighted router losses and EoE score balance losses
   long correct = 0;    ///< predictions whose argmax is the next token
   long predicted = 0;  ///< tokens predicted: sequences x seq_len
   basic_matrix<S> logits;             ///< (sequences x seq_len, vocab)
