@@ -7,6 +7,7 @@
 #   bench/lm_compare.sh                   every config with its own [train] settings, seed 1
 #   SEEDS="1 2 3" bench/lm_compare.sh     each at seeds 1, 2 and 3 (model and data order)
 #   CONFIGS="eoe router_moe" ...          a subset of configs/lm
+#   CONFIGS="eoe16 router_moe16" ...      the same comparison with 16 experts per layer
 #   EPOCHS=2 bench/lm_compare.sh          a quick pass (override the epochs)
 #   OUT=dir bench/lm_compare.sh           where checkpoints, metrics, plots and logs go
 set -euo pipefail

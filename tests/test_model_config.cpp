@@ -285,9 +285,10 @@ TEST_CASE("every problem of a file is reported, one per line", "[config]") {
 
 TEST_CASE("shipped configs are valid", "[config]") {
   for (auto name : {"default.toml", "llama7b_ffn.toml", "lm/tiny.toml", "lm/eoe.toml",
-                    "lm/dense_same_flops.toml", "lm/router_moe.toml"}) {
-    auto c = load_model_config(source_dir() + "/configs/" + name);
-    INFO(name);
+                    "lm/dense_same_flops.toml", "lm/router_moe.toml", "lm/eoe16.toml",
+                    "lm/router_moe16.toml"}) {
+    auto c = load_config_file(source_dir() + "/configs/" + name); // [train] too
+    INFO(name << ": " << (c ? "" : c.error().message));
     REQUIRE(c.has_value());
   }
   CHECK(default_model_config().name == "default");
