@@ -250,16 +250,16 @@ without_node(const epoch_entry& e, std::uint32_t n, const std::string& node, std
                          std::move(placement));
 }
 
-/// A node went away: the requests that needed it fail now, naming it; the registry publishes
-/// an epoch without its experts.
-void lose_node(self_ptr self, std::uint32_t n) {
+/// A node went away (reason: what its agent's down message says): the requests that needed it
+/// fail now, naming it; the registry publishes an epoch without its experts.
+void lose_node(self_ptr self, std::uint32_t n, const caf::error& reason) {
   auto& st = self->state;
   auto& node = st.nodes[n];
   if (!node.alive)
     return;
   node.alive = false;
-  caf::aout(self) << "coordinator: node " << node.name << " (" << node.address << ") lost"
-                  << std::endl;
+  caf::aout(self) << "coordinator: node " << node.name << " (" << node.address << ") lost ("
+                  << self->system().render(reason) << ")" << std::endl;
   for (auto it = st.requests.begin(); it != st.requests.end();) {
     auto e = st.epochs.find(it->second.epoch);
     if (e == st.epochs.end()) {
@@ -445,7 +445,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
     auto& st = self->state;
     for (std::uint32_t n = 0; n < st.nodes.size(); ++n)
       if (st.nodes[n].agent.address() == dm.source)
-        lose_node(self, n);
+        lose_node(self, n, dm.reason);
   });
   const auto& c = st.setup.model->config;
   for (auto& layer : c.layers)
