@@ -511,11 +511,15 @@ TEST_CASE("3 node processes over TLS equal the reference; the wire to the head s
   }
   // Refused, each with its reason.
   const auto d = dir.string() + "/";
-  CHECK(connect_error(pki.intruder(), head)
-        == "link_failed: TLS link to " + head
-             + " failed (system_error(disconnect_during_handshake)): the certificate of " + head
-             + " does not verify against the ca \"" + d
-             + "other_ca.pem\": self-signed certificate in certificate chain");
+  // CAF's own reason depends on when the peer's alert arrives (seen under load: the second).
+  const auto refused = [&](const std::string& caf_reason) {
+    return "link_failed: TLS link to " + head + " failed (system_error(" + caf_reason
+           + ")): the certificate of " + head + " does not verify against the ca \"" + d
+           + "other_ca.pem\": self-signed certificate in certificate chain";
+  };
+  CHECK_THAT(connect_error(pki.intruder(), head),
+             Catch::Equals(refused("disconnect_during_handshake"))
+               || Catch::Equals(refused("cannot_connect_to_node")));
   serving("a client of the other CA", head, 400, 1);
   CHECK_THAT(connect_error(pki.intruder_trusting_us(), head),
              Catch::StartsWith("link_failed: TLS link to " + head + " failed (")
