@@ -95,8 +95,16 @@ std::string wait_cluster_ready(const cluster_config& c, std::vector<node_process
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  return "cluster '" + c.name + "' was not ready within " + std::to_string(timeout.count())
-         + " s";
+  std::string out = "cluster '" + c.name + "' was not ready within "
+                    + std::to_string(timeout.count()) + " s";
+  const auto& head_name = c.nodes[c.head_index()].name;
+  for (const auto& p : nodes)
+    if (p.node == head_name) {
+      const auto tail = log_tail(p.log);
+      out += "; the head's log (" + p.log.string() + ")"
+             + (tail.empty() ? std::string{" is empty"} : ":\n" + tail);
+    }
+  return out;
 }
 
 size_t stop_nodes(const cluster_config& c, std::vector<node_process>& nodes,
