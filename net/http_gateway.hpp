@@ -8,9 +8,13 @@
 //   GET    /healthz           200 "ok" once the cluster admits requests, else 503
 // Keep-alive; header and body size limits (431 / 413); at most max_concurrency inference
 // requests in flight, the next ones answered 429 at once; every error a JSON body
-// {"error": "..."} naming what is wrong. Admin calls need "Authorization: Bearer <token>"
-// (401 without it or with a wrong one; 403 when no token is configured). Binds 127.0.0.1
-// unless told otherwise.
+// {"error": "..."} naming what is wrong (a body or target that is not UTF-8: 400 naming the
+// byte; text from the request is quoted escaped, never raw). Admin calls need
+// "Authorization: Bearer <token>" (401 without it or with a wrong one; 403 when no token is
+// configured). No request ends the process: an exception while answering is a 500, logged to
+// stderr with the request's number, which every answer carries as X-Request-Id. What each
+// request gets is decided by net/gateway_routes; this file only carries it out. Binds
+// 127.0.0.1 unless told otherwise.
 
 #include "actors/interfaces.hpp"
 #include "experts/model_config.hpp"

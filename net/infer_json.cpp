@@ -1,6 +1,7 @@
 #include "net/infer_json.hpp"
 
 #include "actors/wire.hpp"
+#include "net/utf8.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -16,6 +17,11 @@ using nlohmann::json;
 
 [[noreturn]] void bad(const std::string& what) {
   throw std::invalid_argument(what);
+}
+
+/// A value from the body as an error quotes it: its JSON text, cut where it is long.
+std::string quoted(const json& v) {
+  return quote_input(v.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 int base64_value(char c) {
@@ -83,11 +89,14 @@ std::string encode_base64(std::string_view bytes) {
 }
 
 actors::infer_request parse_infer_body(std::string_view body, const infer_body_limits& limits) {
+  // JSON text is UTF-8 (RFC 8259): say where it is not before the parser's message, which
+  // would quote the bad bytes.
+  require_utf8("body", body);
   json j;
   try {
     j = json::parse(body);
   } catch (const json::exception& e) { // a syntax error, or a number past double (found by fuzzing)
-    bad(std::string("the body is not JSON: ") + e.what());
+    bad("the body is not JSON: " + quote_input(e.what(), 240));
   }
   if (!j.is_object())
     bad(std::string("the body must be a JSON object, not ") + j.type_name());
@@ -97,7 +106,7 @@ actors::infer_request parse_infer_body(std::string_view body, const infer_body_l
     for (auto* k : known)
       ok = ok || key == k;
     if (!ok)
-      bad("unknown field \"" + key + "\" (known: tokens, tokens_b64, rows, ids, deadline_ms, trace)");
+      bad("unknown field \"" + quote_input(key) + "\" (known: tokens, tokens_b64, rows, ids, deadline_ms, trace)");
   }
   const auto width = limits.input_width;
   actors::infer_request req;
@@ -125,11 +134,11 @@ actors::infer_request parse_infer_body(std::string_view body, const infer_body_l
       for (size_t c = 0; c < row.size(); ++c) {
         if (!row[c].is_number())
           bad("tokens[" + std::to_string(r) + "][" + std::to_string(c) + "] is not a number: "
-              + row[c].dump());
+              + quoted(row[c]));
         const double x = row[c].get<double>();
         if (!std::isfinite(x) || std::abs(x) > 3.0e38)
           bad("tokens[" + std::to_string(r) + "][" + std::to_string(c)
-              + "] is not a finite float32: " + row[c].dump());
+              + "] is not a finite float32: " + quoted(row[c]));
         values.push_back(static_cast<float>(x));
       }
     }
@@ -167,7 +176,7 @@ actors::infer_request parse_infer_body(std::string_view body, const infer_body_l
     std::vector<std::uint64_t> v;
     for (size_t i = 0; i < ids.size(); ++i) {
       if (!ids[i].is_number_unsigned())
-        bad("ids[" + std::to_string(i) + "] is not an unsigned integer: " + ids[i].dump());
+        bad("ids[" + std::to_string(i) + "] is not an unsigned integer: " + quoted(ids[i]));
       v.push_back(ids[i].get<std::uint64_t>());
     }
     req.ids = actors::pack(v);
@@ -175,12 +184,12 @@ actors::infer_request parse_infer_body(std::string_view body, const infer_body_l
   if (j.contains("deadline_ms")) {
     const auto& d = j["deadline_ms"];
     if (!d.is_number_unsigned() || d.get<std::uint64_t>() < 1 || d.get<std::uint64_t>() > 3'600'000)
-      bad("\"deadline_ms\" must be an integer in 1..3600000, got " + d.dump());
+      bad("\"deadline_ms\" must be an integer in 1..3600000, got " + quoted(d));
     req.deadline_ms = d.get<std::uint32_t>();
   }
   if (j.contains("trace")) {
     if (!j["trace"].is_boolean())
-      bad("\"trace\" must be true or false, got " + j["trace"].dump());
+      bad("\"trace\" must be true or false, got " + quoted(j["trace"]));
     req.trace = j["trace"].get<bool>();
   }
   req.tokens.rows = rows;
