@@ -4,6 +4,7 @@
 // token; the concurrency limit answers 429 at once; /healthz, /v1/topology and /metrics say
 // what they should.
 
+#include "http_client.hpp"
 #include "local_cluster_fixture.hpp"
 #include "mesh_model.hpp"
 #include "net/http_gateway.hpp"
@@ -34,42 +35,15 @@ namespace {
 
 constexpr const char* token = "s3cret-admin-token";
 
-struct reply {
-  unsigned status = 0;
-  std::string body;
-  std::string allow, www_authenticate;
+using reply = test::http_reply;
 
-  /// The "error" of a JSON error body ("" when there is none).
-  std::string error() const {
-    const auto j = json::parse(body, nullptr, false);
-    return j.is_object() && j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>()
-                                                                           : "";
-  }
-};
-
-/// Sends raw bytes on a new connection and reads one response.
 reply raw(std::uint16_t port, const std::string& bytes) {
-  asio::io_context io;
-  tcp::socket s{io};
-  s.connect({asio::ip::make_address("127.0.0.1"), port});
-  beast::error_code ec;
-  // A server that refuses a body early closes while it is still being written: read anyway.
-  asio::write(s, asio::buffer(bytes), ec);
-  beast::flat_buffer buf;
-  http::response<http::string_body> res;
-  http::read(s, buf, res, ec);
-  if (ec)
-    return {0, "read failed: " + ec.message(), "", ""};
-  return {res.result_int(), res.body(), std::string(res[http::field::allow]),
-          std::string(res[http::field::www_authenticate])};
+  return test::raw_http(port, bytes);
 }
 
 reply call(std::uint16_t port, const std::string& method, const std::string& target,
            const std::string& body = "", const std::string& extra_headers = "") {
-  std::string r = method + " " + target + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
-                  + extra_headers + "Content-Type: application/json\r\nContent-Length: "
-                  + std::to_string(body.size()) + "\r\n\r\n" + body;
-  return raw(port, r);
+  return test::call_http(port, method, target, body, extra_headers);
 }
 
 std::string rows_json(const matrix& x) {
@@ -274,6 +248,99 @@ TEST_CASE("the HTTP gateway: answers, every bad input named, admin, limits, metr
     const auto after = call(port, "POST", "/v1/infer", R"({"tokens": )" + rows_json(x) + "}");
     REQUIRE(after.status == 200);
     CHECK(output_diff(after.body, *m, x) <= 1e-6);
+  }
+
+  SECTION("bytes that are not UTF-8, on every endpoint, with and without the token: a 4xx JSON "
+          "error naming the byte; the cluster goes on serving") {
+    const std::string auth = std::string("Authorization: Bearer ") + token + "\r\n";
+    const std::string good = R"({"tokens": )" + rows_json(x) + "}";
+    const std::string ff = "\xff", fffe = "\xff\xfe";
+    const std::string huge(60000, 'a');
+    struct bad_case {
+      std::string what, method, target, body, headers;
+      unsigned status;
+      std::string error; ///< a part of the error text
+    };
+    const std::vector<bad_case> cases{
+      // /v1/infer: the issue's two requests first
+      {"ff fe before the JSON", "POST", "/v1/infer", fffe + good, "", 400,
+       "body byte 1: 0xFF is not UTF-8 (never appears in UTF-8)"},
+      {"a key with a 0xff byte", "POST", "/v1/infer", R"({"tokens": [[1]], "k)" + ff + R"(": 1})", "",
+       400, "body byte 21: 0xFF is not UTF-8"},
+      {"a string value with 0xff", "POST", "/v1/infer", R"({"tokens": [["a)" + ff + R"("]]})", "", 400,
+       "body byte 16: 0xFF is not UTF-8"},
+      {"an overlong '/'", "POST", "/v1/infer", "{\"tokens\": \"\xc0\xaf\"}", "", 400,
+       "body byte 13: 0xC0 is not UTF-8 (an overlong form"},
+      {"a 3-byte overlong form", "POST", "/v1/infer", "{\"\xe0\x80\xaf\": 1}", "", 400,
+       "body byte 3: 0xE0 is not UTF-8 (an overlong form)"},
+      {"a surrogate encoded as bytes (CESU-8)", "POST", "/v1/infer", "{\"\xed\xa0\x80\": 1}", "", 400,
+       "body byte 3: 0xED is not UTF-8 (a UTF-16 surrogate (U+D800..U+DFFF))"},
+      {"a sequence the body ends inside", "POST", "/v1/infer", "{\"a\": \"\xe2\x82", "", 400,
+       "body byte 8: 0xE2 is not UTF-8 (begins a multi-byte sequence that the text ends inside)"},
+      {"a lone surrogate in a \\u escape", "POST", "/v1/infer", R"({"tokens": "\ud800"})", "", 400,
+       "the body is not JSON"},
+      {"a low surrogate first", "POST", "/v1/infer", R"({"k\udc00": 1})", "", 400, "the body is not JSON"},
+      {"a NUL byte in the body", "POST", "/v1/infer", std::string("{\"tokens\"\0: 1}", 14), "", 400,
+       "the body is not JSON"},
+      {"a NUL escaped in a key", "POST", "/v1/infer", R"({"a\u0000b": 1})", "", 400,
+       "unknown field \"a\u0000b\""},
+      {"a huge string value, quoted cut", "POST", "/v1/infer",
+       R"({"tokens": [[")" + huge + R"(",0,0,0,0,0,0,0,0,0,0,0]]})", "", 400,
+       "tokens[0][0] is not a number: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa... (60002 bytes)"},
+      {"a huge unknown key, quoted cut", "POST", "/v1/infer", R"({")" + huge + R"(": 1})", "", 400,
+       "... (60000 bytes)\" (known:"},
+      // the request target, on each path
+      {"a path with 0xff", "GET", "/v1/infer" + ff, "", "", 400,
+       "request target byte 10: 0xFF is not UTF-8"},
+      {"/healthz with 0xff in its query", "GET", "/healthz?x=" + ff, "", "", 400,
+       "request target byte 12: 0xFF"},
+      {"/v1/topology with an overlong form", "GET", "/v1/topology\xc0\xaf", "", "", 400,
+       "request target byte 13: 0xC0"},
+      {"/metrics with a continuation byte", "GET", "/metrics\x80", "", "", 400, "request target byte 9: 0x80"},
+      {"an unknown path that is not UTF-8", "GET", "/\xfe\xff", "", "", 400, "request target byte 2: 0xFE"},
+      // admin calls, without the token and with it
+      {"add-expert, no token, body 0xff", "POST", "/v1/experts", "{\"layer\":2,\"node\":\"n" + ff + "\"}",
+       "", 401, "needs \"Authorization: Bearer <token>\""},
+      {"add-expert, a token of 0xff bytes", "POST", "/v1/experts", R"({"layer":2,"node":"n1"})",
+       "Authorization: Bearer " + fffe + "\r\n", 401, "the gateway's admin token"},
+      {"add-expert, token, a node of 0xff", "POST", "/v1/experts",
+       "{\"layer\":2,\"node\":\"n" + ff + "\"}", auth, 400, "body byte 21: 0xFF is not UTF-8"},
+      {"add-expert, token, a key of 0xff", "POST", "/v1/experts", "{\"" + ff + "\":1}", auth, 400,
+       "body byte 3: 0xFF"},
+      {"add-expert, token, ff fe before the JSON", "POST", "/v1/experts", fffe + R"({"layer":2})", auth,
+       400, "body byte 1: 0xFF"},
+      {"add-expert, token, a lone surrogate", "POST", "/v1/experts", R"({"layer":2,"node":"\udbff"})",
+       auth, 400, "the body is not JSON"},
+      {"add-expert, token, a node that is not there (not ASCII)", "POST", "/v1/experts",
+       R"({"layer":2,"node":"\u00fcber \ud83d\ude00"})", auth, 400, "no live node '\xc3\xbc" "ber \xf0\x9f\x98\x80'"},
+      {"delete, no token, target 0xff", "DELETE", "/v1/experts/2." + ff, "", "", 400,
+       "request target byte 15: 0xFF"},
+      {"delete, token, target 0xff", "DELETE", "/v1/experts/2." + ff, "", auth, 400,
+       "request target byte 15: 0xFF"},
+      {"delete, token, a huge name", "DELETE", "/v1/experts/" + std::string(5000, '9'), "", auth, 400,
+       "... (5000 bytes)\" does not name an expert as LAYER.ID"},
+    };
+    for (auto& c : cases) {
+      INFO(c.what);
+      const auto r = call(port, c.method, c.target, c.body, c.headers);
+      CHECK(r.status == c.status);
+      CHECK(r.content_type == "application/json");
+      // The body is JSON, hence UTF-8 (nlohmann's parser checks), and short however long the input.
+      CHECK(json::parse(r.body, nullptr, false).is_object());
+      CHECK(r.body.size() < 600);
+      CHECK_THAT(r.error(), Catch::Contains(c.error));
+      CHECK(!r.request_id.empty());
+      CHECK(call(port, "GET", "/healthz").status == 200);
+    }
+    // A header value that is not UTF-8 is no one's business but its reader's: served.
+    const auto odd_header = call(port, "POST", "/v1/infer", good, "X-Note: " + fffe + "\r\n");
+    CHECK(odd_header.status == 200);
+    // Correct answers after all of it, on every endpoint.
+    const auto after = call(port, "POST", "/v1/infer", good);
+    REQUIRE(after.status == 200);
+    CHECK(output_diff(after.body, *m, x) <= 1e-6);
+    CHECK(json::parse(call(port, "GET", "/v1/topology").body).at("nodes").size() == 3);
+    CHECK_THAT(call(port, "GET", "/metrics").body, Catch::Contains("eoe_http_responses_total{code=\"400\"}"));
   }
 
   SECTION("admin calls change the membership with the token") {

@@ -12,8 +12,8 @@ case "$target" in
                    build/experts/default_config.cpp net/cluster_config.cpp" ;;
   checkpoint) sources="experts/checkpoint.cpp experts/crc32.cpp experts/model.cpp experts/model_config.cpp experts/hash_routing.cpp
                        experts/toml_reader.cpp experts/train_config.cpp build/experts/default_config.cpp" ;;
-  request) sources="net/infer_json.cpp actors/contribution_codec.cpp actors/wire.cpp
-                    experts/activation_set.cpp" ;;
+  request) sources="net/gateway_routes.cpp net/infer_json.cpp net/utf8.cpp actors/mesh_config.cpp
+                    actors/contribution_codec.cpp actors/wire.cpp" ;;
   trace) sources="tools/trace/trace_log.cpp actors/trace.cpp" ;;
   *) echo "fuzz: no target '$target' (config, checkpoint, request, trace)" >&2; exit 2 ;;
 esac
@@ -27,7 +27,7 @@ srcs=()
 for s in $sources; do [[ -f $s ]] && srcs+=("$s"); done
 clang++ -std=c++2b -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I. -Itools/trace -I/usr/include/eigen3 -DNDEBUG \
-  "tests/fuzz/fuzz_$target.cpp" "${srcs[@]}" -lcaf_core -lz -o "$exe"
+  "tests/fuzz/fuzz_$target.cpp" "${srcs[@]}" -lcaf_core -lcaf_io -lz -o "$exe"
 log="$out/fuzz_$target.log"
 set +e
 "$exe" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
