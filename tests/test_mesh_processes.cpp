@@ -13,6 +13,8 @@
 #include "node_processes.hpp"
 #include "random_model.hpp"
 #include "follow.hpp"
+#include "http_client.hpp"
+#include "net/utf8.hpp"
 #include "trace_log.hpp"
 
 #include <caf/scoped_actor.hpp>
@@ -223,6 +225,60 @@ TEST_CASE("3 node processes on loopback equal the reference and fan out once per
   process_cluster pc{dir, {"127.0.0.1", "127.0.0.1", "127.0.0.1"}};
   exercise(pc.config);
   CHECK(pc.stop() == 0); // every node exits on the shutdown
+}
+
+TEST_CASE("a head process with a gateway answers bodies and targets that are not UTF-8 with "
+          "a 400 and stays up",
+          "[mesh][processes][gateway]") {
+  const auto dir = fs::temp_directory_path() / ("eoe_test_cluster_utf8_" + std::to_string(getpid()));
+  const auto gw_port = static_cast<std::uint16_t>(base_port() + 8);
+  process_cluster pc{dir, {"127.0.0.1", "127.0.0.1"}, {},
+                     "[gateway]\nlisten = \"127.0.0.1:" + std::to_string(gw_port)
+                       + "\"\nadmin_token = \"t0ken\"\n"};
+  const auto x = random_input(3, 12, 42);
+  nlohmann::json rows = nlohmann::json::array();
+  for (Eigen::Index i = 0; i < x.rows(); ++i) {
+    nlohmann::json row = nlohmann::json::array();
+    for (Eigen::Index c = 0; c < x.cols(); ++c)
+      row.push_back(x(i, c));
+    rows.push_back(row);
+  }
+  const std::string good = nlohmann::json{{"tokens", rows}}.dump();
+  // The issue's requests: ff fe before the JSON, a key with a 0xff byte; then a target, and an
+  // admin body with and without the token.
+  const std::vector<std::tuple<std::string, std::string, std::string, std::string, unsigned>> bad{
+    {"POST", "/v1/infer", "\xff\xfe" + good, "", 400},
+    {"POST", "/v1/infer", "{\"tokens\": [[1]], \"k\xff\": 1}", "", 400},
+    {"GET", "/nope\xff", "", "", 400},
+    {"POST", "/v1/experts", "{\"layer\": 1, \"node\": \"\xff\"}", "", 401},
+    {"POST", "/v1/experts", "{\"layer\": 1, \"node\": \"\xff\"}", "Authorization: Bearer t0ken\r\n", 400},
+  };
+  for (auto& [method, target, body, headers, status] : bad) {
+    INFO(method << " " << net::quote_input(target));
+    const auto r = call_http(gw_port, method, target, body, headers);
+    CHECK(r.status == status);
+    CHECK(nlohmann::json::parse(r.body, nullptr, false).is_object());
+  }
+  CHECK_FALSE(ended(pc.nodes[0].pid));
+  // The head still serves, and right: the answer is the reference forward's.
+  const auto r = call_http(gw_port, "POST", "/v1/infer", good);
+  REQUIRE(r.status == 200);
+  auto m = experts::load_checkpoint(checkpoint());
+  REQUIRE(m.has_value());
+  auto be = kernels::make_cpu_backend();
+  const auto want = experts::forward(*be, *m, x);
+  REQUIRE(want.has_value());
+  const auto out = nlohmann::json::parse(r.body).at("output");
+  REQUIRE(out.size() == static_cast<size_t>(want->output.rows()));
+  double worst = 0;
+  for (Eigen::Index i = 0; i < want->output.rows(); ++i)
+    for (Eigen::Index c = 0; c < want->output.cols(); ++c)
+      worst = std::max(worst, std::abs(out[static_cast<size_t>(i)][static_cast<size_t>(c)].get<double>()
+                                       - want->output(i, c)));
+  CHECK(worst <= 1e-6);
+  CHECK(pc.stop() == 0);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
 }
 
 TEST_CASE("kill -9 of one node of 3 mid-load: 0 lost, 0 wrong, the failures name the node, "
