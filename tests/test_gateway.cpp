@@ -20,7 +20,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <future>
+#include <iostream>
+#include <sstream>
 #include <thread>
 
 using namespace eoe;
@@ -406,4 +409,70 @@ TEST_CASE("the HTTP gateway: answers, every bad input named, admin, limits, metr
     CHECK_THAT(t, Catch::Contains("eoe_relay_messages_total{node=\"n2\",kind=\"remote\"}"));
     CHECK_THAT(t, Catch::Contains("eoe_requests_in_flight 0"));
   }
+}
+
+TEST_CASE("an answer the gateway cannot make is a 500 naming the request, logged with its "
+          "number; the gateway goes on",
+          "[gateway]") {
+  // A coordinator whose inference answers are malformed (bytes that do not fill the output's
+  // shape): writing them is where the gateway fails, a bug of ours as far as a client can tell.
+  mesh_config cfg;
+  caf::actor_system sys{cfg};
+  std::atomic<bool> malformed{true};
+  auto fake = sys.spawn([&malformed](coordinator_actor::pointer) -> coordinator_actor::behavior_type {
+    return {
+      [&malformed](infer_atom, infer_request& r) {
+        infer_result res;
+        res.request = 1;
+        res.epoch = 1;
+        res.output = r.tokens;
+        if (malformed)
+          res.output.bytes.resize(5);
+        return res;
+      },
+      [](status_atom) {
+        cluster_status st;
+        st.epoch = 1;
+        return st;
+      },
+      [](add_expert_atom, std::uint32_t, std::string, std::string) { return std::uint64_t{0}; },
+      [](remove_expert_atom, std::uint32_t, std::uint32_t) { return std::uint64_t{0}; },
+      [](drain_atom, std::string) { return std::uint64_t{0}; },
+      [](join_atom, std::string, std::string, node_agent_actor, std::string) { return ok_atom::value; },
+      [](model_atom, std::uint64_t) { return std::string{}; },
+      [](context_atom) { return context_actor{}; },
+      [](session_atom) { return std::uint64_t{0}; },
+      [](drop_atom, std::uint64_t) { return ok_atom::value; },
+      [](mute_atom, std::uint32_t, std::uint32_t, bool) { return ok_atom::value; },
+      [](stats_atom) { return std::vector<relay_stats>{}; },
+      [](shutdown_atom) {},
+    };
+  });
+  auto m = experts::load_checkpoint(test::checkpoint());
+  REQUIRE(m.has_value());
+  const auto x = test::random_input(2, m->config.input_dim, 9);
+  const std::string body = R"({"tokens": )" + rows_json(x) + "}";
+  std::ostringstream log;
+  auto* old = std::cerr.rdbuf(log.rdbuf());
+  reply bad, good;
+  {
+    net::http_gateway gw{sys, fake, m->config, net::gateway_settings{}};
+    bad = call(gw.port(), "POST", "/v1/infer", body);
+    malformed = false;
+    good = call(gw.port(), "POST", "/v1/infer", body);
+  } // the gateway's thread has ended: its log is complete
+  std::cerr.rdbuf(old);
+  caf::anon_send_exit(fake, caf::exit_reason::user_shutdown);
+  CHECK(bad.status == 500);
+  REQUIRE(!bad.request_id.empty());
+  CHECK_THAT(bad.error(), Catch::StartsWith("internal error while answering request " + bad.request_id + ": "));
+  CHECK_THAT(bad.error(), Catch::Contains("(the gateway's log has it)"));
+  CHECK_THAT(log.str(), Catch::StartsWith("gateway: request " + bad.request_id
+                                          + " (POST /v1/infer): internal error: "));
+  // The next request on the same gateway is answered, right.
+  REQUIRE(good.status == 200);
+  CHECK(std::stoull(good.request_id) == std::stoull(bad.request_id) + 1);
+  const auto out = json::parse(good.body).at("output");
+  CHECK(out.size() == 2);
+  CHECK(std::abs(out[1][3].get<double>() - x(1, 3)) <= 1e-6);
 }
