@@ -85,6 +85,10 @@ void size_for_reading(std::string& s, std::uint64_t n) {
 
 } // namespace
 
+const char* payload_name(std::size_t i) {
+  return i < 5 ? payload_names[i] : "?";
+}
+
 std::array<std::string*, 5> payloads(contribution& c) {
   return {&c.rows, &c.scores, &c.y.bytes, &c.stream.bytes, &c.ids};
 }
@@ -159,7 +163,9 @@ contribution read_header(reader& r, std::array<std::uint64_t, 5>& lengths) {
                                   + std::to_string(max_frame_payload) + " bytes");
   }
   const auto check = [&](const char* field, const wire_tensor& t, std::uint64_t bytes) {
-    if (bytes != std::uint64_t{t.rows} * t.cols * 4)
+    // rows * cols fits 64 bits, rows * cols * 4 may not: (2^31, 2^31) times 4 wraps to 0, and
+    // a tensor of 2^62 floats would pass for an empty one.
+    if (bytes % 4 != 0 || bytes / 4 != std::uint64_t{t.rows} * t.cols)
       throw std::invalid_argument(std::string("contribution frame: ") + field + " is ("
                                   + std::to_string(t.rows) + ", " + std::to_string(t.cols)
                                   + ") float32 but carries " + std::to_string(bytes) + " bytes");
@@ -171,13 +177,18 @@ contribution read_header(reader& r, std::array<std::uint64_t, 5>& lengths) {
 
 } // namespace
 
-contribution decode_header(std::string_view header) {
+contribution decode_header(std::string_view header, std::array<std::uint64_t, 5>& lengths) {
   reader r{header};
-  std::array<std::uint64_t, 5> lengths{};
   auto c = read_header(r, lengths);
   if (r.at() != header.size())
     throw std::invalid_argument("contribution frame: " + std::to_string(header.size() - r.at())
                                 + " bytes after the header, at byte " + std::to_string(r.at()));
+  return c;
+}
+
+contribution decode_header(std::string_view header) {
+  std::array<std::uint64_t, 5> lengths{};
+  auto c = decode_header(header, lengths);
   auto ps = payloads(c);
   for (size_t i = 0; i < 5; ++i)
     size_for_reading(*ps[i], lengths[i]);

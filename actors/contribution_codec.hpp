@@ -27,6 +27,14 @@ std::string encode_header(const contribution& c);
 /// throws std::invalid_argument naming the field and byte when the header is malformed.
 contribution decode_header(std::string_view header);
 
+/// The same checks, with the payload strings left empty and their lengths in `lengths`
+/// (frame order): for a receiver that sizes each payload as its bytes arrive, so that a
+/// length a peer declares but never sends costs no memory.
+contribution decode_header(std::string_view header, std::array<std::uint64_t, 5>& lengths);
+
+/// The name of payload i (0 to 4) in frame order, for messages: rows, scores, y, stream, ids.
+const char* payload_name(std::size_t i);
+
 /// The payload strings of a contribution, in frame order.
 std::array<std::string*, 5> payloads(contribution& c);
 std::array<const std::string*, 5> payloads(const contribution& c);

@@ -72,6 +72,18 @@ score_share share_of(contribution c) {
 std::vector<experts::weighted_output> gated_outputs(const experts::layer_config& lc,
                                                     const std::vector<std::optional<caf::message>>& got,
                                                     size_t tokens) {
+  // Every size is checked here, where the bytes come in: gate_outputs and scatter_add index
+  // by them without checks (Eigen's asserts are off in a release build), so one sender's
+  // short scores or narrow y would read or write past a buffer. got[0] is the carrier in
+  // every caller; its stream is the one the outputs add into.
+  const auto fault = [](size_t i, const std::string& what) {
+    return std::invalid_argument("the contribution of sender " + std::to_string(i) + ": " + what);
+  };
+  const auto& stream = got.at(0)->get_as<contribution>(1).stream;
+  if (stream.rows != tokens)
+    throw fault(0, "its carried residual stream is (" + std::to_string(stream.rows) + ", "
+                     + std::to_string(stream.cols) + "), the request has "
+                     + std::to_string(tokens) + " tokens");
   std::vector<matrix> ys(got.size());
   std::vector<std::vector<std::int32_t>> rows(got.size());
   std::vector<std::vector<float>> carried(got.size());
@@ -80,8 +92,17 @@ std::vector<experts::weighted_output> gated_outputs(const experts::layer_config&
     const auto& ci = got[i]->get_as<contribution>(1);
     rows[i] = unpack<std::int32_t>(ci.rows, "contribution rows");
     carried[i] = unpack<float>(ci.scores, "contribution scores");
-    if (!rows[i].empty())
+    if (carried[i].size() != rows[i].size())
+      throw fault(i, std::to_string(rows[i].size()) + " rows but "
+                       + std::to_string(carried[i].size()) + " scores");
+    if (!rows[i].empty()) {
       ys[i] = from_wire(ci.y, "contribution output");
+      if (static_cast<size_t>(ys[i].rows()) != rows[i].size() || ys[i].cols() != stream.cols)
+        throw fault(i, "its output y is (" + std::to_string(ys[i].rows()) + ", "
+                         + std::to_string(ys[i].cols()) + "), its rows and the stream want ("
+                         + std::to_string(rows[i].size()) + ", " + std::to_string(stream.cols)
+                         + ")");
+    }
     senders[i] = {rows[i], carried[i], &ys[i]};
   }
   return experts::gate_outputs(lc, senders, tokens);
@@ -206,6 +227,14 @@ void decide_topk(self_ptr self, const epoch_view& v, std::uint64_t request, std:
   const auto& lc = v.config.layers[self->state.spec.layer];
   const float gate_bias = v.params[self->state.spec.layer].gate_bias(0, position);
   const auto tokens = w.scores.size();
+  // A peer's share is sized by its sender: one that is short would be read past its end.
+  for (size_t e = 0; e < w.ranks.size(); ++e)
+    if (w.ranks[e].size() != tokens)
+      throw std::invalid_argument(
+        "the ranking scores of expert "
+        + expert_name(self->state.spec.layer, v.plan.members[self->state.spec.layer].at(e))
+        + " are " + std::to_string(w.ranks[e].size()) + " values, the request has "
+        + std::to_string(tokens) + " tokens");
   std::vector<std::int32_t> rows;
   std::vector<float> carried, row(static_cast<size_t>(lc.experts));
   for (size_t t = 0; t < tokens; ++t) {
@@ -232,6 +261,10 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
   const auto& carrier = view_of(*w.got[0]);
   const matrix h_prev = from_wire(carrier.stream, "the carried residual stream");
   const auto tokens = h_prev.rows();
+  if (h_prev.cols() != c.dim) // the math below takes the width as given
+    throw std::invalid_argument("the carried residual stream is (" + std::to_string(tokens)
+                                + ", " + std::to_string(h_prev.cols())
+                                + "), the model's is " + std::to_string(c.dim) + " wide");
   w.ids = carrier.ids;
 
   // The previous layer's outputs, gated as every receiver gates them.
@@ -350,6 +383,9 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
     }
     case layer_kind::hash: {
       auto ids = unpack<std::uint64_t>(w.ids, "token ids");
+      if (!ids.empty() && ids.size() != static_cast<size_t>(tokens)) // rows past the stream
+        throw std::invalid_argument("the carried token ids are " + std::to_string(ids.size())
+                                    + ", the stream has " + std::to_string(tokens) + " tokens");
       if (ids.empty()) {
         ids.resize(static_cast<size_t>(tokens));
         for (size_t t = 0; t < ids.size(); ++t)
@@ -469,9 +505,21 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
         w.ranks.resize(experts);
       if (s.expert >= experts || !w.ranks[s.expert].empty())
         return;
-      w.ranks[s.expert] = unpack<float>(s.scores, "ranking scores");
-      if (++w.ranks_in == experts && w.scored) {
-        decide_topk(self, *v, s.request, s.layer, w, position);
+      // Bytes from a peer, maybe from the wire: a malformed share fails this request here
+      // (named on the log; the composer reports it at the deadline), never the expert, which
+      // its node agent is linked to.
+      try {
+        const auto from = "the ranking scores of expert "
+                          + expert_name(st.spec.layer,
+                                        v->plan.members[st.spec.layer].at(s.expert));
+        w.ranks[s.expert] = unpack<float>(s.scores, from.c_str());
+        if (++w.ranks_in == experts && w.scored) {
+          decide_topk(self, *v, s.request, s.layer, w, position);
+          st.work.erase(key);
+        }
+      } catch (const std::exception& e) {
+        caf::aout(self) << my_name(st) << ": request " << s.request << ": " << e.what()
+                        << std::endl;
         st.work.erase(key);
       }
     },

@@ -16,11 +16,18 @@ wire_tensor to_wire(const matrix& m) {
 }
 
 matrix from_wire(const wire_tensor& t, const char* what) {
-  const auto want = static_cast<std::uint64_t>(t.rows) * t.cols * sizeof(float);
-  if (t.bytes.size() != want)
+  // rows * cols fits 64 bits; times 4 it may wrap ((2^31, 2^31) to 0), so the byte count is
+  // compared as values, and a shape past 2^64 bytes is said as such.
+  const auto values = static_cast<std::uint64_t>(t.rows) * t.cols;
+  if (t.bytes.size() % sizeof(float) != 0 || t.bytes.size() / sizeof(float) != values) {
+    const auto need = values <= ~std::uint64_t{0} / sizeof(float)
+                        ? std::to_string(values * sizeof(float)) + " bytes"
+                        : std::to_string(values) + " floats (over 2^64 bytes)";
     throw std::invalid_argument(std::string{what} + ": a (" + std::to_string(t.rows) + ", "
-                                + std::to_string(t.cols) + ") tensor needs " + std::to_string(want)
-                                + " bytes, got " + std::to_string(t.bytes.size()));
+                                + std::to_string(t.cols) + ") tensor needs " + need + ", got "
+                                + std::to_string(t.bytes.size()));
+  }
+  const auto want = values * sizeof(float);
   matrix m(t.rows, t.cols);
   if (want)
     std::memcpy(m.data(), t.bytes.data(), want);

@@ -2,6 +2,7 @@
 
 #include "actors/contribution_codec.hpp"
 #include "net/tls_context.hpp"
+#include "net/utf8.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -9,13 +10,16 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -39,6 +43,16 @@ namespace {
 /// Headers larger than this are refused (a real one is under 200 bytes plus the node names).
 constexpr std::uint32_t max_header = std::uint32_t{1} << 20;
 
+/// A payload up to this size is read straight into place; a longer one grows as its bytes
+/// arrive (doubling), so that a length a peer declares but never sends costs no memory.
+constexpr std::uint64_t eager_payload = std::uint64_t{16} << 20;
+
+/// Incoming connections at once; past it a new one is closed (each has a thread).
+constexpr std::size_t max_inbound = 1024;
+
+/// After a failed accept (no file descriptors left, say), the next try waits this long.
+constexpr auto accept_retry = std::chrono::milliseconds(100);
+
 /// What the receiving end of a TLS link sends once the handshake is done, its only byte: TLS 1.3
 /// tells a client nothing when its certificate is accepted, and without it frames sent to a
 /// peer that refused us would vanish unreported.
@@ -55,13 +69,45 @@ std::string handshake_failure(tls_stream& s, const boost::system::error_code& ec
   return why;
 }
 
-/// Bounds blocking receives and sends on s (0: no bound): a handshake with a stalled peer
-/// must not hold a connection's thread forever.
-void set_timeouts(tcp::socket& s, int seconds) {
-  const timeval tv{seconds, 0};
-  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
+/// Shuts a socket down unless the guard ends within `seconds`: a TLS handshake with a peer
+/// that stalls must not hold a connection's thread forever, and socket timeouts cannot bound
+/// it (asio's blocking calls wait in poll() again after SO_RCVTIMEO expires).
+class stall_guard {
+public:
+  stall_guard(tcp::socket& s, int seconds)
+    : thread_([this, &s, seconds] {
+        std::unique_lock lock{mu_};
+        if (!cv_.wait_for(lock, std::chrono::seconds(seconds), [this] { return done_; })) {
+          fired_ = true;
+          boost::system::error_code ignored;
+          s.shutdown(tcp::socket::shutdown_both, ignored); // ends the blocked call
+        }
+      }) {}
+
+  ~stall_guard() {
+    {
+      std::lock_guard lock{mu_};
+      done_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+  /// Ends the guard; whether it had shut the socket down by then.
+  bool stop() {
+    std::lock_guard lock{mu_};
+    done_ = true;
+    cv_.notify_one();
+    return fired_;
+  }
+
+private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;  ///< guarded by mu_
+  bool fired_ = false; ///< guarded by mu_
+  std::thread thread_;
+};
 
 /// One connection, plaintext or TLS, used with blocking calls from one thread.
 class link {
@@ -80,13 +126,12 @@ public:
     return tls_.get();
   }
 
-  /// Reads exactly n bytes; false at the end of the stream or on an error.
-  bool read(char* p, size_t n) {
+  /// Reads n bytes; how many came (fewer: the stream ended, or an error).
+  size_t read(char* p, size_t n) {
     if (!tls_)
       return read_exactly(plain_->native_handle(), p, n);
     boost::system::error_code ec;
-    asio::read(*tls_, asio::buffer(p, n), ec);
-    return !ec;
+    return asio::read(*tls_, asio::buffer(p, n), ec);
   }
 
   /// Writes every byte of bufs. In as few system calls as the kernel allows: asio::write's own
@@ -110,26 +155,26 @@ public:
   }
 
 private:
-  static bool read_exactly(int fd, char* p, size_t n);
+  static size_t read_exactly(int fd, char* p, size_t n);
 
   std::optional<tcp::socket> plain_;
   std::unique_ptr<tls_stream> tls_;
 };
 
-/// Reads exactly n bytes into p; false at the end of the stream or on an error. A blocking
-/// receive that waits for all of them (MSG_WAITALL): the kernel fills the buffer as segments
-/// arrive, with none of the wake-ups, readiness polls and short reads of an event loop.
-bool link::read_exactly(int fd, char* p, size_t n) {
-  while (n > 0) {
-    const auto got = ::recv(fd, p, n, MSG_WAITALL);
+/// Reads n bytes into p; how many came (fewer at the end of the stream or on an error). A
+/// blocking receive that waits for all of them (MSG_WAITALL): the kernel fills the buffer as
+/// segments arrive, with none of the wake-ups, readiness polls and short reads of an event loop.
+size_t link::read_exactly(int fd, char* p, size_t n) {
+  size_t done = 0;
+  while (done < n) {
+    const auto got = ::recv(fd, p + done, n - done, MSG_WAITALL);
     if (got < 0 && errno == EINTR)
       continue;
     if (got <= 0)
-      return false;
-    p += got;
-    n -= static_cast<size_t>(got);
+      break;
+    done += static_cast<size_t>(got);
   }
-  return true;
+  return done;
 }
 
 /// One incoming connection, read on a thread of its own (blocking, like a plain socket pair):
@@ -138,10 +183,12 @@ bool link::read_exactly(int fd, char* p, size_t n) {
 /// contribution's strings; each frame is delivered as it completes.
 class inbound {
 public:
-  inbound(tcp::socket s, ssl::context* tls,
+  /// Throws std::system_error when no thread can be started (the connection is closed).
+  inbound(tcp::socket s, ssl::context* tls, std::string peer,
           std::function<void(std::string, actors::contribution&&)> on_frame,
           std::function<void(const std::string&)> on_error)
-    : link_(std::move(s), tls), on_frame_(std::move(on_frame)), on_error_(std::move(on_error)) {
+    : link_(std::move(s), tls), peer_(std::move(peer)), on_frame_(std::move(on_frame)),
+      on_error_(std::move(on_error)) {
     boost::system::error_code ec;
     link_.socket().set_option(tcp::no_delay(true), ec);
     thread_ = std::thread([this] { run(); });
@@ -153,62 +200,108 @@ public:
     thread_.join();
   }
 
+  /// Whether the reader has ended (the connection is shut down; only the join is left).
+  bool done() const {
+    return done_.load();
+  }
+
 private:
   /// The server side of a TLS link; false (and reported) when the peer is refused.
   bool accept_tls() {
     auto& s = *link_.tls();
-    set_timeouts(link_.socket(), handshake_seconds);
+    stall_guard guard{link_.socket(), handshake_seconds};
     boost::system::error_code ec;
     s.handshake(ssl::stream_base::server, ec);
     if (!ec)
       asio::write(s, asio::buffer(&accepted, 1), ec);
-    set_timeouts(link_.socket(), 0);
-    if (ec) {
-      boost::system::error_code ignored;
-      const auto from = link_.socket().remote_endpoint(ignored);
-      on_error_("the TLS handshake with a peer at " + from.address().to_string() + ":"
-                + std::to_string(from.port()) + " failed: " + handshake_failure(s, ec)
+    const bool stalled = guard.stop();
+    if (ec || stalled) {
+      on_error_("the TLS handshake with a peer at " + peer_ + " failed: "
+                + (stalled ? "no answer within " + std::to_string(handshake_seconds) + " s"
+                           : handshake_failure(s, ec))
                 + "; connection closed");
       return false;
     }
     return true;
   }
 
+  /// The connection's boundary: whatever a peer's bytes make go wrong ends this connection
+  /// (named on the log), never the process; the peer sees it closed at once.
   void run() {
-    if (link_.tls() && !accept_tls())
-      return;
+    try {
+      if (!link_.tls() || accept_tls())
+        read_frames();
+    } catch (const std::exception& e) {
+      on_error_("from " + peer_ + ": " + e.what() + "; connection closed");
+    }
+    link_.shutdown();
+    done_ = true;
+  }
+
+  /// Frames until the peer leaves (quietly, between frames) or sends one that is malformed
+  /// (thrown, or reported here when the connection ends inside it).
+  void read_frames() {
     std::array<char, 6> prefix{};
     std::string head;
-    while (link_.read(prefix.data(), prefix.size())) {
+    std::array<std::uint64_t, 5> lengths{};
+    for (;;) {
+      if (const auto got = link_.read(prefix.data(), prefix.size()); got < prefix.size()) {
+        if (got > 0) // none: the peer left between frames
+          ended_inside("its 6-byte prefix after " + std::to_string(got) + " bytes");
+        return;
+      }
       std::uint32_t header_len;
       std::uint16_t name_len;
       std::memcpy(&header_len, prefix.data(), 4);
       std::memcpy(&name_len, prefix.data() + 4, 2);
-      if (header_len == 0 || header_len > max_header) {
-        on_error_("a frame header of " + std::to_string(header_len) + " bytes (allowed: 1 to "
-                  + std::to_string(max_header) + "); connection closed");
-        return;
-      }
+      if (header_len == 0 || header_len > max_header)
+        throw std::invalid_argument("a frame header of " + std::to_string(header_len)
+                                    + " bytes (bytes 0-3 of the frame; allowed: 1 to "
+                                    + std::to_string(max_header) + ")");
       head.resize(name_len + std::size_t{header_len});
-      if (!link_.read(head.data(), head.size()))
-        return;
-      actors::contribution c;
-      try {
-        c = actors::decode_header(std::string_view{head}.substr(name_len));
-      } catch (const std::exception& e) {
-        on_error_(std::string(e.what()) + "; connection closed");
-        return;
-      }
-      for (auto* p : actors::payloads(c))
-        if (!link_.read(p->data(), p->size()))
-          return;
+      if (const auto got = link_.read(head.data(), head.size()); got < head.size())
+        return ended_inside("its node name and header after " + std::to_string(got) + " of "
+                            + std::to_string(head.size()) + " bytes");
+      auto c = actors::decode_header(std::string_view{head}.substr(name_len), lengths);
+      const auto ps = actors::payloads(c);
+      for (size_t i = 0; i < ps.size(); ++i)
+        if (const auto got = read_payload(*ps[i], lengths[i]); got < lengths[i])
+          return ended_inside("payload " + std::string{actors::payload_name(i)} + " after "
+                              + std::to_string(got) + " of " + std::to_string(lengths[i])
+                              + " bytes");
       on_frame_(head.substr(0, name_len), std::move(c));
     }
   }
 
+  void ended_inside(const std::string& what) {
+    on_error_("from " + peer_ + ": the connection ended inside a frame, in " + what
+              + "; frame dropped");
+  }
+
+  /// Reads n bytes into s; how many came (n unless the stream ended). Past eager_payload the
+  /// string grows with what arrives: resize_and_overwrite keeps what was read and writes
+  /// nothing new (the size comes from the capture: libstdc++ 12 passes the capacity).
+  std::uint64_t read_payload(std::string& s, std::uint64_t n) {
+    std::uint64_t have = 0;
+    while (have < n) {
+      const auto size = static_cast<size_t>(std::min(n, std::max(eager_payload, 2 * have)));
+      s.resize_and_overwrite(size, [size](char*, size_t) { return size; });
+      const auto want = size - static_cast<size_t>(have);
+      const auto got = link_.read(s.data() + have, want);
+      have += got;
+      if (got < want) {
+        s.resize(static_cast<size_t>(have));
+        return have;
+      }
+    }
+    return have;
+  }
+
   link link_;
+  const std::string peer_; ///< "host:port", for the log
   std::function<void(std::string, actors::contribution&&)> on_frame_;
   std::function<void(const std::string&)> on_error_;
+  std::atomic<bool> done_{false};
   std::thread thread_;
 };
 
@@ -296,16 +389,19 @@ private:
     s.set_option(tcp::no_delay(true), ec);
     auto l = std::make_unique<link>(std::move(s), tls_);
     if (auto* t = l->tls()) {
-      set_timeouts(l->socket(), handshake_seconds);
+      const auto silent = "no answer within " + std::to_string(handshake_seconds) + " s";
+      stall_guard guard{l->socket(), handshake_seconds};
       t->handshake(ssl::stream_base::client, ec);
       if (ec)
-        return {nullptr, "the TLS handshake failed: " + handshake_failure(*t, ec)};
+        return {nullptr, "the TLS handshake failed: "
+                           + (guard.stop() ? silent : handshake_failure(*t, ec))};
       char first = 0;
       asio::read(*t, asio::buffer(&first, 1), ec);
+      if (guard.stop())
+        return {nullptr, "the peer refused the TLS link: " + silent};
       if (ec || first != accepted)
         return {nullptr, "the peer refused the TLS link: "
                            + (ec ? ec.message() : std::string{"a wrong first byte"})};
-      set_timeouts(l->socket(), 0);
     }
     return {std::move(l), ""};
   }
@@ -336,6 +432,7 @@ private:
 struct tcp_data_plane::impl {
   asio::io_context io; ///< runs the acceptor
   tcp::acceptor acceptor{io};
+  asio::steady_timer retry{io}; ///< the next accept after a failed one
   std::shared_ptr<ssl::context> tls; ///< null: plaintext
   std::string address;
   std::ostream& log;
@@ -355,21 +452,48 @@ struct tcp_data_plane::impl {
 
   void accept() {
     acceptor.async_accept([this](boost::system::error_code ec, tcp::socket s) {
-      if (ec)
+      if (!acceptor.is_open())
+        return; // closed: the data plane is going
+      if (ec) {
+        // Out of file descriptors, say: the listener must outlive it, without spinning.
+        note("cannot accept a connection: " + ec.message() + "; trying again");
+        retry.expires_after(accept_retry);
+        retry.async_wait([this](boost::system::error_code) { accept(); });
         return;
+      }
+      take(std::move(s));
+      accept();
+    });
+  }
+
+  /// A new incoming connection, on a reader thread of its own (or closed, with a note).
+  void take(tcp::socket s) {
+    std::erase_if(inbound_, [](const auto& in) { return in->done(); }); // joins ended readers
+    boost::system::error_code ec;
+    const auto from = s.remote_endpoint(ec);
+    const auto peer = ec ? std::string{"an unknown peer"}
+                         : from.address().to_string() + ":" + std::to_string(from.port());
+    if (inbound_.size() >= max_inbound) {
+      note("from " + peer + ": " + std::to_string(max_inbound)
+           + " connections are open already; connection closed");
+      return;
+    }
+    try {
       inbound_.push_back(std::make_unique<inbound>(
-        std::move(s), tls.get(),
-        [this](std::string node, actors::contribution&& c) {
+        std::move(s), tls.get(), peer,
+        [this, peer](std::string node, actors::contribution&& c) {
           if (actors::data_planes::deliver(node, std::move(c))) {
             ++delivered;
           } else {
-            note("a frame for node '" + node + "', which does not live here, dropped");
+            note("from " + peer + ": a frame for node '" + loggable(node)
+                 + "', which does not live here, dropped");
             ++dropped; // after the note: who sees the count sees the note
           }
         },
         [this](const std::string& what) { note(what); }));
-      accept();
-    });
+    } catch (const std::exception& e) { // no thread to be had (or no memory): this one goes
+      note("from " + peer + ": cannot take the connection: " + e.what() + "; closed");
+    }
   }
 
   outbound& peer(const std::string& to) {
@@ -414,6 +538,7 @@ tcp_data_plane::~tcp_data_plane() {
   asio::post(impl_->io, [this] {
     boost::system::error_code ec;
     impl_->acceptor.close(ec);
+    impl_->retry.cancel();
     impl_->io.stop();
   });
   impl_->thread.join();

@@ -8,10 +8,14 @@
 // peers, and an event loop's readiness waits cost bulk tensors a third of their rate. On the wire: u32 header length, u16 node
 // name length, the name, the contribution's header (actors/contribution_codec), then its
 // payloads, which the receiver reads straight into the contribution's strings. A malformed
-// header closes that connection with a message naming what was wrong; nothing else is
-// affected. With TLS credentials, every connection is TLS (Boost.Asio ssl), both ends verify
-// each other's certificate against the CA, and a refused handshake is reported on the log;
-// without, the sockets carry the frames as they are.
+// frame (a header length past 1 MiB, a header actors/contribution_codec refuses, a
+// connection that ends inside a frame, anything a peer's bytes make throw) closes that
+// connection with a line on the log naming the peer and what was wrong; nothing else is
+// affected. A payload is sized as its bytes arrive past 16 MiB, so a declared length costs
+// memory only for what is sent; at most 1024 incoming connections are open at once. With
+// TLS credentials, every connection is TLS (Boost.Asio ssl), both ends verify each other's
+// certificate against the CA, and a refused handshake is reported on the log; without, the
+// sockets carry the frames as they are.
 
 #include "actors/data_plane.hpp"
 #include "net/tls_settings.hpp"

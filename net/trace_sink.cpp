@@ -16,9 +16,10 @@ namespace eoe::net {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-/// The live stream to a collector: a link used by the writer thread alone (blocking writes),
-/// reconnected at most once a second while the collector is away. Connecting and the TLS
-/// handshake get 2 seconds: a collector that does not answer must not stop the writer.
+/// The live stream to a collector: a link used by the writer thread alone, reconnected at
+/// most once a second while the collector is away. Connecting and the TLS handshake get 2
+/// seconds, a write 5: a collector that does not answer, or stops reading, must not stop the
+/// writer (and with it the files, and flush).
 struct file_trace_sink::stream {
   std::string host, port;
   asio::io_context io;
@@ -66,21 +67,27 @@ struct file_trace_sink::stream {
       io.run(); // the aborted operations end here, while `result` lives
       return false;
     }
-    link->with([&](auto& s) { asio::write(s, asio::buffer(std::string_view{"publish\n"}), ec); });
-    connected = !ec;
-    return connected;
+    connected = true;
+    return send("publish\n");
   }
 
-  /// Sends the text; false (and disconnected) when the collector went away.
-  bool send(const std::string& text) {
-    boost::system::error_code ec;
-    link->with([&](auto& s) { asio::write(s, asio::buffer(text), ec); });
-    if (ec) {
-      connected = false;
-      link->close();
-      return false;
-    }
-    return true;
+  /// Sends the text; false (and disconnected) when the collector went away or did not take
+  /// it within 5 seconds.
+  bool send(std::string_view text) {
+    boost::system::error_code result = asio::error::timed_out;
+    link->with([&](auto& s) {
+      asio::async_write(s, asio::buffer(text),
+                        [&](boost::system::error_code ec, std::size_t) { result = ec; });
+    });
+    io.restart();
+    io.run_for(std::chrono::seconds(5));
+    if (!result)
+      return true;
+    connected = false;
+    link->close();
+    io.restart();
+    io.run(); // the aborted write ends here, while `result` lives
+    return false;
   }
 };
 
@@ -148,9 +155,17 @@ void file_trace_sink::write_out(std::vector<std::pair<std::string, std::string>>
   }
   for (auto& [node, f] : files_)
     f.flush();
-  if (stream_ && !all.empty() && !(stream_->ensure() && stream_->send(all))) {
-    std::lock_guard lock{mu_};
-    dropped_ += batch.size();
+  if (stream_ && !all.empty()) {
+    bool sent = false;
+    try {
+      sent = stream_->ensure() && stream_->send(all);
+    } catch (const std::exception&) { // no TLS session to be had, say: lines of the stream
+      stream_->connected = false;     // lost, as with a collector away; the writer goes on
+    }
+    if (!sent) {
+      std::lock_guard lock{mu_};
+      dropped_ += batch.size();
+    }
   }
 }
 

@@ -114,4 +114,16 @@ std::string quote_input(std::string_view text, std::size_t max_bytes) {
          + " bytes)";
 }
 
+std::string loggable(std::string_view text, std::size_t max_bytes) {
+  std::string out;
+  for (char c : quote_input(text, max_bytes)) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b < 0x20 || b == 0x7F)
+      append_hex(out, b);
+    else
+      out += c;
+  }
+  return out;
+}
+
 } // namespace eoe::net

@@ -36,4 +36,9 @@ std::string escape_invalid_utf8(std::string_view text);
 /// length said ("abc... (1048576 bytes)"), so an error never echoes a huge input whole.
 std::string quote_input(std::string_view text, std::size_t max_bytes = 80);
 
+/// Outside text for a log line: quote_input's escapes and cut, and control characters (a
+/// newline, an escape sequence) as \xNN too, so that it cannot break the log's lines or write
+/// to a terminal.
+std::string loggable(std::string_view text, std::size_t max_bytes = 80);
+
 } // namespace eoe::net

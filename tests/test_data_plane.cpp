@@ -1,15 +1,26 @@
 // The data plane: contribution frames round-trip exactly; every truncation and corruption the
 // tests try gets an error naming the field and byte; two data planes in one process deliver
 // frames in order to the registered receiver, drop what no receiver takes, and drop (without
-// hanging) what goes to an address nobody listens at.
+// hanging) what goes to an address nobody listens at. Bytes from a peer that are not frames
+// (garbage, truncations, lying lengths, corrupt headers) close only that peer's connection,
+// with a log line naming the peer and the fault, while the listener and the other connections
+// go on; a malformed share or contribution that reaches an expert fails only its request.
 
 #include "actors/contribution_codec.hpp"
 #include "actors/expert_actor.hpp"
 #include "actors/data_plane.hpp"
 #include "actors/mesh_config.hpp"
 #include "actors/wire.hpp"
+#include "local_cluster_fixture.hpp"
+#include "mesh_model.hpp"
 #include "net/tcp_data_plane.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <caf/actor_ostream.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -18,6 +29,8 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -88,6 +101,106 @@ collector_actor::behavior_type collector(collector_actor::stateful_pointer<colle
     [=](contrib_atom, contribution& c) { self->state.got.push_back(std::move(c)); },
     [=](ok_atom) { return self->state.got; },
   };
+}
+
+/// A peer that writes what it likes to a data plane, over a plain blocking socket.
+class raw_peer {
+public:
+  /// Connects to "host:port".
+  explicit raw_peer(const std::string& address) {
+    const auto colon = address.rfind(':');
+    sockaddr_in at{};
+    at.sin_family = AF_INET;
+    at.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
+    REQUIRE(inet_pton(AF_INET, address.substr(0, colon).c_str(), &at.sin_addr) == 1);
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd_ >= 0);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&at), sizeof at) == 0);
+    const timeval tv{10, 0}; // wait_closed's bound: a test that fails must not hang
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~raw_peer() {
+    ::close(fd_);
+  }
+  raw_peer(const raw_peer&) = delete;
+  raw_peer& operator=(const raw_peer&) = delete;
+
+  /// "127.0.0.1:port" of this end, as the data plane's log names it.
+  std::string name() const {
+    sockaddr_in me{};
+    socklen_t len = sizeof me;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&me), &len);
+    return "127.0.0.1:" + std::to_string(ntohs(me.sin_port));
+  }
+
+  void send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      const auto n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      REQUIRE(n > 0);
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+
+  /// Says this end has nothing more to send (the data plane reads the end of the stream).
+  void finish() {
+    ::shutdown(fd_, SHUT_WR);
+  }
+
+  /// Whether the other end closed the connection within 10 s (it never sends anything).
+  bool wait_closed() {
+    char c;
+    const auto n = ::recv(fd_, &c, 1, 0);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+  }
+
+private:
+  int fd_ = -1;
+};
+
+/// What tcp_data_plane::send puts on the wire for a frame to `node`: u32 header length, u16
+/// name length, the name, the header, the payloads.
+std::string wire_frame(const std::string& node, const std::string& header,
+                       const std::string& payloads) {
+  std::string out(6, '\0');
+  const auto header_len = static_cast<std::uint32_t>(header.size());
+  const auto name_len = static_cast<std::uint16_t>(node.size());
+  std::memcpy(out.data(), &header_len, 4);
+  std::memcpy(out.data() + 4, &name_len, 2);
+  return out + node + header + payloads;
+}
+
+std::string wire_frame(const std::string& node, const contribution& c) {
+  const auto whole = encode_contribution(c);
+  const auto header = encode_header(c);
+  return wire_frame(node, header, whole.substr(header.size()));
+}
+
+/// Polls until pred holds or 20 s have passed; whether it holds.
+template <class Pred>
+bool eventually(Pred pred) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > until)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+/// The contributions the sink has collected.
+std::vector<contribution> collected_by(caf::actor_system& sys, const collector_actor& sink) {
+  std::vector<contribution> got;
+  caf::scoped_actor self{sys};
+  self->request(sink, std::chrono::seconds(5), ok_atom::value)
+    .receive([&](std::vector<contribution>& xs) { got = std::move(xs); },
+             [&](const caf::error& e) { FAIL(caf::to_string(e)); });
+  return got;
+}
+
+/// What a file holds ("" when it does not exist).
+std::string file_text(const std::filesystem::path& p) {
+  std::ifstream in{p};
+  return {std::istreambuf_iterator<char>{in}, {}};
 }
 
 } // namespace
@@ -235,4 +348,267 @@ TEST_CASE("two data planes deliver frames in order to the receiver of their node
     CHECK(c.dropped() == 1);
   }
   CHECK(log_c.str().find("cannot connect") != std::string::npos);
+}
+
+TEST_CASE("a tensor shape whose byte count passes 2^64 is refused, not taken for empty",
+          "[data_plane]") {
+  // (2^31, 2^31) float32 is 2^64 bytes: computed in 64 bits it wraps to 0.
+  auto c = sample(11, 0);
+  c.y.rows = c.y.cols = std::uint32_t{1} << 31;
+  CHECK(decode_error(encode_contribution(c))
+        == "contribution frame: y is (2147483648, 2147483648) float32 but carries 0 bytes");
+  wire_tensor t;
+  t.rows = t.cols = std::uint32_t{1} << 31;
+  CHECK_THROWS_WITH(from_wire(t, "contribution output"),
+                    "contribution output: a (2147483648, 2147483648) tensor needs "
+                    "4611686018427387904 floats (over 2^64 bytes), got 0");
+  t.rows = 3;
+  t.cols = 5;
+  t.bytes = std::string(59, '\0');
+  CHECK_THROWS_WITH(from_wire(t, "y"), "y: a (3, 5) tensor needs 60 bytes, got 59");
+}
+
+TEST_CASE("bytes from a peer that are not frames close only that peer's connection, named on "
+          "the log; the listener and the other connections go on",
+          "[data_plane]") {
+  mesh_config cfg;
+  cfg.add_message_type<std::vector<contribution>>("std::vector<contribution>");
+  caf::actor_system sys{cfg};
+  auto sink = sys.spawn(collector, 0);
+  data_planes::register_receiver("nb", caf::actor_cast<caf::actor>(sink));
+  std::ostringstream log; // read once the data plane is gone: its threads write it
+  std::vector<std::string> expected; // log lines, each whole
+  std::vector<contribution> got;
+  constexpr std::uint32_t big_rows = (1u << 21) + 12345;
+  std::uint64_t dropped = 0;
+  {
+    net::tcp_data_plane plane{"127.0.0.1", 0, log};
+    const auto prefix = "data plane " + plane.address() + ": from ";
+    // A peer that behaves, connected before the others and used after them.
+    raw_peer good{plane.address()};
+    good.send(wire_frame("nb", sample(1, 2)));
+    REQUIRE(eventually([&] { return plane.delivered() == 1; }));
+
+    // Each bad peer: its bytes, whether it then ends its side, and the log line it earns.
+    const auto frame = wire_frame("nb", sample(2, 2)); // 6 + 2 + 116 header + 120 payloads
+    REQUIRE(frame.size() == 6 + 2 + 116 + 120);
+    const auto with_header = [](contribution c, auto patch) {
+      auto header = encode_header(c);
+      patch(header);
+      return wire_frame("nb", header, "");
+    };
+    const auto at = [](std::string& h, size_t offset, std::uint64_t v) {
+      std::memcpy(h.data() + offset, &v, 8);
+    };
+    struct bad_peer {
+      std::string what, bytes;
+      bool ends;        // the peer ends its side (else the data plane closes on its own)
+      std::string line; // after "from <peer>: "
+    };
+    const std::vector<bad_peer> bad{
+      {"an HTTP request", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", false,
+       "a frame header of 542393671 bytes (bytes 0-3 of the frame; allowed: 1 to 1048576); "
+       "connection closed"},
+      {"a zero header length", std::string(6, '\0'), false,
+       "a frame header of 0 bytes (bytes 0-3 of the frame; allowed: 1 to 1048576); "
+       "connection closed"},
+      {"a prefix cut short", frame.substr(0, 3), true,
+       "the connection ended inside a frame, in its 6-byte prefix after 3 bytes; frame dropped"},
+      {"a header cut short", frame.substr(0, 6 + 50), true,
+       "the connection ended inside a frame, in its node name and header after 50 of 118 "
+       "bytes; frame dropped"},
+      {"a payload cut short", frame.substr(0, 6 + 118 + 8 + 8 + 10), true,
+       "the connection ended inside a frame, in payload y after 10 of 32 bytes; frame dropped"},
+      {"bad magic", wire_frame("nb", "XXXX" + std::string(112, '\0'), ""), false,
+       "contribution frame: bad magic at byte 0 (expected \"EOEC\"); connection closed"},
+      {"a payload length past the limit",
+       with_header(sample(3, 2), [&](std::string& h) { at(h, 76, std::uint64_t{1} << 31); }),
+       false,
+       "contribution frame: length of rows at byte 76 (2147483648) takes the payloads past "
+       "1073741824 bytes; connection closed"},
+      {"a shape its bytes do not fill", with_header(sample(4, 2), [](std::string& h) {
+         const std::uint32_t rows = 3;
+         std::memcpy(h.data() + 4 + 1 + 8 + 8 + 4 + 4 + 8 + 2 + 4, &rows, 4);
+       }),
+       false, "contribution frame: y is (3, 4) float32 but carries 32 bytes; connection closed"},
+    };
+    for (const auto& b : bad) {
+      INFO(b.what);
+      raw_peer p{plane.address()};
+      p.send(b.bytes);
+      if (b.ends)
+        p.finish();
+      CHECK(p.wait_closed());
+      expected.push_back(prefix + p.name() + ": " + b.line);
+    }
+    {
+      // The header of an empty contribution with rows 2^30 bytes long (the whole limit, so
+      // allowed) and 1000 of them sent: read as they come, never allocated up front.
+      contribution c;
+      c.sender_node = "n2";
+      auto header = encode_header(c);
+      const std::uint64_t gib = std::uint64_t{1} << 30;
+      std::memcpy(header.data() + header.size() - 5 * 8, &gib, 8);
+      raw_peer p{plane.address()};
+      p.send(wire_frame("nb", header, std::string(1000, 'r')));
+      p.finish();
+      CHECK(p.wait_closed());
+      expected.push_back(prefix + p.name()
+                         + ": the connection ended inside a frame, in payload rows after 1000 "
+                           "of 1073741824 bytes; frame dropped");
+    }
+    {
+      // A node name that is not text: named escaped, the frame dropped, the connection kept.
+      raw_peer p{plane.address()};
+      const std::string name{"n\xFF\n\x01", 4};
+      p.send(wire_frame(name, sample(5, 1)));
+      REQUIRE(eventually([&] { return plane.dropped() == 1; }));
+      p.send(wire_frame("nb", sample(6, 1)));
+      REQUIRE(eventually([&] { return plane.delivered() == 2; }));
+      expected.push_back(prefix + p.name()
+                         + ": a frame for node 'n\\xFF\\x0A\\x01', which does not live here, "
+                           "dropped");
+    }
+    // The first peer's connection was not touched; a new one is served as well.
+    good.send(wire_frame("nb", sample(7, 3)));
+    REQUIRE(eventually([&] { return plane.delivered() == 3; }));
+    raw_peer late{plane.address()};
+    late.send(wire_frame("nb", sample(8, 0)));
+    REQUIRE(eventually([&] { return plane.delivered() == 4; }));
+    // A payload past the 16 MiB read at once (y: 32 MiB and more) grows as it comes, whole.
+    late.send(wire_frame("nb", sample(9, big_rows)));
+    REQUIRE(eventually([&] { return plane.delivered() == 5; }));
+    got = collected_by(sys, sink);
+    dropped = plane.dropped();
+  }
+  data_planes::register_receiver("nb", caf::actor{});
+  anon_send_exit(sink, caf::exit_reason::user_shutdown);
+  CHECK(dropped == 1);
+  REQUIRE(got.size() == 5);
+  CHECK(same(got[0], sample(1, 2)));
+  CHECK(same(got[1], sample(6, 1)));
+  CHECK(same(got[2], sample(7, 3)));
+  CHECK(same(got[3], sample(8, 0)));
+  CHECK(got[4].y.bytes.size() == std::size_t{big_rows} * 16);
+  CHECK(same(got[4], sample(9, big_rows)));
+  const auto text = log.str();
+  INFO("data plane log:\n" << text);
+  std::istringstream lines{text};
+  std::vector<std::string> seen;
+  for (std::string l; std::getline(lines, l);)
+    seen.push_back(l);
+  for (const auto& e : expected)
+    CHECK(std::count(seen.begin(), seen.end(), e) == 1);
+  CHECK(seen.size() == expected.size());
+}
+
+TEST_CASE("a malformed share or contribution that reaches an expert over the data plane fails "
+          "only its request, named; the expert answers the next request exactly",
+          "[data_plane]") {
+  auto m = experts::load_checkpoint(test::checkpoint());
+  REQUIRE(m.has_value());
+  std::ostringstream log;
+  auto plane = std::make_shared<net::tcp_data_plane>("127.0.0.1", 0, log);
+  data_planes::install(plane); // before the cluster: its relay takes frames for "n1"
+  const auto printed_to = std::filesystem::temp_directory_path()
+                          / ("eoe_test_data_plane_" + std::to_string(::getpid()) + ".out");
+  std::vector<std::string> failures;
+  std::vector<double> diffs;
+  std::uint64_t first = 0;
+  {
+    test::local_cluster cl{test::checkpoint(), 1};
+    caf::actor_ostream::redirect_all(cl.sys, printed_to.string()); // the experts' notes
+    caf::scoped_actor self{cl.sys};
+    const auto run = [&](std::uint64_t seed, std::uint32_t deadline_ms) {
+      const auto x = test::random_input(6, 12, seed);
+      infer_result result;
+      self->request(cl.coordinator, std::chrono::seconds(30), infer_atom::value,
+                    test::request_of(x, deadline_ms))
+        .receive(
+          [&](infer_result& r) {
+            result = std::move(r);
+            diffs.push_back(test::compare(*m, x, result));
+          },
+          [&](const caf::error& err) { failures.push_back(describe(err)); });
+      return result;
+    };
+    const auto r = run(21, 10000);
+    first = r.request;
+    // Each forged frame is in the relay's mailbox before its request is admitted, so the
+    // experts see it before the real one from the same sender (which they then ignore).
+    raw_peer peer{plane->address()};
+    std::uint64_t frames = 0;
+    const auto forge = [&](const contribution& c) {
+      peer.send(wire_frame("n1", c));
+      const auto want = ++frames;
+      REQUIRE(eventually([&] { return plane->delivered() == want; }));
+    };
+    // Request first + 1: expert 0.0's share of layer 0 has 2 scores for 6 tokens.
+    score_share share;
+    share.request = first + 1;
+    share.epoch = r.epoch;
+    share.layer = 0;
+    share.expert = 0;
+    share.sender_node = "n1";
+    share.deadline_ms = 10000;
+    share.scores = pack(std::vector<float>{1.0f, 2.0f});
+    forge(contribution_of(share));
+    run(22, 500);
+    // Request first + 2: sender 1's contribution to layer 1 has 2 rows and 1 score.
+    auto c = sample(first + 2, 2);
+    c.epoch = r.epoch;
+    c.to_layer = 1;
+    c.sender = 1;
+    c.sender_node = "n1";
+    c.scores = pack(std::vector<float>{0.5f});
+    c.y = to_wire(matrix::Constant(2, 16, 0.25f));
+    c.stream = {};
+    c.ids.clear();
+    forge(c);
+    run(23, 500);
+    // Request first + 3: a share of 7 bytes cannot be read; it is dropped and the real one,
+    // which comes next, is taken: the request completes.
+    share.request = first + 3;
+    share.scores = std::string(7, '\x01');
+    forge(contribution_of(share));
+    run(24, 10000);
+    run(25, 10000); // and the next one, untouched
+  }
+  // Read once the actor system is gone: its printer writes the file, and flushes at the end.
+  const auto printed = file_text(printed_to);
+  std::filesystem::remove(printed_to);
+  std::filesystem::remove(test::checkpoint()); // only this test of the file reads it
+  data_planes::install(nullptr);
+  data_planes::register_receiver("n1", caf::actor{});
+  plane.reset();
+  INFO("experts' output:\n" << printed << "data plane log:\n" << log.str());
+  REQUIRE(failures.size() == 2);
+  const auto id = [&](std::uint64_t k) { return std::to_string(first + k); };
+  CHECK(failures[0] == "deadline_exceeded: request " + id(1)
+                         + ": layer 0: no decision from experts 0.1, 0.2, 0.3, 0.4 within 500 ms");
+  CHECK(failures[1] == "deadline_exceeded: request " + id(2)
+                         + ": layer 1: no answer from experts 1.0, 1.1, 1.2, 1.3 within 500 ms");
+  REQUIRE(diffs.size() == 3); // requests first, first + 3 and first + 4
+  for (auto d : diffs)
+    CHECK(d <= 1e-6);
+  // Each expert that got a malformed input names it, its request and itself, once.
+  std::vector<std::string> want;
+  for (int e = 1; e <= 4; ++e)
+    want.push_back("0." + std::to_string(e) + ": request " + id(1)
+                   + ": the ranking scores of expert 0.0 are 2 values, the request has 6 tokens");
+  for (int e = 0; e <= 3; ++e)
+    want.push_back("1." + std::to_string(e) + ": request " + id(2)
+                   + ": the contribution of sender 1: 2 rows but 1 scores");
+  for (int e = 1; e <= 4; ++e)
+    want.push_back("0." + std::to_string(e) + ": request " + id(3)
+                   + ": the ranking scores of expert 0.0: 7 bytes is not a whole number of "
+                     "4-byte values");
+  std::vector<std::string> lines;
+  std::istringstream in{printed};
+  for (std::string l; std::getline(in, l);)
+    lines.push_back(l);
+  for (const auto& w : want)
+    CHECK(std::count(lines.begin(), lines.end(), w) == 1);
+  CHECK(lines.size() == want.size());
+  CHECK(log.str().empty()); // the data plane took every frame
 }

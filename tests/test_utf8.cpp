@@ -116,3 +116,9 @@ TEST_CASE("any bytes, escaped, go into JSON without an exception", "[utf8]") {
     REQUIRE(threw == find_invalid_utf8(s).has_value());
   }
 }
+
+TEST_CASE("loggable escapes control characters too, so a name cannot break a log line", "[utf8]") {
+  CHECK(loggable("n2") == "n2");
+  CHECK(loggable(bytes({'n', 0xFF, '\n', 0x01, 0x7F})) == "n\\xFF\\x0A\\x01\\x7F");
+  CHECK(loggable(std::string(100, 'a'), 4) == "aaaa... (100 bytes)");
+}
