@@ -34,6 +34,14 @@ namespace {
 
 /// JSON text of a string, quoted: what must be escaped is, UTF-8 passes through.
 void append_string(std::string& out, std::string_view s) {
+  // A byte past ASCII may begin a sequence that is not UTF-8 (a node name is any string): the
+  // line must still be JSON that eoe-trace reads, so nlohmann checks it and writes U+FFFD for
+  // such bytes. Names are ASCII in practice, so the hand-written path below stays the common one.
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      out += nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      return;
+    }
   out += '"';
   for (char c : s) {
     switch (c) {
@@ -92,10 +100,10 @@ std::string to_json_line(const trace_event& e) {
     out += ",\"peer\":";
     append_string(out, e.peer);
   }
-  if (e.msg != 0) {
+  if (e.msg != 0)
     append_field(out, "msg", e.msg);
+  if (e.msg != 0 || e.hop != 0) // (a line may give a hop and no msg: it reads back the same)
     append_field(out, "hop", static_cast<unsigned>(e.hop));
-  }
   if (e.bytes != 0)
     append_field(out, "bytes", e.bytes);
   if (e.layer >= 0)
@@ -115,6 +123,22 @@ std::string to_json_line(const trace_event& e) {
 
 namespace {
 
+/// Timestamps and durations a line may hold, in ns: within 126 years of 1970 either way, so
+/// that the difference of any two (a latency, a span of the trace) fits an int64.
+constexpr std::int64_t max_abs_ns = 4'000'000'000'000'000'000;
+
+/// A value of the line for an error message: ASCII only (nlohmann escapes every other
+/// character), and cut past 80 characters with the length said; an array or an object is
+/// named, not written out (it may be as long as the line).
+std::string value_text(const nlohmann::json& v) {
+  if (v.is_array() || v.is_object())
+    return v.is_array() ? "an array" : "an object";
+  auto text = v.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
+  if (text.size() > 80)
+    text = text.substr(0, 80) + "... (" + std::to_string(text.size()) + " characters)";
+  return text;
+}
+
 const nlohmann::json* field(const nlohmann::json& j, const char* key, bool required) {
   auto it = j.find(key);
   if (it == j.end()) {
@@ -132,20 +156,37 @@ T integer(const nlohmann::json& j, const char* key, bool required, T fallback = 
     return fallback;
   if (!v->is_number_integer())
     throw std::invalid_argument(std::string("field \"") + key + "\" must be an integer, not "
-                                + v->dump());
+                                + value_text(*v));
   if (v->is_number_unsigned()) {
     const auto u = v->get<std::uint64_t>();
     if (u > static_cast<std::uint64_t>(std::numeric_limits<T>::max()))
       throw std::invalid_argument(std::string("field \"") + key + "\" is out of range: "
-                                  + v->dump());
+                                  + value_text(*v));
     return static_cast<T>(u);
   }
   const auto s = v->get<std::int64_t>();
   if (s < static_cast<std::int64_t>(std::numeric_limits<T>::min())
       || (s > 0 && static_cast<std::uint64_t>(s) > static_cast<std::uint64_t>(std::numeric_limits<T>::max())))
     throw std::invalid_argument(std::string("field \"") + key + "\" is out of range: "
-                                + v->dump());
+                                + value_text(*v));
   return static_cast<T>(s);
+}
+
+/// A time or a duration (ns): an integer within max_abs_ns of 0.
+std::int64_t nanoseconds(const nlohmann::json& j, const char* key, bool required) {
+  const auto t = integer<std::int64_t>(j, key, required);
+  if (t < -max_abs_ns || t > max_abs_ns)
+    throw std::invalid_argument(std::string("field \"") + key + "\" is out of range: "
+                                + std::to_string(t) + " (at most 4e18 ns from 1970)");
+  return t;
+}
+
+/// A layer or an expert: absent (-1) or an index.
+std::int32_t index(const nlohmann::json& j, const char* key) {
+  const auto i = integer<std::int32_t>(j, key, false, -1);
+  if (i < 0 && j.contains(key))
+    throw std::invalid_argument(std::string("field \"") + key + "\" is negative");
+  return i;
 }
 
 std::string text(const nlohmann::json& j, const char* key, bool required) {
@@ -154,16 +195,37 @@ std::string text(const nlohmann::json& j, const char* key, bool required) {
     return {};
   if (!v->is_string())
     throw std::invalid_argument(std::string("field \"") + key + "\" must be a string, not "
-                                + v->dump());
+                                + value_text(*v));
   return v->get<std::string>();
+}
+
+/// The parser's reason without the text it quotes: nlohmann's message ends in "; last read:
+/// '...'", the raw input (any bytes, any length), which an error must not echo.
+std::string reason(const nlohmann::json::exception& e) {
+  std::string what = e.what();
+  if (const auto at = what.find("; last read: "); at != std::string::npos)
+    what.resize(at);
+  // "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error ..."
+  if (const auto at = what.find(": syntax error"); at != std::string::npos)
+    return what.substr(at + 2);
+  return what.substr(what.find(']') + 2);
 }
 
 } // namespace
 
 trace_event parse_trace_line(std::string_view line) {
-  const auto j = nlohmann::json::parse(line, nullptr, false);
-  if (j.is_discarded())
-    throw std::invalid_argument("not a JSON object");
+  // nlohmann reads a NUL byte as the end of the text: what follows one would be dropped unread.
+  if (const auto nul = line.find('\0'); nul != std::string_view::npos)
+    throw std::invalid_argument("not JSON: byte " + std::to_string(nul + 1) + ": a NUL byte");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw std::invalid_argument("not JSON: byte " + std::to_string(e.byte) + ": " + reason(e));
+  } catch (const nlohmann::json::exception&) {
+    // out_of_range 406, the only other one parse() throws
+    throw std::invalid_argument("not JSON: a number too large for a double");
+  }
   if (!j.is_object())
     throw std::invalid_argument("not a JSON object but " + std::string(j.type_name()));
   trace_event e;
@@ -172,7 +234,7 @@ trace_event parse_trace_line(std::string_view line) {
   const auto kind = text(j, "kind", true);
   const auto k = trace_kind_from(kind);
   if (!k)
-    throw std::invalid_argument("field \"kind\": unknown kind \"" + kind + "\"");
+    throw std::invalid_argument("field \"kind\": unknown kind " + value_text(nlohmann::json(kind)));
   e.kind = *k;
   e.name = text(j, "name", true);
   e.node = text(j, "node", true);
@@ -181,16 +243,20 @@ trace_event parse_trace_line(std::string_view line) {
   e.msg = integer<std::uint64_t>(j, "msg", false);
   e.hop = integer<std::uint8_t>(j, "hop", false);
   e.bytes = integer<std::uint64_t>(j, "bytes", false);
-  e.layer = integer<std::int32_t>(j, "layer", false, -1);
-  e.expert = integer<std::int32_t>(j, "expert", false, -1);
+  e.layer = index(j, "layer");
+  e.expert = index(j, "expert");
   if (const auto* s = field(j, "score", false)) {
     if (!s->is_number())
-      throw std::invalid_argument("field \"score\" must be a number, not " + s->dump());
-    e.score = s->get<float>();
+      throw std::invalid_argument("field \"score\" must be a number, not " + value_text(*s));
+    // A double past a float's range has no float value (the conversion is undefined).
+    const auto d = s->get<double>();
+    if (!(std::fabs(d) <= std::numeric_limits<float>::max()))
+      throw std::invalid_argument("field \"score\" is out of range of a float: " + value_text(*s));
+    e.score = static_cast<float>(d);
   }
   e.rows = integer<std::uint32_t>(j, "rows", false);
-  e.t_ns = integer<std::int64_t>(j, "t", true);
-  e.dur_ns = integer<std::int64_t>(j, "dur", false);
+  e.t_ns = nanoseconds(j, "t", true);
+  e.dur_ns = nanoseconds(j, "dur", false);
   if (e.dur_ns < 0)
     throw std::invalid_argument("field \"dur\" is negative");
   if ((e.kind == trace_kind::send || e.kind == trace_kind::receive) && e.msg == 0)

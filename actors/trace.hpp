@@ -48,10 +48,15 @@ struct trace_event {
   bool operator==(const trace_event&) const = default;
 };
 
-/// One JSON object on one line (no newline).
+/// One JSON object on one line (no newline), always valid UTF-8: a name's bytes that are not
+/// are written as U+FFFD.
 std::string to_json_line(const trace_event& e);
 
-/// Parses one line; throws std::invalid_argument naming the field at fault.
+/// Parses one line; throws std::invalid_argument naming the field at fault ("field \"hop\" is
+/// out of range: 300"), or the byte where the line is not JSON (a NUL byte among them: nlohmann
+/// would end the text there). Values are checked as they are stored: times and durations within
+/// 4e18 ns (so that differences fit an int64), layer and expert not negative, a score within a
+/// float's range. What an error quotes of the line is ASCII and at most about 100 characters.
 trace_event parse_trace_line(std::string_view line);
 
 /// Where events go. Implementations are called from many actors' threads at once.

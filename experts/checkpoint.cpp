@@ -2,6 +2,7 @@
 
 #include "experts/crc32.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstdio>
 #include <cstring>
@@ -218,6 +219,18 @@ expected<model> parse_checkpoint(const std::vector<char>& bytes, const std::stri
                   + config_difference(*config, *expected_config));
 
   EOE_TRY(count, in.get<std::uint32_t>("the tensor count"));
+  // Every expert has a tensor of its own at least: a config of more experts than the file has
+  // tensors cannot match, and its list of shapes (below) could take gigabytes for a few
+  // kilobytes of TOML (1024 layers of 4096 experts).
+  std::uint64_t experts = 0;
+  for (const auto& l : config->layers)
+    experts += static_cast<std::uint64_t>(std::max(l.experts, 0));
+  if (experts > count)
+    return fail(errc::checkpoint_mismatch,
+                source + ": bytes [" + std::to_string(in.offset() - 4) + ", "
+                  + std::to_string(in.offset()) + "): " + std::to_string(count)
+                  + " tensors, but its config has " + std::to_string(experts)
+                  + " experts, each with tensors of its own");
   std::map<std::string, raw_tensor> tensors;
   for (std::uint32_t i = 0; i < count; ++i) {
     raw_tensor t;
@@ -226,6 +239,20 @@ expected<model> parse_checkpoint(const std::vector<char>& bytes, const std::stri
     EOE_TRY(name_len, in.get<std::uint16_t>(which + " name length"));
     EOE_TRY(name_p, in.take(name_len, which + " name"));
     std::string name{name_p, name_len};
+    // Every name a model has is printable ASCII; any other byte is damage, and the name is
+    // quoted in every error below.
+    for (size_t k = 0; k < name.size(); ++k) {
+      const auto c = static_cast<unsigned char>(name[k]);
+      if (c < 0x21 || c > 0x7e) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "0x%02X", c);
+        const auto at = in.offset() - name.size();
+        return fail(errc::checkpoint_format,
+                    source + ": " + which + " name (" + range(at, in.offset()) + "): byte "
+                      + std::to_string(at + k) + " is " + hex
+                      + "; a tensor name is printable ASCII");
+      }
+    }
     const auto label = which + " '" + name + "'";
     EOE_TRY(dtype, in.get<std::uint8_t>(label + " dtype"));
     EOE_TRY(rank, in.get<std::uint8_t>(label + " rank"));

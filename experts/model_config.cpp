@@ -39,6 +39,7 @@ constexpr std::int64_t max_experts = 4096;
 constexpr std::int64_t max_layers = 1024;
 constexpr std::int64_t max_vocab = 256;      // byte-level: a token is one byte
 constexpr std::int64_t max_context = 1 << 16;
+constexpr size_t max_name_bytes = 256;
 
 /// tau: one non-negative number for every expert, or an array of `experts` of them.
 std::vector<float> read_tau(table_reader& r, int experts) {
@@ -198,8 +199,19 @@ expected<config_file> parse_config_file(std::string_view text, std::string_view 
     top.missing("model", "a [model] table with dim");
   } else if (auto mt = model_node->as_table()) {
     table_reader r{*mt, "model", out};
-    if (auto v = r.string("name", std::string{"model"}))
-      m.name = *v;
+    if (auto v = r.string("name", std::string{"model"})) {
+      // The name is printed (eoe inspect, forward, train) and embedded in every checkpoint: no
+      // control characters (a terminal's escape sequences), no megabytes.
+      const bool control = std::any_of(v->begin(), v->end(), [](char c) {
+        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+      });
+      if (control || v->empty() || v->size() > max_name_bytes)
+        r.bad(*mt->get("name"), "name",
+              "a string of 1.." + std::to_string(max_name_bytes)
+                + " bytes without control characters");
+      else
+        m.name = *v;
+    }
     if (r.choice("kind", {"classifier", "lm"}, std::string{"classifier"}) == "lm")
       m.kind = model_kind::lm;
     if (m.is_lm()) {
@@ -285,8 +297,12 @@ std::string to_toml(const model_config& c) {
   auto quoted = [](const std::string& s) {
     toml::table t{{"s", s}};
     std::ostringstream q;
-    q << t;
-    auto text = q.str();              // s = "..."
+    // Every character past ASCII as an escape: the text must read back, and parse_toml refuses
+    // some characters written raw (U+00E9 in a name made a checkpoint that did not load). An
+    // ASCII name is written as it always was.
+    q << toml::toml_formatter{t, toml::toml_formatter::default_flags
+                                   & ~toml::format_flags::allow_unicode_strings};
+    auto text = q.str(); // s = "..."
     return text.substr(text.find('=') + 2);
   };
   os << "[model]\n"

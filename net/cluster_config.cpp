@@ -3,6 +3,7 @@
 #include "experts/toml_reader.hpp"
 #include "net/tls_context.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -51,6 +52,21 @@ port = 4403
 )";
 }
 
+namespace {
+
+/// A node's name becomes <dir>/<name>.trace.jsonl and travels in every message and trace
+/// line: no path separators, no ".." , no control characters or spaces.
+bool node_name_ok(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name.front() == '.')
+    return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.'
+           || c == '_' || c == '-';
+  });
+}
+
+} // namespace
+
 experts::expected<cluster_config> parse_cluster_config(std::string_view text,
                                                        std::string_view source) {
   auto parsed = experts::parse_toml(text, source);
@@ -77,12 +93,17 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
         r.integer("kv_block_size", 1, 65536, 64).value_or(64));
       c.session_idle_s = static_cast<std::uint32_t>(
         r.integer("session_idle_s", 0, 30 * 86400, 600, " (0: never)").value_or(600));
+      c.max_batch_rows = static_cast<std::uint32_t>(
+        r.integer("max_batch_rows", 0, 1 << 20, 4096, " (0: no batching)").value_or(4096));
+      c.batches_in_flight = static_cast<std::uint32_t>(
+        r.integer("batches_in_flight", 1, 64, 2).value_or(2));
       if (auto policy = r.string("scheduler", std::string{"sharing"})) {
         if (*policy == "stealing")
           c.scheduler = actors::scheduler_policy::stealing;
         else if (*policy != "sharing")
           out.add(t->get("scheduler")->source(), "cluster.scheduler",
-                  "expected \"sharing\" or \"stealing\", got \"" + *policy + "\"");
+                  "expected \"sharing\" or \"stealing\", got \"" + experts::printable(*policy)
+                    + "\"");
       }
       r.reject_unknown(" in [cluster]");
     } else {
@@ -99,10 +120,15 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
         const auto& t = *(*arr)[i].as_table();
         table_reader r{t, "node[" + std::to_string(i) + "]", out};
         node_entry e;
-        e.name = r.string("name", std::nullopt).value_or("");
+        const auto name = r.string("name", std::nullopt);
+        e.name = name.value_or("");
         e.host = r.string("host", e.host).value_or(e.host);
         e.port = static_cast<std::uint16_t>(r.integer("port", 1, 65535, std::nullopt).value_or(0));
-        if (!e.name.empty() && !names.insert(e.name).second)
+        if (name && !node_name_ok(*name))
+          out.add(t.get("name")->source(), r.key_path("name"),
+                  "expected 1..64 letters, digits, '.', '_' or '-', not starting with '.' (it "
+                  "names the node's trace file), got \"" + experts::printable(e.name) + "\"");
+        else if (!e.name.empty() && !names.insert(e.name).second)
           out.add(t.get("name")->source(), r.key_path("name"),
                   "\"" + e.name + "\" names an earlier node too");
         if (e.port != 0 && !addresses.insert(e.address()).second)
@@ -158,7 +184,8 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
                           && port.find_first_not_of("0123456789") == std::string::npos;
       if (colon == 0 || colon == std::string::npos || !digits || std::stoi(port) > 65535)
         out.add(t->get("listen") ? t->get("listen")->source() : t->source(), "gateway.listen",
-                "expected host:port with a port in [0, 65535], got \"" + listen + "\"");
+                "expected host:port with a port in [0, 65535], got \""
+                  + experts::printable(listen) + "\"");
       else {
         c.gateway.host = listen.substr(0, colon);
         c.gateway.port = static_cast<std::uint16_t>(std::stoi(port));
@@ -188,8 +215,8 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
                             && port.find_first_not_of("0123456789") == std::string::npos;
         if (colon == 0 || !digits || std::stoi(port) < 1 || std::stoi(port) > 65535)
           out.add(t->get("collector")->source(), "trace.collector",
-                  "expected host:port with a port in [1, 65535], got \"" + c.trace.collector
-                    + "\"");
+                  "expected host:port with a port in [1, 65535], got \""
+                    + experts::printable(c.trace.collector) + "\"");
       }
       r.reject_unknown(" in [trace]");
     } else {
@@ -214,8 +241,9 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
           return {};
         }
         std::filesystem::path p{*v};
+        std::error_code ec; // (absolute() throws only when the working folder is gone)
         if (p.is_relative())
-          p = std::filesystem::absolute(folder / p);
+          p = std::filesystem::absolute(folder / p, ec);
         return p.lexically_normal().string();
       };
       c.tls.certificate = file("certificate", "this node's PEM certificate");
@@ -230,7 +258,9 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
         for (auto& p : check_tls(c.tls)) {
           const auto key = to_string(p.field);
           const auto* at = t->get(key);
-          out.add(at ? at->source() : t->source(), r.key_path(key), p.message);
+          // (The message quotes the path as the file gives it: any characters.)
+          out.add(at ? at->source() : t->source(), r.key_path(key),
+                  experts::printable(p.message, 600));
         }
     } else {
       top.bad(*n, "tls", "a table");
@@ -241,7 +271,7 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
     c.head = c.nodes.front().name;
   else if (!c.head.empty() && !names.contains(c.head))
     out.add(doc.get_as<toml::table>("cluster")->get("head")->source(), "cluster.head",
-            "\"" + c.head + "\" is not the name of a [[node]]");
+            "\"" + experts::printable(c.head) + "\" is not the name of a [[node]]");
   if (!out.lines.empty())
     return fail(errc::config_invalid, out.joined());
   c.gateway.deadline_ms = c.deadline_ms;

@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -171,6 +172,73 @@ TEST_CASE("header damage is named by its byte range", "[checkpoint]") {
   bad = bytes;
   bad[bytes.size() - 3] = 'x';
   CHECK_THAT(error_of(bad, errc::checkpoint_format), Catch::Contains("bad end mark"));
+}
+
+namespace {
+
+/// A checkpoint of this config text (its checksum right) and these tensor records.
+std::vector<char> file_of(const std::string& config, std::uint32_t count,
+                          const std::vector<char>& records = {}) {
+  std::vector<char> out{'E', 'O', 'E', 'C', 'K', 'P', 'T', '\0'};
+  const auto put32 = [&](std::uint32_t v) {
+    const auto* p = reinterpret_cast<const char*>(&v);
+    out.insert(out.end(), p, p + 4);
+  };
+  put32(checkpoint_version);
+  put32(static_cast<std::uint32_t>(config.size()));
+  put32(crc32(config.data(), config.size()));
+  out.insert(out.end(), config.begin(), config.end());
+  put32(count);
+  out.insert(out.end(), records.begin(), records.end());
+  for (char c : std::string("EOEEND\0\0", 8))
+    out.push_back(c);
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("bytes a checkpoint should not hold: the byte named, nothing quoted raw",
+          "[checkpoint]") {
+  // The embedded config is TOML: a byte that is not UTF-8 is named by line and column.
+  CHECK(error_of(file_of("[model]\nname = \"a\xff\"\ndim = 4\n", 0), errc::checkpoint_format)
+        == "m.ckpt (embedded config):2:10: byte 0xFF is not UTF-8 (a TOML file is UTF-8 text)");
+  CHECK(error_of(file_of("\"k\\u001b\" = 1\n[model]\ndim = 4\n", 0), errc::checkpoint_format)
+        == "m.ckpt (embedded config):1:1: layer: missing; expected at least one [[layer]] table\n"
+           "m.ckpt (embedded config):1:1: k\\x1B: unknown key at the top level (expected one of: "
+           "model, layer, train)");
+  // A tensor's name is printable ASCII: a byte that is not (here 0xFF, then NUL) is named by
+  // its offset in the file, before the name is quoted anywhere.
+  const auto bytes = checkpoint_bytes(init_model(small_config()));
+  const auto at = record_of(bytes, "embed.w") + 2; // the name's first byte
+  for (char c : {'\xff', '\0'}) {
+    auto bad = bytes;
+    bad[at + 3] = c;
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(c));
+    CHECK(error_of(bad, errc::checkpoint_format)
+          == "m.ckpt: tensor #0 name (bytes [" + std::to_string(at) + ", " + std::to_string(at + 7)
+               + ")): byte " + std::to_string(at + 3) + " is " + hex
+               + "; a tensor name is printable ASCII");
+  }
+  // A config of more experts than the file has tensors is refused before its shapes are listed
+  // (1024 layers of 4096 experts: 4 million experts, gigabytes of names, from 50 KB of TOML).
+  std::string config = "[model]\ndim = 4\n";
+  for (int l = 0; l < 1024; ++l)
+    config += "[[layer]]\nkind = \"hash\"\nexperts = 4096\nhidden = 1\nk = 1\n";
+  const auto huge = file_of(config, 3);
+  CHECK(error_of(huge, errc::checkpoint_mismatch)
+        == "m.ckpt: bytes [" + std::to_string(20 + config.size()) + ", "
+             + std::to_string(24 + config.size())
+             + "): 3 tensors, but its config has 4194304 experts, each with tensors of its own");
+}
+
+TEST_CASE("a model named with a character past U+00A0 saves a checkpoint that loads", "[checkpoint]") {
+  auto c = small_config();
+  c.name = "caf\xc3\xa9";
+  const auto m = init_model(c);
+  auto back = parse_checkpoint(checkpoint_bytes(m), "m.ckpt");
+  REQUIRE(back.has_value());
+  CHECK(back->config == c);
 }
 
 TEST_CASE("a checkpoint of another config, or with tensors missing, is a mismatch",

@@ -54,3 +54,38 @@ TEST_CASE("[cluster] session_idle_s: 600 by default, 0 for never, no negatives",
              Catch::Contains("c.toml:2:18: cluster.session_idle_s: expected an integer in "
                              "0..2592000 (0: never), got an integer (-5)"));
 }
+
+TEST_CASE("a node's name: letters, digits, '.', '_' and '-', for it names a file", "[cluster_config]") {
+  const std::string want = ": node[0].name: expected 1..64 letters, digits, '.', '_' or '-', not "
+                           "starting with '.' (it names the node's trace file), got ";
+  CHECK(error_of("[[node]]\nname = \"../n1\"\nport = 4401\n") == "c.toml:2:8" + want + "\"../n1\"");
+  CHECK(error_of("[[node]]\nname = \"n/1\"\nport = 4401\n") == "c.toml:2:8" + want + "\"n/1\"");
+  CHECK(error_of("[[node]]\nname = \"\"\nport = 4401\n") == "c.toml:2:8" + want + "\"\"");
+  CHECK(error_of("[[node]]\nname = \"n\\u0000\\u001b\"\nport = 4401\n")
+        == "c.toml:2:8" + want + "\"n\\x00\\x1B\"");
+  CHECK(error_of("[[node]]\nname = \"" + std::string(65, 'n') + "\"\nport = 4401\n")
+        == "c.toml:2:8" + want + "\"" + std::string(65, 'n') + "\"");
+  auto ok = net::parse_cluster_config("[[node]]\nname = \"gpu-box_2.n1\"\nport = 4401\n", "c.toml");
+  REQUIRE(ok);
+  CHECK(ok->nodes.at(0).name == "gpu-box_2.n1");
+}
+
+TEST_CASE("a cluster file's bytes and strings: the byte named, values quoted safely",
+          "[cluster_config]") {
+  CHECK(error_of("[cluster]\nname = \"c\xff\"\n" + one_node)
+        == "c.toml:2:10: byte 0xFF is not UTF-8 (a TOML file is UTF-8 text)");
+  CHECK(error_of("[cluster]\nscheduler = \"fi\\u001bfo\"\n" + one_node)
+        == "c.toml:2:13: cluster.scheduler: expected \"sharing\" or \"stealing\", got "
+           "\"fi\\x1Bfo\"");
+  const std::string huge(100000, '1');
+  CHECK(error_of("[gateway]\nlisten = \"h:" + huge + "\"\n" + one_node)
+        == "c.toml:2:10: gateway.listen: expected host:port with a port in [0, 65535], got \"h:"
+             + std::string(78, '1') + "... (100002 bytes)\"");
+  CHECK(error_of("[cluster]\nhead = \"n\\u001b\"\n" + one_node)
+        == "c.toml:2:8: cluster.head: \"n\\x1B\" is not the name of a [[node]]");
+  // check_tls quotes the paths it cannot read as the file gives them.
+  CHECK_THAT(error_of(one_node + "[tls]\ncertificate = \"/nonexistent/c\\u001b[2J.pem\"\n"
+                      "key = \"/nonexistent/k.pem\"\nca = \"/nonexistent/ca.pem\"\n"),
+             Catch::Contains("c.toml:5:15: tls.certificate: cannot read "
+                             "\"/nonexistent/c\\x1B[2J.pem\": No such file or directory"));
+}

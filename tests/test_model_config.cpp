@@ -107,6 +107,76 @@ TEST_CASE("syntax errors name the line", "[config]") {
         == "t.toml:1:1: layer: missing; expected at least one [[layer]] table");
 }
 
+TEST_CASE("bytes that are not UTF-8: the line, the column and the byte", "[config]") {
+  const std::string not_utf8 = " is not UTF-8 (a TOML file is UTF-8 text)";
+  CHECK(error_of("[model]\nname = \"a\xff" "b\"\n", errc::config_syntax)
+        == "t.toml:2:10: byte 0xFF" + not_utf8);
+  CHECK(error_of("# \xc0\xaf overlong '/'\n[model]\n", errc::config_syntax)
+        == "t.toml:1:3: byte 0xC0" + not_utf8);
+  CHECK(error_of("[model]\nname = \"\xed\xa0\x80\"\n", errc::config_syntax) // a surrogate, CESU-8
+        == "t.toml:2:9: byte 0xED" + not_utf8);
+  CHECK(error_of("[model]\nname = \"\xe2\x82\"\n", errc::config_syntax) // cut short
+        == "t.toml:2:9: byte 0xE2" + not_utf8);
+  CHECK(error_of("[model]\nname = \"\xf4\x90\x80\x80\"\n", errc::config_syntax) // past U+10FFFF
+        == "t.toml:2:9: byte 0xF4" + not_utf8);
+  // Escapes that name no character, and raw control characters: toml++'s own errors.
+  CHECK(error_of("[model]\nname = \"\\uD800\"\n", errc::config_syntax)
+        == "t.toml:2:15: TOML syntax: Error while parsing unicode scalar sequence: unicode "
+           "surrogates (U+D800 - U+DFFF) are explicitly prohibited");
+  CHECK(error_of(std::string("[model]\nname = \"a\0\"\n", 20), errc::config_syntax)
+        == "t.toml:2:10: TOML syntax: Error while parsing string: unescaped control characters "
+           "other than TAB (U+0009) are explicitly prohibited");
+  // A character of four bytes is UTF-8 too (it was refused as "U+00F0"), in a comment and in a
+  // string.
+  auto c = parse_model_config("# \xf0\x9f\x98\x80\n[model]\nname = \"\xf0\x9f\x98\x80\"\ndim = 4\n"
+                              "[[layer]]\nkind = \"dense\"\nhidden = 4\n",
+                              "t.toml");
+  REQUIRE(c.has_value());
+  CHECK(c->name == "\xf0\x9f\x98\x80");
+}
+
+TEST_CASE("strings and keys of the file are quoted safely: control characters escaped, huge ones "
+          "cut with the length said", "[config]") {
+  CHECK(error_of("[model]\ndim = \"\\u001b[2J\\u0000\"\n[[layer]]\nkind = \"dense\"\nhidden = 4\n")
+        == "t.toml:2:7: model.dim: expected an integer in 1..1048576, got a string "
+           "(\"\\x1B[2J\\x00\")");
+  const std::string huge(100000, 'x');
+  CHECK(error_of("[model]\ndim = \"" + huge + "\"\n[[layer]]\nkind = \"dense\"\nhidden = 4\n")
+        == "t.toml:2:7: model.dim: expected an integer in 1..1048576, got a string (\""
+             + std::string(80, 'x') + "... (100000 bytes)\")");
+  CHECK(error_of(layer("kind = \"dense\"\nhidden = 4\n\"k\\u0000\\u001b\" = 1\n"))
+        == "t.toml:7:1: layer[0].k\\x00\\x1B: unknown key for a \"dense\" layer (expected one of: "
+           "kind, hidden, activation, bias, steps)");
+  CHECK(error_of(layer("kind = \"dense\"\nhidden = 4\n\"" + huge + "\" = 1\n"))
+        == "t.toml:7:1: layer[0]." + std::string(151, 'x')
+             + "... (100009 bytes): unknown key for a \"dense\" layer (expected one of: kind, "
+               "hidden, activation, bias, steps)");
+  // The model's name is printed and embedded in every checkpoint: no control characters, no
+  // megabytes.
+  const std::string rest = "dim = 4\n[[layer]]\nkind = \"dense\"\nhidden = 4\n";
+  const std::string want_name = ": model.name: expected a string of 1..256 bytes without control "
+                                "characters, got a string ";
+  CHECK(error_of("[model]\nname = \"a\\u001b[2J\"\n" + rest)
+        == "t.toml:2:8" + want_name + "(\"a\\x1B[2J\")");
+  CHECK(error_of("[model]\nname = \"\"\n" + rest) == "t.toml:2:8" + want_name + "(\"\")");
+  CHECK(error_of("[model]\nname = \"" + std::string(257, 'n') + "\"\n" + rest)
+        == "t.toml:2:8" + want_name + "(\"" + std::string(80, 'n') + "... (257 bytes)\")");
+  // A character past U+00A0 in a name, written as an escape: its canonical TOML (what a
+  // checkpoint embeds) reads back; written raw it did not (U+00E9 is refused, toml++ 3.3.0).
+  auto c = parse_model_config("[model]\nname = \"caf\\u00e9\"\ndim = 4\n[[layer]]\nkind = "
+                              "\"dense\"\nhidden = 4\n",
+                              "t.toml");
+  REQUIRE(c.has_value());
+  CHECK(c->name == "caf\xc3\xa9");
+  CHECK_THAT(to_toml(*c), Catch::Contains("name = \"caf\\u00E9\"\n"));
+  auto again = parse_model_config(to_toml(*c), "again");
+  REQUIRE(again.has_value());
+  CHECK(*again == *c);
+  // An ASCII name is written as it always was (checkpoints stay byte-identical).
+  c->name = "model";
+  CHECK_THAT(to_toml(*c), Catch::StartsWith("[model]\nname = 'model'\n"));
+}
+
 TEST_CASE("unknown keys are errors, with the keys that exist", "[config]") {
   CHECK(error_of(layer("kind = \"dense\"\nhidden = 4\nhiden = 5\n"))
         == "t.toml:7:1: layer[0].hiden: unknown key for a \"dense\" layer (expected one of: "

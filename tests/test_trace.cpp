@@ -6,7 +6,9 @@
 
 #include "actors/trace.hpp"
 #include "flows_page.hpp"
+#include "follow.hpp"
 #include "local_cluster_fixture.hpp"
+#include "net/utf8.hpp"
 #include "mesh_model.hpp"
 #include "net/trace_sink.hpp"
 #include "perfetto_json.hpp"
@@ -119,7 +121,8 @@ TEST_CASE("trace events round-trip through JSON lines", "[trace]") {
 }
 
 TEST_CASE("a malformed trace line gets an error naming the field", "[trace]") {
-  CHECK(parse_error("{\"trace\":1") == "not a JSON object");
+  CHECK(parse_error("{\"trace\":1") == "not JSON: byte 11: syntax error while parsing object - "
+                                        "unexpected end of input; expected '}'");
   CHECK(parse_error("[1,2]") == "not a JSON object but array");
   CHECK(parse_error(R"({"req":1,"kind":"send","name":"x","node":"n","actor":"a","t":1})")
         == "missing field \"trace\"");
@@ -145,6 +148,195 @@ TEST_CASE("a malformed trace line gets an error naming the field", "[trace]") {
     CHECK(std::string(e.what()) == "n1.trace.jsonl:4: missing field \"req\"");
   }
   CHECK(log.events.size() == 2);
+}
+
+namespace {
+
+/// A line of every required field around `extra` (",\"k\":v" pairs) and the node name given
+/// as JSON text.
+std::string line_with(const std::string& node_json, const std::string& extra = "") {
+  return R"({"trace":1,"req":1,"kind":"merge","name":"mix","node":)" + node_json
+         + R"(,"actor":"expert 0.1","t":1)" + extra + "}";
+}
+
+/// The error of the second line of a file whose first line is good.
+std::string file_error(const std::string& bad_line) {
+  trace_log log;
+  try {
+    parse_into(log, line_with("\"n1\"") + "\n" + bad_line + "\n", "n1.trace.jsonl");
+  } catch (const std::runtime_error& e) {
+    CHECK(log.events.size() == 1);
+    return e.what();
+  }
+  return "(no error)";
+}
+
+} // namespace
+
+TEST_CASE("a trace line with bytes that are not UTF-8, bad escapes or huge values: the file, the "
+          "line and the byte", "[trace]") {
+  // Raw bytes: the byte is named, counted from 1 in the line (the node's value starts at 56).
+  CHECK(file_error(line_with("\"n\xff\"")) == "n1.trace.jsonl:2: line byte 57: 0xFF is not UTF-8 "
+                                              "(never appears in UTF-8)");
+  CHECK(file_error(line_with("\"\xc0\xaf\"")) == "n1.trace.jsonl:2: line byte 56: 0xC0 is not "
+                                                 "UTF-8 (an overlong form (never appears in UTF-8))");
+  CHECK(file_error(line_with("\"\xed\xa0\x80\""))
+        == "n1.trace.jsonl:2: line byte 56: 0xED is not UTF-8 (a UTF-16 surrogate "
+           "(U+D800..U+DFFF))");
+  CHECK(file_error(line_with("\"n\xe2\x82\"")) == "n1.trace.jsonl:2: line byte 57: 0xE2 is not "
+                                                  "UTF-8 (begins a multi-byte sequence that breaks off)");
+  // Escapes and bytes that are UTF-8 but not JSON: nlohmann's reason, never the text it read.
+  CHECK(file_error(line_with(R"("\ud800")"))
+        == "n1.trace.jsonl:2: not JSON: byte 62: syntax error while parsing value - invalid "
+           "string: surrogate U+D800..U+DBFF must be followed by U+DC00..U+DFFF");
+  CHECK(file_error(line_with(R"("\udc00x")"))
+        == "n1.trace.jsonl:2: not JSON: byte 61: syntax error while parsing value - invalid "
+           "string: surrogate U+DC00..U+DFFF must follow U+D800..U+DBFF");
+  // A NUL byte, in a string or after the object: nlohmann would read the end of the text there
+  // (and take a line cut short).
+  CHECK(file_error(line_with(std::string("\"n\0\"", 4)))
+        == "n1.trace.jsonl:2: not JSON: byte 57: a NUL byte");
+  CHECK(file_error(line_with("\"n1\"") + std::string("\0garbage", 8))
+        == "n1.trace.jsonl:2: not JSON: byte 87: a NUL byte");
+  // Huge values: cut, the length said; an array or an object named, not written out.
+  const std::string huge(100000, 'x');
+  CHECK(file_error(line_with("\"n1\"", ",\"req\":\"" + huge + "\""))
+        == "n1.trace.jsonl:2: field \"req\" must be an integer, not \"" + std::string(79, 'x')
+             + "... (100002 characters)");
+  CHECK(file_error(line_with("[" + std::string(50000, '[') + std::string(50001, ']')))
+        == "n1.trace.jsonl:2: field \"node\" must be a string, not an array");
+  CHECK(file_error(line_with(R"("n1")", R"(,"hop":"\u001b[2J\u0000")"))
+        == "n1.trace.jsonl:2: field \"hop\" must be an integer, not \"\\u001b[2J\\u0000\"");
+  CHECK(file_error(R"({"trace":1,"req":1,"kind":")" + huge + R"(","name":"x","node":"n","actor":"a","t":1})")
+        == "n1.trace.jsonl:2: field \"kind\": unknown kind \"" + std::string(79, 'x')
+             + "... (100002 characters)");
+  CHECK(file_error(line_with("\"n1\"", ",\"bytes\":1e999"))
+        == "n1.trace.jsonl:2: not JSON: a number too large for a double");
+  CHECK(file_error(line_with("\"n1\"", ",\"bytes\":99999999999999999999"))
+        == "n1.trace.jsonl:2: field \"bytes\" must be an integer, not 1e+20");
+  CHECK(file_error(line_with("\"n1\"", ",\"score\":1e300"))
+        == "n1.trace.jsonl:2: field \"score\" is out of range of a float: 1e+300");
+  CHECK(file_error(line_with("\"n1\"", ",\"dur\":9000000000000000000"))
+        == "n1.trace.jsonl:2: field \"dur\" is out of range: 9000000000000000000 (at most 4e18 ns "
+           "from 1970)");
+  CHECK(file_error(line_with("\"n1\"", ",\"layer\":-7"))
+        == "n1.trace.jsonl:2: field \"layer\" is negative");
+  // A path that is not UTF-8 is named escaped.
+  trace_log log;
+  CHECK_THROWS_WITH(parse_into(log, "{", "n\xff.jsonl"),
+                    "n\\xFF.jsonl:1: not JSON: byte 2: syntax error while parsing object key - "
+                    "unexpected end of input; expected string literal");
+}
+
+TEST_CASE("names with control characters, NUL or odd bytes: every output is written, and safe",
+          "[trace]") {
+  // Escapes JSON allows: NUL, ESC (a terminal's control sequences), quotes, '<' and '&'.
+  const std::string name_json = R"("ffn\u0000\u001b[2J<b>&\"x\"")";
+  const std::string name = std::string("ffn\0\x1b[2J<b>&\"x\"", 15);
+  trace_log log;
+  const std::string text =
+    R"({"trace":7,"req":1,"kind":"send","name":)" + name_json
+    + R"(,"node":"n1","actor":"expert 2147483647.1","peer":"composer","msg":5,"layer":2147483647,"bytes":10,"t":-4000000000000000000})"
+    + "\n"
+    + R"({"trace":7,"req":1,"kind":"receive","name":)" + name_json
+    + R"(,"node":"n2","actor":"composer","peer":"expert 2147483647.1","msg":5,"layer":2147483647,"t":4000000000000000000})"
+    + "\n"
+    + R"({"trace":7,"req":1,"kind":"activate","name":"decide","node":"n1","actor":"expert 99999999999.1","layer":3,"expert":1,"rows":4294967295,"score":3.4e38,"t":5})"
+    + "\n";
+  parse_into(log, text, "odd.trace.jsonl");
+  REQUIRE(log.events.size() == 3);
+  CHECK(log.events[0].name == name);
+  // Each event writes a line that reads back as itself (score aside: NaN equals nothing).
+  for (auto& e : log.events) {
+    auto back = parse_trace_line(to_json_line(e));
+    CHECK(std::isnan(back.score) == std::isnan(e.score));
+    auto want = e;
+    back.score = want.score = 0;
+    CHECK(back == want);
+  }
+
+  std::ostringstream summary;
+  print_summary(summary, log, 0);
+  CHECK_THAT(summary.str(), Catch::Contains("ffn\\x00\\x1B[2J<b>&\"x\""));
+  CHECK_FALSE(net::find_invalid_utf8(summary.str()));
+  for (char c : summary.str())
+    CHECK((static_cast<unsigned char>(c) >= 0x20 || c == '\n'));
+  // Wire time across the whole range allowed: 8e18 ns, no overflow.
+  CHECK_THAT(summary.str(), Catch::Contains("8000000000000000.0 /"));
+
+  std::ostringstream perfetto;
+  write_perfetto(perfetto, log);
+  const auto doc = nlohmann::json::parse(perfetto.str());
+  bool found = false;
+  for (auto& ev : doc["traceEvents"])
+    found = found || ev.value("name", "") == "send " + name + " -> composer";
+  CHECK(found);
+
+  std::ostringstream html;
+  write_flows_page(html, log, 0);
+  CHECK(xml_problem(html.str()) == "");
+  CHECK_THAT(html.str(), Catch::Contains("ffn  [2J&lt;b&gt;&amp;&quot;x&quot;"));
+  CHECK(html.str().find('\x1b') == std::string::npos);
+  CHECK(html.str().find('\0') == std::string::npos);
+
+  // Found by fuzzing: a line with a hop and no msg read back without its hop.
+  const auto merge = parse_trace_line(
+    R"({"trace":1,"req":1,"kind":"merge","name":"mix","node":"n","actor":"a","t":1,"hop":1})");
+  CHECK(parse_trace_line(to_json_line(merge)).hop == 1);
+
+  // eoe-trace follow's line: the same names, printable.
+  CHECK(one_line(log.events[0]).find("send ffn\\x00\\x1B[2J<b>&\"x\" -> composer") != std::string::npos);
+}
+
+TEST_CASE("a name that is not UTF-8 still writes a line eoe-trace reads", "[trace]") {
+  auto e = sample_event();
+  e.node = "n\xff\xc0\xaf";
+  e.actor = "caf\xc3\xa9 \x01";
+  const auto line = to_json_line(e);
+  CHECK_FALSE(net::find_invalid_utf8(line));
+  const auto back = parse_trace_line(line);
+  CHECK(back.node == "n\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); // U+FFFD for each bad byte
+  CHECK(back.actor == e.actor);
+  // Nor do the outputs throw on such an event (one not read from a file).
+  trace_log log;
+  log.events.push_back(e);
+  std::ostringstream perfetto, html, summary;
+  CHECK_NOTHROW(write_perfetto(perfetto, log));
+  CHECK_NOTHROW(nlohmann::json::parse(perfetto.str()));
+  CHECK_NOTHROW(write_flows_page(html, log, 0));
+  CHECK_FALSE(net::find_invalid_utf8(html.str()));
+  CHECK_NOTHROW(print_summary(summary, log, 0));
+  CHECK(printable(e.node) == "n\\xFF\\xC0\\xAF");
+  CHECK(printable(std::string(100, 'a'), 10) == "aaaaaaaaaa... (100 bytes)");
+}
+
+TEST_CASE("the critical path of a long request is found in n log n", "[trace]") {
+  // A chain of 20000 hops between two actors: quadratic, this took minutes.
+  trace_log log;
+  const int hops = 20000;
+  for (int i = 0; i < hops; ++i) {
+    trace_event s;
+    s.trace = 1;
+    s.request = 1;
+    s.kind = trace_kind::send;
+    s.name = "contrib";
+    s.node = "n1";
+    s.actor = i % 2 ? "b" : "a";
+    s.peer = i % 2 ? "a" : "b";
+    s.msg = static_cast<std::uint64_t>(i + 1);
+    s.t_ns = 10 * i + 1;
+    auto r = s;
+    r.kind = trace_kind::receive;
+    std::swap(r.actor, r.peer);
+    r.t_ns = 10 * i + 5;
+    log.events.push_back(s);
+    log.events.push_back(r);
+  }
+  const auto path = critical_path(log, match_messages(log));
+  // Every hop is on it: a wire step and a work step each, but the first send's.
+  CHECK(path.size() == 2 * hops - 1);
+  CHECK(path.front().from_ns == 1);
+  CHECK(path.back().to_ns == 10 * (hops - 1) + 5);
 }
 
 TEST_CASE("sampling takes the configured share of requests, repeatably", "[trace]") {

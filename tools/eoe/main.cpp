@@ -1,5 +1,6 @@
 // eoe: the command line of the eoe runtime.
 
+#include "net/utf8.hpp"
 #include "tools/eoe/commands.hpp"
 
 #include <exception>
@@ -23,10 +24,15 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const eoe::cli::command_error& e) {
-    std::cerr << "eoe: " << e.message << "\n";
+    // Messages may quote a path or a value of a file: bytes that are not UTF-8 escaped.
+    std::cerr << "eoe: " << eoe::net::escape_invalid_utf8(e.message) << "\n";
     return e.code;
   } catch (const std::exception& e) {
-    std::cerr << "eoe: internal error: " << e.what() << "\n";
+    std::cerr << "eoe: internal error: " << eoe::net::escape_invalid_utf8(e.what()) << "\n";
+    return 2;
+  } catch (...) {
+    // The last resort: no input ends this process with "terminate called after throwing".
+    std::cerr << "eoe: internal error: an exception that is not a std::exception\n";
     return 2;
   }
   return 0;

@@ -2,50 +2,89 @@
 
 #include "experts/fashion_mnist.hpp"
 #include "experts/rng.hpp"
+#include "net/utf8.hpp"
 #include "tools/eoe/commands.hpp"
 
 #include <cerrno>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 namespace eoe::cli {
 
 namespace {
 
+/// A value of the file for an error message: bytes that are not UTF-8 and control characters
+/// as \xNN, at most 24 bytes of it with the length said past that.
+std::string shown(std::string_view value) {
+  std::string out;
+  for (char c : net::quote_input(value, 24)) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", static_cast<unsigned>(c));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+bool separator(char c) {
+  return c == ' ' || c == ',' || c == '\t' || c == '\r';
+}
+
 token_batch read_text(const std::string& path, int width) {
-  std::ifstream in{path};
+  const auto name = net::escape_invalid_utf8(path); // a path is any bytes
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw command_error{name + ": is a folder, not a file of tokens"};
+  std::ifstream in{path, std::ios::binary};
   if (!in)
-    throw command_error{path + ": cannot open the input file"};
+    throw command_error{name + ": cannot open the input file"};
   std::vector<std::vector<float>> rows;
   std::string line;
-  for (int ln = 1; std::getline(in, line); ++ln) {
+  int ln = 1;
+  for (; std::getline(in, line); ++ln) {
     std::vector<float> row;
     size_t col = 0;
     while (col < line.size()) {
-      while (col < line.size() && (line[col] == ' ' || line[col] == ',' || line[col] == '\t'
-                                   || line[col] == '\r'))
+      while (col < line.size() && separator(line[col]))
         ++col;
       if (col >= line.size() || line[col] == '#')
         break;
-      const char* start = line.c_str() + col;
+      // The value is the text up to the next separator: strtof alone would stop at a NUL byte
+      // (the string's end to it) or read "1x" as 1 and leave the rest for the next value.
+      size_t stop = col;
+      while (stop < line.size() && !separator(line[stop]) && line[stop] != '#')
+        ++stop;
+      const std::string value = line.substr(col, stop - col);
+      const auto where = name + ":" + std::to_string(ln) + ":" + std::to_string(col + 1) + ": ";
       char* end = nullptr;
       errno = 0;
-      const float v = std::strtof(start, &end);
-      if (end == start || errno == ERANGE)
-        throw command_error{path + ":" + std::to_string(ln) + ":" + std::to_string(col + 1)
-                            + ": expected a number, got '" + line.substr(col, 12) + "'"};
+      const float v = std::strtof(value.c_str(), &end);
+      if (end != value.c_str() + value.size())
+        throw command_error{where + "expected a number, got '" + shown(value) + "'"};
+      if (errno == ERANGE || !std::isfinite(v))
+        throw command_error{where + "'" + shown(value) + "' is not a finite float32 (its range is "
+                            "1.2e-38 to 3.4e38 in magnitude, or 0)"};
       row.push_back(v);
-      col += static_cast<size_t>(end - start);
+      col = stop;
     }
     if (row.empty())
       continue;
     if (static_cast<int>(row.size()) != width)
-      throw command_error{path + ":" + std::to_string(ln) + ": " + std::to_string(row.size())
+      throw command_error{name + ":" + std::to_string(ln) + ": " + std::to_string(row.size())
                           + " values, the model takes " + std::to_string(width) + " per token"};
     rows.push_back(std::move(row));
   }
+  // getline stops at the end and at a read error alike: the tokens must not be cut silently.
+  if (in.bad())
+    throw command_error{name + ":" + std::to_string(ln) + ": read error"};
   if (rows.empty())
-    throw command_error{path + ": no tokens (one line of " + std::to_string(width)
+    throw command_error{name + ": no tokens (one line of " + std::to_string(width)
                         + " numbers per token)"};
   token_batch b;
   b.x.resize(static_cast<Eigen::Index>(rows.size()), width);
@@ -53,7 +92,7 @@ token_batch read_text(const std::string& path, int width) {
     for (int c = 0; c < width; ++c)
       b.x(static_cast<Eigen::Index>(r), c) = rows[r][c];
   b.labels.assign(rows.size(), -1);
-  b.what = std::to_string(rows.size()) + " tokens from " + path;
+  b.what = std::to_string(rows.size()) + " tokens from " + name;
   return b;
 }
 

@@ -2,7 +2,10 @@
 
 #include "trace_summary.hpp"
 
+#include "net/utf8.hpp"
+
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -12,7 +15,9 @@
 
 namespace eoe::trace_tool {
 
-std::string escape_xml(std::string_view s) {
+std::string escape_xml(std::string_view raw) {
+  // Bytes that are not UTF-8 as \xNN: the page says it is UTF-8.
+  const auto s = net::escape_invalid_utf8(raw);
   std::string out;
   out.reserve(s.size());
   for (char c : s) {
@@ -23,7 +28,7 @@ std::string escape_xml(std::string_view s) {
       case '"': out += "&quot;"; break;
       case '\'': out += "&#39;"; break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t')
+        if ((static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') || c == 0x7f)
           out += ' ';
         else
           out += c;
@@ -55,7 +60,7 @@ std::string bytes_text(std::uint64_t b) {
 struct actor_key {
   int group = 0;
   std::string node;
-  int layer = 0, id = 0;
+  std::int64_t layer = 0, id = 0;
   std::string name;
   auto operator<=>(const actor_key&) const = default;
 };
@@ -65,9 +70,20 @@ actor_key key_of(const std::string& actor, const std::string& node) {
     return {0, "", 0, 0, actor};
   if (actor == "composer")
     return {1, "", 0, 0, actor};
-  int layer = 0, id = 0;
-  if (std::sscanf(actor.c_str(), "expert %d.%d", &layer, &id) == 2)
-    return {2, node, layer + 1, id, actor};
+  // "expert L.I", read with from_chars: a name from the file may hold any digits (sscanf's %d
+  // is undefined past an int).
+  std::string_view rest{actor};
+  std::int32_t layer = 0, id = 0;
+  if (rest.starts_with("expert ")) {
+    rest.remove_prefix(7);
+    const auto* end = rest.data() + rest.size();
+    auto [p, ec] = std::from_chars(rest.data(), end, layer);
+    if (ec == std::errc{} && p != end && *p == '.') {
+      auto [q, ec2] = std::from_chars(p + 1, end, id);
+      if (ec2 == std::errc{})
+        return {2, node, std::int64_t{layer} + 1, id, actor};
+    }
+  }
   return {2, node, 0, 0, actor};
 }
 
@@ -237,12 +253,14 @@ void write_layer_graph(std::ostream& out, const trace_log& log,
   for (size_t i = 0; i < ev.size(); ++i)
     if (ev[i].kind == trace_kind::send && ev[i].hop == 0 && ev[i].name == "contrib")
       origin.emplace(std::pair{ev[i].trace, ev[i].msg}, i);
-  int last_layer = 0;
+  // Columns are int64: a layer read from a file may be any int32, and the output is one past
+  // the last.
+  std::int64_t last_layer = 0;
   for (auto& e : ev)
     if (e.name == "contrib" && e.kind == trace_kind::receive)
-      last_layer = std::max(last_layer, e.layer);
+      last_layer = std::max<std::int64_t>(last_layer, e.layer);
   // Graph vertices: (column, actor). Column = layer of the receiver; 0 is the input.
-  using vertex = std::pair<int, std::string>;
+  using vertex = std::pair<std::int64_t, std::string>;
   std::map<vertex, std::string> node_of;
   std::map<std::pair<vertex, vertex>, std::uint64_t> edges;
   for (auto& msg : m.messages) {
@@ -253,8 +271,8 @@ void write_layer_graph(std::ostream& out, const trace_log& log,
     if (o == origin.end())
       continue;
     const auto& s = ev[o->second];
-    const int to_col = r.actor == "composer" ? last_layer + 1 : r.layer + 1;
-    const int from_col = to_col - 1;
+    const std::int64_t to_col = r.actor == "composer" ? last_layer + 1 : std::int64_t{r.layer} + 1;
+    const std::int64_t from_col = to_col - 1;
     const vertex from{from_col, s.actor == "composer" ? "input" : s.actor};
     const vertex to{to_col, r.actor == "composer" ? "output" : r.actor};
     node_of[from] = s.node;
@@ -265,7 +283,7 @@ void write_layer_graph(std::ostream& out, const trace_log& log,
     out << "<p>No contributions in this trace.</p>\n";
     return;
   }
-  std::map<int, std::vector<std::string>> columns;
+  std::map<std::int64_t, std::vector<std::string>> columns;
   for (auto& [v, node] : node_of)
     columns[v.first].push_back(v.second);
   size_t tallest = 0;
@@ -278,11 +296,16 @@ void write_layer_graph(std::ostream& out, const trace_log& log,
   constexpr int col_w = 210, row_h = 44, top = 40;
   const int width = col_w * static_cast<int>(columns.size()) + 40;
   const int height = top + row_h * static_cast<int>(tallest) + 20;
+  // A column is drawn at its place among the columns there are (x of the rank, not of the layer
+  // number, which the file may make huge).
+  std::map<std::int64_t, int> x_of;
+  for (auto& [c, names] : columns)
+    x_of.emplace(c, 30 + col_w * static_cast<int>(x_of.size()) + 60);
   std::map<vertex, std::pair<int, int>> at;
   for (auto& [c, names] : columns)
     for (size_t i = 0; i < names.size(); ++i) {
       const int offset = (static_cast<int>(tallest) - static_cast<int>(names.size())) * row_h / 2;
-      at[{c, names[i]}] = {30 + col_w * c + 60, top + offset + row_h * static_cast<int>(i) + row_h / 2};
+      at[{c, names[i]}] = {x_of[c], top + offset + row_h * static_cast<int>(i) + row_h / 2};
     }
   std::uint64_t most = 1;
   for (auto& [k, b] : edges)
@@ -290,7 +313,7 @@ void write_layer_graph(std::ostream& out, const trace_log& log,
   out << "<div class=\"scroll\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width
       << "\" height=\"" << height << "\" font-family=\"sans-serif\" font-size=\"10\">\n";
   for (auto& [c, names] : columns)
-    out << "<text x=\"" << 30 + col_w * c + 60 << "\" y=\"18\" text-anchor=\"middle\" "
+    out << "<text x=\"" << x_of[c] << "\" y=\"18\" text-anchor=\"middle\" "
            "font-weight=\"bold\">"
         << (c == 0 ? std::string("input") : c == last_layer + 1 ? std::string("output")
                                                                  : "layer " + std::to_string(c - 1))
@@ -357,7 +380,11 @@ void write_heatmap(std::ostream& out, const trace_log& log) {
         continue;
       }
       const auto& a = *i->second;
-      const double share = a.tokens_seen ? static_cast<double>(a.tokens_active) / static_cast<double>(a.tokens_seen) : 0;
+      // At most 1 (a file may claim more tokens active than seen): the shade stays a colour.
+      const double share =
+        a.tokens_seen ? std::min(1.0, static_cast<double>(a.tokens_active)
+                                        / static_cast<double>(a.tokens_seen))
+                      : 0;
       const int shade = static_cast<int>(255 - 200 * share);
       out << "<rect x=\"" << x << "\" y=\"" << y << "\" width=\"" << cell_w - 2 << "\" height=\""
           << cell_h - 2 << "\" fill=\"rgb(" << shade << "," << shade << ",255)\"><title>"

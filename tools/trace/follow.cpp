@@ -1,5 +1,7 @@
 #include "follow.hpp"
 
+#include "trace_log.hpp"
+
 #include "net/tcp_link.hpp"
 #include "net/tls_context.hpp"
 
@@ -29,20 +31,22 @@ std::string one_line(const actors::trace_event& e) {
   char head[64];
   std::snprintf(head, sizeof head, "%02d:%02d:%02d.%06lld", tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<long long>(e.t_ns % 1'000'000'000 / 1000));
+  // The names come from the collector's stream: shown printable, for a terminal.
   std::string what;
   switch (e.kind) {
     case actors::trace_kind::send:
-      what = "send " + e.name + " -> " + e.peer;
+      what = "send " + printable(e.name) + " -> " + printable(e.peer);
       break;
     case actors::trace_kind::receive:
-      what = "recv " + e.name + " <- " + e.peer;
+      what = "recv " + printable(e.name) + " <- " + printable(e.peer);
       break;
     default:
-      what = std::string(actors::to_string(e.kind)) + " " + e.name;
+      what = std::string(actors::to_string(e.kind)) + " " + printable(e.name);
   }
   char tail[160];
   std::snprintf(tail, sizeof tail, "  req %llu", static_cast<unsigned long long>(e.request));
-  std::string out = std::string(head) + "  " + e.node + "  " + e.actor + "  " + what + tail;
+  std::string out = std::string(head) + "  " + printable(e.node) + "  " + printable(e.actor)
+                    + "  " + what + tail;
   if (e.layer >= 0)
     out += " layer " + std::to_string(e.layer);
   if (e.bytes)
@@ -105,7 +109,7 @@ std::uint64_t follow(const std::string& address, std::ostream& out, std::uint64_
     std::istream in{&buf};
     std::getline(in, line);
     try {
-      out << one_line(actors::parse_trace_line(line)) << "\n" << std::flush;
+      out << one_line(parse_line(line)) << "\n" << std::flush;
     } catch (const std::exception& e) {
       out << "(a line the collector sent does not parse: " << e.what() << ")\n";
     }

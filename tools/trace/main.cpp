@@ -7,6 +7,7 @@
 // PATH: trace files or folders of them (<node>.trace.jsonl, as the nodes' [trace] dir holds).
 
 #include "net/cluster_config.hpp"
+#include "net/utf8.hpp"
 #include "flows_page.hpp"
 #include "follow.hpp"
 #include "perfetto_json.hpp"
@@ -106,8 +107,12 @@ int main(int argc, char** argv) {
       follow(address, std::cout, count, tls);
     }
   } catch (const std::exception& e) {
-    std::cerr << "eoe-trace: " << e.what() << "\n";
+    // what() may quote a path or a name: any bytes.
+    std::cerr << "eoe-trace: " << eoe::net::escape_invalid_utf8(e.what()) << "\n";
     return 1;
+  } catch (...) {
+    std::cerr << "eoe-trace: internal error (an exception that is not a std::exception)\n";
+    return 2;
   }
   return 0;
 }

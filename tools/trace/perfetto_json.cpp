@@ -35,7 +35,11 @@ void write_perfetto(std::ostream& out, const trace_log& log) {
   std::int64_t t0 = ev.empty() ? 0 : ev.front().t_ns;
   for (auto& e : ev)
     t0 = std::min(t0, e.t_ns);
-  const auto us = [t0](std::int64_t t) { return static_cast<double>(t - t0) / 1e3; };
+  // t >= t0: the difference as unsigned is exact and cannot overflow.
+  const auto us = [t0](std::int64_t t) {
+    const auto ns = static_cast<std::uint64_t>(t) - static_cast<std::uint64_t>(t0);
+    return static_cast<double>(ns) / 1e3;
+  };
   // pid per node, tid per actor (numbered in order of appearance).
   std::map<std::string, int> pid;
   std::map<std::pair<std::string, std::string>, int> tid;
@@ -89,7 +93,8 @@ void write_perfetto(std::ostream& out, const trace_log& log) {
                       {"ts", us(r.t_ns)}});
   }
   nlohmann::json doc = {{"traceEvents", std::move(events)}, {"displayTimeUnit", "ns"}};
-  out << doc.dump(1) << "\n";
+  // replace: a name that is not UTF-8 (an event not read from a file) must not throw here.
+  out << doc.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
 }
 
 } // namespace eoe::trace_tool

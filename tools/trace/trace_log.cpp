@@ -1,6 +1,9 @@
 #include "trace_log.hpp"
 
+#include "net/utf8.hpp"
+
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <set>
@@ -10,7 +13,36 @@
 
 namespace eoe::trace_tool {
 
+std::string printable(std::string_view s, size_t max_bytes) {
+  std::string out;
+  for (char c : net::escape_invalid_utf8(s)) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", static_cast<unsigned>(c));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  if (out.size() <= max_bytes)
+    return out;
+  // Cut after escaping, so the label's length is bounded; at a character's first byte.
+  size_t cut = max_bytes;
+  while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80)
+    --cut;
+  out.resize(cut);
+  return out + "... (" + std::to_string(s.size()) + " bytes)";
+}
+
+actors::trace_event parse_line(std::string_view line) {
+  // nlohmann refuses such a line too, but says neither the byte nor why.
+  if (const auto f = net::find_invalid_utf8(line))
+    throw std::invalid_argument(net::describe("line", *f));
+  return actors::parse_trace_line(line);
+}
+
 void parse_into(trace_log& log, std::string_view text, const std::string& source) {
+  const auto where = net::escape_invalid_utf8(source); // a path is any bytes
   size_t line_no = 0;
   while (!text.empty()) {
     ++line_no;
@@ -22,9 +54,9 @@ void parse_into(trace_log& log, std::string_view text, const std::string& source
     if (line.find_first_not_of(" \t") == std::string_view::npos)
       continue;
     try {
-      log.events.push_back(actors::parse_trace_line(line));
-    } catch (const std::exception& e) {
-      throw std::runtime_error(source + ":" + std::to_string(line_no) + ": " + e.what());
+      log.events.push_back(parse_line(line));
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(where + ":" + std::to_string(line_no) + ": " + e.what());
     }
   }
 }
@@ -39,7 +71,8 @@ trace_log load_trace(const std::vector<std::filesystem::path>& paths) {
         if (entry.path().string().ends_with(".trace.jsonl"))
           found.push_back(entry.path());
       if (found.empty())
-        throw std::runtime_error(p.string() + ": no *.trace.jsonl file in this folder");
+        throw std::runtime_error(net::escape_invalid_utf8(p.string())
+                                 + ": no *.trace.jsonl file in this folder");
       std::sort(found.begin(), found.end());
       files.insert(files.end(), found.begin(), found.end());
     } else {
@@ -50,7 +83,8 @@ trace_log load_trace(const std::vector<std::filesystem::path>& paths) {
   for (auto& f : files) {
     std::ifstream in{f, std::ios::binary};
     if (!in)
-      throw std::runtime_error(f.string() + ": cannot open the trace file");
+      throw std::runtime_error(net::escape_invalid_utf8(f.string())
+                               + ": cannot open the trace file");
     std::ostringstream text;
     text << in.rdbuf();
     parse_into(log, text.str(), f.string());

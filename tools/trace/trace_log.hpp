@@ -22,8 +22,18 @@ struct trace_log {
 /// naming the file, the line and the field at fault; an empty line is skipped.
 trace_log load_trace(const std::vector<std::filesystem::path>& paths);
 
-/// Parses JSON lines from text (source names them in errors).
+/// Parses JSON lines from text (source names them in errors). Throws std::runtime_error
+/// "SOURCE:LINE: ..." at the first bad line: bytes that are not UTF-8 ("line byte 17: 0xFF is
+/// not UTF-8 (...)"), text that is not JSON (the byte), a field missing, mistyped or out of
+/// range; what it says of the line's text is escaped and cut short.
 void parse_into(trace_log& log, std::string_view text, const std::string& source);
+
+/// One line (no newline) as an event; throws std::invalid_argument as parse_into says.
+actors::trace_event parse_line(std::string_view line);
+
+/// A name read from a trace, fit for a terminal or a fixed-width column: bytes that are not
+/// UTF-8 and control characters written as \xNN, and past max_bytes cut with the length said.
+std::string printable(std::string_view s, size_t max_bytes = 48);
 
 /// Keeps the events of one trace (0: every trace).
 trace_log only_trace(const trace_log& log, std::uint64_t trace);

@@ -96,6 +96,17 @@ std::vector<path_step> critical_path(const trace_log& log, const message_match& 
   for (size_t i = 0; i < ev.size(); ++i)
     if (ev[i].kind == trace_kind::receive && ev[i].name == "result")
       cur = i;
+  // Each actor's receives by (time, index): "its latest receive before" is a binary search,
+  // so that a long trace is not quadratic.
+  std::map<std::string_view, std::vector<size_t>> receives_of;
+  for (size_t i = 0; i < ev.size(); ++i)
+    if (ev[i].kind == trace_kind::receive)
+      receives_of[ev[i].actor].push_back(i);
+  const auto later = [&](size_t a, size_t b) {
+    return std::tie(ev[a].t_ns, a) < std::tie(ev[b].t_ns, b);
+  };
+  for (auto& [actor, rs] : receives_of)
+    std::sort(rs.begin(), rs.end(), later);
   std::vector<path_step> steps;
   for (size_t guard = 0; guard <= ev.size(); ++guard) {
     const auto& e = ev[cur];
@@ -110,11 +121,16 @@ std::vector<path_step> critical_path(const trace_log& log, const message_match& 
     }
     // Inside an actor: what it waited for last is its latest receive (of this request)
     // before this event.
+    // (The latest by time, the last of equal times; never the event itself.)
     std::optional<size_t> before;
-    for (size_t i = 0; i < ev.size(); ++i)
-      if (ev[i].kind == trace_kind::receive && ev[i].actor == e.actor && ev[i].t_ns <= e.t_ns
-          && i != cur && (!before || ev[i].t_ns >= ev[*before].t_ns))
-        before = i;
+    if (auto rs = receives_of.find(e.actor); rs != receives_of.end()) {
+      auto it = std::partition_point(rs->second.begin(), rs->second.end(),
+                                     [&](size_t i) { return ev[i].t_ns <= e.t_ns; });
+      if (it != rs->second.begin() && *std::prev(it) == cur)
+        --it;
+      if (it != rs->second.begin())
+        before = *std::prev(it);
+    }
     if (!before)
       break;
     steps.push_back({false, e.actor, "in " + e.actor, ev[*before].t_ns, e.t_ns});
@@ -134,15 +150,18 @@ void print_summary(std::ostream& out, const trace_log& log, std::uint64_t trace)
       << " receives without a send\n\n";
   out << "edges (sender -> receiver: message kind): messages, bytes, wire latency p50 / p99 / max\n";
   for (auto& e : edges_of(log, m)) {
+    // Names come from the file: printable() keeps them short and free of control characters,
+    // so that every line fits `line` whole.
     std::snprintf(line, sizeof line, "  %-16s -> %-16s %-8s %6zu %11s %9.1f / %9.1f / %9.1f us\n",
-                  e.from.c_str(), e.to.c_str(), e.name.c_str(), e.count, bytes_text(e.bytes).c_str(),
+                  printable(e.from).c_str(), printable(e.to).c_str(), printable(e.name).c_str(),
+                  e.count, bytes_text(e.bytes).c_str(),
                   e.p50_us, e.p99_us, e.max_us);
     out << line;
   }
   out << "\nexpert activation (per unrolled layer): requests active / decided, tokens active / seen\n";
   for (auto& a : activity_of(log)) {
     std::snprintf(line, sizeof line, "  layer %2d  %-16s %5zu / %-5zu  %7llu / %-7llu (%5.1f%%)\n",
-                  a.layer, a.actor.c_str(), a.activations, a.decisions,
+                  a.layer, printable(a.actor).c_str(), a.activations, a.decisions,
                   static_cast<unsigned long long>(a.tokens_active),
                   static_cast<unsigned long long>(a.tokens_seen),
                   a.tokens_seen ? 100.0 * static_cast<double>(a.tokens_active) / static_cast<double>(a.tokens_seen) : 0.0);
@@ -164,12 +183,13 @@ void print_summary(std::ostream& out, const trace_log& log, std::uint64_t trace)
                 static_cast<unsigned long long>(one.events.front().request),
                 static_cast<unsigned long long>(chosen),
                 static_cast<double>(path.back().to_ns - t0) / 1e6);
+  // (Differences of times cannot overflow: a line holds at most 4e18 ns, parse_trace_line.)
   out << line;
   for (auto& s : path) {
     std::snprintf(line, sizeof line, "  +%9.3f ms %9.1f us  %-5s %-16s %s\n",
                   static_cast<double>(s.from_ns - t0) / 1e6,
                   static_cast<double>(s.to_ns - s.from_ns) / 1e3, s.wire ? "wire" : "work",
-                  s.actor.c_str(), s.what.c_str());
+                  printable(s.actor).c_str(), printable(s.what, 160).c_str());
     out << line;
   }
 }
