@@ -61,7 +61,7 @@ std::optional<gateway_reply> refuse_admin(const http_request& req, const route_s
 gateway_action add_expert(const http_request& req) {
   add_expert_call call;
   try {
-    require_utf8("body", req.body());
+    check_json_text(req.body());
     json j;
     try {
       j = json::parse(req.body());

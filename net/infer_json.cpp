@@ -88,10 +88,16 @@ std::string encode_base64(std::string_view bytes) {
   return out;
 }
 
-actors::infer_request parse_infer_body(std::string_view body, const infer_body_limits& limits) {
-  // JSON text is UTF-8 (RFC 8259): say where it is not before the parser's message, which
-  // would quote the bad bytes.
+void check_json_text(std::string_view body) {
+  // Said here rather than by the parser, whose message would quote the bad bytes.
   require_utf8("body", body);
+  if (const auto nul = body.find('\0'); nul != std::string_view::npos)
+    bad("body byte " + std::to_string(nul + 1) + ": a NUL byte (JSON text has none; in a string "
+        "it is written \\u0000)");
+}
+
+actors::infer_request parse_infer_body(std::string_view body, const infer_body_limits& limits) {
+  check_json_text(body);
   json j;
   try {
     j = json::parse(body);

@@ -22,6 +22,11 @@ struct infer_body_limits {
   std::uint32_t default_deadline_ms = 5000;
 };
 
+/// Checks what a JSON body's bytes must be before it is parsed: UTF-8 (RFC 8259) and no NUL
+/// byte (nlohmann's parser takes a NUL for the end of the text and would drop what follows).
+/// Throws std::invalid_argument naming the byte ("body byte 153: 0xFF is not UTF-8 (...)").
+void check_json_text(std::string_view body);
+
 /// Throws std::invalid_argument with a message that names what is wrong.
 actors::infer_request parse_infer_body(std::string_view body, const infer_body_limits& limits);
 
