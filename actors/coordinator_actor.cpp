@@ -2,6 +2,7 @@
 
 #include "actors/context_actor.hpp"
 #include "actors/mesh_errc.hpp"
+#include "actors/request_batcher.hpp"
 #include "actors/secret.hpp"
 #include "actors/trace.hpp"
 #include "experts/checkpoint.hpp"
@@ -144,6 +145,24 @@ void publish(self_ptr self, model_ptr m, members_t members, members_t placement,
   self->request(st.composer, std::chrono::seconds(30), plan_atom::value, entry->plan).then(ack, fail);
 }
 
+void send_batch(self_ptr self, request_batch b);
+
+/// A request of a batch in the mesh is answered (by the batch's reply, or before it: a lost
+/// node fails its requests at once): the batch's last frees its place for the next batch.
+void member_done(self_ptr self, std::uint64_t id) {
+  auto& st = self->state;
+  auto b = st.batch_of.find(id);
+  if (b == st.batch_of.end())
+    return;
+  const auto batch = b->second;
+  st.batch_of.erase(b);
+  if (auto left = st.batch_left.find(batch); left != st.batch_left.end() && --left->second == 0) {
+    st.batch_left.erase(left);
+    if (auto next = st.batcher.finished())
+      send_batch(self, std::move(*next));
+  }
+}
+
 /// Answers an admitted request (once) and lets its epoch retire when it was the last.
 void complete(self_ptr self, std::uint64_t id, caf::expected<infer_result> r) {
   auto& st = self->state;
@@ -161,6 +180,7 @@ void complete(self_ptr self, std::uint64_t id, caf::expected<infer_result> r) {
     --e->second.in_flight;
   st.requests.erase(it);
   retire_idle(self);
+  member_done(self, id);
 }
 
 /// Measures the clock offset of a node's agent from ours in `rounds` round trips (the
@@ -189,7 +209,62 @@ void measure_clock(self_ptr self, node_agent_actor agent, std::string node, int 
   (*step)();
 }
 
-/// Pins a request to the current epoch and sends it to the composer.
+/// Sends a batch to the composer (as one request, under its first member's id) and answers
+/// each member with its rows; the next batch leaves when all of this one's are answered.
+void send_batch(self_ptr self, request_batch b) {
+  auto& st = self->state;
+  const auto id = b.members.front().id;
+  // Members failed while they waited (a lost node) are not waited for; a batch of none such
+  // is not sent at all.
+  size_t live = 0;
+  for (const auto& m : b.members)
+    if (st.requests.contains(m.id)) {
+      st.batch_of[m.id] = id;
+      ++live;
+    }
+  if (live == 0) {
+    if (auto next = st.batcher.finished())
+      send_batch(self, std::move(*next));
+    return;
+  }
+  st.batch_left[id] = live;
+  ++st.batches;
+  const trace_scope tr{b.request.trace_id, id, st.setup.nodes[st.setup.head], "coordinator"};
+  if (tr) {
+    b.request.trace_msg = tracing::next_message_id();
+    tr.message(trace_kind::send, "infer", "composer", b.request.trace_msg, 0,
+               b.request.tokens.bytes.size() + b.request.ids.size(), -1, -1, tracing::now_ns());
+  }
+  auto members = std::make_shared<const std::vector<batch_member>>(std::move(b.members));
+  self->request(st.composer, caf::infinite, infer_atom::value, id, b.epoch, std::move(b.request))
+    .then(
+      [self, members, tr](infer_result& r) {
+        if (tr)
+          tr.message(trace_kind::receive, "result", "composer", r.trace_msg, 0,
+                     r.output.bytes.size(), -1, -1, tracing::now_ns());
+        if (members->size() == 1) {
+          complete(self, members->front().id, std::move(r));
+        } else {
+          for (const auto& m : *members) {
+            caf::expected<infer_result> own = caf::error{};
+            try {
+              own = split_result(r, m);
+            } catch (const std::exception& e) {
+              own = make_mesh_error(mesh_errc::internal, "request " + std::to_string(m.id)
+                                                           + ": its batch's answer: " + e.what());
+            }
+            complete(self, m.id, std::move(own));
+          }
+        }
+      },
+      [self, members](caf::error& err) {
+        for (const auto& m : *members)
+          complete(self, m.id, err);
+      });
+}
+
+/// Pins a request to the current epoch and hands it to the batcher, which sends it at once
+/// or with the next batch.
 void admit(self_ptr self, infer_request req, caf::typed_response_promise<infer_result> rp) {
   auto& st = self->state;
   const auto id = ++st.next_request;
@@ -200,21 +275,8 @@ void admit(self_ptr self, infer_request req, caf::typed_response_promise<infer_r
     req.trace_id = st.trace_salt ^ id;
   else
     req.trace_id = 0;
-  const trace_scope tr{req.trace_id, id, st.setup.nodes[st.setup.head], "coordinator"};
-  if (tr) {
-    req.trace_msg = tracing::next_message_id();
-    tr.message(trace_kind::send, "infer", "composer", req.trace_msg, 0,
-               req.tokens.bytes.size() + req.ids.size(), -1, -1, tracing::now_ns());
-  }
-  self->request(st.composer, caf::infinite, infer_atom::value, id, epoch, std::move(req))
-    .then(
-      [self, id, tr](infer_result& r) {
-        if (tr)
-          tr.message(trace_kind::receive, "result", "composer", r.trace_msg, 0,
-                     r.output.bytes.size(), -1, -1, tracing::now_ns());
-        complete(self, id, std::move(r));
-      },
-      [self, id](caf::error& err) { complete(self, id, std::move(err)); });
+  if (auto b = st.batcher.add(id, epoch, std::move(req)))
+    send_batch(self, std::move(*b));
 }
 
 /// The current epoch's model and membership without the experts on node n; top-k layers keep
@@ -260,6 +322,7 @@ void lose_node(self_ptr self, std::uint32_t n, const caf::error& reason) {
   node.alive = false;
   caf::aout(self) << "coordinator: node " << node.name << " (" << node.address << ") lost ("
                   << self->system().render(reason) << ")" << std::endl;
+  std::vector<std::uint64_t> failed;
   for (auto it = st.requests.begin(); it != st.requests.end();) {
     auto e = st.epochs.find(it->second.epoch);
     if (e == st.epochs.end()) {
@@ -277,8 +340,11 @@ void lose_node(self_ptr self, std::uint32_t n, const caf::error& reason) {
                               + node.address + ") was lost; the request needed its experts "
                               + node_list(names)));
     --e->second.in_flight;
+    failed.push_back(it->first);
     it = st.requests.erase(it);
   }
+  for (auto id : failed)
+    member_done(self, id);
   for (auto it = st.experts.begin(); it != st.experts.end();)
     it = it->second.node() == node.agent.node() ? st.experts.erase(it) : std::next(it);
   if (st.current == 0)
@@ -420,6 +486,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
                      coordinator_setup setup) {
   auto& st = self->state;
   st.setup = std::move(setup);
+  st.batcher = request_batcher{st.setup.max_batch_rows, st.setup.batches_in_flight};
   st.contexts = self->spawn<caf::linked>(context_behavior, st.setup.agents);
   st.composer = self->spawn<caf::linked>(
     composer_behavior, st.setup.model, st.setup.nodes[st.setup.head],
@@ -529,6 +596,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       s.requests_served = st.served;
       s.requests_failed = st.failed;
       s.in_flight = st.requests.size();
+      s.batches = st.batches;
       return s;
     },
     [=](add_expert_atom, std::uint32_t layer, const std::string& node,

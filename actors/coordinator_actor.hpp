@@ -7,6 +7,7 @@
 // epoch counts is retired by its node (the drain of a removed expert).
 
 #include "actors/composer_actor.hpp"
+#include "actors/request_batcher.hpp"
 
 #include <caf/typed_response_promise.hpp>
 
@@ -32,6 +33,10 @@ struct coordinator_setup {
   std::uint64_t kv_shard_positions = 4096;   ///< language models: positions per context shard
   std::uint32_t kv_block_size = 64;          ///< language models: positions per block summary
   std::chrono::milliseconds session_idle{600'000}; ///< language models: an idle session closes
+  /// Classifier requests that arrive while the mesh is busy are stacked into batches of at
+  /// most this many rows (0: every request alone), with this many batches in the mesh at once.
+  std::uint32_t max_batch_rows = 4096;
+  std::uint32_t batches_in_flight = 2;
 };
 
 /// One node as the registry knows it.
@@ -79,6 +84,10 @@ struct coordinator_state {
   std::map<std::uint64_t, admitted_request> requests;
   std::uint64_t next_request = 0;
   std::uint64_t served = 0, failed = 0;
+  request_batcher batcher{0, 1};                  ///< set from the setup when the actor starts
+  std::uint64_t batches = 0;                      ///< sent to the composer
+  std::map<std::uint64_t, std::uint64_t> batch_of; ///< an unanswered member -> its batch
+  std::map<std::uint64_t, size_t> batch_left;      ///< a batch -> its members unanswered
   std::uint64_t trace_salt = 0; ///< trace id = salt ^ request id (distinct across restarts)
 
   static inline const char* name = "eoe.coordinator";

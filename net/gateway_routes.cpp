@@ -196,7 +196,8 @@ gateway_reply topology_reply(const actors::cluster_status& st) {
                      {"live_epochs", st.live_epochs},
                      {"requests_served", st.requests_served},
                      {"requests_failed", st.requests_failed},
-                     {"in_flight", st.in_flight}});
+                     {"in_flight", st.in_flight},
+                     {"batches", st.batches}});
 }
 
 gateway_reply epoch_reply(std::uint64_t epoch) {

@@ -148,7 +148,12 @@ inline double compare(const experts::model& m, const matrix& x, const infer_resu
       // An answer of another epoch (a node lost: fewer experts) has other shapes.
       REQUIRE(g.layers[l].scores.rows() == want->layers[l].scores.rows());
       REQUIRE(g.layers[l].scores.cols() == want->layers[l].scores.cols());
-      CHECK((g.layers[l].scores - want->layers[l].scores).cwiseAbs().maxCoeff() <= 1e-6f);
+      // Relative to the scores' size: a request stacked into a batch runs in GEMMs of other
+      // shapes, which sum in another order (seen: 2e-6 on scores near 20).
+      const float scale = std::max(1.0f, want->layers[l].scores.cwiseAbs().maxCoeff());
+      const float diff = (g.layers[l].scores - want->layers[l].scores).cwiseAbs().maxCoeff();
+      INFO("scores differ by " << diff << " at scale " << scale);
+      CHECK(diff <= 1e-6f * scale);
     }
   }
   return (g.output - want->output).cwiseAbs().maxCoeff();

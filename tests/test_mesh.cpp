@@ -47,7 +47,7 @@ TEST_CASE("the mesh on 1 and 3 nodes in one process equals the reference forward
   }
 }
 
-TEST_CASE("200 concurrent requests each equal their own reference", "[mesh]") {
+TEST_CASE("200 concurrent requests each equal their own reference, batched", "[mesh]") {
   auto m = experts::load_checkpoint(checkpoint());
   REQUIRE(m.has_value());
   cluster cl{3};
@@ -72,6 +72,16 @@ TEST_CASE("200 concurrent requests each equal their own reference", "[mesh]") {
       [&](const caf::error& err) { FAIL("request " << i << ": " << describe(err)); });
   CHECK(ok == 200);
   CHECK(worst <= 1e-6);
+  // They did not each cross the mesh alone: the ones that came while it was busy were stacked.
+  self->request(cl.coordinator, std::chrono::seconds(5), status_atom::value)
+    .receive(
+      [&](const cluster_status& st) {
+        INFO(st.batches << " batches");
+        CHECK(st.batches >= 2);
+        CHECK(st.batches < 100);
+        CHECK(st.requests_served == 200);
+      },
+      [&](const caf::error& err) { FAIL(describe(err)); });
 }
 
 TEST_CASE("an expert that never answers gets the deadline error with its name", "[mesh]") {

@@ -82,16 +82,25 @@ void exercise(const net::cluster_config& c) {
   for (size_t i = 0; i < pending.size(); ++i)
     pending[i].receive([&](const infer_result& r) { worst = std::max(worst, compare(*m, inputs[i], r)); },
                        [&](const caf::error& err) { FAIL("request " << i << ": " << describe(err)); });
-  CHECK(worst <= 1e-6);
+  // (1e-5: the requests that came while the mesh was busy ran stacked in batches, in GEMMs of
+  // other shapes that sum in another order)
+  CHECK(worst <= 1e-5);
+  // Messages go per batch: each crosses the mesh as one request does.
+  std::uint64_t batches = 0;
+  self->request(*coord, std::chrono::seconds(5), status_atom::value)
+    .receive([&](const cluster_status& st) { batches = st.batches; },
+             [&](const caf::error& err) { FAIL(describe(err)); });
+  CHECK(batches >= 1);
+  CHECK(batches <= static_cast<std::uint64_t>(requests));
   const auto want = expected_relay_counts(m->config, round_robin_placement(m->config, 3), 0, 3);
   self->request(*coord, std::chrono::seconds(5), stats_atom::value)
     .receive(
       [&](const std::vector<relay_stats>& stats) {
         REQUIRE(stats.size() == 3);
         for (size_t n = 0; n < 3; ++n) {
-          INFO("node " << n);
-          CHECK(stats[n].remote_messages == requests * want.remote[n]);
-          CHECK(stats[n].remote_messages < requests * want.naive_remote[n]);
+          INFO("node " << n << ", " << batches << " batches");
+          CHECK(stats[n].remote_messages == batches * want.remote[n]);
+          CHECK(stats[n].remote_messages < batches * want.naive_remote[n]);
           CHECK(stats[n].remote_bytes > 0);
         }
       },
