@@ -1,5 +1,7 @@
 #include "experts/toml_reader.hpp"
 
+#include "experts/utf8.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
@@ -9,36 +11,13 @@ namespace eoe::experts {
 
 namespace {
 
-/// The length of the well-formed UTF-8 sequence at t[i] (Unicode's table 3-7: no overlong
-/// forms, no surrogates, nothing past U+10FFFF), or 0 when t[i] begins none.
-size_t sequence_length(std::string_view t, size_t i) noexcept {
-  const auto b = [&](size_t k) { return static_cast<unsigned char>(t[k]); };
-  const unsigned char lead = b(i);
-  if (lead < 0x80)
-    return 1;
-  const size_t n = lead >= 0xC2 && lead < 0xE0 ? 2 : lead >= 0xE0 && lead < 0xF0 ? 3
-                   : lead >= 0xF0 && lead < 0xF5                 ? 4
-                                                                  : 0;
-  if (n == 0 || n > t.size() - i)
-    return 0;
-  // The second byte's range is narrower after four leads.
-  const unsigned char lo = lead == 0xE0 ? 0xA0 : lead == 0xF0 ? 0x90 : 0x80;
-  const unsigned char hi = lead == 0xED ? 0x9F : lead == 0xF4 ? 0x8F : 0xBF;
-  if (b(i + 1) < lo || b(i + 1) > hi)
-    return 0;
-  for (size_t k = 2; k < n; ++k)
-    if (b(i + k) < 0x80 || b(i + k) > 0xBF)
-      return 0;
-  return n;
-}
-
 /// The first byte that is not part of well-formed UTF-8, as "line:column: byte 0xFF", or "".
 /// toml++ refuses such text too ("Encountered invalid utf-8 sequence") but names no byte, and
 /// untrusted_code_point below must only decode well-formed sequences.
 std::string invalid_utf8(std::string_view t) {
   size_t line = 1, col = 1;
   for (size_t i = 0; i < t.size();) {
-    const auto n = sequence_length(t, i);
+    const auto n = utf8_sequence_length(t, i);
     if (n == 0) {
       char hex[8];
       std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(t[i]));
@@ -67,7 +46,7 @@ std::string untrusted_code_point(std::string_view t) {
     // The text is well-formed UTF-8 (invalid_utf8 ran first): every sequence decodes, a
     // four-byte one too (past U+FEFF, which toml++'s test handles).
     const auto b = static_cast<unsigned char>(t[i]);
-    const size_t len = std::max<size_t>(1, sequence_length(t, i));
+    const size_t len = std::max<size_t>(1, utf8_sequence_length(t, i));
     char32_t c = len == 1 ? b : len == 2 ? b & 0x1F : len == 3 ? b & 0x0F : b & 0x07;
     for (size_t k = 1; k < len; ++k)
       c = (c << 6) | (static_cast<unsigned char>(t[i + k]) & 0x3F);
@@ -140,32 +119,6 @@ std::string stray_non_ascii(std::string_view t) {
 
 } // namespace
 
-std::string printable(std::string_view s, size_t max_bytes) {
-  std::string out;
-  out.reserve(std::min(s.size(), max_bytes) + 16);
-  size_t i = 0;
-  while (i < s.size() && out.size() <= max_bytes) { // no more than is shown
-    const auto c = static_cast<unsigned char>(s[i]);
-    const auto n = sequence_length(s, i);
-    if (n == 0 || (n == 1 && (c < 0x20 || c == 0x7f))) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02X", c);
-      out += buf;
-      ++i;
-    } else {
-      out.append(s.substr(i, n));
-      i += n;
-    }
-  }
-  if (i == s.size() && out.size() <= max_bytes)
-    return out;
-  size_t cut = std::min(max_bytes, out.size()); // at a character's first byte
-  while (cut > 0 && cut < out.size() && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80)
-    --cut;
-  out.resize(cut);
-  return out + "... (" + std::to_string(s.size()) + " bytes)";
-}
-
 expected<toml::table> parse_toml(std::string_view text, std::string_view source) {
   if (const auto at = invalid_utf8(text); !at.empty())
     return fail(errc::config_syntax, std::string{source} + ":" + at
@@ -184,7 +137,7 @@ expected<toml::table> parse_toml(std::string_view text, std::string_view source)
   } catch (const toml::parse_error& e) {
     std::ostringstream os;
     os << source << ":" << e.source().begin.line << ":" << e.source().begin.column
-       << ": TOML syntax: " << printable(e.description(), 600);
+       << ": TOML syntax: " << loggable(e.description(), 600);
     return fail(errc::config_syntax, os.str());
   }
 }
@@ -193,7 +146,7 @@ std::string describe(const toml::node& n) {
   std::ostringstream os;
   switch (n.type()) {
     case toml::node_type::string:
-      os << "a string (\"" << printable(n.as_string()->get()) << "\")";
+      os << "a string (\"" << loggable(n.as_string()->get()) << "\")";
       break;
     case toml::node_type::integer: os << "an integer (" << n.as_integer()->get() << ")"; break;
     case toml::node_type::floating_point:
@@ -213,7 +166,7 @@ void problems::add(const toml::source_region& at, const std::string& key, const 
   std::ostringstream os;
   // A key is the file's text: any characters (a quoted key may hold control characters), any
   // length.
-  os << file << ":" << at.begin.line << ":" << at.begin.column << ": " << printable(key, 160)
+  os << file << ":" << at.begin.line << ":" << at.begin.column << ": " << loggable(key, 160)
      << ": " << msg;
   lines.push_back(os.str());
 }

@@ -19,13 +19,9 @@ namespace eoe::experts {
 expected<toml::table> parse_toml(std::string_view text, std::string_view source);
 
 /// "an integer (3)", "a string (\"x\")": how a node is named in errors (a string as
-/// printable() writes it).
+/// loggable() in experts/utf8 writes it).
 std::string describe(const toml::node& n);
 
-/// Text of the file for an error message: bytes that are not UTF-8 and control characters
-/// written as \xNN, and past max_bytes cut at a character with the length said
-/// ("abc... (1048576 bytes)"). (experts/ cannot use net/utf8; this is its counterpart.)
-std::string printable(std::string_view s, size_t max_bytes = 80);
 
 /// Collects every problem of a document, each as "file:line:col: key: message".
 struct problems {

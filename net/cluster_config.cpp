@@ -1,6 +1,7 @@
 #include "net/cluster_config.hpp"
 
 #include "experts/toml_reader.hpp"
+#include "experts/utf8.hpp"
 #include "net/tls_context.hpp"
 
 #include <algorithm>
@@ -102,7 +103,7 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
           c.scheduler = actors::scheduler_policy::stealing;
         else if (*policy != "sharing")
           out.add(t->get("scheduler")->source(), "cluster.scheduler",
-                  "expected \"sharing\" or \"stealing\", got \"" + experts::printable(*policy)
+                  "expected \"sharing\" or \"stealing\", got \"" + experts::loggable(*policy)
                     + "\"");
       }
       r.reject_unknown(" in [cluster]");
@@ -127,7 +128,7 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
         if (name && !node_name_ok(*name))
           out.add(t.get("name")->source(), r.key_path("name"),
                   "expected 1..64 letters, digits, '.', '_' or '-', not starting with '.' (it "
-                  "names the node's trace file), got \"" + experts::printable(e.name) + "\"");
+                  "names the node's trace file), got \"" + experts::loggable(e.name) + "\"");
         else if (!e.name.empty() && !names.insert(e.name).second)
           out.add(t.get("name")->source(), r.key_path("name"),
                   "\"" + e.name + "\" names an earlier node too");
@@ -185,7 +186,7 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
       if (colon == 0 || colon == std::string::npos || !digits || std::stoi(port) > 65535)
         out.add(t->get("listen") ? t->get("listen")->source() : t->source(), "gateway.listen",
                 "expected host:port with a port in [0, 65535], got \""
-                  + experts::printable(listen) + "\"");
+                  + experts::loggable(listen) + "\"");
       else {
         c.gateway.host = listen.substr(0, colon);
         c.gateway.port = static_cast<std::uint16_t>(std::stoi(port));
@@ -216,7 +217,7 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
         if (colon == 0 || !digits || std::stoi(port) < 1 || std::stoi(port) > 65535)
           out.add(t->get("collector")->source(), "trace.collector",
                   "expected host:port with a port in [1, 65535], got \""
-                    + experts::printable(c.trace.collector) + "\"");
+                    + experts::loggable(c.trace.collector) + "\"");
       }
       r.reject_unknown(" in [trace]");
     } else {
@@ -260,7 +261,7 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
           const auto* at = t->get(key);
           // (The message quotes the path as the file gives it: any characters.)
           out.add(at ? at->source() : t->source(), r.key_path(key),
-                  experts::printable(p.message, 600));
+                  experts::loggable(p.message, 600));
         }
     } else {
       top.bad(*n, "tls", "a table");
@@ -271,7 +272,7 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
     c.head = c.nodes.front().name;
   else if (!c.head.empty() && !names.contains(c.head))
     out.add(doc.get_as<toml::table>("cluster")->get("head")->source(), "cluster.head",
-            "\"" + experts::printable(c.head) + "\" is not the name of a [[node]]");
+            "\"" + experts::loggable(c.head) + "\" is not the name of a [[node]]");
   if (!out.lines.empty())
     return fail(errc::config_invalid, out.joined());
   c.gateway.deadline_ms = c.deadline_ms;

@@ -2,7 +2,7 @@
 
 #include "actors/mesh_errc.hpp"
 #include "actors/secret.hpp"
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/field.hpp>
@@ -36,7 +36,7 @@ gateway_reply json_reply(http::status code, const json& j) {
 
 gateway_reply method_not_allowed(const http_request& req, const char* allow) {
   auto r = error_reply(http::status::method_not_allowed,
-                       quote_input(sv(req.method_string())) + " is not allowed here; use " + allow);
+                       experts::quote_input(sv(req.method_string())) + " is not allowed here; use " + allow);
   r.headers.emplace_back(http::field::allow, allow);
   return r;
 }
@@ -66,13 +66,13 @@ gateway_action add_expert(const http_request& req) {
     try {
       j = json::parse(req.body());
     } catch (const json::exception& e) {
-      throw std::invalid_argument("the body is not JSON: " + quote_input(e.what(), 240));
+      throw std::invalid_argument("the body is not JSON: " + experts::quote_input(e.what(), 240));
     }
     if (!j.is_object())
       throw std::invalid_argument(std::string("the body must be a JSON object, not ") + j.type_name());
     for (auto& [k, v] : j.items())
       if (k != "layer" && k != "node" && k != "init")
-        throw std::invalid_argument("unknown field \"" + quote_input(k) + "\" (known: layer, node, init)");
+        throw std::invalid_argument("unknown field \"" + experts::quote_input(k) + "\" (known: layer, node, init)");
     if (!j.contains("layer") || !j["layer"].is_number_unsigned() || j["layer"].get<std::uint64_t>() > 1u << 20)
       throw std::invalid_argument("\"layer\" must be a small unsigned integer");
     if (!j.contains("node") || !j["node"].is_string())
@@ -96,7 +96,7 @@ gateway_action remove_expert(std::string_view which) {
   if (which.find_first_not_of("0123456789.") != std::string_view::npos
       || std::sscanf(text.c_str(), "%u.%u%c", &layer, &id, &tail) != 2)
     return error_reply(http::status::bad_request,
-                       "\"" + quote_input(which) + "\" does not name an expert as LAYER.ID, e.g. /v1/experts/1.3");
+                       "\"" + experts::quote_input(which) + "\" does not name an expert as LAYER.ID, e.g. /v1/experts/1.3");
   return remove_expert_call{static_cast<std::uint32_t>(layer), static_cast<std::uint32_t>(id)};
 }
 
@@ -122,8 +122,8 @@ http::status status_of(const caf::error& err) {
 
 gateway_action route(const http_request& req, const route_settings& s) {
   const std::string_view target{req.target().data(), req.target().size()};
-  if (const auto f = find_invalid_utf8(target))
-    return error_reply(http::status::bad_request, describe("request target", *f));
+  if (const auto f = experts::find_invalid_utf8(target))
+    return error_reply(http::status::bad_request, experts::describe("request target", *f));
   std::string_view path = target.substr(0, target.find('?'));
   const auto method = req.method();
   if (path == "/v1/infer") {
@@ -152,7 +152,7 @@ gateway_action route(const http_request& req, const route_settings& s) {
     return one ? remove_expert(path.substr(12)) : add_expert(req);
   }
   return error_reply(http::status::not_found,
-                     "no such path: " + quote_input(path)
+                     "no such path: " + experts::quote_input(path)
                        + " (try /v1/infer, /v1/topology, /v1/experts, /metrics, /healthz)");
 }
 
@@ -167,7 +167,7 @@ gateway_reply read_error_reply(boost::beast::error_code ec, std::uint64_t max_bo
 }
 
 gateway_reply error_reply(http::status code, std::string_view what) {
-  return json_reply(code, json{{"error", escape_invalid_utf8(what)}});
+  return json_reply(code, json{{"error", experts::escape_invalid_utf8(what)}});
 }
 
 gateway_reply infer_reply(const actors::infer_result& r) {

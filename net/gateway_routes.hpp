@@ -5,7 +5,7 @@
 // cluster must answer; the *_reply functions turn what the cluster answered into the answer
 // written. Every body is valid UTF-8 JSON whatever the request held: text from outside is
 // checked (a body or target that is not UTF-8 is a 400 naming the byte) and quoted through
-// net/utf8, never echoed raw.
+// experts/utf8, never echoed raw.
 
 #include "actors/messages.hpp"
 #include "actors/plan.hpp"

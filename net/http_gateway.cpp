@@ -4,7 +4,7 @@
 #include "net/gateway_metrics.hpp"
 #include "net/gateway_routes.hpp"
 #include "net/infer_json.hpp"
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -66,7 +66,7 @@ struct http_gateway::impl : std::enable_shared_from_this<impl> {
         io.run();
         return;
       } catch (const std::exception& e) {
-        std::cerr << ("gateway: a connection dropped by an exception: " + escape_invalid_utf8(e.what()) + "\n")
+        std::cerr << ("gateway: a connection dropped by an exception: " + experts::escape_invalid_utf8(e.what()) + "\n")
                   << std::flush;
       } catch (...) {
         std::cerr << "gateway: a connection dropped by an exception that is not a std::exception\n"
@@ -153,9 +153,9 @@ private:
   /// The 500 of our own bug, logged with what the client sent us (quoted safely).
   gateway_reply internal_error(std::string_view what) const {
     std::string line = "gateway: request " + std::to_string(id_) + " ("
-                       + quote_input({req_.method_string().data(), req_.method_string().size()}) + " "
-                       + quote_input({req_.target().data(), req_.target().size()})
-                       + "): internal error: " + escape_invalid_utf8(what) + "\n";
+                       + experts::quote_input({req_.method_string().data(), req_.method_string().size()}) + " "
+                       + experts::quote_input({req_.target().data(), req_.target().size()})
+                       + "): internal error: " + experts::escape_invalid_utf8(what) + "\n";
     std::cerr << line << std::flush;
     return error_reply(http::status::internal_server_error,
                        "internal error while answering request " + std::to_string(id_) + ": "

@@ -1,7 +1,7 @@
 #include "net/infer_json.hpp"
 
 #include "actors/wire.hpp"
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -21,7 +21,7 @@ using nlohmann::json;
 
 /// A value from the body as an error quotes it: its JSON text, cut where it is long.
 std::string quoted(const json& v) {
-  return quote_input(v.dump(-1, ' ', false, json::error_handler_t::replace));
+  return experts::quote_input(v.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 int base64_value(char c) {
@@ -90,7 +90,7 @@ std::string encode_base64(std::string_view bytes) {
 
 void check_json_text(std::string_view body) {
   // Said here rather than by the parser, whose message would quote the bad bytes.
-  require_utf8("body", body);
+  experts::require_utf8("body", body);
   if (const auto nul = body.find('\0'); nul != std::string_view::npos)
     bad("body byte " + std::to_string(nul + 1) + ": a NUL byte (JSON text has none; in a string "
         "it is written \\u0000)");
@@ -102,7 +102,7 @@ actors::infer_request parse_infer_body(std::string_view body, const infer_body_l
   try {
     j = json::parse(body);
   } catch (const json::exception& e) { // a syntax error, or a number past double (found by fuzzing)
-    bad("the body is not JSON: " + quote_input(e.what(), 240));
+    bad("the body is not JSON: " + experts::quote_input(e.what(), 240));
   }
   if (!j.is_object())
     bad(std::string("the body must be a JSON object, not ") + j.type_name());
@@ -112,7 +112,7 @@ actors::infer_request parse_infer_body(std::string_view body, const infer_body_l
     for (auto* k : known)
       ok = ok || key == k;
     if (!ok)
-      bad("unknown field \"" + quote_input(key) + "\" (known: tokens, tokens_b64, rows, ids, deadline_ms, trace)");
+      bad("unknown field \"" + experts::quote_input(key) + "\" (known: tokens, tokens_b64, rows, ids, deadline_ms, trace)");
   }
   const auto width = limits.input_width;
   actors::infer_request req;

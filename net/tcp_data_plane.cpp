@@ -2,7 +2,7 @@
 
 #include "actors/contribution_codec.hpp"
 #include "net/tls_context.hpp"
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -485,7 +485,7 @@ struct tcp_data_plane::impl {
           if (actors::data_planes::deliver(node, std::move(c))) {
             ++delivered;
           } else {
-            note("from " + peer + ": a frame for node '" + loggable(node)
+            note("from " + peer + ": a frame for node '" + experts::loggable(node)
                  + "', which does not live here, dropped");
             ++dropped; // after the note: who sees the count sees the note
           }

@@ -2,7 +2,7 @@
 
 #include "net/tcp_link.hpp"
 #include "net/tls_context.hpp"
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -89,8 +89,8 @@ private:
 /// What is wrong with a publisher's line (without its newline), or nothing: a trace line is
 /// one JSON object in well-formed UTF-8. `what` names the line ("line 3").
 std::optional<std::string> fault_of(std::string_view line, const std::string& what) {
-  if (const auto f = find_invalid_utf8(line))
-    return describe(what, *f);
+  if (const auto f = experts::find_invalid_utf8(line))
+    return experts::describe(what, *f);
   // nlohmann takes a NUL for the end of its input: {"a":1}<NUL>anything would pass.
   if (const auto nul = line.find('\0'); nul != std::string_view::npos)
     return what + " byte " + std::to_string(nul + 1) + ": a NUL byte (0x00), which no trace "
@@ -109,7 +109,7 @@ std::optional<std::string> fault_of(std::string_view line, const std::string& wh
     std::string_view why = e.what(); // "[json.exception.parse_error.101] parse error at ..."
     if (why.starts_with("[json.exception.") && why.find("] ") != std::string_view::npos)
       why.remove_prefix(why.find("] ") + 2);
-    return what + " is not JSON: " + loggable(why, 200);
+    return what + " is not JSON: " + experts::loggable(why, 200);
   }
   return what + " is not JSON";
 }
@@ -203,7 +203,7 @@ struct trace_collector::impl {
     } else if (role == "follow") {
       followers.insert(std::make_shared<follower>(c->link));
     } else {
-      note("from " + c->peer + ": the first line is \"" + loggable(role)
+      note("from " + c->peer + ": the first line is \"" + experts::loggable(role)
            + "\", not \"publish\" or \"follow\"; connection closed");
       auto reply = std::make_shared<std::string>(
         "error: the first line must be \"publish\" or \"follow\"\n");

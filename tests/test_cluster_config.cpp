@@ -55,6 +55,26 @@ TEST_CASE("[cluster] session_idle_s: 600 by default, 0 for never, no negatives",
                              "0..2592000 (0: never), got an integer (-5)"));
 }
 
+TEST_CASE("[cluster] max_batch_rows and batches_in_flight: defaults, 0 for no batching, "
+          "bounds named",
+          "[cluster_config]") {
+  auto plain = net::parse_cluster_config(one_node, "c.toml");
+  REQUIRE(plain);
+  CHECK(plain->max_batch_rows == 4096);
+  CHECK(plain->batches_in_flight == 2);
+  auto off = net::parse_cluster_config("[cluster]\nmax_batch_rows = 0\nbatches_in_flight = 1\n" + one_node,
+                                       "c.toml");
+  REQUIRE(off);
+  CHECK(off->max_batch_rows == 0);
+  CHECK(off->batches_in_flight == 1);
+  CHECK_THAT(error_of("[cluster]\nmax_batch_rows = -1\n" + one_node),
+             Catch::Contains("c.toml:2:18: cluster.max_batch_rows: expected an integer in "
+                             "0..1048576 (0: no batching), got an integer (-1)"));
+  CHECK_THAT(error_of("[cluster]\nbatches_in_flight = 0\n" + one_node),
+             Catch::Contains("c.toml:2:21: cluster.batches_in_flight: expected an integer in 1..64, "
+                             "got an integer (0)"));
+}
+
 TEST_CASE("a node's name: letters, digits, '.', '_' and '-', for it names a file", "[cluster_config]") {
   const std::string want = ": node[0].name: expected 1..64 letters, digits, '.', '_' or '-', not "
                            "starting with '.' (it names the node's trace file), got ";

@@ -14,7 +14,7 @@
 #include "random_model.hpp"
 #include "follow.hpp"
 #include "http_client.hpp"
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 #include "trace_log.hpp"
 
 #include <caf/scoped_actor.hpp>
@@ -263,7 +263,7 @@ TEST_CASE("a head process with a gateway answers bodies and targets that are not
     {"POST", "/v1/experts", "{\"layer\": 1, \"node\": \"\xff\"}", "Authorization: Bearer t0ken\r\n", 400},
   };
   for (auto& [method, target, body, headers, status] : bad) {
-    INFO(method << " " << net::quote_input(target));
+    INFO(method << " " << experts::quote_input(target));
     const auto r = call_http(gw_port, method, target, body, headers);
     CHECK(r.status == status);
     CHECK(nlohmann::json::parse(r.body, nullptr, false).is_object());

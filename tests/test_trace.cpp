@@ -8,7 +8,7 @@
 #include "flows_page.hpp"
 #include "follow.hpp"
 #include "local_cluster_fixture.hpp"
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 #include "mesh_model.hpp"
 #include "net/trace_sink.hpp"
 #include "perfetto_json.hpp"
@@ -258,7 +258,7 @@ TEST_CASE("names with control characters, NUL or odd bytes: every output is writ
   std::ostringstream summary;
   print_summary(summary, log, 0);
   CHECK_THAT(summary.str(), Catch::Contains("ffn\\x00\\x1B[2J<b>&\"x\""));
-  CHECK_FALSE(net::find_invalid_utf8(summary.str()));
+  CHECK_FALSE(experts::find_invalid_utf8(summary.str()));
   for (char c : summary.str())
     CHECK((static_cast<unsigned char>(c) >= 0x20 || c == '\n'));
   // Wire time across the whole range allowed: 8e18 ns, no overflow.
@@ -293,7 +293,7 @@ TEST_CASE("a name that is not UTF-8 still writes a line eoe-trace reads", "[trac
   e.node = "n\xff\xc0\xaf";
   e.actor = "caf\xc3\xa9 \x01";
   const auto line = to_json_line(e);
-  CHECK_FALSE(net::find_invalid_utf8(line));
+  CHECK_FALSE(experts::find_invalid_utf8(line));
   const auto back = parse_trace_line(line);
   CHECK(back.node == "n\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); // U+FFFD for each bad byte
   CHECK(back.actor == e.actor);
@@ -304,7 +304,7 @@ TEST_CASE("a name that is not UTF-8 still writes a line eoe-trace reads", "[trac
   CHECK_NOTHROW(write_perfetto(perfetto, log));
   CHECK_NOTHROW(nlohmann::json::parse(perfetto.str()));
   CHECK_NOTHROW(write_flows_page(html, log, 0));
-  CHECK_FALSE(net::find_invalid_utf8(html.str()));
+  CHECK_FALSE(experts::find_invalid_utf8(html.str()));
   CHECK_NOTHROW(print_summary(summary, log, 0));
   CHECK(printable(e.node) == "n\\xFF\\xC0\\xAF");
   CHECK(printable(std::string(100, 'a'), 10) == "aaaaaaaaaa... (100 bytes)");

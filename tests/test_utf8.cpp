@@ -1,7 +1,7 @@
-// net/utf8 against Unicode's table 3-7 of well-formed byte sequences, case by case: where the
+// experts/utf8 against Unicode's table 3-7 of well-formed byte sequences, case by case: where the
 // first fault is and why, what the escaped text is, and that every escaped text is accepted by
 // nlohmann's dump (which throws on a string that is not UTF-8).
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -10,7 +10,7 @@
 #include <random>
 #include <stdexcept>
 
-using namespace eoe::net;
+using namespace eoe::experts;
 
 namespace {
 

@@ -10,14 +10,14 @@ seconds=${2:-60}
 case "$target" in
   config) sources="experts/model_config.cpp experts/toml_reader.cpp experts/train_config.cpp
                    build/experts/default_config.cpp net/cluster_config.cpp experts/accounting.cpp
-                   net/utf8.cpp" ;;
+                   experts/utf8.cpp" ;;
   checkpoint) sources="experts/checkpoint.cpp experts/crc32.cpp experts/model.cpp experts/model_config.cpp experts/hash_routing.cpp
                        experts/toml_reader.cpp experts/train_config.cpp build/experts/default_config.cpp
-                       experts/accounting.cpp net/utf8.cpp" ;;
-  request) sources="net/gateway_routes.cpp net/infer_json.cpp net/utf8.cpp actors/mesh_config.cpp
+                       experts/accounting.cpp experts/utf8.cpp" ;;
+  request) sources="net/gateway_routes.cpp net/infer_json.cpp experts/utf8.cpp actors/mesh_config.cpp
                     actors/contribution_codec.cpp actors/wire.cpp" ;;
   trace) sources="tools/trace/trace_log.cpp actors/trace.cpp tools/trace/trace_summary.cpp
-                  tools/trace/perfetto_json.cpp tools/trace/flows_page.cpp net/utf8.cpp" ;;
+                  tools/trace/perfetto_json.cpp tools/trace/flows_page.cpp experts/utf8.cpp" ;;
   *) echo "fuzz: no target '$target' (config, checkpoint, request, trace)" >&2; exit 2 ;;
 esac
 command -v clang++ >/dev/null || { echo "fuzz: needs clang (apt-get install clang)" >&2; exit 1; }

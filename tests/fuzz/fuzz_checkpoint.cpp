@@ -5,7 +5,7 @@
 // reads back as the same model.
 #include "experts/accounting.hpp"
 #include "experts/checkpoint.hpp"
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto m = eoe::experts::parse_checkpoint(bytes, "fuzz.ckpt");
   if (!m) {
     const auto& message = m.error().message;
-    if (message.empty() || !message.starts_with("fuzz.ckpt") || eoe::net::find_invalid_utf8(message))
+    if (message.empty() || !message.starts_with("fuzz.ckpt") || eoe::experts::find_invalid_utf8(message))
       __builtin_trap();
     for (char c : message)
       if ((static_cast<unsigned char>(c) < 0x20 && c != '\n') || c == 0x7f)
@@ -25,7 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   const auto shown = eoe::experts::format_account(m->config, eoe::experts::account(m->config));
-  if (shown.empty() || eoe::net::find_invalid_utf8(shown))
+  if (shown.empty() || eoe::experts::find_invalid_utf8(shown))
     __builtin_trap();
   auto again = eoe::experts::parse_checkpoint(eoe::experts::checkpoint_bytes(*m), "again.ckpt");
   if (!again || !(again->config == m->config))

@@ -8,7 +8,7 @@
 #include "experts/model_config.hpp"
 #include "net/cluster_config.hpp"
 #include "net/tls_context.hpp"
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -40,7 +40,7 @@ std::vector<tls_problem> check_tls(const tls_settings& tls) {
 namespace {
 
 void check_error(const std::string& message) {
-  if (message.empty() || eoe::net::find_invalid_utf8(message))
+  if (message.empty() || eoe::experts::find_invalid_utf8(message))
     __builtin_trap();
   for (char c : message)
     if ((static_cast<unsigned char>(c) < 0x20 && c != '\n') || c == 0x7f)
@@ -59,7 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check_error(m.error().message);
   } else {
     const auto shown = eoe::experts::format_account(*m, eoe::experts::account(*m));
-    if (shown.empty() || eoe::net::find_invalid_utf8(shown))
+    if (shown.empty() || eoe::experts::find_invalid_utf8(shown))
       __builtin_trap();
     auto again = eoe::experts::parse_model_config(eoe::experts::to_toml(*m), "fuzz.toml");
     if (!again || !(*again == *m))

@@ -9,7 +9,7 @@
 #include "actors/mesh_errc.hpp"
 #include "net/gateway_routes.hpp"
 #include "net/infer_json.hpp"
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 
 #include <boost/beast/http.hpp>
 
@@ -40,7 +40,7 @@ void write_and_check(net::gateway_reply r) {
   if (ec || !back.is_done())
     __builtin_trap(); // not a well-formed HTTP response
   const auto& body = back.get().body();
-  if (net::find_invalid_utf8(body))
+  if (experts::find_invalid_utf8(body))
     __builtin_trap();
   if (json_body && nlohmann::json::parse(body, nullptr, false).is_discarded())
     __builtin_trap();

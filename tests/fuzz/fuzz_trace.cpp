@@ -5,7 +5,7 @@
 // (parses back with nlohmann), the HTML page (valid UTF-8, no control characters but newlines
 // and tabs); every event survives to_json_line -> parse_trace_line unchanged.
 #include "flows_page.hpp"
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 #include "perfetto_json.hpp"
 #include "trace_log.hpp"
 #include "trace_summary.hpp"
@@ -21,7 +21,7 @@
 namespace {
 
 void check_text(const std::string& s, bool tabs) {
-  if (eoe::net::find_invalid_utf8(s))
+  if (eoe::experts::find_invalid_utf8(s))
     __builtin_trap();
   for (char c : s)
     if ((static_cast<unsigned char>(c) < 0x20 && c != '\n' && !(tabs && c == '\t')) || c == 0x7f)

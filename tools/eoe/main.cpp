@@ -1,6 +1,6 @@
 // eoe: the command line of the eoe runtime.
 
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 #include "tools/eoe/commands.hpp"
 
 #include <exception>
@@ -25,10 +25,10 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const eoe::cli::command_error& e) {
     // Messages may quote a path or a value of a file: bytes that are not UTF-8 escaped.
-    std::cerr << "eoe: " << eoe::net::escape_invalid_utf8(e.message) << "\n";
+    std::cerr << "eoe: " << eoe::experts::escape_invalid_utf8(e.message) << "\n";
     return e.code;
   } catch (const std::exception& e) {
-    std::cerr << "eoe: internal error: " << eoe::net::escape_invalid_utf8(e.what()) << "\n";
+    std::cerr << "eoe: internal error: " << eoe::experts::escape_invalid_utf8(e.what()) << "\n";
     return 2;
   } catch (...) {
     // The last resort: no input ends this process with "terminate called after throwing".

@@ -2,7 +2,7 @@
 
 #include "experts/fashion_mnist.hpp"
 #include "experts/rng.hpp"
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 #include "tools/eoe/commands.hpp"
 
 #include <cerrno>
@@ -16,20 +16,9 @@ namespace eoe::cli {
 
 namespace {
 
-/// A value of the file for an error message: bytes that are not UTF-8 and control characters
-/// as \xNN, at most 24 bytes of it with the length said past that.
+/// A value of the file for an error message: escaped, at most 24 bytes of it.
 std::string shown(std::string_view value) {
-  std::string out;
-  for (char c : net::quote_input(value, 24)) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02X", static_cast<unsigned>(c));
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out;
+  return experts::loggable(value, 24);
 }
 
 bool separator(char c) {
@@ -37,7 +26,7 @@ bool separator(char c) {
 }
 
 token_batch read_text(const std::string& path, int width) {
-  const auto name = net::escape_invalid_utf8(path); // a path is any bytes
+  const auto name = experts::escape_invalid_utf8(path); // a path is any bytes
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
     throw command_error{name + ": is a folder, not a file of tokens"};

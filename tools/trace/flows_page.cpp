@@ -2,7 +2,7 @@
 
 #include "trace_summary.hpp"
 
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -17,7 +17,7 @@ namespace eoe::trace_tool {
 
 std::string escape_xml(std::string_view raw) {
   // Bytes that are not UTF-8 as \xNN: the page says it is UTF-8.
-  const auto s = net::escape_invalid_utf8(raw);
+  const auto s = experts::escape_invalid_utf8(raw);
   std::string out;
   out.reserve(s.size());
   for (char c : s) {

@@ -7,7 +7,7 @@
 // PATH: trace files or folders of them (<node>.trace.jsonl, as the nodes' [trace] dir holds).
 
 #include "net/cluster_config.hpp"
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 #include "flows_page.hpp"
 #include "follow.hpp"
 #include "perfetto_json.hpp"
@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     // what() may quote a path or a name: any bytes.
-    std::cerr << "eoe-trace: " << eoe::net::escape_invalid_utf8(e.what()) << "\n";
+    std::cerr << "eoe-trace: " << eoe::experts::escape_invalid_utf8(e.what()) << "\n";
     return 1;
   } catch (...) {
     std::cerr << "eoe-trace: internal error (an exception that is not a std::exception)\n";

@@ -1,6 +1,6 @@
 #include "trace_log.hpp"
 
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -14,16 +14,7 @@
 namespace eoe::trace_tool {
 
 std::string printable(std::string_view s, size_t max_bytes) {
-  std::string out;
-  for (char c : net::escape_invalid_utf8(s)) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02X", static_cast<unsigned>(c));
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
+  auto out = experts::loggable(s, s.size());
   if (out.size() <= max_bytes)
     return out;
   // Cut after escaping, so the label's length is bounded; at a character's first byte.
@@ -36,13 +27,13 @@ std::string printable(std::string_view s, size_t max_bytes) {
 
 actors::trace_event parse_line(std::string_view line) {
   // nlohmann refuses such a line too, but says neither the byte nor why.
-  if (const auto f = net::find_invalid_utf8(line))
-    throw std::invalid_argument(net::describe("line", *f));
+  if (const auto f = experts::find_invalid_utf8(line))
+    throw std::invalid_argument(experts::describe("line", *f));
   return actors::parse_trace_line(line);
 }
 
 void parse_into(trace_log& log, std::string_view text, const std::string& source) {
-  const auto where = net::escape_invalid_utf8(source); // a path is any bytes
+  const auto where = experts::escape_invalid_utf8(source); // a path is any bytes
   size_t line_no = 0;
   while (!text.empty()) {
     ++line_no;
@@ -71,7 +62,7 @@ trace_log load_trace(const std::vector<std::filesystem::path>& paths) {
         if (entry.path().string().ends_with(".trace.jsonl"))
           found.push_back(entry.path());
       if (found.empty())
-        throw std::runtime_error(net::escape_invalid_utf8(p.string())
+        throw std::runtime_error(experts::escape_invalid_utf8(p.string())
                                  + ": no *.trace.jsonl file in this folder");
       std::sort(found.begin(), found.end());
       files.insert(files.end(), found.begin(), found.end());
@@ -83,7 +74,7 @@ trace_log load_trace(const std::vector<std::filesystem::path>& paths) {
   for (auto& f : files) {
     std::ifstream in{f, std::ios::binary};
     if (!in)
-      throw std::runtime_error(net::escape_invalid_utf8(f.string())
+      throw std::runtime_error(experts::escape_invalid_utf8(f.string())
                                + ": cannot open the trace file");
     std::ostringstream text;
     text << in.rdbuf();

@@ -1,7 +1,7 @@
 #pragma once
-// Text from outside (an HTTP body, a request target, a trace line, a file name) checked for
-// well-formed UTF-8 and quoted safely: nlohmann's dump throws on a byte that is not UTF-8, and a
-// log or a terminal should not receive raw bytes either. Well-formed is RFC 3629 / Unicode's
+// Text from outside (an HTTP body, a request target, a trace line, a config or token file)
+// checked for well-formed UTF-8 and quoted safely: nlohmann's dump throws on a byte that is
+// not UTF-8, and a log or a terminal should not receive raw bytes or control characters. Well-formed is RFC 3629 / Unicode's
 // table 3-7: no overlong forms, no surrogates (U+D800..U+DFFF), nothing past U+10FFFF.
 
 #include <cstddef>
@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-namespace eoe::net {
+namespace eoe::experts {
 
 /// The first byte of a text that is not well-formed UTF-8.
 struct utf8_fault {
@@ -17,6 +17,9 @@ struct utf8_fault {
   unsigned char byte = 0;  ///< the byte at offset
   const char* why = "";    ///< "never appears in UTF-8", "an overlong form", ...
 };
+
+/// The length of the well-formed sequence that begins at text[i] (1..4), or 0 when none does.
+std::size_t utf8_sequence_length(std::string_view text, std::size_t i) noexcept;
 
 /// nullopt when the whole text is well-formed UTF-8.
 std::optional<utf8_fault> find_invalid_utf8(std::string_view text) noexcept;
@@ -41,4 +44,4 @@ std::string quote_input(std::string_view text, std::size_t max_bytes = 80);
 /// to a terminal.
 std::string loggable(std::string_view text, std::size_t max_bytes = 80);
 
-} // namespace eoe::net
+} // namespace eoe::experts

@@ -1,9 +1,9 @@
-#include "net/utf8.hpp"
+#include "experts/utf8.hpp"
 
 #include <cstdio>
 #include <stdexcept>
 
-namespace eoe::net {
+namespace eoe::experts {
 
 namespace {
 
@@ -63,6 +63,11 @@ void append_hex(std::string& out, unsigned char c) {
 }
 
 } // namespace
+
+std::size_t utf8_sequence_length(std::string_view text, std::size_t i) noexcept {
+  const char* why = "";
+  return i < text.size() ? sequence_at(text, i, why) : 0;
+}
 
 std::optional<utf8_fault> find_invalid_utf8(std::string_view text) noexcept {
   for (std::size_t i = 0; i < text.size();) {
@@ -126,4 +131,4 @@ std::string loggable(std::string_view text, std::size_t max_bytes) {
   return out;
 }
 
-} // namespace eoe::net
+} // namespace eoe::experts
