@@ -34,9 +34,10 @@ struct coordinator_setup {
   std::uint32_t kv_block_size = 64;          ///< language models: positions per block summary
   std::chrono::milliseconds session_idle{600'000}; ///< language models: an idle session closes
   /// Classifier requests that arrive while the mesh is busy are stacked into batches of at
-  /// most this many rows (0: every request alone), with this many batches in the mesh at once.
+  /// most this many rows (0: every request alone), with this many batches in the mesh at once
+  /// (1 measured best on 2 shared cores: bench/RESULTS.md, bench_batching).
   std::uint32_t max_batch_rows = 4096;
-  std::uint32_t batches_in_flight = 2;
+  std::uint32_t batches_in_flight = 1;
 };
 
 /// One node as the registry knows it.

@@ -1,10 +1,11 @@
 // bench/batching: classifier requests through 3 `eoe node` processes on loopback (the embedded
-// default model), with request batching (the default [cluster] max_batch_rows = 4096,
-// batches_in_flight = 2) against the same cluster with it off (max_batch_rows = 0: every
+// default model), with request batching ([cluster] max_batch_rows = 4096, batches_in_flight
+// as --batches-in-flight says, default 1) against the same cluster with it off (max_batch_rows = 0: every
 // request crosses the mesh alone), in the same run, at each concurrency. Every answer is
 // checked against the in-process reference (net/load_generator).
 //
 //   build/bin/bench_batching [--requests 2000] [--tokens 4] [--concurrency 1 8 32] [--rounds 2]
+//                            [--batches-in-flight 2]
 //
 // Prints per setting and concurrency: ok / wrong / failed / lost, p50 / p99, requests/s, the
 // mean batch (requests per batch sent), and batched / alone requests per second. Rounds
@@ -76,18 +77,21 @@ double median(std::vector<double> v) {
 } // namespace
 
 int main(int argc, char** argv) {
-  size_t requests = 2000, tokens = 4, rounds = 2;
+  size_t requests = 2000, tokens = 4, rounds = 2, in_flight = 2;
   std::vector<size_t> concurrencies{1, 8, 32};
   CLI::App app{"Request batching against every request alone, the same cluster and load"};
   app.add_option("--requests", requests);
   app.add_option("--tokens", tokens);
   app.add_option("--concurrency", concurrencies);
   app.add_option("--rounds", rounds);
+  app.add_option("--batches-in-flight", in_flight, "[cluster] batches_in_flight of the batched cluster");
   CLI11_PARSE(app, argc, argv);
 
   const int base = 31000 + static_cast<int>(getpid() % 1000) * 10;
   const std::vector<std::pair<std::string, std::string>> settings{
-    {"alone (max_batch_rows = 0)", "max_batch_rows = 0\n"}, {"batched (defaults)", ""}};
+    {"alone (max_batch_rows = 0)", "max_batch_rows = 0\n"},
+    {"batched, " + std::to_string(in_flight) + " in flight",
+     "batches_in_flight = " + std::to_string(in_flight) + "\n"}};
   // [setting][concurrency] -> per round
   std::map<std::pair<size_t, size_t>, std::vector<run_result>> got;
   bool bad = false;

@@ -68,7 +68,7 @@ struct cluster_config {
   /// Classifier requests that arrive while the mesh is busy leave together as batches of at
   /// most max_batch_rows rows (0: every request alone), batches_in_flight at once.
   std::uint32_t max_batch_rows = 4096;
-  std::uint32_t batches_in_flight = 2;
+  std::uint32_t batches_in_flight = 1;
   std::string secret; ///< what a joining node must present ("" = none); env EOE_CLUSTER_SECRET wins
   std::vector<node_entry> nodes;
   /// [config layer] -> node name per expert; empty: round-robin over the nodes

@@ -61,12 +61,12 @@ TEST_CASE("[cluster] max_batch_rows and batches_in_flight: defaults, 0 for no ba
   auto plain = net::parse_cluster_config(one_node, "c.toml");
   REQUIRE(plain);
   CHECK(plain->max_batch_rows == 4096);
-  CHECK(plain->batches_in_flight == 2);
-  auto off = net::parse_cluster_config("[cluster]\nmax_batch_rows = 0\nbatches_in_flight = 1\n" + one_node,
+  CHECK(plain->batches_in_flight == 1);
+  auto off = net::parse_cluster_config("[cluster]\nmax_batch_rows = 0\nbatches_in_flight = 3\n" + one_node,
                                        "c.toml");
   REQUIRE(off);
   CHECK(off->max_batch_rows == 0);
-  CHECK(off->batches_in_flight == 1);
+  CHECK(off->batches_in_flight == 3);
   CHECK_THAT(error_of("[cluster]\nmax_batch_rows = -1\n" + one_node),
              Catch::Contains("c.toml:2:18: cluster.max_batch_rows: expected an integer in "
                              "0..1048576 (0: no batching), got an integer (-1)"));
