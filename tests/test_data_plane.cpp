@@ -14,6 +14,7 @@
 #include "local_cluster_fixture.hpp"
 #include "mesh_model.hpp"
 #include "net/tcp_data_plane.hpp"
+#include "raw_socket.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -103,59 +104,7 @@ collector_actor::behavior_type collector(collector_actor::stateful_pointer<colle
   };
 }
 
-/// A peer that writes what it likes to a data plane, over a plain blocking socket.
-class raw_peer {
-public:
-  /// Connects to "host:port".
-  explicit raw_peer(const std::string& address) {
-    const auto colon = address.rfind(':');
-    sockaddr_in at{};
-    at.sin_family = AF_INET;
-    at.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
-    REQUIRE(inet_pton(AF_INET, address.substr(0, colon).c_str(), &at.sin_addr) == 1);
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd_ >= 0);
-    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&at), sizeof at) == 0);
-    const timeval tv{10, 0}; // wait_closed's bound: a test that fails must not hang
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  ~raw_peer() {
-    ::close(fd_);
-  }
-  raw_peer(const raw_peer&) = delete;
-  raw_peer& operator=(const raw_peer&) = delete;
-
-  /// "127.0.0.1:port" of this end, as the data plane's log names it.
-  std::string name() const {
-    sockaddr_in me{};
-    socklen_t len = sizeof me;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&me), &len);
-    return "127.0.0.1:" + std::to_string(ntohs(me.sin_port));
-  }
-
-  void send(std::string_view bytes) {
-    while (!bytes.empty()) {
-      const auto n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      REQUIRE(n > 0);
-      bytes.remove_prefix(static_cast<size_t>(n));
-    }
-  }
-
-  /// Says this end has nothing more to send (the data plane reads the end of the stream).
-  void finish() {
-    ::shutdown(fd_, SHUT_WR);
-  }
-
-  /// Whether the other end closed the connection within 10 s (it never sends anything).
-  bool wait_closed() {
-    char c;
-    const auto n = ::recv(fd_, &c, 1, 0);
-    return n == 0 || (n < 0 && errno == ECONNRESET);
-  }
-
-private:
-  int fd_ = -1;
-};
+using raw_peer = test::raw_socket;
 
 /// What tcp_data_plane::send puts on the wire for a frame to `node`: u32 header length, u16
 /// name length, the name, the header, the payloads.
@@ -386,7 +335,7 @@ TEST_CASE("bytes from a peer that are not frames close only that peer's connecti
     const auto prefix = "data plane " + plane.address() + ": from ";
     // A peer that behaves, connected before the others and used after them.
     raw_peer good{plane.address()};
-    good.send(wire_frame("nb", sample(1, 2)));
+    REQUIRE(good.send(wire_frame("nb", sample(1, 2))));
     REQUIRE(eventually([&] { return plane.delivered() == 1; }));
 
     // Each bad peer: its bytes, whether it then ends its side, and the log line it earns.
@@ -435,7 +384,7 @@ TEST_CASE("bytes from a peer that are not frames close only that peer's connecti
     for (const auto& b : bad) {
       INFO(b.what);
       raw_peer p{plane.address()};
-      p.send(b.bytes);
+      REQUIRE(p.send(b.bytes));
       if (b.ends)
         p.finish();
       CHECK(p.wait_closed());
@@ -450,7 +399,7 @@ TEST_CASE("bytes from a peer that are not frames close only that peer's connecti
       const std::uint64_t gib = std::uint64_t{1} << 30;
       std::memcpy(header.data() + header.size() - 5 * 8, &gib, 8);
       raw_peer p{plane.address()};
-      p.send(wire_frame("nb", header, std::string(1000, 'r')));
+      REQUIRE(p.send(wire_frame("nb", header, std::string(1000, 'r'))));
       p.finish();
       CHECK(p.wait_closed());
       expected.push_back(prefix + p.name()
@@ -461,22 +410,22 @@ TEST_CASE("bytes from a peer that are not frames close only that peer's connecti
       // A node name that is not text: named escaped, the frame dropped, the connection kept.
       raw_peer p{plane.address()};
       const std::string name{"n\xFF\n\x01", 4};
-      p.send(wire_frame(name, sample(5, 1)));
+      REQUIRE(p.send(wire_frame(name, sample(5, 1))));
       REQUIRE(eventually([&] { return plane.dropped() == 1; }));
-      p.send(wire_frame("nb", sample(6, 1)));
+      REQUIRE(p.send(wire_frame("nb", sample(6, 1))));
       REQUIRE(eventually([&] { return plane.delivered() == 2; }));
       expected.push_back(prefix + p.name()
                          + ": a frame for node 'n\\xFF\\x0A\\x01', which does not live here, "
                            "dropped");
     }
     // The first peer's connection was not touched; a new one is served as well.
-    good.send(wire_frame("nb", sample(7, 3)));
+    REQUIRE(good.send(wire_frame("nb", sample(7, 3))));
     REQUIRE(eventually([&] { return plane.delivered() == 3; }));
     raw_peer late{plane.address()};
-    late.send(wire_frame("nb", sample(8, 0)));
+    REQUIRE(late.send(wire_frame("nb", sample(8, 0))));
     REQUIRE(eventually([&] { return plane.delivered() == 4; }));
     // A payload past the 16 MiB read at once (y: 32 MiB and more) grows as it comes, whole.
-    late.send(wire_frame("nb", sample(9, big_rows)));
+    REQUIRE(late.send(wire_frame("nb", sample(9, big_rows))));
     REQUIRE(eventually([&] { return plane.delivered() == 5; }));
     got = collected_by(sys, sink);
     dropped = plane.dropped();
@@ -539,7 +488,7 @@ TEST_CASE("a malformed share or contribution that reaches an expert over the dat
     raw_peer peer{plane->address()};
     std::uint64_t frames = 0;
     const auto forge = [&](const contribution& c) {
-      peer.send(wire_frame("n1", c));
+      REQUIRE(peer.send(wire_frame("n1", c)));
       const auto want = ++frames;
       REQUIRE(eventually([&] { return plane->delivered() == want; }));
     };
