@@ -14,6 +14,7 @@
 #include "local_cluster_fixture.hpp"
 #include "mesh_model.hpp"
 #include "net/tcp_data_plane.hpp"
+#include "eventually.hpp"
 #include "raw_socket.hpp"
 
 #include <arpa/inet.h>
@@ -124,17 +125,7 @@ std::string wire_frame(const std::string& node, const contribution& c) {
   return wire_frame(node, header, whole.substr(header.size()));
 }
 
-/// Polls until pred holds or 20 s have passed; whether it holds.
-template <class Pred>
-bool eventually(Pred pred) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > until)
-      return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
+using test::eventually;
 
 /// The contributions the sink has collected.
 std::vector<contribution> collected_by(caf::actor_system& sys, const collector_actor& sink) {

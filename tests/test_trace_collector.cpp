@@ -8,6 +8,7 @@
 
 #include "net/trace_collector.hpp"
 #include "net/trace_sink.hpp"
+#include "eventually.hpp"
 #include "raw_socket.hpp"
 
 #include <arpa/inet.h>
@@ -36,17 +37,7 @@ namespace {
 
 using raw_client = test::raw_socket;
 
-/// Polls until pred holds or 20 s have passed; whether it holds.
-template <class Pred>
-bool eventually(Pred pred) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > until)
-      return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
+using test::eventually;
 
 /// A follower that is known to be registered: the publisher sends probe lines until one
 /// arrives (the collector takes the two connections in no set order).
