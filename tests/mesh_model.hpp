@@ -116,6 +116,14 @@ inline const std::string& checkpoint() {
     REQUIRE(experts::save_checkpoint(m, p).has_value());
     return p;
   }();
+  // Gone when the test process ends (its children leave by _Exit or exec, never by exit).
+  static const struct removed_at_exit {
+    const std::string& path;
+    ~removed_at_exit() {
+      std::error_code ec;
+      std::filesystem::remove(path, ec);
+    }
+  } remove_later{path};
   return path;
 }
 

@@ -35,6 +35,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
+/// A test's folder under /tmp, removed however the test case ends.
+struct scratch_dir {
+  fs::path path;
+  ~scratch_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
 
 /// A cluster file for 3 nodes at the given hosts, on ports no other test run uses, with the
 /// lines of `extra` (a [trace] table, say).
@@ -231,6 +240,7 @@ TEST_CASE("node processes started for a test end with it, even when it is killed
 TEST_CASE("3 node processes on loopback equal the reference and fan out once per node",
           "[mesh][processes]") {
   const auto dir = fs::temp_directory_path() / ("eoe_test_cluster_" + std::to_string(getpid()));
+  const scratch_dir scratch{dir};
   process_cluster pc{dir, {"127.0.0.1", "127.0.0.1", "127.0.0.1"}};
   exercise(pc.config);
   CHECK(pc.stop() == 0); // every node exits on the shutdown
@@ -240,6 +250,7 @@ TEST_CASE("a head process with a gateway answers bodies and targets that are not
           "a 400 and stays up",
           "[mesh][processes][gateway]") {
   const auto dir = fs::temp_directory_path() / ("eoe_test_cluster_utf8_" + std::to_string(getpid()));
+  const scratch_dir scratch{dir};
   const auto gw_port = static_cast<std::uint16_t>(base_port() + 8);
   process_cluster pc{dir, {"127.0.0.1", "127.0.0.1"}, {},
                      "[gateway]\nlisten = \"127.0.0.1:" + std::to_string(gw_port)
@@ -286,14 +297,13 @@ TEST_CASE("a head process with a gateway answers bodies and targets that are not
                                        - want->output(i, c)));
   CHECK(worst <= 1e-6);
   CHECK(pc.stop() == 0);
-  std::error_code ec;
-  fs::remove_all(dir, ec);
 }
 
 TEST_CASE("kill -9 of one node of 3 mid-load: 0 lost, 0 wrong, the failures name the node, "
           "service again within 2 s",
           "[mesh][processes][failure]") {
   const auto dir = fs::temp_directory_path() / ("eoe_test_kill_" + std::to_string(getpid()));
+  const scratch_dir scratch{dir};
   process_cluster pc{dir, {"127.0.0.1", "127.0.0.1", "127.0.0.1"}};
   const auto* c = &pc.config;
   auto& nodes = pc.nodes;
@@ -378,6 +388,7 @@ TEST_CASE("3 nodes in separate network namespaces joined by veth pairs", "[mesh]
   const std::string root_ip = "10.77." + std::to_string(static_cast<int>(getpid() % 200)) + ".254";
   sh("ip addr add " + root_ip + "/24 dev " + br);
   const auto dir = fs::temp_directory_path() / ("eoe_test_netns_" + std::to_string(getpid()));
+  const scratch_dir scratch{dir};
   std::vector<std::vector<std::string>> prefix;
   for (auto& n : ns)
     prefix.push_back({"ip", "netns", "exec", n});
