@@ -147,6 +147,12 @@ void publish(self_ptr self, model_ptr m, members_t members, members_t placement,
 
 void send_batch(self_ptr self, request_batch b);
 
+/// A batch's place in the mesh is free: the next batch leaves, if requests wait.
+void send_next(self_ptr self) {
+  if (auto next = self->state.batcher.finished())
+    send_batch(self, std::move(*next));
+}
+
 /// A request of a batch in the mesh is answered (by the batch's reply, or before it: a lost
 /// node fails its requests at once): the batch's last frees its place for the next batch.
 void member_done(self_ptr self, std::uint64_t id) {
@@ -158,8 +164,7 @@ void member_done(self_ptr self, std::uint64_t id) {
   st.batch_of.erase(b);
   if (auto left = st.batch_left.find(batch); left != st.batch_left.end() && --left->second == 0) {
     st.batch_left.erase(left);
-    if (auto next = st.batcher.finished())
-      send_batch(self, std::move(*next));
+    send_next(self);
   }
 }
 
@@ -223,8 +228,7 @@ void send_batch(self_ptr self, request_batch b) {
       ++live;
     }
   if (live == 0) {
-    if (auto next = st.batcher.finished())
-      send_batch(self, std::move(*next));
+    send_next(self);
     return;
   }
   st.batch_left[id] = live;

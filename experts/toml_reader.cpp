@@ -11,27 +11,30 @@ namespace eoe::experts {
 
 namespace {
 
+/// "line:column" of byte `offset`, the text before it well-formed (columns count characters).
+std::string position(std::string_view t, size_t offset) {
+  size_t line = 1, col = 1;
+  for (size_t i = 0; i < offset; ++i) {
+    if (t[i] == '\n') {
+      ++line;
+      col = 1;
+    } else if ((static_cast<unsigned char>(t[i]) & 0xC0) != 0x80) {
+      ++col;
+    }
+  }
+  return std::to_string(line) + ":" + std::to_string(col);
+}
+
 /// The first byte that is not part of well-formed UTF-8, as "line:column: byte 0xFF", or "".
 /// toml++ refuses such text too ("Encountered invalid utf-8 sequence") but names no byte, and
 /// untrusted_code_point below must only decode well-formed sequences.
 std::string invalid_utf8(std::string_view t) {
-  size_t line = 1, col = 1;
-  for (size_t i = 0; i < t.size();) {
-    const auto n = utf8_sequence_length(t, i);
-    if (n == 0) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(t[i]));
-      return std::to_string(line) + ":" + std::to_string(col) + ": byte " + hex;
-    }
-    if (t[i] == '\n') {
-      ++line;
-      col = 1;
-    } else {
-      ++col;
-    }
-    i += n;
-  }
-  return {};
+  const auto f = find_invalid_utf8(t);
+  if (!f)
+    return {};
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "0x%02X", f->byte);
+  return position(t, f->offset) + ": byte " + hex;
 }
 
 /// The first code point toml++ 3.3.0 cannot be trusted with, as "line:column: U+XXXX", or "".
@@ -41,7 +44,6 @@ std::string invalid_utf8(std::string_view t) {
 /// three places of the grammar (bare text, after a line-ending backslash, inside a malformed
 /// value). Such characters are refused wherever they are, before toml++ sees the text.
 std::string untrusted_code_point(std::string_view t) {
-  size_t line = 1, col = 1;
   for (size_t i = 0; i < t.size();) {
     // The text is well-formed UTF-8 (invalid_utf8 ran first): every sequence decodes, a
     // four-byte one too (past U+FEFF, which toml++'s test handles).
@@ -54,13 +56,7 @@ std::string untrusted_code_point(std::string_view t) {
         || (c >= 0xFB26 && c < 0xFEFF)) {
       char hex[16];
       std::snprintf(hex, sizeof hex, "U+%04X", static_cast<unsigned>(c));
-      return std::to_string(line) + ":" + std::to_string(col) + ": " + hex;
-    }
-    if (b == '\n') {
-      ++line;
-      col = 1;
-    } else {
-      ++col;
+      return position(t, i) + ": " + hex;
     }
     i += len;
   }
