@@ -14,6 +14,8 @@
 #include <caf/mailbox_element.hpp>
 #include <caf/send.hpp>
 
+#include <functional>
+
 namespace eoe::actors {
 
 namespace {
@@ -104,9 +106,22 @@ std::string session_gone(const composer_state& st, std::uint64_t id) {
               : " is not open");
 }
 
-/// The request ends (answered or failed): its session may take the next one.
-void end_request(self_ptr self, std::map<std::uint64_t, pending_request>::iterator it,
-                 const std::string& broke = {}) {
+void pump(self_ptr self);
+void run_stage(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done);
+
+std::string fault(std::uint64_t id, const std::string& what) {
+  return "request " + std::to_string(id) + ": " + what;
+}
+
+/// Whether feed f still runs in step `step` (it did not fail meanwhile).
+bool runs_in(const composer_state& st, std::uint64_t f, std::uint64_t step) {
+  const auto it = st.feeds.find(f);
+  return it != st.feeds.end() && it->second.step == step;
+}
+
+/// A feed ends (answered or failed): its session may take the next one.
+void end_feed(self_ptr self, std::map<std::uint64_t, lm_feed>::iterator it,
+              const std::string& broke = {}) {
   auto& st = self->state;
   if (auto s = st.sessions.find(it->second.session); s != st.sessions.end()) {
     s->second.busy = false;
@@ -114,22 +129,103 @@ void end_request(self_ptr self, std::map<std::uint64_t, pending_request>::iterat
       s->second.broken = broke;
     arm_idle_timer(self, s->first, s->second);
   }
-  st.pending.erase(it);
+  st.scheduler.drop(it->first);
+  st.feeds.erase(it);
 }
 
-/// Answers with an error; a session whose contexts took some of the tokens is broken.
-void fail_request(self_ptr self, std::uint64_t id, caf::error err) {
+/// A step none of whose feeds runs any more leaves: its late messages are ignored.
+void drop_step_if_empty(self_ptr self, std::uint64_t step) {
+  auto& st = self->state;
+  auto it = st.pending.find(step);
+  if (it == st.pending.end() || it->second.step.slices.empty())
+    return;
+  for (const auto& s : it->second.step.slices)
+    if (runs_in(st, s.feed, step))
+      return;
+  st.scheduler.finished(it->second.step);
+  st.pending.erase(it);
+  pump(self);
+}
+
+/// Answers a feed with an error; its session, whose contexts may hold some of its tokens, is
+/// broken. The other feeds of its step go on.
+void fail_feed(self_ptr self, std::uint64_t id, caf::error err) {
+  auto& st = self->state;
+  auto it = st.feeds.find(id);
+  if (it == st.feeds.end())
+    return;
+  const auto step = it->second.step;
+  const auto why = describe(err);
+  it->second.rp.deliver(std::move(err));
+  end_feed(self, it, "request " + std::to_string(id) + " failed while feeding it (" + why
+                       + "); open a new session");
+  if (step != 0)
+    drop_step_if_empty(self, step);
+}
+
+/// Fails request `id` in the mesh: a classifier request, or every feed of a step (each named
+/// by its own request id).
+void fail_request(self_ptr self, std::uint64_t id, mesh_errc code, const std::string& what) {
   auto& st = self->state;
   auto it = st.pending.find(id);
   if (it == st.pending.end())
     return;
-  const bool lm = st.model->config.is_lm();
-  const auto why = describe(err);
-  it->second.rp.deliver(std::move(err));
-  end_request(self, it,
-              lm ? "request " + std::to_string(id) + " failed while feeding it (" + why
-                     + "); open a new session"
-                 : std::string{});
+  if (it->second.step.slices.empty()) {
+    it->second.rp.deliver(make_mesh_error(code, fault(id, what)));
+    st.pending.erase(it);
+    return;
+  }
+  const auto slices = it->second.step.slices; // failing the last feed drops the step
+  for (const auto& s : slices)
+    if (runs_in(st, s.feed, id))
+      fail_feed(self, s.feed, make_mesh_error(code, fault(s.feed, what)));
+  drop_step_if_empty(self, id);
+}
+
+/// A step's head has run: each feed takes its rows of the logits; those whose last tokens
+/// ran are answered, the others wait for their next chunk; the next steps leave.
+void finish_step(self_ptr self, std::map<std::uint64_t, pending_request>::iterator it,
+                 std::vector<wire_layer_record> layers) {
+  auto& st = self->state;
+  const auto id = it->first;
+  auto& p = it->second;
+  const matrix& out = *p.output;
+  for (const auto& s : p.step.slices) {
+    if (!runs_in(st, s.feed, id))
+      continue;
+    auto& f = st.feeds.at(s.feed);
+    f.logits.middleRows(s.first, s.count) = out.middleRows(s.row, s.count);
+    f.step = 0;
+  }
+  const auto step = std::move(p.step);
+  const auto trace = p.trace;
+  st.pending.erase(it);
+  ++st.stats.steps;
+  st.stats.step_tokens += step.tokens;
+  st.stats.max_step = std::max<std::uint64_t>(st.stats.max_step, step.tokens);
+  for (const auto done : st.scheduler.finished(step)) {
+    auto f = st.feeds.find(done);
+    if (f == st.feeds.end())
+      continue;
+    auto& feed = f->second;
+    infer_result res;
+    res.request = done;
+    res.epoch = feed.view->plan.epoch;
+    res.trace_id = feed.trace;
+    res.output = to_wire(feed.logits);
+    if (step.alone)
+      res.layers = std::move(layers); // the feed ran whole in this step
+    if (const trace_scope tr{trace, done, st.node, "composer"}; tr) {
+      res.trace_msg = tracing::next_message_id();
+      tr.message(trace_kind::send, "result", "coordinator", res.trace_msg, 0,
+                 res.output.bytes.size(), -1, -1, tracing::now_ns());
+    }
+    if (auto s = st.sessions.find(feed.session); s != st.sessions.end())
+      s->second.position += static_cast<std::uint64_t>(feed.logits.rows());
+    feed.rp.deliver(std::move(res));
+    end_feed(self, f);
+  }
+  pump(self);
 }
 
 /// Delivers the answer once the head has run and (when asked) every decision is in.
@@ -142,29 +238,32 @@ void try_complete(self_ptr self, std::uint64_t id) {
   if (!p.output || (p.want_record && p.records_in < p.records_expected))
     return;
   const auto& v = *p.view;
+  std::vector<wire_layer_record> layers;
+  try {
+    if (p.want_record)
+      for (std::uint32_t u = 0; u < v.schedule.size(); ++u)
+        layers.push_back(assemble_record(p, u));
+  } catch (const std::exception& e) {
+    fail_request(self, id, mesh_errc::internal, e.what());
+    return;
+  }
+  if (!p.step.slices.empty()) {
+    finish_step(self, it, std::move(layers));
+    return;
+  }
   infer_result res;
   res.request = id;
   res.epoch = v.plan.epoch;
   res.trace_id = p.trace;
-  res.output = std::move(*p.output);
-  try {
-    if (p.want_record)
-      for (std::uint32_t u = 0; u < v.schedule.size(); ++u)
-        res.layers.push_back(assemble_record(p, u));
-  } catch (const std::exception& e) {
-    fail_request(self, id, make_mesh_error(mesh_errc::internal,
-                                           "request " + std::to_string(id) + ": " + e.what()));
-    return;
-  }
+  res.output = to_wire(*p.output);
+  res.layers = std::move(layers);
   if (const trace_scope tr{p.trace, id, st.node, "composer"}; tr) {
     res.trace_msg = tracing::next_message_id();
     tr.message(trace_kind::send, "result", "coordinator", res.trace_msg, 0,
                res.output.bytes.size(), -1, -1, tracing::now_ns());
   }
-  if (auto s = st.sessions.find(p.session); s != st.sessions.end())
-    s->second.position += static_cast<std::uint64_t>(p.tokens);
   p.rp.deliver(std::move(res));
-  end_request(self, it);
+  st.pending.erase(it);
 }
 
 /// The head on the final stream: a classifier's logits, a language model's next-token logits
@@ -187,7 +286,7 @@ void run_head(self_ptr self, std::uint64_t id, pending_request& p) {
   } else {
     out = std::move(p.stream);
   }
-  p.output = to_wire(out);
+  p.output = std::move(out);
   p.stream = matrix{};
   if (tr)
     tr.step(trace_kind::merge, "head", static_cast<std::int32_t>(p.view->schedule.size()), -1, t0,
@@ -233,68 +332,102 @@ void start_layer(self_ptr self, std::uint64_t id, pending_request& p, std::uint3
   }
 }
 
-void run_stage(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done);
+/// One session's attention of config layer l is in (or failed): when every session's is,
+/// the stage goes on.
+void attention_answered(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done,
+                        std::uint32_t l, std::int64_t t0) {
+  auto it = self->state.pending.find(id);
+  if (it == self->state.pending.end())
+    return; // every feed of the step failed
+  auto& p = it->second;
+  if (--p.attention_left > 0)
+    return;
+  p.attending = -1;
+  if (const trace_scope tr{p.trace, id, self->state.node, "composer"}; tr)
+    tr.step(trace_kind::compute, "attention", static_cast<std::int32_t>(l), -1, t0,
+            tracing::now_ns(), static_cast<std::uint32_t>(p.tokens));
+  run_stage(self, id, u, done + 1);
+}
 
-/// Attention layer l of a language model on the request's stream: its keys and values
-/// appended to the session's context and every head's attention over the context in one
-/// round (the context composer merges the shards' partials exactly), the output projection
-/// added to the stream.
+/// Attention layer l of a language model on a step's stream: for each session of the step,
+/// its rows' keys and values appended to the session's context and every head's attention
+/// over that context in one round (the context composer merges the shards' partials
+/// exactly); the output projection added to its rows of the stream. A session whose context
+/// fails fails alone.
 void attend(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done, std::uint32_t l) {
   auto& st = self->state;
   auto& p = st.pending.at(id);
   const auto& m = *st.model;
   const auto& lc = m.config.layers[l];
   const auto& lp = m.layers[l];
-  const auto context = st.sessions.at(p.session).contexts.at(l);
-  const auto t0 = p.trace ? tracing::now_ns() : 0;
+  const std::int64_t t0 = p.trace ? tracing::now_ns() : 0;
   matrix normed;
   std::vector<float> inv_rms;
   experts::rms_norm_forward(p.stream, lp.norm, normed, inv_rms);
-  const auto proj =
-    experts::attention_project(lp.attention, lc, normed, static_cast<std::int64_t>(p.position));
-  heads_tensor q, k, v;
-  for (int h = 0; h < lc.heads; ++h) {
-    q.push_back(to_wire(proj.q[h]));
-    k.push_back(to_wire(proj.k[h]));
-    v.push_back(to_wire(proj.v[h]));
-  }
-  std::vector<std::int64_t> pos(static_cast<size_t>(p.tokens));
-  for (size_t r = 0; r < pos.size(); ++r)
-    pos[r] = static_cast<std::int64_t>(p.position + r);
   p.attending = static_cast<int>(l);
-  self
-    ->request(st.setup.contexts, std::chrono::milliseconds(p.deadline_ms), decode_atom::value,
-              context, std::move(k), std::move(v), std::move(q), pack(pos))
-    .then(
-      [=](std::vector<wire_partial>& parts) {
-        auto it = self->state.pending.find(id);
-        if (it == self->state.pending.end())
-          return; // the deadline answered it
-        auto& p = it->second;
-        try {
-          std::vector<matrix> heads;
-          for (auto& w : parts)
-            heads.push_back(from_wire(w.out, "attention output"));
-          p.stream += experts::attention_output(self->state.model->layers[l].attention, heads);
-        } catch (const std::exception& e) {
-          fail_request(self, id, make_mesh_error(mesh_errc::internal,
-                                                 "request " + std::to_string(id)
-                                                   + ": attention layer " + std::to_string(l)
-                                                   + ": " + e.what()));
-          return;
-        }
-        p.attending = -1;
-        if (const trace_scope tr{p.trace, id, self->state.node, "composer"}; tr)
-          tr.step(trace_kind::compute, "attention", static_cast<std::int32_t>(l), -1, t0,
-                  tracing::now_ns(), static_cast<std::uint32_t>(p.tokens));
-        run_stage(self, id, u, done + 1);
-      },
-      [=](caf::error& err) {
-        fail_request(self, id,
-                     make_mesh_error(mesh_errc::internal,
-                                     "request " + std::to_string(id) + ": attention layer "
-                                       + std::to_string(l) + ": " + describe(err)));
-      });
+  p.attention_left = 1; // held until every request below is out
+  for (const auto s : p.step.slices) {
+    if (!runs_in(st, s.feed, id))
+      continue;
+    const auto& f = st.feeds.at(s.feed);
+    const auto session = st.sessions.find(f.session);
+    if (session == st.sessions.end()) {
+      fail_feed(self, s.feed, make_mesh_error(mesh_errc::internal,
+                                              fault(s.feed, session_gone(st, f.session))));
+      if (!st.pending.contains(id))
+        return; // that was the step's last feed
+      continue;
+    }
+    const auto context = session->second.contexts.at(l);
+    const auto position = static_cast<std::int64_t>(f.position + s.first);
+    const matrix rows = normed.middleRows(s.row, s.count);
+    const auto proj = experts::attention_project(lp.attention, lc, rows, position);
+    heads_tensor q, k, v;
+    for (int h = 0; h < lc.heads; ++h) {
+      q.push_back(to_wire(proj.q[h]));
+      k.push_back(to_wire(proj.k[h]));
+      v.push_back(to_wire(proj.v[h]));
+    }
+    std::vector<std::int64_t> pos(s.count);
+    for (size_t r = 0; r < pos.size(); ++r)
+      pos[r] = position + static_cast<std::int64_t>(r);
+    ++p.attention_left;
+    self
+      ->request(st.setup.contexts, std::chrono::milliseconds(f.deadline_ms), decode_atom::value,
+                context, std::move(k), std::move(v), std::move(q), pack(pos))
+      .then(
+        [=](std::vector<wire_partial>& parts) {
+          auto it = self->state.pending.find(id);
+          if (it == self->state.pending.end())
+            return; // every feed of the step failed
+          if (runs_in(self->state, s.feed, id)) {
+            try {
+              std::vector<matrix> heads;
+              for (auto& w : parts)
+                heads.push_back(from_wire(w.out, "attention output"));
+              auto out = experts::attention_output(self->state.model->layers[l].attention, heads);
+              if (out.rows() != s.count || out.cols() != it->second.stream.cols())
+                throw std::invalid_argument("the shards' attention has " + std::to_string(out.rows())
+                                            + " rows for " + std::to_string(s.count) + " tokens");
+              it->second.stream.middleRows(s.row, s.count) += out;
+            } catch (const std::exception& e) {
+              fail_feed(self, s.feed,
+                        make_mesh_error(mesh_errc::internal,
+                                        fault(s.feed, "attention layer " + std::to_string(l)
+                                                        + ": " + e.what())));
+            }
+          }
+          attention_answered(self, id, u, done, l, t0);
+        },
+        [=](caf::error& err) {
+          fail_feed(self, s.feed,
+                    make_mesh_error(mesh_errc::internal,
+                                    fault(s.feed, "attention layer " + std::to_string(l) + ": "
+                                                    + describe(err))));
+          attention_answered(self, id, u, done, l, t0);
+        });
+  }
+  attention_answered(self, id, u, done, l, t0);
 }
 
 /// What the composer runs before unrolled layer u, from its `done`-th attention layer on:
@@ -313,9 +446,55 @@ void run_stage(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done) {
     else
       run_head(self, id, p);
   } catch (const std::exception& e) {
-    fail_request(self, id, make_mesh_error(mesh_errc::internal,
-                                           "request " + std::to_string(id) + ": " + e.what()));
+    fail_request(self, id, mesh_errc::internal, e.what());
   }
+}
+
+/// Starts a step: the slices' tokens embedded and stacked, run as one request (a step of one
+/// feed alone under that feed's id, so its trace reads as the request's).
+void start_step(self_ptr self, step_plan plan) {
+  auto& st = self->state;
+  const auto& m = *st.model;
+  const auto& lead = st.feeds.at(plan.slices.front().feed);
+  const auto id = plan.alone ? plan.slices.front().feed : (std::uint64_t{1} << 63) | ++st.next_step;
+  auto& p = st.pending[id];
+  p.view = lead.view;
+  p.trace = plan.alone ? lead.trace : 0;
+  p.want_record = plan.alone && lead.want_record;
+  p.tokens = plan.tokens;
+  const trace_scope tr{p.trace, id, st.node, "composer"};
+  const auto t_embed = tr ? tracing::now_ns() : 0;
+  p.stream.resize(plan.tokens, m.config.dim);
+  std::vector<std::uint64_t> ids(plan.tokens);
+  for (const auto& s : plan.slices) {
+    auto& f = st.feeds.at(s.feed);
+    f.step = id;
+    p.deadline_ms = std::max(p.deadline_ms, f.deadline_ms);
+    for (std::uint32_t r = 0; r < s.count; ++r) {
+      ids[s.row + r] = f.ids[s.first + r];
+      p.stream.row(s.row + r) = m.embed_w.row(static_cast<Eigen::Index>(ids[s.row + r]));
+    }
+  }
+  p.ids = pack(ids);
+  const auto& v = *p.view;
+  p.records.resize(v.schedule.size());
+  p.heard.resize(v.schedule.size());
+  for (size_t u = 0; u < v.schedule.size(); ++u) {
+    p.records[u].resize(static_cast<size_t>(v.config.layers[v.schedule[u]].experts));
+    p.heard[u].assign(p.records[u].size(), false);
+    p.records_expected += p.records[u].size();
+  }
+  p.step = std::move(plan);
+  if (tr)
+    tr.step(trace_kind::compute, "embed", -1, -1, t_embed, tracing::now_ns(),
+            static_cast<std::uint32_t>(p.tokens));
+  run_stage(self, id, 0, 0);
+}
+
+/// Starts steps while the scheduler has feeds waiting and room for them.
+void pump(self_ptr self) {
+  while (auto plan = self->state.scheduler.next())
+    start_step(self, std::move(*plan));
 }
 
 /// Every output of layer to_layer - 1 is in: merge them into the stream, then the stage.
@@ -327,8 +506,7 @@ void on_outputs(self_ptr self, std::uint64_t id, pending_request& p) {
     experts::scatter_add(p.stream, gated_outputs(v.config.layers[v.schedule[p.to_layer - 1]],
                                                  p.outputs, static_cast<size_t>(p.tokens)));
   } catch (const std::exception& e) {
-    fail_request(self, id, make_mesh_error(mesh_errc::internal,
-                                           "request " + std::to_string(id) + ": " + e.what()));
+    fail_request(self, id, mesh_errc::internal, e.what());
     return;
   }
   p.outputs.clear();
@@ -337,9 +515,9 @@ void on_outputs(self_ptr self, std::uint64_t id, pending_request& p) {
 
 /// Who did not answer in time: the first layer with a missing decision (the silent experts,
 /// else those that never decided), else the last layer's missing outputs.
-std::string missing_report(const pending_request& p, std::uint64_t id) {
+std::string missing_report(const pending_request& p, std::uint64_t id, std::uint32_t deadline_ms) {
   const auto& v = *p.view;
-  const auto budget = " within " + std::to_string(p.deadline_ms) + " ms";
+  const auto budget = " within " + std::to_string(deadline_ms) + " ms";
   std::vector<int> step_of(v.schedule.size(), 0);
   for (size_t u = 1; u < v.schedule.size(); ++u)
     step_of[u] = v.schedule[u] == v.schedule[u - 1] ? step_of[u - 1] + 1 : 0;
@@ -376,43 +554,51 @@ std::string missing_report(const pending_request& p, std::uint64_t id) {
 
 namespace {
 
-/// The embedded stream of a request, or an error naming what does not fit the model.
-/// Language models: the session's next tokens (ids), checked against it.
+std::function<caf::error(const std::string&)> refusal(std::uint64_t id) {
+  return [id](const std::string& why) {
+    return make_mesh_error(mesh_errc::bad_request, "request " + std::to_string(id) + ": " + why);
+  };
+}
+
+/// A language model's request: the session's next tokens, checked against it and the model.
+caf::expected<std::vector<std::uint64_t>> feed_ids(self_ptr self, std::uint64_t id,
+                                                   const infer_request& req) {
+  auto& st = self->state;
+  const auto& c = st.model->config;
+  const auto bad = refusal(id);
+  if (req.tokens.rows != 0 || !req.tokens.bytes.empty())
+    return bad("'" + c.name + "' is a language model: send byte tokens as ids to a session "
+                              "(eoe generate --connect), not a tensor");
+  auto s = st.sessions.find(req.session);
+  if (s == st.sessions.end())
+    return bad(session_gone(st, req.session));
+  if (!s->second.broken.empty())
+    return bad("session " + std::to_string(req.session) + ": " + s->second.broken);
+  if (s->second.busy)
+    return bad("session " + std::to_string(req.session)
+               + " is still feeding a request: one at a time");
+  if (req.position != s->second.position)
+    return bad("session " + std::to_string(req.session) + " is at position "
+               + std::to_string(s->second.position) + ", the tokens start at "
+               + std::to_string(req.position));
+  if (req.ids.empty() || req.ids.size() % 8 != 0)
+    return bad(std::to_string(req.ids.size()) + " id bytes: T >= 1 tokens of 8 bytes each");
+  auto ids = unpack<std::uint64_t>(req.ids, "token ids");
+  if (ids.size() > std::uint32_t{1} << 24)
+    return bad(std::to_string(ids.size()) + " tokens in one request: at most 16777216");
+  for (size_t t = 0; t < ids.size(); ++t)
+    if (ids[t] >= static_cast<std::uint64_t>(c.vocab))
+      return bad("token " + std::to_string(t) + " is " + std::to_string(ids[t])
+                 + ", not below vocab = " + std::to_string(c.vocab));
+  return ids;
+}
+
+/// A classifier request's embedded stream, or an error naming what does not fit the model.
 caf::expected<matrix> embed(self_ptr self, std::uint64_t id, const infer_request& req) {
   auto& st = self->state;
   const auto& m = *st.model;
   const auto& c = m.config;
-  const auto bad = [id](const std::string& why) {
-    return make_mesh_error(mesh_errc::bad_request, "request " + std::to_string(id) + ": " + why);
-  };
-  if (c.is_lm()) {
-    if (req.tokens.rows != 0 || !req.tokens.bytes.empty())
-      return bad("'" + c.name + "' is a language model: send byte tokens as ids to a session "
-                                "(eoe generate --connect), not a tensor");
-    auto s = st.sessions.find(req.session);
-    if (s == st.sessions.end())
-      return bad(session_gone(st, req.session));
-    if (!s->second.broken.empty())
-      return bad("session " + std::to_string(req.session) + ": " + s->second.broken);
-    if (s->second.busy)
-      return bad("session " + std::to_string(req.session)
-                 + " is still feeding a request: one at a time");
-    if (req.position != s->second.position)
-      return bad("session " + std::to_string(req.session) + " is at position "
-                 + std::to_string(s->second.position) + ", the tokens start at "
-                 + std::to_string(req.position));
-    if (req.ids.empty() || req.ids.size() % 8 != 0)
-      return bad(std::to_string(req.ids.size()) + " id bytes: T >= 1 tokens of 8 bytes each");
-    const auto ids = unpack<std::uint64_t>(req.ids, "token ids");
-    matrix h(static_cast<Eigen::Index>(ids.size()), c.dim);
-    for (size_t t = 0; t < ids.size(); ++t) {
-      if (ids[t] >= static_cast<std::uint64_t>(c.vocab))
-        return bad("token " + std::to_string(t) + " is " + std::to_string(ids[t])
-                   + ", not below vocab = " + std::to_string(c.vocab));
-      h.row(static_cast<Eigen::Index>(t)) = m.embed_w.row(static_cast<Eigen::Index>(ids[t]));
-    }
-    return h;
-  }
+  const auto bad = refusal(id);
   if (req.session != 0)
     return bad("'" + c.name + "' is not a language model: it has no sessions");
   const int in_dim = c.input_dim > 0 ? c.input_dim : c.dim;
@@ -447,6 +633,7 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
   st.node = std::move(node);
   st.setup = std::move(setup);
   st.be = kernels::make_cpu_backend();
+  st.scheduler = step_scheduler{st.setup.max_step_tokens, st.setup.steps_in_flight};
   self->set_exception_handler([self](std::exception_ptr& eptr) -> caf::error {
     try {
       std::rethrow_exception(eptr);
@@ -468,6 +655,31 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       if (tr)
         tr.message(trace_kind::receive, "infer", "coordinator", req.trace_msg, 0,
                    req.tokens.bytes.size() + req.ids.size(), -1, -1, tracing::now_ns());
+      if (st.model->config.is_lm()) {
+        auto ids = feed_ids(self, id, req);
+        if (!ids)
+          return std::move(ids.error());
+        auto& f = st.feeds[id];
+        f.rp = self->make_response_promise<infer_result>();
+        f.view = ev->second;
+        f.session = req.session;
+        f.position = req.position;
+        f.ids = std::move(*ids);
+        f.deadline_ms = req.deadline_ms;
+        f.trace = req.trace_id;
+        f.want_record = req.want_record;
+        f.logits.resize(static_cast<Eigen::Index>(f.ids.size()), st.model->config.vocab);
+        auto& s = st.sessions.at(req.session);
+        s.busy = true;
+        ++s.requests;
+        auto rp = f.rp;
+        self->delayed_send(self, std::chrono::milliseconds(req.deadline_ms), deadline_atom::value,
+                           id);
+        st.scheduler.add(id, epoch, static_cast<std::uint32_t>(f.ids.size()),
+                         f.trace != 0 || f.want_record);
+        pump(self);
+        return rp;
+      }
       const auto t_embed = tr ? tracing::now_ns() : 0;
       auto h = embed(self, id, req);
       if (!h)
@@ -482,8 +694,6 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       p.tokens = h->rows();
       p.want_record = req.want_record;
       p.deadline_ms = req.deadline_ms;
-      p.session = req.session;
-      p.position = req.position;
       p.ids = req.ids;
       p.stream = std::move(*h);
       p.records.resize(v.schedule.size());
@@ -492,10 +702,6 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
         p.records[u].resize(static_cast<size_t>(v.config.layers[v.schedule[u]].experts));
         p.heard[u].assign(p.records[u].size(), false);
         p.records_expected += p.records[u].size();
-      }
-      if (auto s = st.sessions.find(req.session); s != st.sessions.end()) {
-        s->second.busy = true;
-        ++s->second.requests;
       }
       auto rp = p.rp;
       self->delayed_send(self, std::chrono::milliseconds(req.deadline_ms), deadline_atom::value,
@@ -633,14 +839,34 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       return ok_atom::value;
     },
     [=](retire_atom, std::uint64_t epoch) { self->state.epochs.erase(epoch); },
+    [=](stats_atom) {
+      auto& st = self->state;
+      auto s = st.stats;
+      s.sessions = st.sessions.size();
+      s.waiting = st.scheduler.waiting();
+      s.running = st.feeds.size() - s.waiting;
+      return s;
+    },
     [=](deadline_atom, std::uint64_t id) {
       auto& st = self->state;
-      auto it = st.pending.find(id);
-      if (it == st.pending.end())
+      if (auto f = st.feeds.find(id); f != st.feeds.end()) {
+        const auto ms = f->second.deadline_ms;
+        const auto step = st.pending.find(f->second.step);
+        const auto why =
+          f->second.step != 0 && step != st.pending.end()
+            ? missing_report(step->second, id, ms)
+            : fault(id, "no step ran its tokens within " + std::to_string(ms) + " ms ("
+                          + std::to_string(st.scheduler.waiting()) + " requests wait, "
+                          + std::to_string(st.scheduler.in_flight()) + " steps in the mesh)");
+        fail_feed(self, id, make_mesh_error(mesh_errc::deadline_exceeded, why));
         return;
-      const auto why = missing_report(it->second, id);
+      }
+      auto it = st.pending.find(id);
+      if (it == st.pending.end() || !it->second.step.slices.empty())
+        return;
+      const auto why = missing_report(it->second, id, it->second.deadline_ms);
       it->second.rp.deliver(make_mesh_error(mesh_errc::deadline_exceeded, why));
-      end_request(self, it, st.model->config.is_lm() ? why + "; open a new session" : "");
+      st.pending.erase(it);
     },
   };
 }

@@ -4,14 +4,22 @@
 // record from what every expert decided, and answers; or, when the deadline passes first,
 // answers with an error that names the request, the layer and the experts that did not answer.
 //
-// A language model's request feeds tokens to a session. Between expert layers the composer
-// runs the attention layers: it merges the previous expert layer's outputs, projects the
-// normed stream to queries, keys and values (experts/attention.hpp), appends the keys and
-// values to the session's context of that layer (the context composer spreads them over
-// shard actors on the nodes), asks for every head's attention over it (the shards' partials
-// merged exactly), adds the output projection to the stream and starts the next expert layer.
+// A language model's request (a feed) gives tokens to a session. Feeds run in steps, batched
+// at the iteration level (actors/step_scheduler.hpp): each step stacks the next token of
+// every waiting feed and prefill chunks up to a token budget, and runs them through the mesh
+// as one request, so an expert layer gets one message per node relay for every session.
+// Between expert layers the composer runs the attention layers: it merges the previous expert
+// layer's outputs, projects the normed stream to queries, keys and values
+// (experts/attention.hpp), and for each session of the step appends its rows' keys and values
+// to the session's context of that layer (the context composer spreads them over shard
+// actors on the nodes) and asks for every head's attention over it (the shards' partials
+// merged exactly); then it adds the output projection to the stream and starts the next
+// expert layer. Every row's answer depends on its own session alone, so a feed's logits are
+// what they would be in a step of its own; a feed that fails (its deadline, its context)
+// fails alone and the others of its step finish.
 
 #include "actors/expert_actor.hpp"
+#include "actors/step_scheduler.hpp"
 
 #include <caf/typed_response_promise.hpp>
 
@@ -20,15 +28,15 @@
 
 namespace eoe::actors {
 
+/// A request in the mesh: a classifier request, or a language model's step.
 struct pending_request {
-  caf::typed_response_promise<infer_result> rp;
+  caf::typed_response_promise<infer_result> rp; ///< classifier requests: the answer
   std::shared_ptr<const epoch_view> view; ///< the request's epoch
   Eigen::Index tokens = 0;
   bool want_record = true;
   std::uint32_t deadline_ms = 0;
   std::uint64_t trace = 0; ///< the request's trace id (0: not traced)
-  std::uint64_t session = 0; ///< language models: the session fed
-  std::uint64_t position = 0; ///< language models: the first token's position
+  step_plan step;            ///< language models: the feeds' rows (empty: a classifier request)
   std::string ids;           ///< T uint64: the token ids the experts read (hash layers)
   /// The unrolled layer the composer starts next: the outputs it collects are layer
   /// to_layer - 1's (to_layer = the schedule's size: the last layer's, before the head).
@@ -37,10 +45,25 @@ struct pending_request {
   size_t outputs_in = 0;
   matrix stream;        ///< the residual stream through the attention stage
   int attending = -1;   ///< the config layer whose attention is in flight (-1: none)
-  std::optional<wire_tensor> output; ///< the head's output, once computed
+  std::optional<matrix> output; ///< the head's output, once computed
   std::vector<std::vector<std::optional<expert_record>>> records; ///< [unrolled][expert]
   std::vector<std::vector<bool>> heard; ///< [unrolled][expert]: any sign of life
   size_t records_in = 0, records_expected = 0;
+  size_t attention_left = 0; ///< sessions whose attention of the layer in flight is out
+};
+
+/// A language model's request: tokens given to a session, run in one or more steps.
+struct lm_feed {
+  caf::typed_response_promise<infer_result> rp;
+  std::shared_ptr<const epoch_view> view; ///< the feed's epoch
+  std::uint64_t session = 0;
+  std::uint64_t position = 0; ///< the first token's position
+  std::vector<std::uint64_t> ids;
+  std::uint32_t deadline_ms = 0;
+  std::uint64_t trace = 0;
+  bool want_record = false;
+  matrix logits;              ///< (tokens, vocab), filled as its steps finish
+  std::uint64_t step = 0;     ///< the step it runs in (0: waiting for one)
 };
 
 /// One sequence of a language model: a context per attention layer.
@@ -61,6 +84,10 @@ struct composer_setup {
   /// A session that no request feeds for this long is closed and its contexts dropped (a
   /// client that died leaves nothing behind); 0: never.
   std::chrono::milliseconds session_idle{600'000};
+  /// Tokens per step (decode tokens and prefill chunks of every session), and steps in
+  /// flight at once.
+  std::uint32_t max_step_tokens = 256;
+  std::uint32_t steps_in_flight = 2;
 };
 
 struct composer_state {
@@ -70,7 +97,11 @@ struct composer_state {
   composer_setup setup;
   std::unique_ptr<kernels::backend> be;
   std::map<std::uint64_t, std::shared_ptr<const epoch_view>> epochs;
-  std::map<std::uint64_t, pending_request> pending;
+  std::map<std::uint64_t, pending_request> pending; ///< by request id (steps: step id)
+  std::map<std::uint64_t, lm_feed> feeds;           ///< by request id
+  step_scheduler scheduler{256, 2};
+  std::uint64_t next_step = 0;
+  serving_stats stats;
   std::map<std::uint64_t, lm_session> sessions;
   std::uint64_t next_session = 0;
   std::set<std::uint64_t> expired; ///< the latest sessions closed for idling (at most 4096)

@@ -495,7 +495,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
   st.composer = self->spawn<caf::linked>(
     composer_behavior, st.setup.model, st.setup.nodes[st.setup.head],
     composer_setup{st.contexts, st.setup.kv_shard_positions, st.setup.kv_block_size, 1024,
-                   st.setup.session_idle});
+                   st.setup.session_idle, st.setup.max_step_tokens, st.setup.steps_in_flight});
   st.trace_salt = static_cast<std::uint64_t>(tracing::now_ns()) << 24;
   for (std::uint32_t n = 0; n < st.setup.nodes.size(); ++n) {
     st.nodes.push_back({st.setup.nodes[n], st.setup.addresses[n], st.setup.agents[n], {}, true, {}});
@@ -576,7 +576,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       admit(self, std::move(req), rp);
       return rp;
     },
-    [=](status_atom) {
+    [=](status_atom) -> caf::result<cluster_status> {
       auto& st = self->state;
       cluster_status s;
       s.epoch = st.current;
@@ -601,7 +601,17 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       s.requests_failed = st.failed;
       s.in_flight = st.requests.size();
       s.batches = st.batches;
-      return s;
+      if (!st.composer || !st.setup.model->config.is_lm())
+        return s;
+      auto rp = self->make_response_promise<cluster_status>();
+      self->request(st.composer, std::chrono::seconds(2), stats_atom::value)
+        .then(
+          [rp, s](serving_stats& serving) mutable {
+            s.serving = serving;
+            rp.deliver(std::move(s));
+          },
+          [rp, s](caf::error&) mutable { rp.deliver(std::move(s)); });
+      return rp;
     },
     [=](add_expert_atom, std::uint32_t layer, const std::string& node,
         const std::string& init) -> caf::result<std::uint64_t> {

@@ -38,6 +38,10 @@ struct coordinator_setup {
   /// (1 measured best on 2 shared cores: bench/RESULTS.md, bench_batching).
   std::uint32_t max_batch_rows = 4096;
   std::uint32_t batches_in_flight = 1;
+  /// Language models: tokens per step (every session's next token and prefill chunks) and
+  /// steps in the mesh at once (actors/step_scheduler.hpp).
+  std::uint32_t max_step_tokens = 256;
+  std::uint32_t steps_in_flight = 2;
 };
 
 /// One node as the registry knows it.

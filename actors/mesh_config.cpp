@@ -46,6 +46,7 @@ mesh_config::mesh_config() {
   add_message_type<score_share>("score_share");
   add_message_type<expert_record>("expert_record");
   add_message_type<relay_stats>("relay_stats");
+  add_message_type<serving_stats>("serving_stats");
   add_message_type<mesh_plan>("mesh_plan");
   add_message_type<spawn_order>("spawn_order");
   add_message_type<spawned_node>("spawned_node");

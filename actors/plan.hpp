@@ -131,13 +131,14 @@ struct cluster_status {
   std::uint64_t in_flight = 0;
   std::uint64_t batches = 0; ///< sent to the mesh: requests_served / batches is the mean batch
   std::vector<std::uint64_t> live_epochs; ///< the current one and those still serving requests
+  serving_stats serving; ///< language models: the composer's steps
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_status& x) {
   return f(caf::meta::type_name("cluster_status"), x.epoch, x.model, x.checkpoint, x.nodes,
            x.addresses, x.experts_per_node, x.alive, x.experts, x.requests_served,
-           x.requests_failed, x.in_flight, x.batches, x.live_epochs);
+           x.requests_failed, x.in_flight, x.batches, x.live_epochs, x.serving);
 }
 
 } // namespace eoe::actors

@@ -98,6 +98,10 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
         r.integer("max_batch_rows", 0, 1 << 20, 4096, " (0: no batching)").value_or(4096));
       c.batches_in_flight = static_cast<std::uint32_t>(
         r.integer("batches_in_flight", 1, 64, 1).value_or(1));
+      c.max_step_tokens = static_cast<std::uint32_t>(
+        r.integer("max_step_tokens", 1, 1 << 20, 256).value_or(256));
+      c.steps_in_flight = static_cast<std::uint32_t>(
+        r.integer("steps_in_flight", 1, 64, 2).value_or(2));
       if (auto policy = r.string("scheduler", std::string{"sharing"})) {
         if (*policy == "stealing")
           c.scheduler = actors::scheduler_policy::stealing;

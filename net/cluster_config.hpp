@@ -69,6 +69,10 @@ struct cluster_config {
   /// most max_batch_rows rows (0: every request alone), batches_in_flight at once.
   std::uint32_t max_batch_rows = 4096;
   std::uint32_t batches_in_flight = 1;
+  /// Language models: each step of the mesh runs the next token of every session and prefill
+  /// chunks, max_step_tokens tokens at most, steps_in_flight steps at once.
+  std::uint32_t max_step_tokens = 256;
+  std::uint32_t steps_in_flight = 2;
   std::string secret; ///< what a joining node must present ("" = none); env EOE_CLUSTER_SECRET wins
   std::vector<node_entry> nodes;
   /// [config layer] -> node name per expert; empty: round-robin over the nodes

@@ -197,7 +197,14 @@ gateway_reply topology_reply(const actors::cluster_status& st) {
                      {"requests_served", st.requests_served},
                      {"requests_failed", st.requests_failed},
                      {"in_flight", st.in_flight},
-                     {"batches", st.batches}});
+                     {"batches", st.batches},
+                     {"serving",
+                      {{"steps", st.serving.steps},
+                       {"step_tokens", st.serving.step_tokens},
+                       {"max_step", st.serving.max_step},
+                       {"sessions", st.serving.sessions},
+                       {"waiting", st.serving.waiting},
+                       {"running", st.serving.running}}}});
 }
 
 gateway_reply epoch_reply(std::uint64_t epoch) {

@@ -167,6 +167,8 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   setup.session_idle = std::chrono::seconds(c.session_idle_s);
   setup.max_batch_rows = c.max_batch_rows;
   setup.batches_in_flight = c.batches_in_flight;
+  setup.max_step_tokens = c.max_step_tokens;
+  setup.steps_in_flight = c.steps_in_flight;
   setup.secret = c.secret;
   if (const char* s = std::getenv("EOE_CLUSTER_SECRET"))
     setup.secret = s;

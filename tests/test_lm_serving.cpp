@@ -7,6 +7,7 @@
 #include "experts/checkpoint.hpp"
 #include "experts/lm_decode.hpp"
 #include "experts/model_config.hpp"
+#include "experts/rng.hpp"
 #include "local_cluster_fixture.hpp"
 #include "net/lm_client.hpp"
 #include "random_model.hpp"
@@ -16,6 +17,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <thread>
 
@@ -118,6 +120,121 @@ TEST_CASE("a 3-node cluster's logits equal the in-process decoder's over a 200-t
   CHECK(pair.rows() >= 12 + 199);
   // The same seed in-process gives the same text.
   CHECK(experts::generate(m, "The cluster ", s, experts::kv_layout{8, 64}) == text);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a session's logits do not depend on who shares its steps: alone, and among 1 to 64 "
+          "sessions prefilling and decoding",
+          "[lm][serving][batching]") {
+  const auto m = serving_lm(33);
+  const auto path = saved(m, "eoe_test_lm_batching.ckpt");
+  test::local_cluster cl{path, 3, 8};
+  // The session under test: a prompt in one request, then single tokens, then a chunk.
+  const std::string prompt = "Who shares my step? ";
+  std::vector<std::vector<std::uint8_t>> feeds{{prompt.begin(), prompt.end()}};
+  for (int i = 0; i < 8; ++i)
+    feeds.push_back({static_cast<std::uint8_t>('a' + i)});
+  feeds.push_back({'m', 'i', 'x', 'e', 'd'});
+  experts::lm_decoder local{m, experts::kv_layout{8, 64}};
+  std::vector<matrix> want;
+  for (const auto& f : feeds)
+    want.push_back(local.feed(f));
+  for (const int others : {0, 1, 7, 64}) {
+    const auto before = cl.status().serving;
+    std::atomic<bool> stop{false};
+    std::atomic<int> ready{0}, fed{0};
+    std::vector<std::thread> crowd;
+    std::vector<std::string> errors(static_cast<size_t>(others));
+    for (int i = 0; i < others; ++i)
+      crowd.emplace_back([&, i] {
+        try {
+          net::cluster_session s{cl.sys, cl.coordinator};
+          experts::rng r{static_cast<std::uint64_t>(100 + i)};
+          ++ready;
+          while (!stop) {
+            // Mostly decode steps, every third a prefill chunk of up to 24 bytes.
+            const size_t n = r.next() % 3 == 0 ? 1 + r.next() % 24 : 1;
+            if (s.position() + static_cast<std::int64_t>(n) > 48)
+              s.restart();
+            std::vector<std::uint8_t> bytes;
+            while (bytes.size() < n)
+              bytes.push_back(static_cast<std::uint8_t>(r.next() % 256));
+            if (s.feed(bytes).rows() != static_cast<Eigen::Index>(n))
+              throw std::runtime_error("wrong rows");
+            ++fed;
+          }
+        } catch (const std::exception& e) {
+          errors[static_cast<size_t>(i)] = e.what();
+          ++ready;
+        }
+      });
+    for (int w = 0; w < 3000 && (ready < others || fed < others); ++w)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    float worst = 0;
+    {
+      net::cluster_session target{cl.sys, cl.coordinator};
+      for (size_t i = 0; i < feeds.size(); ++i) {
+        const matrix got = target.feed(feeds[i]);
+        REQUIRE(got.rows() == want[i].rows());
+        worst = std::max(worst, (got - want[i]).cwiseAbs().maxCoeff());
+      }
+    }
+    stop = true;
+    for (auto& t : crowd)
+      t.join();
+    const auto after = cl.status().serving;
+    INFO(others << " other sessions: worst |cluster - in-process| = " << worst << "; "
+                << (after.steps - before.steps) << " steps ran "
+                << (after.step_tokens - before.step_tokens) << " tokens, the largest "
+                << after.max_step);
+    for (const auto& e : errors)
+      CHECK(e.empty());
+    CHECK(worst <= 1e-5f);
+    CHECK(after.steps > before.steps);
+    if (others >= 7) // the crowd shared steps: more tokens than steps
+      CHECK(after.step_tokens - before.step_tokens > 2 * (after.steps - before.steps));
+  }
+  CHECK(cl.status().serving.sessions == 0); // every session closed as its client went
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("one failing session fails alone: the others of its steps finish", "[lm][serving][batching]") {
+  const auto m = serving_lm(8);
+  const auto path = saved(m, "eoe_test_lm_batch_fail.ckpt");
+  test::local_cluster cl{path, 2};
+  experts::lm_decoder local{m};
+  const std::string text = "one of many";
+  const matrix want = local.feed({reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+  // 16 sessions feed at once while one gives 3000 tokens (12 steps of 256 at least) with a
+  // 1 ms deadline: that one fails with its own error, every other answers as the in-process
+  // decoder does.
+  std::vector<std::thread> crowd;
+  std::vector<float> worst(16, -1);
+  std::atomic<int> go{0};
+  for (int i = 0; i < 16; ++i)
+    crowd.emplace_back([&, i] {
+      net::cluster_session s{cl.sys, cl.coordinator};
+      ++go;
+      while (go < 17)
+        std::this_thread::yield();
+      const matrix got = s.feed({reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+      worst[static_cast<size_t>(i)] = (got - want).cwiseAbs().maxCoeff();
+    });
+  net::cluster_session hasty{cl.sys, cl.coordinator};
+  actors::infer_request req;
+  req.session = hasty.id();
+  req.ids = actors::pack(std::vector<std::uint64_t>(3000, 'x'));
+  req.want_record = false;
+  req.deadline_ms = 1;
+  ++go;
+  const auto why = refusal(cl, req);
+  for (auto& c : crowd)
+    c.join();
+  for (auto w : worst)
+    CHECK((w >= 0 && w <= 1e-5f));
+  INFO(why);
+  CHECK(why.find("request ") != std::string::npos);
+  CHECK(why.find("within 1 ms") != std::string::npos);
   std::filesystem::remove(path);
 }
 
