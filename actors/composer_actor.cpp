@@ -317,6 +317,7 @@ void start_layer(self_ptr self, std::uint64_t id, pending_request& p, std::uint3
   start.stream = to_wire(p.stream);
   start.ids = p.ids;
   start.trace = p.trace;
+  start.record = p.want_record || p.trace != 0;
   p.stream = matrix{};
   if (tr)
     start.msg = tracing::next_message_id();
@@ -332,28 +333,11 @@ void start_layer(self_ptr self, std::uint64_t id, pending_request& p, std::uint3
   }
 }
 
-/// One session's attention of config layer l is in (or failed): when every session's is,
-/// the stage goes on.
-void attention_answered(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done,
-                        std::uint32_t l, std::int64_t t0) {
-  auto it = self->state.pending.find(id);
-  if (it == self->state.pending.end())
-    return; // every feed of the step failed
-  auto& p = it->second;
-  if (--p.attention_left > 0)
-    return;
-  p.attending = -1;
-  if (const trace_scope tr{p.trace, id, self->state.node, "composer"}; tr)
-    tr.step(trace_kind::compute, "attention", static_cast<std::int32_t>(l), -1, t0,
-            tracing::now_ns(), static_cast<std::uint32_t>(p.tokens));
-  run_stage(self, id, u, done + 1);
-}
-
-/// Attention layer l of a language model on a step's stream: for each session of the step,
-/// its rows' keys and values appended to the session's context and every head's attention
-/// over that context in one round (the context composer merges the shards' partials
-/// exactly); the output projection added to its rows of the stream. A session whose context
-/// fails fails alone.
+/// Attention layer l of a language model on a step's stream, in one call to the context
+/// composer for every session of the step (its shards' work crosses to each node in one
+/// message): each session's rows' keys and values appended to its context and every head's
+/// attention over that context (the shards' partials merged exactly); the output projection
+/// added to its rows of the stream. A session whose context fails fails alone.
 void attend(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done, std::uint32_t l) {
   auto& st = self->state;
   auto& p = st.pending.at(id);
@@ -364,8 +348,9 @@ void attend(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done, std::
   matrix normed;
   std::vector<float> inv_rms;
   experts::rms_norm_forward(p.stream, lp.norm, normed, inv_rms);
-  p.attending = static_cast<int>(l);
-  p.attention_left = 1; // held until every request below is out
+  std::vector<decode_item> items;
+  std::vector<step_slice> asked; // the slice of each item
+  std::uint32_t deadline_ms = 0;
   for (const auto s : p.step.slices) {
     if (!runs_in(st, s.feed, id))
       continue;
@@ -378,56 +363,77 @@ void attend(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done, std::
         return; // that was the step's last feed
       continue;
     }
-    const auto context = session->second.contexts.at(l);
     const auto position = static_cast<std::int64_t>(f.position + s.first);
     const matrix rows = normed.middleRows(s.row, s.count);
     const auto proj = experts::attention_project(lp.attention, lc, rows, position);
-    heads_tensor q, k, v;
+    decode_item item;
+    item.context = session->second.contexts.at(l);
     for (int h = 0; h < lc.heads; ++h) {
-      q.push_back(to_wire(proj.q[h]));
-      k.push_back(to_wire(proj.k[h]));
-      v.push_back(to_wire(proj.v[h]));
+      item.q.push_back(to_wire(proj.q[h]));
+      item.k.push_back(to_wire(proj.k[h]));
+      item.v.push_back(to_wire(proj.v[h]));
     }
     std::vector<std::int64_t> pos(s.count);
     for (size_t r = 0; r < pos.size(); ++r)
       pos[r] = position + static_cast<std::int64_t>(r);
-    ++p.attention_left;
-    self
-      ->request(st.setup.contexts, std::chrono::milliseconds(f.deadline_ms), decode_atom::value,
-                context, std::move(k), std::move(v), std::move(q), pack(pos))
-      .then(
-        [=](std::vector<wire_partial>& parts) {
+    item.positions = pack(pos);
+    items.push_back(std::move(item));
+    asked.push_back(s);
+    deadline_ms = std::max(deadline_ms, f.deadline_ms);
+  }
+  p.attending = static_cast<int>(l);
+  const auto failed = [self, l](std::uint64_t feed, const std::string& why) {
+    fail_feed(self, feed,
+              make_mesh_error(mesh_errc::internal,
+                              fault(feed, "attention layer " + std::to_string(l) + ": " + why)));
+  };
+  self
+    ->request(st.setup.contexts, std::chrono::milliseconds(deadline_ms), decode_atom::value,
+              std::move(items))
+    .then(
+      [=](std::vector<attention_reply>& replies) {
+        for (size_t i = 0; i < asked.size(); ++i) {
+          const auto& s = asked[i];
           auto it = self->state.pending.find(id);
           if (it == self->state.pending.end())
             return; // every feed of the step failed
-          if (runs_in(self->state, s.feed, id)) {
-            try {
-              std::vector<matrix> heads;
-              for (auto& w : parts)
-                heads.push_back(from_wire(w.out, "attention output"));
-              auto out = experts::attention_output(self->state.model->layers[l].attention, heads);
-              if (out.rows() != s.count || out.cols() != it->second.stream.cols())
-                throw std::invalid_argument("the shards' attention has " + std::to_string(out.rows())
-                                            + " rows for " + std::to_string(s.count) + " tokens");
-              it->second.stream.middleRows(s.row, s.count) += out;
-            } catch (const std::exception& e) {
-              fail_feed(self, s.feed,
-                        make_mesh_error(mesh_errc::internal,
-                                        fault(s.feed, "attention layer " + std::to_string(l)
-                                                        + ": " + e.what())));
-            }
+          if (!runs_in(self->state, s.feed, id))
+            continue;
+          try {
+            if (i >= replies.size())
+              throw std::invalid_argument("the context composer answered "
+                                          + std::to_string(replies.size()) + " of "
+                                          + std::to_string(asked.size()) + " sessions");
+            if (!replies[i].error.empty())
+              throw std::runtime_error(replies[i].error);
+            std::vector<matrix> heads;
+            for (auto& w : replies[i].heads)
+              heads.push_back(from_wire(w.out, "attention output"));
+            auto out = experts::attention_output(self->state.model->layers[l].attention, heads);
+            auto& stream = it->second.stream;
+            if (out.rows() != s.count || out.cols() != stream.cols())
+              throw std::invalid_argument("the shards' attention has " + std::to_string(out.rows())
+                                          + " rows for " + std::to_string(s.count) + " tokens");
+            stream.middleRows(s.row, s.count) += out;
+          } catch (const std::exception& e) {
+            failed(s.feed, e.what());
           }
-          attention_answered(self, id, u, done, l, t0);
-        },
-        [=](caf::error& err) {
-          fail_feed(self, s.feed,
-                    make_mesh_error(mesh_errc::internal,
-                                    fault(s.feed, "attention layer " + std::to_string(l) + ": "
-                                                    + describe(err))));
-          attention_answered(self, id, u, done, l, t0);
-        });
-  }
-  attention_answered(self, id, u, done, l, t0);
+        }
+        auto it = self->state.pending.find(id);
+        if (it == self->state.pending.end())
+          return;
+        it->second.attending = -1;
+        if (const trace_scope tr{it->second.trace, id, self->state.node, "composer"}; tr)
+          tr.step(trace_kind::compute, "attention", static_cast<std::int32_t>(l), -1, t0,
+                  tracing::now_ns(), static_cast<std::uint32_t>(it->second.tokens));
+        run_stage(self, id, u, done + 1);
+      },
+      [=](caf::error& err) {
+        const auto why = describe(err);
+        for (const auto& s : asked)
+          if (runs_in(self->state, s.feed, id))
+            failed(s.feed, why);
+      });
 }
 
 /// What the composer runs before unrolled layer u, from its `done`-th attention layer on:
@@ -524,7 +530,22 @@ std::string missing_report(const pending_request& p, std::uint64_t id, std::uint
   if (p.attending >= 0)
     return "request " + std::to_string(id) + ": attention layer " + std::to_string(p.attending)
            + ": the context shards did not answer" + budget;
-  for (std::uint32_t u = 0; u < p.to_layer && u < v.schedule.size(); ++u) {
+  const bool recorded = p.want_record || p.trace != 0;
+  if (!recorded && p.outputs_in == 0) {
+    // No decisions were asked for, so nothing says which expert is silent: say how far it got.
+    std::uint32_t from = p.to_layer;
+    while (from > 0 && !v.composer_feeds(from - 1))
+      --from;
+    if (from > 0)
+      --from;
+    std::string layers;
+    for (auto u = from; u < p.to_layer && u < v.schedule.size(); ++u)
+      layers += (layers.empty() ? "" : ", ") + std::to_string(v.schedule[u]);
+    return "request " + std::to_string(id) + ": no output of layer(s) " + layers
+           + " reached the composer" + budget
+           + " (decisions were not asked for; a traced request names the silent experts)";
+  }
+  for (std::uint32_t u = 0; u < p.to_layer && u < v.schedule.size() && recorded; ++u) {
     std::string silent, undecided;
     for (size_t e = 0; e < p.records[u].size(); ++e) {
       if (p.records[u][e])

@@ -49,7 +49,6 @@ struct pending_request {
   std::vector<std::vector<std::optional<expert_record>>> records; ///< [unrolled][expert]
   std::vector<std::vector<bool>> heard; ///< [unrolled][expert]: any sign of life
   size_t records_in = 0, records_expected = 0;
-  size_t attention_left = 0; ///< sessions whose attention of the layer in flight is out
 };
 
 /// A language model's request: tokens given to a session, run in one or more steps.

@@ -69,13 +69,14 @@ void append_from(self_ptr self, std::uint64_t id, std::shared_ptr<heads_tensor> 
       c.busy = false;
       return;
     }
-    const auto& node = st.nodes[st.next_node++ % st.nodes.size()];
-    self->request(node, std::chrono::seconds(30), create_atom::value, c.spec, c.length,
+    const auto host = st.next_node++ % st.nodes.size();
+    self->request(st.nodes[host], std::chrono::seconds(30), create_atom::value, c.spec, c.length,
                   c.spec.shard_size)
       .then(
-        [self, id, k, v, done, total, rp](shard_actor s) {
+        [self, id, k, v, done, total, rp, host](shard_actor s) {
           auto& c = self->state.contexts.at(id);
           c.shards.push_back(s);
+          c.hosts.push_back(host);
           c.begins.push_back(c.length);
           c.last_capacity_left = c.spec.shard_size;
           append_from(self, id, k, v, done, total, rp);
@@ -213,6 +214,148 @@ void decode_round(self_ptr self, std::uint64_t id, heads_tensor k, heads_tensor 
           rp.deliver(std::move(err));
         });
   }
+}
+
+using promise_replies = caf::typed_response_promise<std::vector<attention_reply>>;
+
+/// Many sessions' decode_atom in one call. Every shard call bound for one node crosses the
+/// network in one message (the node agent hands each to its shard there); an item whose
+/// context cannot take that path (a shard is due, or appends are queued) runs as decode_atom
+/// alone. Every item gets its own answer or error: one failing fails no other.
+void decode_batch(self_ptr self, std::vector<decode_item> items, promise_replies rp) {
+  auto& st = self->state;
+  struct batch {
+    std::vector<attention_reply> out;
+    std::vector<std::vector<std::vector<wire_partial>>> parts; ///< [item][shard][head]
+    std::vector<std::uint64_t> context, rows;                ///< of the items sent to shards
+    std::vector<bool> sent, appended;
+    size_t pending = 1; ///< node replies and lone items out, and this function
+  };
+  auto b = std::make_shared<batch>();
+  const auto n = items.size();
+  b->out.resize(n);
+  b->parts.resize(n);
+  b->context.assign(n, 0);
+  b->rows.assign(n, 0);
+  b->sent.assign(n, false);
+  b->appended.assign(n, false);
+  auto finish = [self, b, rp]() mutable {
+    if (--b->pending > 0)
+      return;
+    for (size_t i = 0; i < b->out.size(); ++i) {
+      if (!b->sent[i])
+        continue;
+      auto& reply = b->out[i];
+      if (reply.error.empty()) {
+        try {
+          for (size_t h = 0; h < b->parts[i][0].size(); ++h) {
+            std::vector<context::partial> ps;
+            std::uint64_t read = 0;
+            for (auto& shard : b->parts[i]) {
+              ps.push_back(from_wire(shard.at(h)));
+              read += shard.at(h).blocks_read;
+            }
+            reply.heads.push_back(to_wire(context::merge(ps)));
+            reply.heads.back().blocks_read = read;
+          }
+        } catch (const std::exception& e) {
+          reply.heads.clear();
+          reply.error = e.what();
+        }
+      }
+      auto c = self->state.contexts.find(b->context[i]);
+      if (c == self->state.contexts.end())
+        continue; // dropped meanwhile
+      if (b->appended[i]) {
+        c->second.length += b->rows[i];
+        c->second.last_capacity_left -= b->rows[i];
+      }
+      c->second.busy = false;
+      run_next(self, b->context[i]);
+    }
+    rp.deliver(std::move(b->out));
+  };
+  std::map<size_t, std::vector<shard_call>> calls;                 // by host node
+  std::map<size_t, std::vector<std::pair<size_t, size_t>>> owners; // by host: (item, shard)
+  for (size_t i = 0; i < n; ++i) {
+    auto& item = items[i];
+    auto it = st.contexts.find(item.context);
+    if (it == st.contexts.end()) {
+      b->out[i].error = describe(no_context(item.context));
+      continue;
+    }
+    auto& c = it->second;
+    if (item.k.size() != c.spec.heads || item.v.size() != c.spec.heads
+        || item.q.size() != c.spec.heads || item.k[0].rows != item.v[0].rows
+        || item.k[0].rows == 0) {
+      b->out[i].error = "context " + std::to_string(item.context)
+                        + ": decode takes one key, value and query tensor per head ("
+                        + std::to_string(c.spec.heads) + "), keys and values of the same rows";
+      continue;
+    }
+    const std::uint64_t rows = item.k[0].rows;
+    if (c.busy || !c.waiting.empty() || c.shards.empty() || c.last_capacity_left < rows
+        || c.hosts.size() != c.shards.size()) {
+      ++b->pending;
+      self
+        ->request(caf::actor_cast<context_actor>(self), std::chrono::seconds(60),
+                  decode_atom::value, item.context, std::move(item.k), std::move(item.v),
+                  std::move(item.q), std::move(item.positions))
+        .then(
+          [b, i, finish](std::vector<wire_partial>& heads) mutable {
+            b->out[i].heads = std::move(heads);
+            finish();
+          },
+          [b, i, finish](caf::error& err) mutable {
+            b->out[i].error = describe(err);
+            finish();
+          });
+      continue;
+    }
+    b->sent[i] = true;
+    b->context[i] = item.context;
+    b->rows[i] = rows;
+    b->parts[i].resize(c.shards.size());
+    c.busy = true; // appends queue behind this one
+    for (size_t s = 0; s < c.shards.size(); ++s) {
+      const bool last = s + 1 == c.shards.size();
+      calls[c.hosts[s]].push_back({c.shards[s], last ? item.k : heads_tensor{},
+                                   last ? item.v : heads_tensor{}, item.q, item.positions});
+      owners[c.hosts[s]].emplace_back(i, s);
+    }
+  }
+  for (auto& [host, list] : calls) {
+    ++b->pending;
+    self
+      ->request(st.nodes.at(host), std::chrono::seconds(60), decode_atom::value, std::move(list))
+      .then(
+        [b, who = owners[host], finish](std::vector<attention_reply>& replies) mutable {
+          for (size_t j = 0; j < who.size(); ++j) {
+            const auto [i, s] = who[j];
+            auto& error = b->out[i].error;
+            if (j >= replies.size()) {
+              if (error.empty())
+                error = "a node answered " + std::to_string(replies.size()) + " of "
+                        + std::to_string(who.size()) + " shard calls";
+            } else if (!replies[j].error.empty()) {
+              if (error.empty())
+                error = replies[j].error;
+            } else {
+              b->parts[i][s] = std::move(replies[j].heads);
+              if (s + 1 == b->parts[i].size())
+                b->appended[i] = true;
+            }
+          }
+          finish();
+        },
+        [b, who = owners[host], finish](caf::error& err) mutable {
+          for (const auto& [i, s] : who)
+            if (b->out[i].error.empty())
+              b->out[i].error = describe(err);
+          finish();
+        });
+  }
+  finish();
 }
 
 /// Global top-k in two rounds: every shard's own k best blocks per row, then the winners'
@@ -397,6 +540,11 @@ context_actor::behavior_type context_behavior(context_actor::stateful_pointer<co
             decode_round(self, id, {}, {}, *qp, positions, rp);
           },
           [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+    [=](decode_atom, std::vector<decode_item>& items) -> caf::result<std::vector<attention_reply>> {
+      auto rp = self->make_response_promise<std::vector<attention_reply>>();
+      decode_batch(self, std::move(items), rp);
       return rp;
     },
     [=](drop_atom, std::uint64_t id) -> caf::result<ok_atom> {

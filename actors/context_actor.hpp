@@ -22,6 +22,7 @@ struct context_entry {
   context_spec spec;
   std::vector<shard_actor> shards;
   std::vector<std::uint64_t> begins; ///< first position of each shard
+  std::vector<size_t> hosts;         ///< the node (index into nodes) of each shard
   std::uint64_t length = 0;          ///< positions appended
   std::uint64_t last_capacity_left = 0;
   bool busy = false;                 ///< an append is being applied

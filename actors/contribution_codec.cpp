@@ -12,7 +12,7 @@ static_assert(std::endian::native == std::endian::little,
 namespace {
 
 constexpr char magic[4] = {'E', 'O', 'E', 'C'};
-constexpr std::uint8_t version = 3;
+constexpr std::uint8_t version = 4;
 constexpr const char* payload_names[5] = {"rows", "scores", "y", "stream", "ids"};
 
 class writer {
@@ -115,6 +115,7 @@ std::string encode_header(const contribution& c) {
   w.value(c.trace);
   w.value(c.msg);
   w.value(c.kind);
+  w.value<std::uint8_t>(c.record ? 1 : 0);
   for (auto* p : payloads(c))
     w.value<std::uint64_t>(p->size());
   return w.take();
@@ -151,6 +152,13 @@ contribution read_header(reader& r, std::array<std::uint64_t, 5>& lengths) {
     throw std::invalid_argument("contribution frame: kind " + std::to_string(c.kind)
                                 + " at byte " + std::to_string(kind_at)
                                 + ", expected 0 (outputs) or 1 (ranking scores)");
+  const auto record_at = r.at();
+  const auto record = r.value<std::uint8_t>("record");
+  if (record > 1)
+    throw std::invalid_argument("contribution frame: record " + std::to_string(record)
+                                + " at byte " + std::to_string(record_at)
+                                + ", expected 0 (no decisions wanted) or 1");
+  c.record = record == 1;
   std::uint64_t total = 0;
   for (size_t i = 0; i < 5; ++i) {
     const auto at = r.at();

@@ -52,6 +52,7 @@ contribution contribution_of(score_share s) {
   c.scores = std::move(s.scores);
   c.trace = s.trace;
   c.msg = s.msg;
+  c.record = s.record;
   return c;
 }
 
@@ -66,6 +67,7 @@ score_share share_of(contribution c) {
   s.scores = std::move(c.scores);
   s.trace = c.trace;
   s.msg = c.msg;
+  s.record = c.record;
   return s;
 }
 
@@ -181,6 +183,7 @@ void finish(self_ptr self, const epoch_view& v, std::uint64_t request, std::uint
     out.stream = to_wire(w.stream);
     out.ids = w.ids;
   }
+  out.record = w.record;
   expert_record rec;
   rec.request = request;
   rec.layer = u;
@@ -214,6 +217,8 @@ void finish(self_ptr self, const epoch_view& v, std::uint64_t request, std::uint
     else
       forward_message(v.plan.composer, msg);
   }
+  if (!w.record)
+    return; // nobody asked for the decisions
   if (tr)
     tr.message(trace_kind::send, "record", "composer", rec.msg, 0,
                rec.scores.size() + rec.rows.size() + rec.carried.size(), layer, id,
@@ -334,6 +339,7 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
         share.deadline_ms = w.deadline_ms;
         share.scores = pack(rank);
         share.trace = w.trace;
+        share.record = w.record;
         if (tr)
           share.msg = tracing::next_message_id();
         const auto bytes = share.scores.size();
@@ -348,18 +354,20 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
                        bytes, layer, id, tracing::now_ns());
           send_contribution(v.plan, node, self->node(), msg, frame);
         }
-        expert_record waiting;
-        waiting.request = request;
-        waiting.layer = u;
-        waiting.expert = static_cast<std::uint32_t>(position);
-        waiting.decided = false;
-        waiting.trace = w.trace;
-        if (tr) {
-          waiting.msg = tracing::next_message_id();
-          tr.message(trace_kind::send, "record", "composer", waiting.msg, 0, 0, layer, id,
-                     tracing::now_ns());
+        if (w.record) { // the composer hears it is alive, waiting for its peers
+          expert_record waiting;
+          waiting.request = request;
+          waiting.layer = u;
+          waiting.expert = static_cast<std::uint32_t>(position);
+          waiting.decided = false;
+          waiting.trace = w.trace;
+          if (tr) {
+            waiting.msg = tracing::next_message_id();
+            tr.message(trace_kind::send, "record", "composer", waiting.msg, 0, 0, layer, id,
+                       tracing::now_ns());
+          }
+          self->send(v.plan.composer, record_atom::value, std::move(waiting));
         }
-        self->send(v.plan.composer, record_atom::value, std::move(waiting));
       }
       if (w.ranks_in == static_cast<size_t>(lc.experts))
         decide_topk(self, v, request, u, w, position);
@@ -465,6 +473,7 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
       auto& w = st.work[key];
       w.deadline_ms = c.deadline_ms;
       w.trace = c.trace;
+      w.record = c.record;
       w.inputs_at = t_in;
       const auto expected = senders_of(*v, c.to_layer);
       if (w.got.empty())
@@ -500,6 +509,7 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
       const std::pair<std::uint64_t, std::uint32_t> key{s.request, s.layer};
       auto& w = st.work[key];
       w.trace = s.trace;
+      w.record = s.record;
       const auto experts = static_cast<size_t>(v->config.layers[st.spec.layer].experts);
       if (w.ranks.empty())
         w.ranks.resize(experts);

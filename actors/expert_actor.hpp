@@ -50,6 +50,7 @@ struct layer_work {
   std::string ids;
   std::uint32_t deadline_ms = 0;
   std::uint64_t trace = 0;   ///< the request's trace id (0: not traced)
+  bool record = true;        ///< the composer wants this request's decisions
   std::int64_t inputs_at = 0; ///< traced: when the last input arrived
 };
 

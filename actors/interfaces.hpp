@@ -57,6 +57,43 @@ using shard_actor = caf::typed_actor<                                           
   caf::replies_to<decode_atom, heads_tensor, heads_tensor, heads_tensor,
                   std::string>::with<std::vector<wire_partial>>>;
 
+/// One session's attention in a batched call: the keys and values its rows append to the
+/// context (as append_atom would), and its queries at their positions.
+struct decode_item {
+  std::uint64_t context = 0;
+  heads_tensor k, v, q;
+  std::string positions; ///< int64 per query row
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, decode_item& x) {
+  return f(caf::meta::type_name("decode_item"), x.context, x.k, x.v, x.q, x.positions);
+}
+
+/// One shard's part of a batched call: what decode_atom asks of it (k and v empty: no append).
+struct shard_call {
+  shard_actor shard;
+  heads_tensor k, v, q;
+  std::string positions;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shard_call& x) {
+  return f(caf::meta::type_name("shard_call"), x.shard, x.k, x.v, x.q, x.positions);
+}
+
+/// The answer to one item or call of a batch: every head's partial, or why not (the others of
+/// the batch do not depend on it).
+struct attention_reply {
+  std::string error; ///< empty: answered
+  std::vector<wire_partial> heads;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, attention_reply& x) {
+  return f(caf::meta::type_name("attention_reply"), x.error, x.heads);
+}
+
 /// Creates contexts, grows them by spawning shards on the cluster's nodes as they fill, and
 /// merges the shards' partial attention into global attention (full, global top-k in two
 /// rounds, or a per-shard budget in one).
@@ -66,13 +103,15 @@ using context_actor = caf::typed_actor<                                         
   caf::replies_to<query_atom, std::uint64_t, attention_query>::with<wire_partial>,  //
   caf::replies_to<drop_atom, std::uint64_t>::with<ok_atom>,                          //
   caf::replies_to<decode_atom, std::uint64_t, heads_tensor, heads_tensor, heads_tensor,
-                  std::string>::with<std::vector<wire_partial>>>;
+                  std::string>::with<std::vector<wire_partial>>, //
+  caf::replies_to<decode_atom, std::vector<decode_item>>::with<std::vector<attention_reply>>>;
 
 /// One per process: spawns and retires the node's experts and context shards on command;
 /// answers a health ping with the node's name.
 using node_agent_actor = caf::typed_actor<                         //
   caf::replies_to<spawn_atom, spawn_order>::with<spawned_node>,    //
   caf::replies_to<create_atom, context_spec, std::uint64_t, std::uint64_t>::with<shard_actor>, //
+  caf::replies_to<decode_atom, std::vector<shard_call>>::with<std::vector<attention_reply>>, //
   caf::reacts_to<retire_atom, std::uint32_t, std::uint32_t>,       //
   caf::replies_to<status_atom>::with<std::string>,                 //
   caf::replies_to<clock_atom>::with<std::int64_t>,                 //

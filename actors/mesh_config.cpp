@@ -47,6 +47,12 @@ mesh_config::mesh_config() {
   add_message_type<expert_record>("expert_record");
   add_message_type<relay_stats>("relay_stats");
   add_message_type<serving_stats>("serving_stats");
+  add_message_type<decode_item>("decode_item");
+  add_message_type<std::vector<decode_item>>("std::vector<decode_item>");
+  add_message_type<shard_call>("shard_call");
+  add_message_type<std::vector<shard_call>>("std::vector<shard_call>");
+  add_message_type<attention_reply>("attention_reply");
+  add_message_type<std::vector<attention_reply>>("std::vector<attention_reply>");
   add_message_type<mesh_plan>("mesh_plan");
   add_message_type<spawn_order>("spawn_order");
   add_message_type<spawned_node>("spawned_node");

@@ -164,13 +164,16 @@ struct contribution {
   /// processes on the data plane's direct links: to_layer = its layer, sender = the expert,
   /// scores = its T ranking scores (contribution_of / share_of in actors/expert_actor.hpp).
   std::uint8_t kind = 0;
+  /// The composer wants every expert's decision (an activation record asked for, or a traced
+  /// request): the experts send it record_atom messages. Otherwise they send none.
+  bool record = true;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, contribution& x) {
   return f(caf::meta::type_name("contribution"), x.request, x.epoch, x.to_layer, x.sender,
            x.sender_node, x.deadline_ms, x.rows, x.scores, x.y, x.stream, x.ids, x.trace, x.msg,
-           x.kind);
+           x.kind, x.record);
 }
 
 /// An expert's top-k ranking scores (score + selection bias) on every token of a request.
@@ -184,12 +187,13 @@ struct score_share {
   std::string scores; ///< T floats
   std::uint64_t trace = 0; ///< as in contribution
   std::uint64_t msg = 0;
+  bool record = true;      ///< as in contribution
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, score_share& x) {
   return f(caf::meta::type_name("score_share"), x.request, x.epoch, x.layer, x.expert,
-           x.sender_node, x.deadline_ms, x.scores, x.trace, x.msg);
+           x.sender_node, x.deadline_ms, x.scores, x.trace, x.msg, x.record);
 }
 
 /// What an expert decided on one unrolled layer of a request. A top-k expert also sends one

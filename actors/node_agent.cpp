@@ -104,6 +104,43 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       self->state.shards.push_back(s);
       return s;
     },
+    [=](decode_atom, std::vector<shard_call>& calls) -> caf::result<std::vector<attention_reply>> {
+      // A batch of the context composer's shard calls, one message across the network; each
+      // call goes to its shard here, and every answer (or error) goes back in one reply.
+      auto rp = self->make_response_promise<std::vector<attention_reply>>();
+      struct gather {
+        std::vector<attention_reply> out;
+        size_t pending = 0;
+      };
+      auto g = std::make_shared<gather>();
+      g->out.resize(calls.size());
+      g->pending = calls.size();
+      if (calls.empty())
+        return std::vector<attention_reply>{};
+      for (size_t i = 0; i < calls.size(); ++i) {
+        auto& c = calls[i];
+        if (!c.shard) {
+          g->out[i].error = "no shard";
+          if (--g->pending == 0)
+            rp.deliver(std::move(g->out));
+          continue;
+        }
+        self->request(c.shard, std::chrono::seconds(60), decode_atom::value, std::move(c.k),
+                      std::move(c.v), std::move(c.q), std::move(c.positions))
+          .then(
+            [g, i, rp](std::vector<wire_partial>& heads) mutable {
+              g->out[i].heads = std::move(heads);
+              if (--g->pending == 0)
+                rp.deliver(std::move(g->out));
+            },
+            [g, i, rp](caf::error& err) mutable {
+              g->out[i].error = describe(err);
+              if (--g->pending == 0)
+                rp.deliver(std::move(g->out));
+            });
+      }
+      return rp;
+    },
     [=](status_atom) { return self->state.node; },
     [=](clock_atom) { return tracing::now_ns(); },
     [=](clock_atom, std::int64_t offset_ns) {

@@ -4,6 +4,11 @@
 // from them as per-shard partials merged exactly (context_store::merge) — the computation a
 // cluster of shard actors reproduces. Its logits equal experts/lm_forward.hpp's row for the
 // same position (tested to 1e-5).
+//
+// decode_step is the same computation batched over many sequences at once, as a serving
+// engine's step runs it (iteration-level batching, one process, no actors): the rows of every
+// sequence's tokens stacked through each expert layer in one pass, each attention layer per
+// sequence over its own keys and values. lm_decoder is decode_step on one sequence.
 
 #include "context_store/kv_shard.hpp"
 #include "experts/attention.hpp"
@@ -20,6 +25,27 @@
 #include <vector>
 
 namespace eoe::experts {
+
+/// One sequence's keys and values: the KV shards of every config layer (none for an expert
+/// layer), and the tokens fed so far.
+struct lm_sequence {
+  std::vector<std::vector<context::kv_shard>> kv;
+  std::int64_t position = 0;
+};
+
+/// The tokens one sequence takes in a step.
+struct step_feed {
+  lm_sequence* sequence = nullptr;
+  std::span<const std::uint8_t> tokens;
+};
+
+/// Runs one step over several sequences' tokens (each sequence at most once), rows stacked in
+/// feed order; advances every sequence. Returns the logits (total tokens, vocab) in the same
+/// row order; `records`, when given, gets what each expert layer decided over the stacked
+/// rows. Throws std::invalid_argument when m is not a language model, a feed has no tokens or
+/// a token is not below the vocab (then no sequence has moved).
+matrix decode_step(const model& m, kernels::backend& be, const kv_layout& layout,
+                   std::span<const step_feed> feeds, std::vector<layer_record>* records = nullptr);
 
 /// Decodes one sequence. Holds a reference to the model, which must outlive it.
 class lm_decoder final : public sequence_decoder {
@@ -42,12 +68,12 @@ public:
 
   /// Tokens fed so far: the position the next step runs at.
   std::int64_t position() const noexcept override {
-    return position_;
+    return seq_.position;
   }
 
   /// The KV shards of config layer l (none for an expert layer).
   const std::vector<context::kv_shard>& shards(size_t layer) const {
-    return kv_.at(layer);
+    return seq_.kv.at(layer);
   }
 
   /// What every expert layer decided on the last feed.
@@ -59,9 +85,8 @@ private:
   const model* m_;
   std::unique_ptr<kernels::backend> be_;
   kv_layout layout_;
-  std::vector<std::vector<context::kv_shard>> kv_; ///< per config layer
+  lm_sequence seq_;
   std::vector<layer_record> last_;
-  std::int64_t position_ = 0;
 };
 
 /// generate() of experts/lm_generate.hpp with an in-process decoder of m.

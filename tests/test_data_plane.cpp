@@ -192,7 +192,11 @@ TEST_CASE("a malformed contribution frame gets an error naming the field and byt
   CHECK(decode_error(bad) == "contribution frame: bad magic at byte 1 (expected \"EOEC\")");
   bad = frame;
   bad[4] = 9;
-  CHECK(decode_error(bad) == "contribution frame: version 9 at byte 4, this build reads version 3");
+  CHECK(decode_error(bad) == "contribution frame: version 9 at byte 4, this build reads version 4");
+  bad = frame;
+  bad[76] = 2;
+  CHECK(decode_error(bad)
+        == "contribution frame: record 2 at byte 76, expected 0 (no decisions wanted) or 1");
   bad = frame;
   bad[75] = 7;
   CHECK(decode_error(bad)
@@ -208,16 +212,17 @@ TEST_CASE("a malformed contribution frame gets an error naming the field and byt
   CHECK_THROWS_WITH(decode_header(encode_header(c)),
                     "contribution frame: y is (3, 4) float32 but carries 32 bytes");
   // The header: magic 4, version 1, request 8, epoch 8, to_layer 4, sender 4, name 8 + 2,
-  // deadline 4, shapes 16, trace 8, msg 8, kind 1, then the five payload lengths from byte 76.
+  // deadline 4, shapes 16, trace 8, msg 8, kind 1, record 1, then the five payload lengths
+  // from byte 77.
   const auto header = encode_header(sample(11, 2));
-  CHECK(header.size() == 116);
+  CHECK(header.size() == 117);
   CHECK(decode_header(header).y.bytes.size() == 2 * 4 * 4);
   CHECK_THROWS_WITH(decode_header(header + "!"),
-                    "contribution frame: 1 bytes after the header, at byte 116");
+                    "contribution frame: 1 bytes after the header, at byte 117");
   bad = header;
   const std::uint64_t two_gib = std::uint64_t{1} << 31;
-  std::memcpy(bad.data() + 76, &two_gib, 8);
-  CHECK_THROWS_WITH(decode_header(bad), "contribution frame: length of rows at byte 76 "
+  std::memcpy(bad.data() + 77, &two_gib, 8);
+  CHECK_THROWS_WITH(decode_header(bad), "contribution frame: length of rows at byte 77 "
                                         "(2147483648) takes the payloads past 1073741824 bytes");
   // A length that points past the end.
   bad = frame;
@@ -330,8 +335,8 @@ TEST_CASE("bytes from a peer that are not frames close only that peer's connecti
     REQUIRE(eventually([&] { return plane.delivered() == 1; }));
 
     // Each bad peer: its bytes, whether it then ends its side, and the log line it earns.
-    const auto frame = wire_frame("nb", sample(2, 2)); // 6 + 2 + 116 header + 120 payloads
-    REQUIRE(frame.size() == 6 + 2 + 116 + 120);
+    const auto frame = wire_frame("nb", sample(2, 2)); // 6 + 2 + 117 header + 120 payloads
+    REQUIRE(frame.size() == 6 + 2 + 117 + 120);
     const auto with_header = [](contribution c, auto patch) {
       auto header = encode_header(c);
       patch(header);
@@ -355,16 +360,16 @@ TEST_CASE("bytes from a peer that are not frames close only that peer's connecti
       {"a prefix cut short", frame.substr(0, 3), true,
        "the connection ended inside a frame, in its 6-byte prefix after 3 bytes; frame dropped"},
       {"a header cut short", frame.substr(0, 6 + 50), true,
-       "the connection ended inside a frame, in its node name and header after 50 of 118 "
+       "the connection ended inside a frame, in its node name and header after 50 of 119 "
        "bytes; frame dropped"},
-      {"a payload cut short", frame.substr(0, 6 + 118 + 8 + 8 + 10), true,
+      {"a payload cut short", frame.substr(0, 6 + 119 + 8 + 8 + 10), true,
        "the connection ended inside a frame, in payload y after 10 of 32 bytes; frame dropped"},
-      {"bad magic", wire_frame("nb", "XXXX" + std::string(112, '\0'), ""), false,
+      {"bad magic", wire_frame("nb", "XXXX" + std::string(113, '\0'), ""), false,
        "contribution frame: bad magic at byte 0 (expected \"EOEC\"); connection closed"},
       {"a payload length past the limit",
-       with_header(sample(3, 2), [&](std::string& h) { at(h, 76, std::uint64_t{1} << 31); }),
+       with_header(sample(3, 2), [&](std::string& h) { at(h, 77, std::uint64_t{1} << 31); }),
        false,
-       "contribution frame: length of rows at byte 76 (2147483648) takes the payloads past "
+       "contribution frame: length of rows at byte 77 (2147483648) takes the payloads past "
        "1073741824 bytes; connection closed"},
       {"a shape its bytes do not fill", with_header(sample(4, 2), [](std::string& h) {
          const std::uint32_t rows = 3;

@@ -1,0 +1,289 @@
+// bench_serve: a language model served to N concurrent sessions by 3 `eoe node` processes on
+// loopback (continuous batching in the composer: actors/step_scheduler) against the same
+// batching in one process with no actors (experts::decode_step over the same scheduler), in
+// the same run. For each context length C and session count N: every session is first
+// filled to C positions (untimed), then each reads a prompt of --prompt bytes and generates
+// --generate bytes greedily, all at once. Reported per row: aggregate generated tokens/s of
+// both and their ratio, time to first token (the prompt's feed) p50/p99 and inter-token
+// latency (each later token) p50/p99 of the cluster. With --json the last line is one JSON
+// object of every row and the machine.
+//   bench_serve                                   sessions 1,8,64,256 at contexts 128,4096
+//   bench_serve --sessions 1,64 --contexts 128 --json
+
+#include "actors/mesh_config.hpp"
+#include "actors/mesh_errc.hpp"
+#include "actors/node_agent.hpp"
+#include "actors/step_scheduler.hpp"
+#include "bench/loopback_cluster.hpp"
+#include "bench/machine.hpp"
+#include "bench/timing.hpp"
+#include "experts/checkpoint.hpp"
+#include "experts/lm_decode.hpp"
+#include "experts/rng.hpp"
+#include "net/client.hpp"
+#include "net/lm_client.hpp"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <barrier>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <thread>
+#include <vector>
+
+using namespace eoe;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct workload {
+  size_t context = 128;  ///< positions every session holds before its prompt
+  size_t prompt = 64;
+  size_t generate = 128; ///< tokens generated per session (the first from the prompt's logits)
+  size_t chunk = 512;    ///< filler tokens per request
+};
+
+/// What one side measured.
+struct measured {
+  double wall_s = 0;              ///< from the first prompt to the last generated token
+  std::vector<double> ttft, itl;  ///< seconds
+  size_t tokens = 0;              ///< generated
+  double tok_s() const {
+    return wall_s > 0 ? static_cast<double>(tokens) / wall_s : 0;
+  }
+};
+
+std::vector<std::uint8_t> text_of(size_t n, std::uint64_t seed) {
+  experts::rng r{seed};
+  std::vector<std::uint8_t> out;
+  while (out.size() < n)
+    out.push_back(static_cast<std::uint8_t>(' ' + r.next() % 95)); // printable, as text is
+  return out;
+}
+
+std::uint8_t argmax_last(const matrix& logits) {
+  Eigen::Index best = 0;
+  logits.row(logits.rows() - 1).maxCoeff(&best);
+  return static_cast<std::uint8_t>(best);
+}
+
+/// N client threads, each a session of the cluster, filled, then prompted and generating.
+measured run_cluster(caf::actor_system& sys, const actors::coordinator_actor& coord, size_t n,
+                     const workload& w) {
+  measured out;
+  std::vector<std::vector<double>> ttft(n), itl(n);
+  std::vector<std::string> errors(n);
+  std::barrier sync{static_cast<std::ptrdiff_t>(n) + 1};
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < n; ++i)
+    clients.emplace_back([&, i] {
+      std::optional<net::cluster_session> s;
+      try {
+        s.emplace(sys, coord, std::chrono::minutes(10));
+        const auto filler = text_of(w.context, 1000 + i);
+        for (size_t at = 0; at < w.context; at += w.chunk)
+          s->feed({filler.data() + at, std::min(w.chunk, w.context - at)});
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+      sync.arrive_and_wait(); // every session filled
+      sync.arrive_and_wait(); // the clock started
+      if (!errors[i].empty())
+        return;
+      try {
+        const auto prompt = text_of(w.prompt, 7 + i);
+        auto t = bench::clock_type::now();
+        std::uint8_t next = argmax_last(s->feed(prompt));
+        ttft[i].push_back(bench::seconds_since(t));
+        for (size_t k = 1; k < w.generate; ++k) {
+          t = bench::clock_type::now();
+          next = argmax_last(s->feed({&next, 1}));
+          itl[i].push_back(bench::seconds_since(t));
+        }
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    });
+  sync.arrive_and_wait();
+  const auto start = bench::clock_type::now();
+  sync.arrive_and_wait();
+  for (auto& c : clients)
+    c.join();
+  out.wall_s = bench::seconds_since(start);
+  for (size_t i = 0; i < n; ++i) {
+    if (!errors[i].empty())
+      throw std::runtime_error("session " + std::to_string(i) + ": " + errors[i]);
+    out.ttft.insert(out.ttft.end(), ttft[i].begin(), ttft[i].end());
+    out.itl.insert(out.itl.end(), itl[i].begin(), itl[i].end());
+  }
+  out.tokens = n * w.generate;
+  return out;
+}
+
+/// The same sessions in this process: one thread runs the scheduler's steps with decode_step.
+measured run_inproc(const experts::model& m, const experts::kv_layout& layout, size_t n,
+                    const workload& w, std::uint32_t max_step_tokens) {
+  measured out;
+  auto be = kernels::make_cpu_backend();
+  std::vector<experts::lm_sequence> seqs(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto filler = text_of(w.context, 1000 + i);
+    for (size_t at = 0; at < w.context; at += w.chunk) {
+      const experts::step_feed f{&seqs[i], {filler.data() + at, std::min(w.chunk, w.context - at)}};
+      experts::decode_step(m, *be, layout, {&f, 1});
+    }
+  }
+  // Each session's current feed: its prompt, then one token at a time.
+  std::vector<std::vector<std::uint8_t>> feed(n);
+  std::vector<size_t> generated(n, 0);
+  std::vector<bench::clock_type::time_point> last(n);
+  std::map<std::uint64_t, matrix> partial; // feed rows done so far, by session
+  actors::step_scheduler sched{max_step_tokens, 1};
+  const auto start = bench::clock_type::now();
+  for (size_t i = 0; i < n; ++i) {
+    feed[i] = text_of(w.prompt, 7 + i);
+    last[i] = start;
+    sched.add(i, 1, static_cast<std::uint32_t>(feed[i].size()), false);
+  }
+  while (auto step = sched.next()) {
+    std::vector<experts::step_feed> feeds;
+    for (const auto& s : step->slices)
+      feeds.push_back({&seqs[s.feed], {feed[s.feed].data() + s.first, s.count}});
+    const matrix logits = experts::decode_step(m, *be, layout, feeds);
+    const auto now = bench::clock_type::now();
+    for (const auto& s : step->slices)
+      if (s.first + s.count == feed[s.feed].size()) {
+        const auto next = argmax_last(logits.middleRows(s.row, s.count));
+        const double dt = std::chrono::duration<double>(now - last[s.feed]).count();
+        (generated[s.feed]++ == 0 ? out.ttft : out.itl).push_back(dt);
+        last[s.feed] = now;
+        feed[s.feed] = {next};
+      }
+    for (const auto done : sched.finished(*step))
+      if (generated[done] < w.generate)
+        sched.add(done, 1, 1, false);
+  }
+  out.wall_s = bench::seconds_since(start);
+  out.tokens = n * w.generate;
+  return out;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Aggregate decode throughput of a served language model with many sessions, "
+               "against the same batching in one process"};
+  std::string checkpoint = "build/lm_compare/eoe.ckpt";
+  std::vector<size_t> sessions{1, 8, 64, 256}, contexts{128, 4096};
+  workload w;
+  std::uint32_t max_step_tokens = 256, steps_in_flight = 2;
+  std::uint64_t shard = 4096;
+  bool json_out = false;
+  app.add_option("--checkpoint", checkpoint,
+                 "a language model (missing: configs/lm/eoe.toml at init)")->capture_default_str();
+  app.add_option("--sessions", sessions, "concurrent sessions")->delimiter(',');
+  app.add_option("--contexts", contexts, "positions each session holds before its prompt")
+    ->delimiter(',');
+  app.add_option("--prompt", w.prompt, "prompt bytes per session")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--generate", w.generate, "bytes generated per session")
+    ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--max-step-tokens", max_step_tokens, "[cluster] max_step_tokens (both sides)")
+    ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--steps-in-flight", steps_in_flight, "[cluster] steps_in_flight")
+    ->check(CLI::Range(1, 64));
+  app.add_option("--shard", shard, "positions per context shard (both sides)")
+    ->check(CLI::Range(1, 1 << 30));
+  app.add_flag("--json", json_out, "print the rows as one JSON object on the last line");
+  CLI11_PARSE(app, argc, argv);
+
+  const auto dir = fs::temp_directory_path() / ("eoe_bench_serve_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  std::string model_note = checkpoint;
+  if (!fs::exists(checkpoint)) {
+    auto c = experts::load_model_config("configs/lm/eoe.toml");
+    if (!c) {
+      std::fprintf(stderr, "bench_serve: %s\n", c.error().message.c_str());
+      return 1;
+    }
+    checkpoint = (dir / "lm.ckpt").string();
+    if (auto ok = experts::save_checkpoint(experts::init_model(*c), checkpoint); !ok) {
+      std::fprintf(stderr, "bench_serve: %s\n", ok.error().message.c_str());
+      return 1;
+    }
+    model_note = "configs/lm/eoe.toml at init (no trained checkpoint)";
+  }
+  const auto model = actors::load_model(checkpoint);
+  const auto machine = bench::machine_line();
+  std::printf("bench_serve: %s\nmachine: %s\nmodel: '%s' (D %d, %zu layers); prompt %zu bytes, "
+              "%zu generated per session; max_step_tokens %u, steps_in_flight %u, shards of "
+              "%llu positions\n",
+              model_note.c_str(), machine.c_str(), model->config.name.c_str(), model->config.dim,
+              model->config.layers.size(), w.prompt, w.generate, max_step_tokens,
+              steps_in_flight, static_cast<unsigned long long>(shard));
+  std::fflush(stdout); // the node processes fork from this one
+  const bench::loopback_cluster cluster{
+    dir, 31000 + static_cast<int>(getpid() % 900) * 10,
+    "[cluster]\nname = \"serve_bench\"\ncheckpoint = \"" + checkpoint + "\"\nhead = \"n1\"\n"
+      "kv_shard_positions = " + std::to_string(shard) + "\nmax_step_tokens = "
+      + std::to_string(max_step_tokens) + "\nsteps_in_flight = " + std::to_string(steps_in_flight)
+      + "\nsession_idle_s = 0\n"};
+  actors::mesh_config cfg;
+  caf::actor_system sys{cfg};
+  auto coord = net::connect(sys, cluster.config.nodes[0].address());
+  if (!coord) {
+    std::fprintf(stderr, "bench_serve: %s\n", actors::describe(coord.error()).c_str());
+    return 1;
+  }
+  const experts::kv_layout layout{static_cast<std::int64_t>(shard), 64};
+  std::printf("\n%8s %8s | %12s %12s %7s | %9s %9s %9s %9s | %10s %10s | %6s\n", "context",
+              "sessions", "cluster t/s", "in-proc t/s", "ratio", "ttft p50", "ttft p99",
+              "itl p50", "itl p99", "in-proc itl", "p99", "mean step");
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto c : contexts)
+    for (const auto n : sessions) {
+      w.context = c;
+      try {
+        const auto before = net::status(sys, *coord);
+        const auto cl = run_cluster(sys, *coord, n, w);
+        const auto after = net::status(sys, *coord);
+        const auto in = run_inproc(*model, layout, n, w, max_step_tokens);
+        double mean_step = 0;
+        if (before && after && after->serving.steps > before->serving.steps)
+          mean_step = static_cast<double>(after->serving.step_tokens - before->serving.step_tokens)
+                      / static_cast<double>(after->serving.steps - before->serving.steps);
+        const auto ms = [](const std::vector<double>& v, double q) {
+          return 1e3 * bench::quantile(v, q);
+        };
+        std::printf("%8zu %8zu | %12.1f %12.1f %7.3f | %9.2f %9.2f %9.2f %9.2f | %10.2f %10.2f | "
+                    "%6.1f\n",
+                    c, n, cl.tok_s(), in.tok_s(), cl.tok_s() / in.tok_s(), ms(cl.ttft, 0.5),
+                    ms(cl.ttft, 0.99), ms(cl.itl, 0.5), ms(cl.itl, 0.99), ms(in.itl, 0.5),
+                    ms(in.itl, 0.99), mean_step);
+        std::fflush(stdout);
+        rows.push_back(nlohmann::json{{"sessions", n},
+                        {"context", c},
+                        {"cluster_tok_s", cl.tok_s()},
+                        {"inproc_tok_s", in.tok_s()},
+                        {"ratio", cl.tok_s() / in.tok_s()},
+                        {"ttft_p50_ms", ms(cl.ttft, 0.5)},
+                        {"ttft_p99_ms", ms(cl.ttft, 0.99)},
+                        {"itl_p50_ms", ms(cl.itl, 0.5)},
+                        {"itl_p99_ms", ms(cl.itl, 0.99)},
+                        {"inproc_itl_p50_ms", ms(in.itl, 0.5)},
+                        {"inproc_itl_p99_ms", ms(in.itl, 0.99)},
+                        {"mean_step_tokens", mean_step}});
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_serve: %zu sessions at context %zu: %s\n", n, c, e.what());
+        return 1;
+      }
+    }
+  if (json_out)
+    std::printf("%s\n", nlohmann::json{{"machine", machine}, {"rows", rows}}.dump().c_str());
+  fs::remove_all(dir);
+  return 0;
+}
