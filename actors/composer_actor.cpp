@@ -199,10 +199,12 @@ void finish_step(self_ptr self, std::map<std::uint64_t, pending_request>::iterat
   }
   const auto step = std::move(p.step);
   const auto trace = p.trace;
+  const auto started = p.started_ns;
   st.pending.erase(it);
   ++st.stats.steps;
   st.stats.step_tokens += step.tokens;
   st.stats.max_step = std::max<std::uint64_t>(st.stats.max_step, step.tokens);
+  st.stats.step_ns += static_cast<std::uint64_t>(tracing::now_ns() - started);
   for (const auto done : st.scheduler.finished(step)) {
     auto f = st.feeds.find(done);
     if (f == st.feeds.end())
@@ -468,6 +470,7 @@ void start_step(self_ptr self, step_plan plan) {
   p.trace = plan.alone ? lead.trace : 0;
   p.want_record = plan.alone && lead.want_record;
   p.tokens = plan.tokens;
+  p.started_ns = tracing::now_ns();
   const trace_scope tr{p.trace, id, st.node, "composer"};
   const auto t_embed = tr ? tracing::now_ns() : 0;
   p.stream.resize(plan.tokens, m.config.dim);

@@ -37,6 +37,7 @@ struct pending_request {
   std::uint32_t deadline_ms = 0;
   std::uint64_t trace = 0; ///< the request's trace id (0: not traced)
   step_plan step;            ///< language models: the feeds' rows (empty: a classifier request)
+  std::int64_t started_ns = 0; ///< when the step left
   std::string ids;           ///< T uint64: the token ids the experts read (hash layers)
   /// The unrolled layer the composer starts next: the outputs it collects are layer
   /// to_layer - 1's (to_layer = the schedule's size: the last layer's, before the head).

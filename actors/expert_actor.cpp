@@ -329,6 +329,29 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
       w.ranks[position] = rank;
       ++w.ranks_in;
       w.scored = true;
+      if (const auto& scorers = v.scorers[st.spec.layer]; !scorers.empty()) {
+        // The plan holds every member's scoring weights: rank the peers here, as each of them
+        // ranks itself (the same product on the same rows), and decide with no round trip.
+        matrix u_peer;
+        vector s_peer;
+        for (int p = 0; p < lc.experts; ++p) {
+          if (p == position)
+            continue;
+          experts::expert_scores(*st.be, scorers.at(static_cast<size_t>(p)), lc.score_columns, *in,
+                                 u_peer, s_peer);
+          const float peer_bias = lp.select_bias(0, p);
+          auto& r = w.ranks[static_cast<size_t>(p)];
+          r.assign(s_peer.data(), s_peer.data() + s_peer.size());
+          for (auto& x : r)
+            x += peer_bias;
+          ++w.ranks_in;
+        }
+        if (tr)
+          tr.step(trace_kind::compute, "rank", layer, id, t_mixed, tracing::now_ns(),
+                  static_cast<std::uint32_t>(tokens));
+        decide_topk(self, v, request, u, w, position);
+        return;
+      }
       if (lc.experts > 1) {
         score_share share;
         share.request = request;
@@ -505,6 +528,13 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
       auto [v, position] = place(self, s.epoch, s.layer);
       if (!v || static_cast<int>(s.expert) == position)
         return; // our own share comes back through our relay
+      if (!v->scorers[st.spec.layer].empty()) {
+        caf::aout(self) << my_name(st) << ": request " << s.request
+                        << ": a score share for a layer whose experts rank their peers "
+                           "themselves, dropped"
+                        << std::endl;
+        return;
+      }
       arm_timer(self, s.request, s.deadline_ms);
       const std::pair<std::uint64_t, std::uint32_t> key{s.request, s.layer};
       auto& w = st.work[key];

@@ -1,5 +1,7 @@
 #include "actors/mesh_config.hpp"
 
+#include <cstdlib>
+
 #include "actors/mesh_errc.hpp"
 #include "actors/plan.hpp"
 

@@ -297,6 +297,7 @@ struct serving_stats {
   std::uint64_t steps = 0;       ///< steps run through the mesh
   std::uint64_t step_tokens = 0; ///< tokens they ran: step_tokens / steps is the mean step
   std::uint64_t max_step = 0;    ///< the most tokens one step ran
+  std::uint64_t step_ns = 0;     ///< their durations summed: step_ns / steps is the mean step
   std::uint64_t sessions = 0;    ///< open
   std::uint64_t waiting = 0;     ///< requests waiting for a step
   std::uint64_t running = 0;     ///< requests in a step in the mesh
@@ -304,7 +305,7 @@ struct serving_stats {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, serving_stats& x) {
-  return f(caf::meta::type_name("serving_stats"), x.steps, x.step_tokens, x.max_step, x.sessions,
+  return f(caf::meta::type_name("serving_stats"), x.steps, x.step_tokens, x.max_step, x.step_ns, x.sessions,
            x.waiting, x.running);
 }
 

@@ -100,31 +100,49 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       st.experts.erase(i);
     },
     [=](create_atom, const context_spec& spec, std::uint64_t begin, std::uint64_t capacity) {
-      auto s = self->spawn(shard_behavior, spec, begin, capacity);
+      std::erase_if(self->state.hosted, [](const auto& h) { return h.second.expired(); });
+      auto data = std::make_shared<hosted_shard>(spec, begin, capacity);
+      auto s = self->spawn(shard_behavior, data);
       self->state.shards.push_back(s);
+      self->state.hosted[s.id()] = data;
       return s;
     },
     [=](decode_atom, std::vector<shard_call>& calls) -> caf::result<std::vector<attention_reply>> {
-      // A batch of the context composer's shard calls, one message across the network; each
-      // call goes to its shard here, and every answer (or error) goes back in one reply.
+      // A batch of the context composer's shard calls, one message across the network: each
+      // runs here on the shard's data (a shard spawned elsewhere gets the call as a message),
+      // and every answer (or error) goes back in one reply.
+      std::vector<attention_reply> now(calls.size());
+      bool all_here = true;
+      for (size_t i = 0; i < calls.size(); ++i) {
+        auto& c = calls[i];
+        const auto h = c.shard ? self->state.hosted.find(c.shard.id()) : self->state.hosted.end();
+        auto data = h != self->state.hosted.end() ? h->second.lock() : nullptr;
+        if (!data) {
+          all_here = false;
+          continue;
+        }
+        try {
+          now[i].heads = decode_on(*data, c.k, c.v, c.q, c.positions);
+        } catch (const std::exception& e) {
+          now[i].error = std::string{"shard decode: "} + e.what();
+        }
+        c.shard = nullptr; // answered
+      }
+      if (all_here)
+        return now;
       auto rp = self->make_response_promise<std::vector<attention_reply>>();
       struct gather {
         std::vector<attention_reply> out;
         size_t pending = 0;
       };
       auto g = std::make_shared<gather>();
-      g->out.resize(calls.size());
-      g->pending = calls.size();
-      if (calls.empty())
-        return std::vector<attention_reply>{};
+      g->out = std::move(now);
+      g->pending = 1;
       for (size_t i = 0; i < calls.size(); ++i) {
         auto& c = calls[i];
-        if (!c.shard) {
-          g->out[i].error = "no shard";
-          if (--g->pending == 0)
-            rp.deliver(std::move(g->out));
-          continue;
-        }
+        if (!c.shard)
+          continue; // answered above
+        ++g->pending;
         self->request(c.shard, std::chrono::seconds(60), decode_atom::value, std::move(c.k),
                       std::move(c.v), std::move(c.q), std::move(c.positions))
           .then(
@@ -139,6 +157,8 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
                 rp.deliver(std::move(g->out));
             });
       }
+      if (--g->pending == 0)
+        rp.deliver(std::move(g->out));
       return rp;
     },
     [=](status_atom) { return self->state.node; },

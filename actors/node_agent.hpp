@@ -4,6 +4,7 @@
 // to it, so they end with it. It retires an expert no live epoch counts any more.
 
 #include "actors/relay_actor.hpp"
+#include "actors/shard_actor.hpp"
 
 #include <memory>
 
@@ -15,6 +16,7 @@ struct node_agent_state {
   relay_actor relay;
   std::map<std::pair<std::uint32_t, std::uint32_t>, expert_actor> experts; ///< by (layer, id)
   std::vector<shard_actor> shards; ///< context shards hosted here (not linked: dropped one by one)
+  std::map<caf::actor_id, std::weak_ptr<hosted_shard>> hosted; ///< their data, by actor id
 
   static inline const char* name = "eoe.node_agent";
 };

@@ -90,6 +90,34 @@ std::shared_ptr<const epoch_view> decode_plan(const mesh_plan& p) {
     lp.norm = or_empty(t[5], "plan norm");
     v->params.push_back(std::move(lp));
   }
+  v->scorers.resize(layers);
+  if (!p.scorers.empty()) {
+    if (p.scorers.size() != layers)
+      throw std::invalid_argument("plan of epoch " + std::to_string(p.epoch) + ": scorers for "
+                                  + std::to_string(p.scorers.size()) + " of "
+                                  + std::to_string(layers) + " layers");
+    for (size_t l = 0; l < layers; ++l) {
+      const auto& lc = v->config.layers[l];
+      if (p.scorers[l].empty())
+        continue;
+      if (p.scorers[l].size() != p.members[l].size())
+        throw std::invalid_argument("plan of epoch " + std::to_string(p.epoch) + ": layer "
+                                    + std::to_string(l) + " has scorers for "
+                                    + std::to_string(p.scorers[l].size()) + " of "
+                                    + std::to_string(p.members[l].size()) + " members");
+      for (const auto& t : p.scorers[l]) {
+        auto w = or_empty(t, "plan scorer");
+        if (w.rows() != v->config.dim || w.cols() == 0)
+          throw std::invalid_argument("plan of epoch " + std::to_string(p.epoch) + ": a scorer of layer "
+                                      + std::to_string(l) + " is (" + std::to_string(w.rows())
+                                      + ", " + std::to_string(w.cols()) + "), the model is "
+                                      + std::to_string(v->config.dim) + " wide");
+        experts::ffn_expert e;
+        (lc.rank > 0 ? e.a : e.w1) = std::move(w);
+        v->scorers[l].push_back(std::move(e));
+      }
+    }
+  }
   v->schedule = expert_schedule(v->config);
   if (v->schedule.empty())
     throw std::invalid_argument("plan of epoch " + std::to_string(p.epoch)
@@ -117,6 +145,25 @@ mesh_plan make_plan(std::uint64_t epoch, const experts::model& m,
     p.layer_params.push_back({wire_or_empty(lp.router), wire_or_empty(lp.affinity),
                               wire_or_empty(lp.tau), wire_or_empty(lp.select_bias),
                               wire_or_empty(lp.gate_bias), wire_or_empty(lp.norm)});
+  p.scorers.resize(m.layers.size());
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    const auto& lc = m.config.layers[l];
+    // An affinity layer mixes each expert's own input: only the expert can score itself.
+    if (lc.kind != experts::layer_kind::eoe || lc.mode != experts::activation_mode::topk
+        || lc.affinity)
+      continue;
+    std::size_t bytes = 0;
+    std::vector<wire_tensor> layer;
+    for (const auto& e : m.layers[l].experts) {
+      const matrix w = e.factored() ? e.a
+                                    : e.w1.leftCols(std::min<Eigen::Index>(lc.score_columns,
+                                                                           e.w1.cols()));
+      bytes += static_cast<std::size_t>(w.size()) * sizeof(float);
+      layer.push_back(to_wire(w));
+    }
+    if (bytes <= max_scorer_bytes)
+      p.scorers[l] = std::move(layer);
+  }
   return p;
 }
 

@@ -31,12 +31,21 @@ struct mesh_plan {
   std::vector<std::vector<std::uint32_t>> placement;
   /// [config layer] -> router, affinity, tau, select_bias, gate_bias, norm (empty where absent)
   std::vector<std::vector<wire_tensor>> layer_params;
+  /// [config layer][position] -> what scores the member in a top-k EoE layer (its A when
+  /// factored, else its W1's first score_columns columns), so that every expert of the layer
+  /// ranks all its peers itself and no score crosses the network. Empty for other layers, for
+  /// affinity layers (each expert reads its own mix of the inputs, so only it can score
+  /// itself) and where a layer's would pass max_scorer_bytes: their experts share scores.
+  std::vector<std::vector<wire_tensor>> scorers;
 };
+
+/// The most bytes of scorers a plan carries for one layer.
+inline constexpr std::size_t max_scorer_bytes = std::size_t{4} << 20;
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, mesh_plan& x) {
   return f(caf::meta::type_name("mesh_plan"), x.epoch, x.config, x.nodes, x.relays, x.data, x.composer,
-           x.composer_node, x.members, x.placement, x.layer_params);
+           x.composer_node, x.members, x.placement, x.layer_params, x.scorers);
 }
 
 /// A plan decoded once by each actor that receives it.
@@ -48,6 +57,9 @@ struct epoch_view {
   std::vector<std::uint32_t> schedule;
   /// layer-level parameters per config layer (experts left empty)
   std::vector<experts::layer_params> params;
+  /// [config layer][position]: the members' scoring weights (mesh_plan::scorers), as experts
+  /// with only a (factored) or w1 set; empty where the plan has none
+  std::vector<std::vector<experts::ffn_expert>> scorers;
 
   /// The position of expert `id` in config layer l, or -1 when it is not a member.
   int position(size_t l, std::uint32_t id) const;

@@ -74,50 +74,58 @@ void append_wire(context::kv_shard& s, const heads_tensor& k, const heads_tensor
 
 } // namespace
 
+hosted_shard::hosted_shard(const context_spec& spec, std::uint64_t begin, std::uint64_t capacity)
+  : shard(context::shard_shape{static_cast<int>(spec.heads), static_cast<int>(spec.head_dim),
+                               static_cast<int>(spec.block_size)},
+          static_cast<std::int64_t>(begin), static_cast<std::int64_t>(capacity)) {}
+
+std::vector<wire_partial> decode_on(hosted_shard& h, const heads_tensor& k, const heads_tensor& v,
+                                    const heads_tensor& q, const std::string& positions) {
+  const std::lock_guard lock{h.mu};
+  auto& s = h.shard;
+  if (!k.empty())
+    append_wire(s, k, v);
+  const auto pos = unpack<std::int64_t>(positions, "query positions");
+  if (static_cast<int>(q.size()) != s.shape().heads)
+    throw std::invalid_argument(std::to_string(q.size()) + " query heads, the shard has "
+                                + std::to_string(s.shape().heads));
+  std::vector<wire_partial> out;
+  for (size_t head = 0; head < q.size(); ++head) {
+    const matrix qh = from_wire(q[head], "queries");
+    if (static_cast<Eigen::Index>(pos.size()) != qh.rows())
+      throw std::invalid_argument(std::to_string(pos.size()) + " positions for "
+                                  + std::to_string(qh.rows()) + " query rows");
+    out.push_back(to_wire(s.attend(static_cast<int>(head), qh, pos, true)));
+    out.back().blocks_read = static_cast<std::uint64_t>(s.blocks());
+  }
+  return out;
+}
+
 shard_actor::behavior_type shard_behavior(shard_actor::stateful_pointer<shard_state> self,
-                                          context_spec spec, std::uint64_t begin,
-                                          std::uint64_t capacity) {
-  self->state.shard.emplace(context::shard_shape{static_cast<int>(spec.heads),
-                                                 static_cast<int>(spec.head_dim),
-                                                 static_cast<int>(spec.block_size)},
-                            static_cast<std::int64_t>(begin), static_cast<std::int64_t>(capacity));
+                                          std::shared_ptr<hosted_shard> hosted) {
+  self->state.hosted = std::move(hosted);
   return {
     [=](append_atom, const heads_tensor& k, const heads_tensor& v) -> caf::result<std::uint64_t> {
-      auto& s = *self->state.shard;
+      auto& h = *self->state.hosted;
+      const std::lock_guard lock{h.mu};
       try {
-        append_wire(s, k, v);
+        append_wire(h.shard, k, v);
       } catch (const std::exception& e) {
         return make_mesh_error(mesh_errc::bad_request, std::string{"shard append: "} + e.what());
       }
-      return static_cast<std::uint64_t>(s.size());
+      return static_cast<std::uint64_t>(h.shard.size());
     },
     [=](decode_atom, const heads_tensor& k, const heads_tensor& v, const heads_tensor& q,
         const std::string& positions) -> caf::result<std::vector<wire_partial>> {
-      // Appends k and v (none: attention only), then every head's queries over the shard.
-      auto& s = *self->state.shard;
       try {
-        if (!k.empty())
-          append_wire(s, k, v);
-        const auto pos = unpack<std::int64_t>(positions, "query positions");
-        if (static_cast<int>(q.size()) != s.shape().heads)
-          throw std::invalid_argument(std::to_string(q.size()) + " query heads, the shard has "
-                                      + std::to_string(s.shape().heads));
-        std::vector<wire_partial> out;
-        for (size_t h = 0; h < q.size(); ++h) {
-          const matrix qh = from_wire(q[h], "queries");
-          if (static_cast<Eigen::Index>(pos.size()) != qh.rows())
-            throw std::invalid_argument(std::to_string(pos.size()) + " positions for "
-                                        + std::to_string(qh.rows()) + " query rows");
-          out.push_back(to_wire(s.attend(static_cast<int>(h), qh, pos, true)));
-          out.back().blocks_read = static_cast<std::uint64_t>(s.blocks());
-        }
-        return out;
+        return decode_on(*self->state.hosted, k, v, q, positions);
       } catch (const std::exception& e) {
         return make_mesh_error(mesh_errc::bad_request, std::string{"shard decode: "} + e.what());
       }
     },
     [=](query_atom, const attention_query& a) -> caf::result<wire_partial> {
-      const auto& s = *self->state.shard;
+      const std::lock_guard lock{self->state.hosted->mu};
+      const auto& s = self->state.hosted->shard;
       try {
         const auto d = decode_query(a);
         const auto head = static_cast<int>(a.head);
@@ -151,7 +159,8 @@ shard_actor::behavior_type shard_behavior(shard_actor::stateful_pointer<shard_st
       }
     },
     [=](score_atom, const attention_query& a) -> caf::result<std::string> {
-      const auto& s = *self->state.shard;
+      const std::lock_guard lock{self->state.hosted->mu};
+      const auto& s = self->state.hosted->shard;
       try {
         const auto d = decode_query(a);
         const auto kind = a.score == 0 ? context::block_score::quest : context::block_score::moba;

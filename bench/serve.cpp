@@ -240,9 +240,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   const experts::kv_layout layout{static_cast<std::int64_t>(shard), 64};
-  std::printf("\n%8s %8s | %12s %12s %7s | %9s %9s %9s %9s | %10s %10s | %6s\n", "context",
+  std::printf("\n%8s %8s | %12s %12s %7s | %9s %9s %9s %9s | %10s %10s | %6s %7s\n", "context",
               "sessions", "cluster t/s", "in-proc t/s", "ratio", "ttft p50", "ttft p99",
-              "itl p50", "itl p99", "in-proc itl", "p99", "mean step");
+              "itl p50", "itl p99", "in-proc itl", "p99", "mean step", "step ms");
   nlohmann::json rows = nlohmann::json::array();
   for (const auto c : contexts)
     for (const auto n : sessions) {
@@ -252,18 +252,22 @@ int main(int argc, char** argv) {
         const auto cl = run_cluster(sys, *coord, n, w);
         const auto after = net::status(sys, *coord);
         const auto in = run_inproc(*model, layout, n, w, max_step_tokens);
-        double mean_step = 0;
-        if (before && after && after->serving.steps > before->serving.steps)
-          mean_step = static_cast<double>(after->serving.step_tokens - before->serving.step_tokens)
-                      / static_cast<double>(after->serving.steps - before->serving.steps);
+        double mean_step = 0, step_ms = 0;
+        if (before && after && after->serving.steps > before->serving.steps) {
+          const auto steps = static_cast<double>(after->serving.steps - before->serving.steps);
+          mean_step =
+            static_cast<double>(after->serving.step_tokens - before->serving.step_tokens) / steps;
+          step_ms = 1e-6 * static_cast<double>(after->serving.step_ns - before->serving.step_ns)
+                    / steps;
+        }
         const auto ms = [](const std::vector<double>& v, double q) {
           return 1e3 * bench::quantile(v, q);
         };
         std::printf("%8zu %8zu | %12.1f %12.1f %7.3f | %9.2f %9.2f %9.2f %9.2f | %10.2f %10.2f | "
-                    "%6.1f\n",
+                    "%6.1f %7.2f\n",
                     c, n, cl.tok_s(), in.tok_s(), cl.tok_s() / in.tok_s(), ms(cl.ttft, 0.5),
                     ms(cl.ttft, 0.99), ms(cl.itl, 0.5), ms(cl.itl, 0.99), ms(in.itl, 0.5),
-                    ms(in.itl, 0.99), mean_step);
+                    ms(in.itl, 0.99), mean_step, step_ms);
         std::fflush(stdout);
         rows.push_back(nlohmann::json{{"sessions", n},
                         {"context", c},
@@ -276,7 +280,8 @@ int main(int argc, char** argv) {
                         {"itl_p99_ms", ms(cl.itl, 0.99)},
                         {"inproc_itl_p50_ms", ms(in.itl, 0.5)},
                         {"inproc_itl_p99_ms", ms(in.itl, 0.99)},
-                        {"mean_step_tokens", mean_step}});
+                        {"mean_step_tokens", mean_step},
+                        {"mean_step_ms", step_ms}});
       } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_serve: %zu sessions at context %zu: %s\n", n, c, e.what());
         return 1;

@@ -198,8 +198,10 @@ inline relay_counts expected_relay_counts(const experts::model_config& c,
     else
       for (auto s : place[schedule[u - 1]])
         deliver(s, schedule[u]);
+    // Score shares only where the plan cannot carry the scorers (an affinity layer: each
+    // expert scores its own mix); elsewhere every expert ranks its peers itself.
     if (lc.kind == experts::layer_kind::eoe && lc.mode == experts::activation_mode::topk
-        && lc.experts > 1)
+        && lc.experts > 1 && lc.affinity)
       for (auto s : place[schedule[u]])
         deliver(s, schedule[u]); // score shares
   }

@@ -488,11 +488,12 @@ TEST_CASE("a malformed share or contribution that reaches an expert over the dat
       const auto want = ++frames;
       REQUIRE(eventually([&] { return plane->delivered() == want; }));
     };
-    // Request first + 1: expert 0.0's share of layer 0 has 2 scores for 6 tokens.
+    // Request first + 1: expert 1.0's share of layer 1 (top-k over affinity mixes: its
+    // experts share scores) has 2 scores for 6 tokens.
     score_share share;
     share.request = first + 1;
     share.epoch = r.epoch;
-    share.layer = 0;
+    share.layer = 1;
     share.expert = 0;
     share.sender_node = "n1";
     share.deadline_ms = 10000;
@@ -530,7 +531,7 @@ TEST_CASE("a malformed share or contribution that reaches an expert over the dat
   REQUIRE(failures.size() == 2);
   const auto id = [&](std::uint64_t k) { return std::to_string(first + k); };
   CHECK(failures[0] == "deadline_exceeded: request " + id(1)
-                         + ": layer 0: no decision from experts 0.1, 0.2, 0.3, 0.4 within 500 ms");
+                         + ": layer 1: no decision from experts 1.1, 1.2, 1.3 within 500 ms");
   CHECK(failures[1] == "deadline_exceeded: request " + id(2)
                          + ": layer 1: no answer from experts 1.0, 1.1, 1.2, 1.3 within 500 ms");
   REQUIRE(diffs.size() == 3); // requests first, first + 3 and first + 4
@@ -538,15 +539,15 @@ TEST_CASE("a malformed share or contribution that reaches an expert over the dat
     CHECK(d <= 1e-6);
   // Each expert that got a malformed input names it, its request and itself, once.
   std::vector<std::string> want;
-  for (int e = 1; e <= 4; ++e)
-    want.push_back("0." + std::to_string(e) + ": request " + id(1)
-                   + ": the ranking scores of expert 0.0 are 2 values, the request has 6 tokens");
+  for (int e = 1; e <= 3; ++e)
+    want.push_back("1." + std::to_string(e) + ": request " + id(1)
+                   + ": the ranking scores of expert 1.0 are 2 values, the request has 6 tokens");
   for (int e = 0; e <= 3; ++e)
     want.push_back("1." + std::to_string(e) + ": request " + id(2)
                    + ": the contribution of sender 1: 2 rows but 1 scores");
-  for (int e = 1; e <= 4; ++e)
-    want.push_back("0." + std::to_string(e) + ": request " + id(3)
-                   + ": the ranking scores of expert 0.0: 7 bytes is not a whole number of "
+  for (int e = 1; e <= 3; ++e)
+    want.push_back("1." + std::to_string(e) + ": request " + id(3)
+                   + ": the ranking scores of expert 1.0: 7 bytes is not a whole number of "
                      "4-byte values");
   std::vector<std::string> lines;
   std::istringstream in{printed};

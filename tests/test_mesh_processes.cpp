@@ -106,12 +106,18 @@ void exercise(const net::cluster_config& c) {
     .receive(
       [&](const std::vector<relay_stats>& stats) {
         REQUIRE(stats.size() == 3);
+        std::uint64_t total = 0, naive = 0;
         for (size_t n = 0; n < 3; ++n) {
           INFO("node " << n << ", " << batches << " batches");
           CHECK(stats[n].remote_messages == batches * want.remote[n]);
-          CHECK(stats[n].remote_messages < batches * want.naive_remote[n]);
+          CHECK(stats[n].remote_messages <= batches * want.naive_remote[n]);
           CHECK(stats[n].remote_bytes > 0);
+          total += stats[n].remote_messages;
+          naive += batches * want.naive_remote[n];
         }
+        // A node hosting one expert of a layer gets what one message per expert would be;
+        // nodes with several get fewer.
+        CHECK(total < naive);
       },
       [&](const caf::error& err) { FAIL(describe(err)); });
   // A long context whose shards live on the three processes gives what the math gives (as it

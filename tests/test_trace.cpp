@@ -463,8 +463,11 @@ TEST_CASE("a traced request through 3 nodes: every message, decision and byte ac
       } else {
         add(me, "composer", "contrib", bytes);
       }
+      // Top-k layers share scores only where each expert scores its own mix (affinity);
+      // elsewhere each ranks its peers from the plan's scorers, sending nothing.
       const bool shares = lc.kind == experts::layer_kind::eoe
-                          && lc.mode == experts::activation_mode::topk && lc.experts > 1;
+                          && lc.mode == experts::activation_mode::topk && lc.experts > 1
+                          && lc.affinity;
       if (shares) {
         add(me, "composer", "record", 0); // "waiting for my peers"
         for (auto n : nodes_of(l)) {
