@@ -1,6 +1,5 @@
 #include "actors/mesh_config.hpp"
 
-#include <cstdlib>
 
 #include "actors/mesh_errc.hpp"
 #include "actors/plan.hpp"

@@ -202,6 +202,8 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
         r.integer("max_body_bytes", 1024, std::int64_t{1} << 32, 16 << 20).value_or(16 << 20));
       c.gateway.max_tokens = static_cast<std::uint32_t>(
         r.integer("max_tokens", 1, 1 << 24, 65536).value_or(65536));
+      c.gateway.io_threads = static_cast<std::uint32_t>(
+        r.integer("io_threads", 1, 64, 2).value_or(2));
       r.reject_unknown(" in [gateway]");
     } else {
       top.bad(*n, "gateway", "a table");

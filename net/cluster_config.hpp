@@ -47,6 +47,8 @@ struct gateway_settings {
   std::uint64_t max_body_bytes = 16 << 20;
   std::uint32_t deadline_ms = 5000;  ///< default request deadline
   std::uint32_t max_tokens = 65536;
+  /// Threads running the connections (each connection's handlers in order on its strand).
+  std::uint32_t io_threads = 2;
 
   bool operator==(const gateway_settings&) const = default;
 };

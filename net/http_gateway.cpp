@@ -7,7 +7,9 @@
 #include "experts/utf8.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -42,13 +44,15 @@ struct http_gateway::impl : std::enable_shared_from_this<impl> {
   experts::model_config model;
   gateway_settings s;
   asio::io_context io;
-  tcp::acceptor acceptor{io};
-  std::thread thread;
+  /// The acceptor and the session list run on this strand; each connection on its own.
+  asio::strand<asio::io_context::executor_type> accept_strand{asio::make_strand(io)};
+  tcp::acceptor acceptor{accept_strand};
+  std::vector<std::thread> threads;
   route_settings routes;
   gateway_metrics metrics;
   std::atomic<std::int64_t> in_flight{0};
   std::atomic<std::uint64_t> requests{0}; ///< numbers each request, for its log line
-  std::vector<std::weak_ptr<closable>> sessions; ///< io thread only
+  std::vector<std::weak_ptr<closable>> sessions; ///< on accept_strand only
 
   impl(caf::actor_system& system, actors::coordinator_actor c, experts::model_config m,
        gateway_settings settings)
@@ -103,16 +107,19 @@ overloaded(Fs...) -> overloaded<Fs...>;
 /// answered 500 and logged with the request's id.
 class session : public closable, public std::enable_shared_from_this<session> {
 public:
+  /// From any thread: the socket closes on the connection's own strand.
   void close_now() override {
-    beast::error_code ignored;
-    stream_.socket().close(ignored);
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      beast::error_code ignored;
+      self->stream_.socket().close(ignored);
+    });
   }
 
   session(tcp::socket socket, std::shared_ptr<http_gateway::impl> g)
     : stream_(std::move(socket)), g_(std::move(g)) {}
 
   void start() {
-    read();
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
   }
 
 private:
@@ -319,7 +326,8 @@ private:
 } // namespace
 
 void http_gateway::impl::accept() {
-  acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+  acceptor.async_accept(asio::make_strand(io), [self = shared_from_this()](beast::error_code ec,
+                                                                          tcp::socket socket) {
     if (ec)
       return; // closed
     auto s = std::make_shared<session>(std::move(socket), self);
@@ -350,21 +358,23 @@ http_gateway::http_gateway(caf::actor_system& sys, actors::coordinator_actor coo
     throw std::runtime_error("gateway: cannot listen at " + impl_->s.host + ":"
                              + std::to_string(impl_->s.port) + ": " + ec.message());
   impl_->accept();
-  // The thread runs until nothing is left to do: after the destructor closes everything.
-  impl_->thread = std::thread([g = impl_.get()] { g->run(); });
+  // The threads run until nothing is left to do: after the destructor closes everything.
+  for (std::uint32_t t = 0; t < std::max<std::uint32_t>(impl_->s.io_threads, 1); ++t)
+    impl_->threads.emplace_back([g = impl_.get()] { g->run(); });
 }
 
 http_gateway::~http_gateway() {
   // Close the acceptor and every connection, then let the aborted operations finish: their
   // handlers hold the sessions, and the sessions hold the gateway.
-  asio::post(impl_->io, [g = impl_.get()] {
+  asio::post(impl_->accept_strand, [g = impl_.get()] {
     beast::error_code ec;
     g->acceptor.close(ec);
     for (auto& w : g->sessions)
       if (auto s = w.lock())
         s->close_now();
   });
-  impl_->thread.join();
+  for (auto& t : impl_->threads)
+    t.join();
 }
 
 std::uint16_t http_gateway::port() const {
