@@ -413,6 +413,7 @@ TEST_CASE("traces of 3 processes line up on the head's clock, and stream live to
           "[mesh][trace]") {
   const auto dir = fs::temp_directory_path() / ("eoe_trace3_" + std::to_string(getpid()));
   fs::remove_all(dir);
+  const scratch_dir scratch{dir}; // however the case ends
   const auto collector = "127.0.0.1:" + std::to_string(base_port() + 9);
   // Node n2's clock runs 300 ms ahead; the offset measured at start-up takes it out.
   process_cluster cluster{dir,
@@ -469,6 +470,7 @@ TEST_CASE("a language model served by 3 node processes: the cluster's logits equ
           "[lm][processes]") {
   const auto dir = fs::temp_directory_path() / ("eoe_lm3_" + std::to_string(getpid()));
   fs::create_directories(dir);
+  const scratch_dir scratch{dir}; // however the case ends
   // Two expert layers between attention layers: outputs cross to the head's composer and
   // its starts cross back, over the data plane.
   auto c = experts::parse_model_config(R"(
