@@ -83,6 +83,18 @@ wire_layer_record assemble_record(const pending_request& p, std::uint32_t u) {
   return out;
 }
 
+/// A slot for every member's decision of every unrolled layer of p's epoch.
+void expect_records(pending_request& p) {
+  const auto& v = *p.view;
+  p.records.resize(v.schedule.size());
+  p.heard.resize(v.schedule.size());
+  for (size_t u = 0; u < v.schedule.size(); ++u) {
+    p.records[u].resize(static_cast<size_t>(v.config.layers[v.schedule[u]].experts));
+    p.heard[u].assign(p.records[u].size(), false);
+    p.records_expected += p.records[u].size();
+  }
+}
+
 /// A session going idle is closed unless a request starts within setup.session_idle.
 void arm_idle_timer(self_ptr self, std::uint64_t id, const lm_session& s) {
   if (const auto idle = self->state.setup.session_idle; idle.count() > 0)
@@ -485,14 +497,7 @@ void start_step(self_ptr self, step_plan plan) {
     }
   }
   p.ids = pack(ids);
-  const auto& v = *p.view;
-  p.records.resize(v.schedule.size());
-  p.heard.resize(v.schedule.size());
-  for (size_t u = 0; u < v.schedule.size(); ++u) {
-    p.records[u].resize(static_cast<size_t>(v.config.layers[v.schedule[u]].experts));
-    p.heard[u].assign(p.records[u].size(), false);
-    p.records_expected += p.records[u].size();
-  }
+  expect_records(p);
   p.step = std::move(plan);
   if (tr)
     tr.step(trace_kind::compute, "embed", -1, -1, t_embed, tracing::now_ns(),
@@ -674,7 +679,6 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       if (ev == st.epochs.end())
         return make_mesh_error(mesh_errc::not_ready,
                                "the composer has no plan for epoch " + std::to_string(epoch));
-      const auto& v = *ev->second;
       const trace_scope tr{req.trace_id, id, st.node, "composer"};
       if (tr)
         tr.message(trace_kind::receive, "infer", "coordinator", req.trace_msg, 0,
@@ -720,13 +724,7 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       p.deadline_ms = req.deadline_ms;
       p.ids = req.ids;
       p.stream = std::move(*h);
-      p.records.resize(v.schedule.size());
-      p.heard.resize(v.schedule.size());
-      for (size_t u = 0; u < v.schedule.size(); ++u) {
-        p.records[u].resize(static_cast<size_t>(v.config.layers[v.schedule[u]].experts));
-        p.heard[u].assign(p.records[u].size(), false);
-        p.records_expected += p.records[u].size();
-      }
+      expect_records(p);
       auto rp = p.rp;
       self->delayed_send(self, std::chrono::milliseconds(req.deadline_ms), deadline_atom::value,
                          id);

@@ -15,6 +15,7 @@
 #include "actors/mesh_errc.hpp"
 #include "actors/node_agent.hpp"
 #include "actors/step_scheduler.hpp"
+#include "bench/lm_checkpoint.hpp"
 #include "bench/loopback_cluster.hpp"
 #include "bench/machine.hpp"
 #include "bench/timing.hpp"
@@ -209,20 +210,7 @@ int main(int argc, char** argv) {
 
   const auto dir = fs::temp_directory_path() / ("eoe_bench_serve_" + std::to_string(getpid()));
   fs::create_directories(dir);
-  std::string model_note = checkpoint;
-  if (!fs::exists(checkpoint)) {
-    auto c = experts::load_model_config("configs/lm/eoe.toml");
-    if (!c) {
-      std::fprintf(stderr, "bench_serve: %s\n", c.error().message.c_str());
-      return 1;
-    }
-    checkpoint = (dir / "lm.ckpt").string();
-    if (auto ok = experts::save_checkpoint(experts::init_model(*c), checkpoint); !ok) {
-      std::fprintf(stderr, "bench_serve: %s\n", ok.error().message.c_str());
-      return 1;
-    }
-    model_note = "configs/lm/eoe.toml at init (no trained checkpoint)";
-  }
+  const auto model_note = bench::lm_checkpoint(checkpoint, dir, "bench_serve");
   const auto model = actors::load_model(checkpoint);
   const auto machine = bench::machine_line();
   std::printf("bench_serve: %s\nmachine: %s\nmodel: '%s' (D %d, %zu layers); prompt %zu bytes, "
