@@ -107,59 +107,27 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       self->state.hosted[s.id()] = data;
       return s;
     },
-    [=](decode_atom, std::vector<shard_call>& calls) -> caf::result<std::vector<attention_reply>> {
+    [=](decode_atom, const std::vector<shard_call>& calls) -> std::vector<attention_reply> {
       // A batch of the context composer's shard calls, one message across the network: each
-      // runs here on the shard's data (a shard spawned elsewhere gets the call as a message),
-      // and every answer (or error) goes back in one reply.
-      std::vector<attention_reply> now(calls.size());
-      bool all_here = true;
+      // runs here on the data of a shard this agent spawned (the context composer sends every
+      // call to its shard's host), and every answer (or error) goes back in one reply.
+      std::vector<attention_reply> out(calls.size());
       for (size_t i = 0; i < calls.size(); ++i) {
-        auto& c = calls[i];
+        const auto& c = calls[i];
         const auto h = c.shard ? self->state.hosted.find(c.shard.id()) : self->state.hosted.end();
-        auto data = h != self->state.hosted.end() ? h->second.lock() : nullptr;
+        const auto data = h != self->state.hosted.end() ? h->second.lock() : nullptr;
         if (!data) {
-          all_here = false;
+          out[i].error = "shard decode: no shard " + std::to_string(c.shard ? c.shard.id() : 0)
+                         + " on node " + self->state.node + " (its context was dropped)";
           continue;
         }
         try {
-          now[i].heads = decode_on(*data, c.k, c.v, c.q, c.positions);
+          out[i].heads = decode_on(*data, c.k, c.v, c.q, c.positions);
         } catch (const std::exception& e) {
-          now[i].error = std::string{"shard decode: "} + e.what();
+          out[i].error = std::string{"shard decode: "} + e.what();
         }
-        c.shard = nullptr; // answered
       }
-      if (all_here)
-        return now;
-      auto rp = self->make_response_promise<std::vector<attention_reply>>();
-      struct gather {
-        std::vector<attention_reply> out;
-        size_t pending = 0;
-      };
-      auto g = std::make_shared<gather>();
-      g->out = std::move(now);
-      g->pending = 1;
-      for (size_t i = 0; i < calls.size(); ++i) {
-        auto& c = calls[i];
-        if (!c.shard)
-          continue; // answered above
-        ++g->pending;
-        self->request(c.shard, std::chrono::seconds(60), decode_atom::value, std::move(c.k),
-                      std::move(c.v), std::move(c.q), std::move(c.positions))
-          .then(
-            [g, i, rp](std::vector<wire_partial>& heads) mutable {
-              g->out[i].heads = std::move(heads);
-              if (--g->pending == 0)
-                rp.deliver(std::move(g->out));
-            },
-            [g, i, rp](caf::error& err) mutable {
-              g->out[i].error = describe(err);
-              if (--g->pending == 0)
-                rp.deliver(std::move(g->out));
-            });
-      }
-      if (--g->pending == 0)
-        rp.deliver(std::move(g->out));
-      return rp;
+      return out;
     },
     [=](status_atom) { return self->state.node; },
     [=](clock_atom) { return tracing::now_ns(); },
