@@ -69,7 +69,9 @@ void append_from(self_ptr self, std::uint64_t id, std::shared_ptr<heads_tensor> 
       c.busy = false;
       return;
     }
-    const auto host = st.next_node++ % st.nodes.size();
+    const auto host = st.placement == shard_placement::head
+                        ? (std::min(st.local, st.nodes.size() - 1) + c.shards.size()) % st.nodes.size()
+                        : st.next_node++ % st.nodes.size();
     self->request(st.nodes[host], std::chrono::seconds(30), create_atom::value, c.spec, c.length,
                   c.spec.shard_size)
       .then(
@@ -460,9 +462,22 @@ void top_k(self_ptr self, const context_entry& c, attention_query q, promise_par
 } // namespace
 
 context_actor::behavior_type context_behavior(context_actor::stateful_pointer<context_state> self,
-                                              std::vector<node_agent_actor> nodes) {
+                                              std::vector<node_agent_actor> nodes,
+                                              size_t local, shard_placement placement) {
   self->state.nodes = std::move(nodes);
+  self->state.local = local;
+  self->state.placement = placement;
   return {
+    [=](stats_atom) {
+      // Positions held per node: every context's shards, where they live.
+      std::vector<std::uint64_t> held(self->state.nodes.size(), 0);
+      for (const auto& [id, c] : self->state.contexts)
+        for (size_t s = 0; s < c.shards.size() && s < c.hosts.size(); ++s) {
+          const auto end = s + 1 < c.begins.size() ? c.begins[s + 1] : c.length;
+          held.at(c.hosts[s]) += end - c.begins[s];
+        }
+      return held;
+    },
     [=](create_atom, const context_spec& spec) -> caf::result<std::uint64_t> {
       if (spec.heads == 0 || spec.head_dim == 0 || spec.block_size == 0 || spec.shard_size == 0)
         return make_mesh_error(mesh_errc::bad_request,

@@ -7,6 +7,7 @@
 // context are applied in order.
 
 #include "actors/interfaces.hpp"
+#include "actors/shard_placement.hpp"
 
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
@@ -31,6 +32,8 @@ struct context_entry {
 
 struct context_state {
   std::vector<node_agent_actor> nodes;
+  size_t local = 0; ///< the index in nodes of this process's node agent
+  shard_placement placement = shard_placement::head;
   size_t next_node = 0;
   std::map<std::uint64_t, context_entry> contexts;
   std::uint64_t next_id = 0;
@@ -39,6 +42,7 @@ struct context_state {
 };
 
 context_actor::behavior_type context_behavior(context_actor::stateful_pointer<context_state> self,
-                                              std::vector<node_agent_actor> nodes);
+                                              std::vector<node_agent_actor> nodes,
+                                              size_t local, shard_placement placement);
 
 } // namespace eoe::actors

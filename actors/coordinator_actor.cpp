@@ -491,7 +491,8 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
   auto& st = self->state;
   st.setup = std::move(setup);
   st.batcher = request_batcher{st.setup.max_batch_rows, st.setup.batches_in_flight};
-  st.contexts = self->spawn<caf::linked>(context_behavior, st.setup.agents);
+  st.contexts = self->spawn<caf::linked>(context_behavior, st.setup.agents, size_t{st.setup.head},
+                                         st.setup.kv_placement);
   st.composer = self->spawn<caf::linked>(
     composer_behavior, st.setup.model, st.setup.nodes[st.setup.head],
     composer_setup{st.contexts, st.setup.kv_shard_positions, st.setup.kv_block_size, 1024,
@@ -606,9 +607,15 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       auto rp = self->make_response_promise<cluster_status>();
       self->request(st.composer, std::chrono::seconds(2), stats_atom::value)
         .then(
-          [rp, s](serving_stats& serving) mutable {
-            s.serving = serving;
-            rp.deliver(std::move(s));
+          [self, rp, s](serving_stats& serving) mutable {
+            s.serving = std::move(serving);
+            self->request(self->state.contexts, std::chrono::seconds(2), stats_atom::value)
+              .then(
+                [rp, s](std::vector<std::uint64_t>& held) mutable {
+                  s.serving.kv_positions = std::move(held);
+                  rp.deliver(std::move(s));
+                },
+                [rp, s](caf::error&) mutable { rp.deliver(std::move(s)); });
           },
           [rp, s](caf::error&) mutable { rp.deliver(std::move(s)); });
       return rp;

@@ -8,6 +8,7 @@
 
 #include "actors/composer_actor.hpp"
 #include "actors/request_batcher.hpp"
+#include "actors/shard_placement.hpp"
 
 #include <caf/typed_response_promise.hpp>
 
@@ -32,6 +33,7 @@ struct coordinator_setup {
   std::string secret;                        ///< a joining node must present it ("" = none asked)
   std::uint64_t kv_shard_positions = 4096;   ///< language models: positions per context shard
   std::uint32_t kv_block_size = 64;          ///< language models: positions per block summary
+  shard_placement kv_placement = shard_placement::head; ///< language models: where shards go
   std::chrono::milliseconds session_idle{600'000}; ///< language models: an idle session closes
   /// Classifier requests that arrive while the mesh is busy are stacked into batches of at
   /// most this many rows (0: every request alone), with this many batches in the mesh at once

@@ -104,7 +104,8 @@ using context_actor = caf::typed_actor<                                         
   caf::replies_to<drop_atom, std::uint64_t>::with<ok_atom>,                          //
   caf::replies_to<decode_atom, std::uint64_t, heads_tensor, heads_tensor, heads_tensor,
                   std::string>::with<std::vector<wire_partial>>, //
-  caf::replies_to<decode_atom, std::vector<decode_item>>::with<std::vector<attention_reply>>>;
+  caf::replies_to<decode_atom, std::vector<decode_item>>::with<std::vector<attention_reply>>, //
+  caf::replies_to<stats_atom>::with<std::vector<std::uint64_t>>>; ///< positions held per node
 
 /// One per process: spawns and retires the node's experts and context shards on command;
 /// answers a health ping with the node's name.

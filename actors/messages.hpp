@@ -301,12 +301,13 @@ struct serving_stats {
   std::uint64_t sessions = 0;    ///< open
   std::uint64_t waiting = 0;     ///< requests waiting for a step
   std::uint64_t running = 0;     ///< requests in a step in the mesh
+  std::vector<std::uint64_t> kv_positions; ///< per node: the positions its context shards hold
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, serving_stats& x) {
   return f(caf::meta::type_name("serving_stats"), x.steps, x.step_tokens, x.max_step, x.step_ns, x.sessions,
-           x.waiting, x.running);
+           x.waiting, x.running, x.kv_positions);
 }
 
 } // namespace eoe::actors

@@ -185,6 +185,7 @@ int main(int argc, char** argv) {
   workload w;
   std::uint32_t max_step_tokens = 256, steps_in_flight = 2;
   std::uint64_t shard = 4096;
+  std::string placement = "head";
   bool json_out = false;
   size_t max_positions = size_t{1} << 19;
   app.add_option("--checkpoint", checkpoint,
@@ -201,6 +202,9 @@ int main(int argc, char** argv) {
     ->check(CLI::Range(1, 64));
   app.add_option("--shard", shard, "positions per context shard (both sides)")
     ->check(CLI::Range(1, 1 << 30));
+  app.add_option("--kv-placement", placement, "[cluster] kv_placement of the cluster")
+    ->check(CLI::IsMember({"head", "spread"}))
+    ->capture_default_str();
   app.add_option("--max-positions", max_positions,
                  "skip rows whose sessions x context passes this (0: run every row; the "
                  "256 x 4096 row alone takes about 9 minutes on 2 cores)")
@@ -215,17 +219,17 @@ int main(int argc, char** argv) {
   const auto machine = bench::machine_line();
   std::printf("bench_serve: %s\nmachine: %s\nmodel: '%s' (D %d, %zu layers); prompt %zu bytes, "
               "%zu generated per session; max_step_tokens %u, steps_in_flight %u, shards of "
-              "%llu positions\n",
+              "%llu positions, kv_placement %s\n",
               model_note.c_str(), machine.c_str(), model->config.name.c_str(), model->config.dim,
               model->config.layers.size(), w.prompt, w.generate, max_step_tokens,
-              steps_in_flight, static_cast<unsigned long long>(shard));
+              steps_in_flight, static_cast<unsigned long long>(shard), placement.c_str());
   std::fflush(stdout); // the node processes fork from this one
   const bench::loopback_cluster cluster{
     dir, 31000 + static_cast<int>(getpid() % 900) * 10,
     "[cluster]\nname = \"serve_bench\"\ncheckpoint = \"" + checkpoint + "\"\nhead = \"n1\"\n"
       "kv_shard_positions = " + std::to_string(shard) + "\nmax_step_tokens = "
       + std::to_string(max_step_tokens) + "\nsteps_in_flight = " + std::to_string(steps_in_flight)
-      + "\nsession_idle_s = 0\n"};
+      + "\nsession_idle_s = 0\nkv_placement = \"" + placement + "\"\n"};
   actors::mesh_config cfg;
   caf::actor_system sys{cfg};
   auto coord = net::connect(sys, cluster.config.nodes[0].address());

@@ -92,6 +92,9 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
         r.integer("kv_shard_positions", 1, std::int64_t{1} << 32, 4096).value_or(4096));
       c.kv_block_size = static_cast<std::uint32_t>(
         r.integer("kv_block_size", 1, 65536, 64).value_or(64));
+      if (auto placement = r.choice("kv_placement", {"head", "spread"}, std::string{"head"}))
+        c.kv_placement =
+          *placement == "spread" ? actors::shard_placement::spread : actors::shard_placement::head;
       c.session_idle_s = static_cast<std::uint32_t>(
         r.integer("session_idle_s", 0, 30 * 86400, 600, " (0: never)").value_or(600));
       c.max_batch_rows = static_cast<std::uint32_t>(

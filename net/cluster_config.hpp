@@ -4,6 +4,7 @@
 // validation, as every eoe config: errors name file, line, key, expected and actual value.
 
 #include "actors/scheduler_policy.hpp"
+#include "actors/shard_placement.hpp"
 #include "experts/error.hpp"
 #include "net/tls_settings.hpp"
 
@@ -61,9 +62,11 @@ struct cluster_config {
   std::uint32_t middleman_workers = 0; ///< CAF middleman deserialisation threads (0: CAF's)
   actors::scheduler_policy scheduler = actors::scheduler_policy::sharing; ///< of every node
   /// Language models: positions per context shard (a session's keys and values spread over
-  /// the nodes a shard at a time, round-robin) and per block summary.
+  /// the nodes a shard at a time: the first on the head, then round-robin; or round-robin
+  /// from the first with kv_placement "spread") and per block summary.
   std::uint64_t kv_shard_positions = 4096;
   std::uint32_t kv_block_size = 64;
+  actors::shard_placement kv_placement = actors::shard_placement::head;
   /// Language models: a session no request feeds for this long is closed, its keys and
   /// values dropped (0: never).
   std::uint32_t session_idle_s = 600;

@@ -186,7 +186,9 @@ gateway_reply topology_reply(const actors::cluster_status& st) {
     nodes.push_back({{"name", st.nodes[i]},
                      {"address", i < st.addresses.size() ? st.addresses[i] : ""},
                      {"alive", i < st.alive.size() && st.alive[i]},
-                     {"experts", i < st.experts_per_node.size() ? st.experts_per_node[i] : 0}});
+                     {"experts", i < st.experts_per_node.size() ? st.experts_per_node[i] : 0},
+                     {"kv_positions",
+                      i < st.serving.kv_positions.size() ? st.serving.kv_positions[i] : 0}});
   return json_reply(http::status::ok,
                     {{"epoch", st.epoch},
                      {"model", st.model},

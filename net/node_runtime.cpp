@@ -164,6 +164,7 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   setup.trace_sample = c.trace.sample;
   setup.kv_shard_positions = c.kv_shard_positions;
   setup.kv_block_size = c.kv_block_size;
+  setup.kv_placement = c.kv_placement;
   setup.session_idle = std::chrono::seconds(c.session_idle_s);
   setup.max_batch_rows = c.max_batch_rows;
   setup.batches_in_flight = c.batches_in_flight;

@@ -1,6 +1,6 @@
 // Cluster files: the scheduling policy of the nodes' actor systems ([cluster] scheduler) and
-// how long an unfed language-model session lives (session_idle_s), their
-// defaults and errors, each naming file, line, column and key.
+// how long an unfed language-model session lives (session_idle_s), where context shards go
+// (kv_placement), their defaults and errors, each naming file, line, column and key.
 
 #include "net/cluster_config.hpp"
 
@@ -108,4 +108,18 @@ TEST_CASE("a cluster file's bytes and strings: the byte named, values quoted saf
                       "key = \"/nonexistent/k.pem\"\nca = \"/nonexistent/ca.pem\"\n"),
              Catch::Contains("c.toml:5:15: tls.certificate: cannot read "
                              "\"/nonexistent/c\\x1B[2J.pem\": No such file or directory"));
+}
+
+TEST_CASE("[cluster] kv_placement: a context's first shard on the head by default, or spread",
+          "[cluster_config]") {
+  auto plain = net::parse_cluster_config(one_node, "c.toml");
+  REQUIRE(plain);
+  CHECK(plain->kv_placement == actors::shard_placement::head);
+  auto spread = net::parse_cluster_config("[cluster]\nkv_placement = \"spread\"\n" + one_node,
+                                          "c.toml");
+  REQUIRE(spread);
+  CHECK(spread->kv_placement == actors::shard_placement::spread);
+  CHECK_THAT(error_of("[cluster]\nkv_placement = \"random\"\n" + one_node),
+             Catch::Contains("c.toml:2:16: cluster.kv_placement: expected one of \"head\" "
+                             "\"spread\""));
 }

@@ -9,6 +9,8 @@
 #include "experts/model_config.hpp"
 #include "experts/rng.hpp"
 #include "local_cluster_fixture.hpp"
+#include "eventually.hpp"
+#include "net/client.hpp"
 #include "net/lm_client.hpp"
 #include "random_model.hpp"
 
@@ -304,6 +306,33 @@ TEST_CASE("a session that nothing feeds for session_idle closes; one fed meanwhi
   req.session = 999;
   req.position = 0;
   CHECK(refusal(cl, req).find("session 999 is not open") != std::string::npos);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a context's first shard lives on the head, its later ones on the other nodes in turn; "
+          "the status counts the positions each node holds",
+          "[lm][serving]") {
+  const auto m = serving_lm(8);
+  const auto path = saved(m, "eoe_test_lm_placement.ckpt");
+  test::local_cluster cl{path, 3, 8}; // shards of 8 positions, the head n1
+  const auto held = [&] {
+    auto s = net::status(cl.sys, cl.coordinator);
+    REQUIRE(s);
+    return s->serving.kv_positions;
+  };
+  const size_t attention = 3; // the serving model's attention layers
+  {
+    net::cluster_session a{cl.sys, cl.coordinator};
+    const std::string prompt = "twenty bytes of text"; // shards of 8, 8 and 4 per layer
+    a.feed(std::span{reinterpret_cast<const std::uint8_t*>(prompt.data()), prompt.size()});
+    CHECK(held() == std::vector<std::uint64_t>{8 * attention, 8 * attention, 4 * attention});
+    net::cluster_session b{cl.sys, cl.coordinator};
+    const std::uint8_t five[] = {'f', 'i', 'v', 'e', '!'};
+    b.feed(five); // fits one shard: on the head
+    CHECK(held() == std::vector<std::uint64_t>{13 * attention, 8 * attention, 4 * attention});
+  }
+  // Closed sessions drop their contexts.
+  CHECK(test::eventually([&] { return held() == std::vector<std::uint64_t>(3, 0); }));
   std::filesystem::remove(path);
 }
 

@@ -130,11 +130,13 @@ void run_status(const std::string& file, const std::string& address, const tls_o
             << (s->checkpoint.empty() ? std::string{"embedded default"} : s->checkpoint) << ")\n"
             << "requests: " << s->requests_served << " served, " << s->requests_failed
             << " failed, " << s->in_flight << " in flight\n"
-            << "node  address              experts  health\n";
+            << "node  address              experts  kv positions  health\n";
   for (size_t n = 0; n < s->nodes.size(); ++n) {
-    char line[160];
-    std::snprintf(line, sizeof line, "%-5s %-20s %7u  %s\n", s->nodes[n].c_str(),
+    const auto& held = s->serving.kv_positions;
+    char line[200];
+    std::snprintf(line, sizeof line, "%-5s %-20s %7u  %12llu  %s\n", s->nodes[n].c_str(),
                   s->addresses[n].c_str(), s->experts_per_node[n],
+                  static_cast<unsigned long long>(n < held.size() ? held[n] : 0),
                   s->alive[n] ? "alive" : "lost");
     std::cout << line;
   }
