@@ -216,6 +216,7 @@ void finish_step(self_ptr self, std::map<std::uint64_t, pending_request>::iterat
   ++st.stats.steps;
   st.stats.step_tokens += step.tokens;
   st.stats.max_step = std::max<std::uint64_t>(st.stats.max_step, step.tokens);
+  st.stats.count_step(step.tokens);
   st.stats.step_ns += static_cast<std::uint64_t>(tracing::now_ns() - started);
   for (const auto done : st.scheduler.finished(step)) {
     auto f = st.feeds.find(done);

@@ -302,12 +302,27 @@ struct serving_stats {
   std::uint64_t waiting = 0;     ///< requests waiting for a step
   std::uint64_t running = 0;     ///< requests in a step in the mesh
   std::vector<std::uint64_t> kv_positions; ///< per node: the positions its context shards hold
+  /// Steps by tokens: step_buckets[b] counts the steps of at most step_bucket_bound(b) tokens
+  /// (and above the bound before it); the last one those past every bound.
+  std::vector<std::uint64_t> step_buckets;
+
+  static constexpr size_t bounded_step_buckets = 13; ///< 1, 2, 4, ..., 4096 tokens
+  static constexpr std::uint64_t step_bucket_bound(size_t b) noexcept {
+    return std::uint64_t{1} << b;
+  }
+  void count_step(std::uint64_t tokens) {
+    step_buckets.resize(bounded_step_buckets + 1);
+    size_t b = 0;
+    while (b < bounded_step_buckets && tokens > step_bucket_bound(b))
+      ++b;
+    ++step_buckets[b];
+  }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, serving_stats& x) {
   return f(caf::meta::type_name("serving_stats"), x.steps, x.step_tokens, x.max_step, x.step_ns, x.sessions,
-           x.waiting, x.running, x.kv_positions);
+           x.waiting, x.running, x.kv_positions, x.step_buckets);
 }
 
 } // namespace eoe::actors

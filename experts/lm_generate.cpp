@@ -74,37 +74,53 @@ int sample_token(const matrix& logits, const sampling& s, rng& r) {
   return order[keep - 1];
 }
 
-std::string generate(sequence_decoder& d, std::int64_t context, std::string_view prompt,
-                     const sampling& s, const std::function<void(char)>& on_token) {
+generation::generation(std::int64_t context, std::string_view prompt, const sampling& s)
+  : context_(context), s_(s), rng_(s.seed), text_(prompt), tokens_(std::max(s.tokens, 0)) {
   if (prompt.empty())
     throw std::invalid_argument("generate: the prompt needs at least one token");
   if (context < 2)
     throw std::invalid_argument("generate: the context must hold at least 2 positions");
-  std::string text{prompt}; // the prompt and what follows it
-  // The last `keep` bytes of the text from position 0: positions past the context were never
-  // trained.
-  auto restart = [&](size_t keep) {
-    d.restart();
-    keep = std::min(keep, text.size());
-    const auto* first = reinterpret_cast<const std::uint8_t*>(text.data() + text.size() - keep);
-    const matrix all = d.feed({first, keep});
-    return matrix{all.bottomRows(1)};
-  };
-  matrix logits = restart(static_cast<size_t>(context));
-  rng r{s.seed};
-  for (int i = 0; i < s.tokens; ++i) {
-    const auto next = static_cast<std::uint8_t>(sample_token(logits, s, r));
-    text.push_back(static_cast<char>(next));
-    if (on_token)
-      on_token(static_cast<char>(next));
-    if (i + 1 == s.tokens)
-      break;
-    if (d.position() >= context)
-      logits = restart(static_cast<size_t>(context / 2));
-    else
-      logits = d.feed({&next, 1});
+  // Positions past the context were never trained: the prompt's last `context` bytes.
+  prompt_fed_ = std::min(prompt.size(), static_cast<size_t>(context));
+  next_ = {true, text_.substr(text_.size() - prompt_fed_)};
+  position_ = static_cast<std::int64_t>(prompt_fed_);
+}
+
+std::uint8_t generation::take(const matrix& logits) {
+  if (done())
+    throw std::logic_error("generation: every token was sampled");
+  if (logits.rows() < 1)
+    throw std::invalid_argument("generation: no logits");
+  const auto token = static_cast<std::uint8_t>(sample_token(logits.bottomRows(1), s_, rng_));
+  text_.push_back(static_cast<char>(token));
+  ++generated_;
+  if (position_ >= context_) { // the last context / 2 bytes again, from position 0
+    const auto keep = std::min(text_.size(), static_cast<size_t>(context_ / 2));
+    next_ = {true, text_.substr(text_.size() - keep)};
+    position_ = static_cast<std::int64_t>(keep);
+  } else {
+    next_ = {false, std::string(1, static_cast<char>(token))};
+    ++position_;
   }
-  return text.substr(prompt.size());
+  return token;
+}
+
+std::string generate(sequence_decoder& d, std::int64_t context, std::string_view prompt,
+                     const sampling& s, const std::function<void(char)>& on_token) {
+  generation g{context, prompt, s};
+  std::string out;
+  while (!g.done()) {
+    const auto& step = g.next();
+    if (step.restart)
+      d.restart();
+    const matrix logits = d.feed({reinterpret_cast<const std::uint8_t*>(step.tokens.data()),
+                                  step.tokens.size()});
+    const auto next = static_cast<char>(g.take(logits));
+    out.push_back(next);
+    if (on_token)
+      on_token(next);
+  }
+  return out;
 }
 
 } // namespace eoe::experts

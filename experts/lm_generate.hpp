@@ -4,6 +4,7 @@
 // the next positions and answer their logits; the same loop samples from them, so the same
 // seed gives the same text from either when their logits agree.
 
+#include "experts/rng.hpp"
 #include "kernels/tensor.hpp"
 
 #include <cstdint>
@@ -13,8 +14,6 @@
 #include <string_view>
 
 namespace eoe::experts {
-
-class rng;
 
 /// One sequence being decoded.
 class sequence_decoder {
@@ -75,6 +74,52 @@ struct sampling {
 /// The next token from one row of logits (1, vocab): the argmax at temperature 0, else a draw
 /// from softmax(logits / temperature) cut to its top-p nucleus (ties keep the lower token).
 int sample_token(const matrix& logits, const sampling& s, rng& r);
+
+/// One sequence's generation as steps, for callers that feed a decoder asynchronously (the
+/// gateway's completions): next() says what to feed, take() the logits it answered, until
+/// done(). The policy is generate()'s: the prompt's last `context` bytes first; when the
+/// decoder would hold `context` positions, a restart on the last context / 2 bytes.
+class generation {
+public:
+  /// Throws std::invalid_argument for an empty prompt or a context below 2.
+  generation(std::int64_t context, std::string_view prompt, const sampling& s);
+
+  /// What to feed next: from position 0 (restart: the decoder forgets its sequence first), or
+  /// at the position it stands at.
+  struct step {
+    bool restart = false;
+    std::string tokens;
+  };
+  const step& next() const noexcept {
+    return next_;
+  }
+
+  /// The logits of next()'s tokens (their last row scores the token to come): samples it,
+  /// and says what to feed after it. Returns the token. Throws std::logic_error once done().
+  std::uint8_t take(const matrix& logits);
+
+  bool done() const noexcept {
+    return generated_ >= tokens_;
+  }
+  /// Tokens sampled so far.
+  int generated() const noexcept {
+    return generated_;
+  }
+  /// The prompt's bytes the first step feeds (its last `context`).
+  size_t prompt_fed() const noexcept {
+    return prompt_fed_;
+  }
+
+private:
+  std::int64_t context_;
+  sampling s_;
+  rng rng_;
+  std::string text_; ///< the prompt and what follows it
+  step next_;
+  std::int64_t position_ = 0; ///< the decoder's, once next_ is fed
+  int generated_ = 0, tokens_ = 0;
+  size_t prompt_fed_ = 0;
+};
 
 /// Feeds the prompt (at least one token; its last `context` bytes) and samples `s.tokens`
 /// more, handing each to on_token as it comes (may be empty); returns them (without the

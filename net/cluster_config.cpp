@@ -201,6 +201,11 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
       c.gateway.admin_token = r.string("admin_token", std::string{}).value_or("");
       c.gateway.max_concurrency = static_cast<std::uint32_t>(
         r.integer("max_concurrency", 1, 100000, 64).value_or(64));
+      c.gateway.max_queue = static_cast<std::uint32_t>(
+        r.integer("max_queue", 0, 1000000, 256, " (0: refuse at once past max_concurrency)")
+          .value_or(256));
+      c.gateway.max_generate = static_cast<std::uint32_t>(
+        r.integer("max_generate", 1, 1 << 20, 4096).value_or(4096));
       c.gateway.max_body_bytes = static_cast<std::uint64_t>(
         r.integer("max_body_bytes", 1024, std::int64_t{1} << 32, 16 << 20).value_or(16 << 20));
       c.gateway.max_tokens = static_cast<std::uint32_t>(

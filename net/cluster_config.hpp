@@ -44,7 +44,11 @@ struct gateway_settings {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;            ///< 0: any free port
   std::string admin_token;           ///< "" = admin calls refused (403); env EOE_ADMIN_TOKEN wins
+  /// Inference requests and completions in the cluster at once; the next max_queue wait
+  /// (first come, first served), the ones after them get 429 with Retry-After.
   std::uint32_t max_concurrency = 64;
+  std::uint32_t max_queue = 256;
+  std::uint32_t max_generate = 4096; ///< the most bytes one completion choice generates
   std::uint64_t max_body_bytes = 16 << 20;
   std::uint32_t deadline_ms = 5000;  ///< default request deadline
   std::uint32_t max_tokens = 65536;

@@ -137,6 +137,38 @@ gateway_action route(const http_request& req, const route_settings& s) {
       return r;
     }
   }
+  if (path == "/v1/completions") {
+    if (method != http::verb::post) {
+      auto r = api_error_reply(http::status::method_not_allowed,
+                               experts::quote_input(sv(req.method_string()))
+                                 + " is not allowed here; use POST");
+      r.headers.emplace_back(http::field::allow, "POST");
+      return r;
+    }
+    if (!s.language_model)
+      return api_error_reply(http::status::not_found,
+                             "this cluster serves a classifier, not a language model: use "
+                             "/v1/infer",
+                             "", "model_not_found");
+    try {
+      return completion_call{parse_completion_body(req.body(), s.completions)};
+    } catch (const api_error& e) {
+      auto r = api_error_reply(e.status, e.what(), e.param, e.code);
+      r.outcome = "bad_request";
+      return r;
+    }
+  }
+  if (path == "/v1/models") {
+    if (method != http::verb::get) {
+      auto r = api_error_reply(http::status::method_not_allowed,
+                               experts::quote_input(sv(req.method_string()))
+                                 + " is not allowed here; use GET");
+      r.headers.emplace_back(http::field::allow, "GET");
+      return r;
+    }
+    return gateway_reply{http::status::ok, "application/json",
+                         models_json(s.completions.model, s.created), {}, {}};
+  }
   if (path == "/healthz")
     return method == http::verb::get ? gateway_action{health_call{}} : method_not_allowed(req, "GET");
   if (path == "/v1/topology")
@@ -153,7 +185,8 @@ gateway_action route(const http_request& req, const route_settings& s) {
   }
   return error_reply(http::status::not_found,
                      "no such path: " + experts::quote_input(path)
-                       + " (try /v1/infer, /v1/topology, /v1/experts, /metrics, /healthz)");
+                       + " (try /v1/infer, /v1/completions, /v1/models, /v1/topology, "
+                         "/v1/experts, /metrics, /healthz)");
 }
 
 gateway_reply read_error_reply(boost::beast::error_code ec, std::uint64_t max_body_bytes) {
@@ -164,6 +197,11 @@ gateway_reply read_error_reply(boost::beast::error_code ec, std::uint64_t max_bo
     return error_reply(http::status::request_header_fields_too_large,
                        "the header is larger than 16384 bytes");
   return error_reply(http::status::bad_request, "malformed HTTP: " + ec.message());
+}
+
+gateway_reply api_error_reply(http::status code, std::string_view what, std::string_view param,
+                              std::string_view error_code) {
+  return {code, "application/json", api_error_json(code, what, param, error_code), {}, {}};
 }
 
 gateway_reply error_reply(http::status code, std::string_view what) {

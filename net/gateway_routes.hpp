@@ -9,6 +9,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/plan.hpp"
+#include "net/completion_json.hpp"
 #include "net/infer_json.hpp"
 
 #include <boost/beast/core/error.hpp>
@@ -46,11 +47,17 @@ struct gateway_reply {
 struct route_settings {
   infer_body_limits infer;
   std::string admin_token; ///< "": admin calls are refused (403)
+  bool language_model = false; ///< /v1/completions is served
+  completion_limits completions; ///< its model id and limits
+  std::int64_t created = 0;      ///< when the gateway started (Unix seconds): the model's
 };
 
 /// Calls the cluster must answer.
 struct infer_call {
   actors::infer_request request;
+};
+struct completion_call {
+  completion_request request;
 };
 struct health_call {};
 struct topology_call {};
@@ -65,8 +72,9 @@ struct remove_expert_call {
   std::uint32_t id = 0;
 };
 
-using gateway_action = std::variant<gateway_reply, infer_call, health_call, topology_call,
-                                    metrics_call, add_expert_call, remove_expert_call>;
+using gateway_action = std::variant<gateway_reply, infer_call, completion_call, health_call,
+                                    topology_call, metrics_call, add_expert_call,
+                                    remove_expert_call>;
 
 /// The route of a request: an answer, or the call to make. Throws nothing but std::bad_alloc;
 /// every fault of the request is an answer.
@@ -74,6 +82,11 @@ gateway_action route(const http_request& req, const route_settings& s);
 
 /// The answer to a request Beast could not read (body or header too large, malformed HTTP).
 gateway_reply read_error_reply(boost::beast::error_code ec, std::uint64_t max_body_bytes);
+
+/// The OpenAI API's error body ({"error": {"message", "type", "param", "code"}}) with its
+/// status: the answers of /v1/completions and /v1/models.
+gateway_reply api_error_reply(http::status code, std::string_view what, std::string_view param = {},
+                              std::string_view error_code = {});
 
 /// {"error": "..."} with its status; `what` may hold any bytes (they are escaped).
 gateway_reply error_reply(http::status code, std::string_view what);

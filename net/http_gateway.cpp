@@ -1,6 +1,8 @@
 #include "net/http_gateway.hpp"
 
 #include "actors/plan.hpp"
+#include "net/admission.hpp"
+#include "net/completion_driver.hpp"
 #include "net/gateway_metrics.hpp"
 #include "net/gateway_routes.hpp"
 #include "net/infer_json.hpp"
@@ -14,9 +16,13 @@
 #include <boost/beast/http.hpp>
 
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
+#include <deque>
+#include <random>
 #include <iostream>
 #include <optional>
 #include <thread>
@@ -50,16 +56,30 @@ struct http_gateway::impl : std::enable_shared_from_this<impl> {
   std::vector<std::thread> threads;
   route_settings routes;
   gateway_metrics metrics;
-  std::atomic<std::int64_t> in_flight{0};
+  admission admit;                        ///< inference requests and completions
   std::atomic<std::uint64_t> requests{0}; ///< numbers each request, for its log line
+  std::atomic<std::uint64_t> completions{0}; ///< numbers completion ids
   std::vector<std::weak_ptr<closable>> sessions; ///< on accept_strand only
 
   impl(caf::actor_system& system, actors::coordinator_actor c, experts::model_config m,
        gateway_settings settings)
-    : sys(system), coordinator(std::move(c)), model(std::move(m)), s(std::move(settings)) {
+    : sys(system), coordinator(std::move(c)), model(std::move(m)), s(std::move(settings)),
+      admit(s.max_concurrency, s.max_queue) {
     routes.infer = {static_cast<std::uint32_t>(model.input_dim > 0 ? model.input_dim : model.dim),
                     s.max_tokens, s.deadline_ms};
     routes.admin_token = s.admin_token;
+    routes.language_model = model.is_lm();
+    routes.completions.model = model.name;
+    routes.completions.max_tokens = s.max_generate;
+    routes.completions.max_prompt_bytes = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(s.max_body_bytes, std::uint64_t{1} << 30));
+    routes.created = static_cast<std::int64_t>(std::time(nullptr));
+  }
+
+  /// The gauges of the admission, after it changed.
+  void admission_changed() {
+    metrics.in_flight(admit.running());
+    metrics.waiting(admit.waiting());
   }
 
   /// The io thread: until nothing is left to do. A handler that throws past its request's
@@ -109,10 +129,7 @@ class session : public closable, public std::enable_shared_from_this<session> {
 public:
   /// From any thread: the socket closes on the connection's own strand.
   void close_now() override {
-    asio::post(stream_.get_executor(), [self = shared_from_this()] {
-      beast::error_code ignored;
-      self->stream_.socket().close(ignored);
-    });
+    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->client_gone(); });
   }
 
   session(tcp::socket socket, std::shared_ptr<http_gateway::impl> g)
@@ -169,14 +186,22 @@ private:
                          + std::string(what) + " (the gateway's log has it)");
   }
 
+  bool is_completion() const {
+    const std::string_view target{req_.target().data(), req_.target().size()};
+    return target.substr(0, target.find('?')) == "/v1/completions";
+  }
+
   void dispatch(gateway_action action) {
     std::visit(overloaded{
                  [&](gateway_reply& r) {
-                   if (!r.outcome.empty())
+                   if (!r.outcome.empty() && is_completion())
+                     g_->metrics.completion_done(r.outcome, 0, 0, 0);
+                   else if (!r.outcome.empty())
                      g_->metrics.request_done(r.outcome, 0, nullptr);
                    send(std::move(r));
                  },
                  [&](infer_call& c) { infer(std::move(c.request)); },
+                 [&](completion_call& c) { complete(std::move(c.request)); },
                  [&](health_call&) { status(health_reply, true); },
                  [&](topology_call&) { status(topology_reply, false); },
                  [&](metrics_call&) { scrape(); },
@@ -224,24 +249,51 @@ private:
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
+  /// 429 with Retry-After: the gateway's slots and queue are full.
+  gateway_reply overload_reply(bool openai) const {
+    const auto why = "the gateway has " + std::to_string(g_->s.max_concurrency)
+                     + " requests in flight and " + std::to_string(g_->s.max_queue)
+                     + " waiting already; try again";
+    auto r = openai ? api_error_reply(http::status::too_many_requests, why, "", "rate_limit_exceeded")
+                    : error_reply(http::status::too_many_requests, why);
+    r.headers.emplace_back(http::field::retry_after, "1");
+    return r;
+  }
+
+  /// Runs `start` on this connection's strand once the admission gives it a slot (at once, or
+  /// when a running request ends); false when it refuses.
+  bool admitted(std::function<void()> start) {
+    auto self = shared_from_this();
+    const auto verdict = g_->admit.enter([self, start] {
+      asio::post(self->stream_.get_executor(), start);
+    });
+    g_->admission_changed();
+    if (verdict == admission::verdict::run)
+      start();
+    return verdict != admission::verdict::refuse;
+  }
+
+  void leave_admission() {
+    g_->admit.leave();
+    g_->admission_changed();
+  }
+
   void infer(actors::infer_request r) {
-    const auto now = ++g_->in_flight;
-    if (now > static_cast<std::int64_t>(g_->s.max_concurrency)) {
-      g_->metrics.in_flight(--g_->in_flight);
+    auto self = shared_from_this();
+    if (!admitted([self, r]() mutable { self->run_infer(std::move(r)); })) {
       g_->metrics.request_done("overloaded", 0, nullptr);
-      send(error_reply(http::status::too_many_requests,
-                       "the gateway has " + std::to_string(g_->s.max_concurrency)
-                         + " requests in flight already; try again"));
-      return;
+      send(overload_reply(false));
     }
-    g_->metrics.in_flight(now);
+  }
+
+  void run_infer(actors::infer_request r) {
     const auto start = std::chrono::steady_clock::now();
     const auto timeout = std::chrono::milliseconds(r.deadline_ms) + std::chrono::seconds(2);
     auto self = shared_from_this();
     auto done = [self, start](const std::string& outcome, const actors::infer_result* res) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       self->g_->metrics.request_done(outcome, secs, res);
-      self->g_->metrics.in_flight(--self->g_->in_flight);
+      self->leave_admission();
     };
     g_->ask(
       timeout,
@@ -262,6 +314,272 @@ private:
         self->answer([&] { return mesh_error_reply(err); });
       },
       actors::infer_atom::value, std::move(r));
+  }
+
+  // ---- completions ---------------------------------------------------------------------
+
+  /// A completion request on this connection: its choices' drivers and what they said.
+  struct completion_run {
+    completion_request req;
+    std::string id;
+    std::int64_t created = 0;
+    std::chrono::steady_clock::time_point start;
+    std::vector<caf::actor> drivers;
+    std::vector<completion_choice> choices;
+    std::vector<size_t> offsets;  ///< per choice: bytes reported (logprobs' text_offset)
+    std::vector<std::optional<std::chrono::steady_clock::time_point>> last_token;
+    size_t open = 0;              ///< choices not ended
+    completion_usage usage;
+    bool failed = false;          ///< a choice failed: the request fails
+    bool over = false;            ///< answered, or its client went away
+  };
+
+  void complete(completion_request req) {
+    auto self = shared_from_this();
+    auto start = std::chrono::steady_clock::now();
+    if (!admitted([self, req, start]() mutable { self->start_completion(std::move(req), start); })) {
+      g_->metrics.completion_done("overloaded", 0, 0, 0);
+      send(overload_reply(true));
+    }
+  }
+
+  void start_completion(completion_request req, std::chrono::steady_clock::time_point start) {
+    if (closed_) { // its client left while it waited
+      g_->metrics.completion_done("client_gone", 0, 0, 0);
+      leave_admission();
+      return;
+    }
+    auto run = std::make_shared<completion_run>();
+    run->id = "cmpl-" + std::to_string(g_->routes.created) + "-" + std::to_string(++g_->completions);
+    run->created = static_cast<std::int64_t>(std::time(nullptr));
+    run->start = start;
+    const auto choices = req.prompts.size() * req.n;
+    run->choices.resize(choices);
+    run->offsets.assign(choices, 0);
+    run->last_token.resize(choices);
+    run->open = choices;
+    const std::uint64_t seed = req.seed ? *req.seed : std::random_device{}();
+    run->req = std::move(req);
+    run_ = run;
+    if (run->req.stream)
+      start_stream();
+    watch_client();
+    auto self = shared_from_this();
+    for (size_t i = 0; i < choices; ++i) {
+      const auto& r = run->req;
+      choice_spec spec;
+      spec.prompt = r.prompts[i / r.n];
+      spec.context = g_->model.context;
+      spec.sampling.tokens = static_cast<int>(r.max_tokens);
+      spec.sampling.temperature = r.temperature;
+      spec.sampling.top_p = r.top_p;
+      spec.sampling.seed = seed + i;
+      spec.stop = r.stop;
+      spec.logprobs = r.logprobs;
+      spec.echo = r.echo;
+      spec.deadline_ms = g_->s.deadline_ms;
+      run->choices[i].with_logprobs = r.logprobs.has_value();
+      run->drivers.push_back(spawn_choice(
+        g_->sys, g_->coordinator, std::move(spec), [self, run, i](choice_event e) {
+          asio::post(self->stream_.get_executor(), [self, run, i, e = std::move(e)]() mutable {
+            self->on_choice(*run, static_cast<std::uint32_t>(i), std::move(e));
+          });
+        }));
+    }
+  }
+
+  void on_choice(completion_run& run, std::uint32_t i, choice_event e) {
+    if (run.over)
+      return;
+    const auto now = std::chrono::steady_clock::now();
+    if (e.tokens > 0) {
+      const auto& last = run.last_token[i];
+      const auto since = std::chrono::duration<double>(now - (last ? *last : run.start)).count();
+      if (last)
+        g_->metrics.inter_token(since);
+      else
+        g_->metrics.first_token(since);
+      run.last_token[i] = now;
+      run.usage.completion_tokens += e.tokens;
+    }
+    if (!e.error.empty()) {
+      fail_completion(run, e.error_status, e.error);
+      return;
+    }
+    auto& c = run.choices[i];
+    if (run.req.stream) {
+      if (!e.text.empty() || !e.logprobs.empty() || !e.finish_reason.empty())
+        stream_write(completion_chunk(run.id, run.created, run.req.model, i, e.text,
+                                      e.finish_reason, c.with_logprobs ? &e.logprobs : nullptr,
+                                      run.offsets[i]));
+    } else {
+      c.text += e.text;
+      c.logprobs.insert(c.logprobs.end(), e.logprobs.begin(), e.logprobs.end());
+    }
+    run.offsets[i] += e.logprobs.size();
+    if (e.finish_reason.empty())
+      return;
+    c.finish_reason = e.finish_reason;
+    run.usage.prompt_tokens += e.prompt_tokens;
+    if (--run.open > 0)
+      return;
+    run.over = true;
+    g_->metrics.completion_done("ok", std::chrono::duration<double>(now - run.start).count(),
+                                run.usage.prompt_tokens, run.usage.completion_tokens);
+    leave_admission();
+    if (run.req.stream) {
+      if (run.req.include_usage)
+        stream_write(usage_chunk(run.id, run.created, run.req.model, run.usage));
+      stream_write("data: [DONE]\n\n");
+      stream_end();
+    } else {
+      after_watch([self = shared_from_this(), run = run_] {
+        self->send({http::status::ok, "application/json",
+                    completion_json(run->id, run->created, run->req.model, run->choices, run->usage),
+                    {}, {}});
+      });
+    }
+  }
+
+  /// A choice failed: the others stop, and the request answers the error (in the stream, as
+  /// an error event before [DONE]).
+  void fail_completion(completion_run& run, http::status status, const std::string& why) {
+    run.over = true;
+    for (auto& d : run.drivers)
+      caf::anon_send_exit(d, caf::exit_reason::user_shutdown);
+    g_->metrics.completion_done(status == http::status::gateway_timeout ? "deadline_exceeded"
+                                                                         : "error",
+                                std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                                              - run.start)
+                                  .count(),
+                                run.usage.prompt_tokens, run.usage.completion_tokens);
+    leave_admission();
+    if (run.req.stream) {
+      auto body = api_error_json(status, why);
+      body.pop_back(); // its newline
+      stream_write("data: " + body + "\n\n");
+      stream_write("data: [DONE]\n\n");
+      stream_end();
+    } else {
+      after_watch([self = shared_from_this(), status, why] {
+        self->send(api_error_reply(status, why));
+      });
+    }
+  }
+
+  /// The client went away mid-completion: its choices end now (their sessions close).
+  void client_gone() {
+    closed_ = true;
+    if (auto run = run_; run && !run->over) {
+      run->over = true;
+      for (auto& d : run->drivers)
+        caf::anon_send_exit(d, caf::exit_reason::user_shutdown);
+      g_->metrics.completion_done("client_gone",
+                                  std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                                                - run->start)
+                                    .count(),
+                                  run->usage.prompt_tokens, run->usage.completion_tokens);
+      leave_admission();
+    }
+    beast::error_code ignored;
+    stream_.socket().close(ignored);
+  }
+
+  /// While a completion runs, a read that notices the client closing (a pipelined request's
+  /// bytes stay in the buffer for the next read).
+  void watch_client() {
+    watching_ = true;
+    stream_.expires_never();
+    stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](
+                                                     beast::error_code ec, size_t n) {
+      self->watching_ = false;
+      if (!ec) {
+        self->buffer_.commit(n);
+      } else if (ec != asio::error::operation_aborted) {
+        self->client_gone();
+        return;
+      }
+      if (auto next = std::move(self->after_watch_)) {
+        self->after_watch_ = nullptr;
+        next();
+      }
+    });
+  }
+
+  /// Runs `next` once the watching read is over (cancelled now when it still waits).
+  void after_watch(std::function<void()> next) {
+    if (!watching_) {
+      next();
+      return;
+    }
+    after_watch_ = std::move(next);
+    beast::error_code ignored;
+    stream_.socket().cancel(ignored);
+  }
+
+  void start_stream() {
+    chunked_ = version_ >= 11;
+    if (!chunked_)
+      keep_alive_ = false; // HTTP/1.0: the body ends when the connection does
+    std::string head = std::string("HTTP/1.") + (version_ >= 11 ? "1" : "0")
+                       + " 200 OK\r\nServer: eoe\r\nContent-Type: text/event-stream\r\n"
+                         "Cache-Control: no-cache\r\nX-Request-Id: "
+                       + std::to_string(id_) + "\r\n"
+                       + (chunked_ ? "Transfer-Encoding: chunked\r\n" : "")
+                       + (keep_alive_ ? "" : "Connection: close\r\n") + "\r\n";
+    g_->metrics.http_response(200);
+    out_.push_back(std::move(head));
+    pump_writes();
+  }
+
+  /// Queues an event of the stream (as an HTTP chunk on HTTP/1.1).
+  void stream_write(std::string data) {
+    if (closed_)
+      return;
+    if (chunked_) {
+      char size[24];
+      std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+      data = size + data + "\r\n";
+    }
+    out_.push_back(std::move(data));
+    pump_writes();
+  }
+
+  /// The stream's end: its last chunk, then the next request (or the close).
+  void stream_end() {
+    if (chunked_)
+      out_.push_back("0\r\n\r\n");
+    stream_ending_ = true;
+    pump_writes();
+  }
+
+  void pump_writes() {
+    if (writing_ || closed_)
+      return;
+    if (out_.empty()) {
+      if (stream_ending_) {
+        stream_ending_ = false;
+        after_watch([self = shared_from_this()] {
+          if (self->keep_alive_)
+            self->read();
+          else
+            self->close();
+        });
+      }
+      return;
+    }
+    writing_ = true;
+    auto data = std::make_shared<std::string>(std::move(out_.front()));
+    out_.pop_front();
+    asio::async_write(stream_.socket(), asio::buffer(*data),
+                      [self = shared_from_this(), data](beast::error_code ec, size_t) {
+                        self->writing_ = false;
+                        if (ec) {
+                          self->client_gone();
+                          return;
+                        }
+                        self->pump_writes();
+                      });
   }
 
   /// Asks the coordinator for the cluster's status and answers what `reply` makes of it; an
@@ -295,11 +613,11 @@ private:
             a->request(g->coordinator, std::chrono::seconds(5), actors::stats_atom::value)
               .then(
                 [=](const std::vector<actors::relay_stats>& relays) {
-                  self->answer([&] { return text(g->metrics.render(st.nodes, relays)); });
+                  self->answer([&] { return text(g->metrics.render(&st, relays)); });
                 },
-                [=](const caf::error&) { self->answer([&] { return text(g->metrics.render({}, {})); }); });
+                [=](const caf::error&) { self->answer([&] { return text(g->metrics.render(&st, {})); }); });
           },
-          [=](const caf::error&) { self->answer([&] { return text(g->metrics.render({}, {})); }); });
+          [=](const caf::error&) { self->answer([&] { return text(g->metrics.render(nullptr, {})); }); });
     }, 0);
   }
 
@@ -321,6 +639,14 @@ private:
   unsigned version_ = 11;     ///< of the request being answered
   bool keep_alive_ = false;   ///< of the request being answered
   std::shared_ptr<http_gateway::impl> g_;
+  std::shared_ptr<completion_run> run_; ///< the completion being answered
+  bool watching_ = false;               ///< watch_client's read is out
+  std::function<void()> after_watch_;   ///< what follows it
+  bool chunked_ = false;                ///< the stream's events go as HTTP chunks
+  std::deque<std::string> out_;         ///< the stream's bytes to write, in order
+  bool writing_ = false;
+  bool stream_ending_ = false;
+  bool closed_ = false;                 ///< the client went away
 };
 
 } // namespace

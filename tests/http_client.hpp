@@ -18,7 +18,7 @@ namespace eoe::test {
 struct http_reply {
   unsigned status = 0;
   std::string body;
-  std::string content_type, allow, www_authenticate, request_id;
+  std::string content_type, allow, www_authenticate, request_id, retry_after;
 
   /// The "error" of a JSON error body ("" when there is none, or the body is not JSON).
   std::string error() const {
@@ -43,14 +43,15 @@ inline http_reply raw_http(std::uint16_t port, const std::string& bytes) {
   parser.body_limit(64 << 20);
   http::read(s, buf, parser, ec);
   if (ec)
-    return {0, "read failed: " + ec.message(), "", "", "", ""};
+    return {0, "read failed: " + ec.message(), "", "", "", "", ""};
   const auto& res = parser.get();
   return {res.result_int(),
           res.body(),
           std::string(res[http::field::content_type]),
           std::string(res[http::field::allow]),
           std::string(res[http::field::www_authenticate]),
-          std::string(res["X-Request-Id"])};
+          std::string(res["X-Request-Id"]),
+          std::string(res[http::field::retry_after])};
 }
 
 /// One request with a Content-Length body (Connection: close).

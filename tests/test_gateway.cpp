@@ -1,7 +1,8 @@
 // The HTTP gateway in front of a 3-node cluster (in one process): answers equal the reference
 // forward (JSON rows and base64 float32 alike); every malformed request in the table below gets
 // its 4xx and an error naming what is wrong, and the server keeps serving; admin calls need the
-// token; the concurrency limit answers 429 at once; /healthz, /v1/topology and /metrics say
+// token; past the concurrency limit requests wait in a bounded queue, and past the queue get
+// 429 with Retry-After at once; /healthz, /v1/topology and /metrics say
 // what they should.
 
 #include "http_client.hpp"
@@ -98,6 +99,7 @@ TEST_CASE("the HTTP gateway: answers, every bad input named, admin, limits, metr
   net::gateway_settings s;
   s.admin_token = token;
   s.max_concurrency = 4;
+  s.max_queue = 1;
   s.max_body_bytes = 64 * 1024;
   s.max_tokens = 64;
   s.deadline_ms = 10000;
@@ -366,7 +368,8 @@ TEST_CASE("the HTTP gateway: answers, every bad input named, admin, limits, metr
     CHECK(json::parse(del.body).at("epoch").get<std::uint64_t>() == e1 + 1);
   }
 
-  SECTION("past the concurrency limit: 429 at once; the requests in flight finish") {
+  SECTION("past the concurrency limit a request waits; past the queue, 429 at once; the "
+          "requests in flight finish") {
     const auto mute = [&](bool on) {
       caf::scoped_actor self{cluster.sys};
       self->request(cluster.coordinator, std::chrono::seconds(5), mute_atom::value,
@@ -380,21 +383,29 @@ TEST_CASE("the HTTP gateway: answers, every bad input named, admin, limits, metr
     for (int i = 0; i < 4; ++i)
       held.push_back(std::async(std::launch::async, [&] { return call(port, "POST", "/v1/infer", slow); }));
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    auto queued = std::async(std::launch::async, [&] { return call(port, "POST", "/v1/infer", slow); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK_THAT(call(port, "GET", "/metrics").body, Catch::Contains("eoe_gateway_waiting_requests 1"));
     const auto start = std::chrono::steady_clock::now();
     const auto refused = call(port, "POST", "/v1/infer", slow);
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(500));
     CHECK(refused.status == 429);
-    CHECK_THAT(refused.error(), Catch::Contains("4 requests in flight already"));
+    CHECK(refused.retry_after == "1");
+    CHECK_THAT(refused.error(), Catch::Contains("4 requests in flight and 1 waiting already"));
     for (auto& h : held) {
       const auto r = h.get();
       CHECK(r.status == 504);
       CHECK_THAT(r.error(), Catch::Contains("expert 0.0"));
     }
+    // The one that waited ran when a slot freed (and met the same silent expert).
+    const auto late = queued.get();
+    CHECK(late.status == 504);
+    CHECK_THAT(late.error(), Catch::Contains("expert 0.0"));
     mute(false);
     CHECK(call(port, "POST", "/v1/infer", R"({"tokens": )" + rows_json(x) + "}").status == 200);
     const auto metrics = call(port, "GET", "/metrics").body;
     CHECK_THAT(metrics, Catch::Contains("eoe_requests_total{outcome=\"overloaded\"} 1"));
-    CHECK_THAT(metrics, Catch::Contains("eoe_requests_total{outcome=\"deadline_exceeded\"} 4"));
+    CHECK_THAT(metrics, Catch::Contains("eoe_requests_total{outcome=\"deadline_exceeded\"} 5"));
   }
 
   SECTION("/healthz, /metrics") {
