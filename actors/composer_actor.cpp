@@ -811,9 +811,21 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       auto s = st.sessions.find(id);
       if (s == st.sessions.end())
         return make_mesh_error(mesh_errc::bad_request, session_gone(st, id));
-      if (s->second.busy)
-        return make_mesh_error(mesh_errc::bad_request,
-                               "session " + std::to_string(id) + " is still feeding a request");
+      if (s->second.busy) {
+        // Closed while feeding (its client left): the request fails now, its step goes on
+        // without it.
+        for (const auto& [feed, f] : st.feeds)
+          if (f.session == id) {
+            fail_feed(self, feed,
+                      make_mesh_error(mesh_errc::bad_request,
+                                      fault(feed, "its session " + std::to_string(id)
+                                                    + " was closed while it fed it")));
+            break;
+          }
+        s = st.sessions.find(id);
+        if (s == st.sessions.end())
+          return ok_atom::value;
+      }
       close_session(self, s);
       return ok_atom::value;
     },
