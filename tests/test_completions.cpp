@@ -14,6 +14,7 @@
 #include "net/completion_driver.hpp"
 #include "net/completion_text.hpp"
 #include "net/http_gateway.hpp"
+#include "net/serve_load.hpp"
 #include "random_model.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -406,4 +407,37 @@ TEST_CASE("a client that leaves mid-stream ends its session at once; past the qu
   CHECK(m.at("eoe_requests_in_flight") == 0);
   // The slot is free again.
   CHECK(post(port, {{"model", "tiny-lm"}, {"prompt", "again"}, {"max_tokens", 2}}).status == 200);
+}
+
+TEST_CASE("the serving benchmark's client: every streamed answer timed and equal to the "
+          "in-process decode",
+          "[completions][gateway]") {
+  lm_cluster lm;
+  net::serve_load_options o;
+  o.port = lm.port();
+  o.model = net::served_model("127.0.0.1", lm.port());
+  CHECK(o.model == "tiny-lm");
+  o.prompts = {"first prompt", "a second one", std::string("bytes \xFF\xFE that are no UTF-8")};
+  o.requests = 9;
+  o.concurrency = 4;
+  o.rate = 200; // Poisson arrivals
+  o.max_tokens = 20;
+  o.max_tokens_hi = 40;
+  o.temperature = 0.7;
+  o.seed = 5;
+  const auto report = net::run_serve_load(o);
+  REQUIRE(report.results.size() == 9);
+  for (const auto& r : report.results) {
+    INFO(r.error);
+    REQUIRE(r.ok);
+    CHECK(r.max_tokens >= 20);
+    CHECK(r.max_tokens <= 40);
+    CHECK(r.bytes == lm.reference(o.prompts[r.prompt], static_cast<int>(r.max_tokens), 0.7, r.seed));
+    CHECK(r.finish_reason == "length");
+    CHECK(r.ttft_ms > 0);
+    CHECK(r.itl_ms.size() == r.max_tokens - 1);
+    CHECK(r.e2e_ms >= r.ttft_ms);
+  }
+  CHECK(report.seconds > 0);
+  CHECK_THROWS_WITH(net::served_model("127.0.0.1", 1), Catch::Contains("no gateway at 127.0.0.1:1"));
 }

@@ -177,6 +177,7 @@ void add_bench(CLI::App& app) {
     if (r.wrong + r.lost > 0)
       throw command_error{"wrong or lost answers", 3};
   });
+  add_bench_serve(*bench);
 }
 
 } // namespace eoe::cli

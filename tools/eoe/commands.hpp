@@ -14,6 +14,7 @@ void add_generate(CLI::App& app);
 void add_cluster_commands(CLI::App& app);
 void add_ctl(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_bench_serve(CLI::App& bench); ///< eoe bench serve (under add_bench's subcommand)
 
 /// Thrown by a subcommand to end with an error message and exit code 1 (or `code`).
 struct command_error {
