@@ -12,7 +12,7 @@ namespace eoe::net {
 
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json; // the answers keep the OpenAI API's field order
 using boost::beast::http::status;
 
 [[noreturn]] void bad(std::string message, std::string param) {

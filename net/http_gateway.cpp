@@ -656,6 +656,8 @@ void http_gateway::impl::accept() {
                                                                           tcp::socket socket) {
     if (ec)
       return; // closed
+    beast::error_code ignored; // an answer or event goes out at once, not after the last ACK
+    socket.set_option(tcp::no_delay(true), ignored);
     auto s = std::make_shared<session>(std::move(socket), self);
     std::erase_if(self->sessions, [](auto& w) { return w.expired(); });
     self->sessions.push_back(s);

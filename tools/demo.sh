@@ -4,7 +4,8 @@
 # processes on loopback (every expert an actor), queried, checked against the in-process
 # reference, grown by a hot-added expert, traced (summary, Perfetto JSON and an HTML page of
 # every message), and shut down; then a byte-level EoE language model streaming text from a
-# 3-node cluster (K/V in context shard actors), checked step by step against in-process.
+# 3-node cluster (K/V in context shard actors), checked step by step against in-process, and
+# streamed over HTTP by its OpenAI-compatible gateway (curl -N on /v1/completions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,12 +85,16 @@ fi
 lm_cluster="$out/lm_cluster.toml"
 cat > "$lm_cluster" <<TOML
 # The demo's language-model cluster: 3 node processes; each session's keys and values open a
-# context shard every 16 positions, round-robin over the nodes.
+# context shard every 16 positions (the first on the head, the next ones on the next nodes),
+# and the head's gateway serves the OpenAI completions API.
 [cluster]
 name = "demo_lm"
 checkpoint = "$(pwd)/$lm"
 head = "n1"
 kv_shard_positions = 16
+
+[gateway]
+listen = "127.0.0.1:4448"
 
 $(node_tables 4441)
 TOML
@@ -100,6 +105,16 @@ echo "== text from a 3-node cluster (eoe generate --connect 127.0.0.1:4441 --ref
 trap '"$eoe" down "$lm_cluster"' EXIT
 "$eoe" generate --connect 127.0.0.1:4441 --prompt "The computer " --tokens 160 \
   --temperature 0.7 --top-p 0.95 --seed 1 --reference
+echo
+echo "== the same model over HTTP, streamed as it is decoded: one event per byte (curl -N)"
+model=$(curl -s http://127.0.0.1:4448/v1/models | sed 's/.*"id":"\([^"]*\)".*/\1/')
+curl -sN http://127.0.0.1:4448/v1/completions -H 'Content-Type: application/json' \
+  -d "{\"model\": \"$model\", \"prompt\": \"The computer \", \"max_tokens\": 8, \"temperature\": 0, \"stream\": true}" \
+  | grep -v '^$'
+echo
+echo "== and not streamed, with its usage (curl .../v1/completions)"
+curl -s http://127.0.0.1:4448/v1/completions -H 'Content-Type: application/json' \
+  -d "{\"model\": \"$model\", \"prompt\": \"The computer \", \"max_tokens\": 64, \"temperature\": 0.7, \"seed\": 1}"
 "$eoe" down "$lm_cluster"
 trap - EXIT
 

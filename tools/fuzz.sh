@@ -14,7 +14,8 @@ case "$target" in
   checkpoint) sources="experts/checkpoint.cpp experts/crc32.cpp experts/model.cpp experts/model_config.cpp experts/hash_routing.cpp
                        experts/toml_reader.cpp experts/train_config.cpp build/experts/default_config.cpp
                        experts/accounting.cpp experts/utf8.cpp" ;;
-  request) sources="net/gateway_routes.cpp net/infer_json.cpp experts/utf8.cpp actors/mesh_config.cpp
+  request) sources="net/gateway_routes.cpp net/infer_json.cpp net/completion_json.cpp
+                    net/completion_text.cpp experts/utf8.cpp actors/mesh_config.cpp
                     actors/contribution_codec.cpp actors/wire.cpp" ;;
   trace) sources="tools/trace/trace_log.cpp actors/trace.cpp tools/trace/trace_summary.cpp
                   tools/trace/perfetto_json.cpp tools/trace/flows_page.cpp experts/utf8.cpp" ;;
