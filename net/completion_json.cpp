@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -108,10 +109,12 @@ completion_request parse_completion_body(std::string_view body, const completion
                                 "stop", "stream", "stream_options", "n", "echo", "logprobs",
                                 "user", "frequency_penalty", "presence_penalty", "best_of",
                                 "suffix", "logit_bias"};
-  for (auto& [k, v] : j.items())
+  for (const auto& item : j.items()) {
+    const auto& k = item.key();
     if (std::find_if(std::begin(known), std::end(known), [&](const char* f) { return k == f; })
         == std::end(known))
       bad("unknown field \"" + experts::quote_input(k) + "\"", k);
+  }
   // A null is an absent field, as OpenAI's clients send them.
   const auto given = [&](const char* f) { return j.contains(f) && !j[f].is_null(); };
   completion_request r;
