@@ -75,8 +75,14 @@ void append_from(self_ptr self, std::uint64_t id, std::shared_ptr<heads_tensor> 
     self->request(st.nodes[host], std::chrono::seconds(30), create_atom::value, c.spec, c.length,
                   c.spec.shard_size)
       .then(
-        [self, id, k, v, done, total, rp, host](shard_actor s) {
-          auto& c = self->state.contexts.at(id);
+        [self, id, k, v, done, total, rp, host](shard_actor s) mutable {
+          auto it = self->state.contexts.find(id);
+          if (it == self->state.contexts.end()) { // dropped meanwhile: so is its new shard
+            self->send_exit(s, caf::exit_reason::user_shutdown);
+            rp.deliver(no_context(id));
+            return;
+          }
+          auto& c = it->second;
           c.shards.push_back(s);
           c.hosts.push_back(host);
           c.begins.push_back(c.length);
@@ -90,8 +96,13 @@ void append_from(self_ptr self, std::uint64_t id, std::shared_ptr<heads_tensor> 
   self->request(c.shards.back(), std::chrono::seconds(60), append_atom::value, slice(*k, done, n),
                 slice(*v, done, n))
     .then(
-      [self, id, k, v, done, n, total, rp](std::uint64_t) {
-        auto& c = self->state.contexts.at(id);
+      [self, id, k, v, done, n, total, rp](std::uint64_t) mutable {
+        auto it = self->state.contexts.find(id);
+        if (it == self->state.contexts.end()) {
+          rp.deliver(no_context(id)); // dropped meanwhile
+          return;
+        }
+        auto& c = it->second;
         c.length += n;
         c.last_capacity_left -= n;
         append_from(self, id, k, v, done + n, total, rp);
@@ -100,7 +111,10 @@ void append_from(self_ptr self, std::uint64_t id, std::shared_ptr<heads_tensor> 
 }
 
 void run_next(self_ptr self, std::uint64_t id) {
-  auto& c = self->state.contexts.at(id);
+  auto it = self->state.contexts.find(id);
+  if (it == self->state.contexts.end())
+    return;
+  auto& c = it->second;
   if (c.busy || c.waiting.empty())
     return;
   auto next = std::move(c.waiting.front());
@@ -182,11 +196,11 @@ void decode_round(self_ptr self, std::uint64_t id, heads_tensor k, heads_tensor 
         [self, id, g, s, n, last, done, rp](std::vector<wire_partial>& w) mutable {
           if (g->failed)
             return;
-          if (last && n > 0) {
-            auto& c = self->state.contexts.at(id);
-            c.length += n;
-            c.last_capacity_left -= n;
-          }
+          if (last && n > 0)
+            if (auto i = self->state.contexts.find(id); i != self->state.contexts.end()) {
+              i->second.length += n;
+              i->second.last_capacity_left -= n;
+            }
           g->parts[s] = std::move(w);
           if (--g->pending > 0)
             return;
@@ -502,7 +516,7 @@ context_actor::behavior_type context_behavior(context_actor::stateful_pointer<co
       auto kp = std::make_shared<heads_tensor>(std::move(k));
       auto vp = std::make_shared<heads_tensor>(std::move(v));
       const std::uint64_t total = kp->at(0).rows;
-      c.waiting.push_back([self, id, kp, vp, total, rp] {
+      c.waiting.push_back([self, id, kp, vp, total, rp] { // run by run_next: id exists
         self->state.contexts.at(id).busy = true;
         append_from(self, id, kp, vp, 0, total, rp);
       });

@@ -1,8 +1,10 @@
 #include "net/admission.hpp"
 
+#include <algorithm>
+
 namespace eoe::net {
 
-admission::verdict admission::enter(std::function<void()> start) {
+admission::verdict admission::enter(std::function<void()> start, std::uint64_t* ticket) {
   std::lock_guard lock{mu_};
   if (running_ < max_running_) {
     ++running_;
@@ -10,8 +12,20 @@ admission::verdict admission::enter(std::function<void()> start) {
   }
   if (waiting_.size() >= max_waiting_)
     return verdict::refuse;
-  waiting_.push_back(std::move(start));
+  waiting_.emplace_back(++next_ticket_, std::move(start));
+  if (ticket)
+    *ticket = next_ticket_;
   return verdict::wait;
+}
+
+bool admission::withdraw(std::uint64_t ticket) {
+  std::lock_guard lock{mu_};
+  const auto it = std::find_if(waiting_.begin(), waiting_.end(),
+                               [&](const auto& w) { return w.first == ticket; });
+  if (it == waiting_.end())
+    return false;
+  waiting_.erase(it);
+  return true;
 }
 
 void admission::leave() {
@@ -23,7 +37,7 @@ void admission::leave() {
         --running_;
       return;
     }
-    next = std::move(waiting_.front()); // its slot passes on: running_ stays
+    next = std::move(waiting_.front().second); // its slot passes on: running_ stays
     waiting_.pop_front();
   }
   next();
@@ -37,6 +51,11 @@ std::uint32_t admission::running() const {
 std::uint32_t admission::waiting() const {
   std::lock_guard lock{mu_};
   return static_cast<std::uint32_t>(waiting_.size());
+}
+
+std::pair<std::uint32_t, std::uint32_t> admission::counts() const {
+  std::lock_guard lock{mu_};
+  return {running_, static_cast<std::uint32_t>(waiting_.size())};
 }
 
 } // namespace eoe::net

@@ -47,8 +47,10 @@ struct choice_state {
   completion_text text;
   std::uint64_t session = 0;
   std::uint64_t position = 0;
-  bool first = true;   ///< the prompt's feed is next
-  bool ended = false;  ///< the last event was sent
+  bool first = true;      ///< the prompt's feed is next
+  bool ended = false;     ///< the last event was sent
+  bool opening = false;   ///< a session was asked for and its id has not come yet
+  bool cancelled = false; ///< told to stop (its client left) while opening
 
   choice_state(choice_spec s, choice_sink k, actors::coordinator_actor c)
     : spec(std::move(s)), sink(std::move(k)), coordinator(std::move(c)),
@@ -89,15 +91,24 @@ void feed_next(caf::event_based_actor* self, std::shared_ptr<choice_state> st);
 /// A fresh session (at the start, and when the generation restarts its window), then the feed.
 void open_then_feed(caf::event_based_actor* self, std::shared_ptr<choice_state> st) {
   st->close_session();
-  self->request(st->coordinator, std::chrono::seconds(30), actors::session_atom::value)
+  st->opening = true;
+  // (a longer timeout than the coordinator's own: an id that comes is never lost)
+  self->request(st->coordinator, std::chrono::seconds(120), actors::session_atom::value)
     .then(
       [self, st](std::uint64_t id) {
+        st->opening = false;
         st->session = id;
         st->position = 0;
+        if (st->cancelled) { // its client left while it opened: closed at once
+          self->quit(caf::exit_reason::user_shutdown);
+          return;
+        }
         feed_next(self, st);
       },
       [self, st](caf::error& err) {
-        st->fail("opening a session: " + actors::describe(err), status_of(err));
+        st->opening = false;
+        if (!st->cancelled)
+          st->fail("opening a session: " + actors::describe(err), status_of(err));
         self->quit();
       });
 }
@@ -106,7 +117,7 @@ void open_then_feed(caf::event_based_actor* self, std::shared_ptr<choice_state> 
 /// prompt's logits (none for the first byte, nor for bytes before the window read).
 void echo_prompt(choice_state& st, const matrix& logits) {
   choice_event e;
-  e.text = utf8_replacing(st.spec.prompt);
+  e.text = st.text.lead(st.spec.prompt); // a character it ends inside completes with the reply
   if (st.spec.logprobs) {
     const auto& p = st.spec.prompt;
     const auto skipped = p.size() - st.gen.prompt_fed();
@@ -194,8 +205,14 @@ caf::actor spawn_choice(caf::actor_system& sys, actors::coordinator_actor coordi
                         choice_spec spec, choice_sink sink) {
   auto st = std::make_shared<choice_state>(std::move(spec), std::move(sink), std::move(coordinator));
   return sys.spawn([st](caf::event_based_actor* self, int) -> caf::behavior {
-    // However it ends (done, failed, or killed because its client left), its session closes.
+    // However it ends (done, failed, or stopped because its client left), its session
+    // closes; stopped while a session is being opened, it waits for the id to close it.
     self->attach_functor([st] { st->close_session(); });
+    self->set_exit_handler([self, st](caf::exit_msg& msg) {
+      st->cancelled = true;
+      if (!st->opening)
+        self->quit(msg.reason);
+    });
     open_then_feed(self, st);
     return {[](int) {}};
   }, 0);

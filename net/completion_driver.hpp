@@ -4,7 +4,7 @@
 // the cluster answers (experts::generation: eoe generate's policy) and feeds it back, until
 // max_tokens or a stop string; then it closes the session. Every byte sampled is reported at
 // once (the gateway streams them), with the text that may be sent so far (net/completion_text)
-// and, when asked, its log-probabilities. Ending the actor (send_exit) closes its session at
+// and, when asked, its log-probabilities. An exit message (send_exit) closes its session at
 // once: a client that went away leaves nothing behind.
 
 #include "actors/interfaces.hpp"
@@ -45,7 +45,8 @@ struct choice_event {
 
 using choice_sink = std::function<void(choice_event)>;
 
-/// Starts a choice; its events go to sink. Kill the actor to stop it.
+/// Starts a choice; its events go to sink. An exit message stops it (its session closes; one
+/// still being opened closes when its id comes).
 caf::actor spawn_choice(caf::actor_system& sys, actors::coordinator_actor coordinator,
                         choice_spec spec, choice_sink sink);
 

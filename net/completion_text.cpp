@@ -56,17 +56,19 @@ std::string completion_text::push(std::uint8_t byte) {
   if (stopped_)
     return {};
   held_.push_back(static_cast<char>(byte));
+  auto first = std::string::npos; // the earliest stop string in the bytes
   for (const auto& s : stop_)
-    if (const auto at = held_.find(s); at != std::string::npos) {
-      stopped_ = true;
-      auto out = utf8_replacing(std::string_view{held_}.substr(0, at));
-      held_.clear();
-      return out;
-    }
+    first = std::min(first, held_.find(s, lead_));
+  if (first != std::string::npos) {
+    stopped_ = true;
+    auto out = utf8_replacing(std::string_view{held_}.substr(0, first));
+    held_.clear();
+    return out;
+  }
   // Hold the longest end of the bytes that begins a stop string, and an unfinished character.
   size_t hold = 0;
   for (const auto& s : stop_)
-    for (size_t n = std::min(s.size() - 1, held_.size()); n > hold; --n)
+    for (size_t n = std::min(s.size() - 1, held_.size() - lead_); n > hold; --n)
       if (std::string_view{held_}.substr(held_.size() - n) == std::string_view{s}.substr(0, n)) {
         hold = n;
         break;
@@ -76,12 +78,23 @@ std::string completion_text::push(std::uint8_t byte) {
   const auto send = before.size() - unfinished;
   auto out = utf8_replacing(before.substr(0, send));
   held_.erase(0, send);
+  lead_ -= std::min(lead_, send);
+  return out;
+}
+
+std::string completion_text::lead(std::string_view bytes) {
+  held_.append(bytes);
+  const auto unfinished = unfinished_utf8_tail(held_);
+  auto out = utf8_replacing(std::string_view{held_}.substr(0, held_.size() - unfinished));
+  held_.erase(0, held_.size() - unfinished);
+  lead_ = held_.size(); // bytes no stop string may begin in
   return out;
 }
 
 std::string completion_text::finish() {
   auto out = utf8_replacing(held_);
   held_.clear();
+  lead_ = 0;
   return out;
 }
 

@@ -11,6 +11,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -76,10 +77,11 @@ struct http_gateway::impl : std::enable_shared_from_this<impl> {
     routes.created = static_cast<std::int64_t>(std::time(nullptr));
   }
 
-  /// The gauges of the admission, after it changed.
+  /// The gauges of the admission, after it changed (one snapshot of both).
   void admission_changed() {
-    metrics.in_flight(admit.running());
-    metrics.waiting(admit.waiting());
+    const auto [running, waiting] = admit.counts();
+    metrics.in_flight(running);
+    metrics.waiting(waiting);
   }
 
   /// The io thread: until nothing is left to do. A handler that throws past its request's
@@ -133,7 +135,7 @@ public:
   }
 
   session(tcp::socket socket, std::shared_ptr<http_gateway::impl> g)
-    : stream_(std::move(socket)), g_(std::move(g)) {}
+    : stream_(std::move(socket)), g_(std::move(g)), write_timer_(stream_.get_executor()) {}
 
   void start() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
@@ -264,9 +266,15 @@ private:
   /// when a running request ends); false when it refuses.
   bool admitted(std::function<void()> start) {
     auto self = shared_from_this();
-    const auto verdict = g_->admit.enter([self, start] {
-      asio::post(self->stream_.get_executor(), start);
-    });
+    ticket_ = 0;
+    const auto verdict = g_->admit.enter(
+      [self, start] {
+        asio::post(self->stream_.get_executor(), [self, start] {
+          self->ticket_ = 0;
+          start();
+        });
+      },
+      &ticket_);
     g_->admission_changed();
     if (verdict == admission::verdict::run)
       start();
@@ -340,7 +348,10 @@ private:
     if (!admitted([self, req, start]() mutable { self->start_completion(std::move(req), start); })) {
       g_->metrics.completion_done("overloaded", 0, 0, 0);
       send(overload_reply(true));
+      return;
     }
+    if (ticket_ != 0)
+      watch_client(); // waiting: a client that leaves meanwhile gives its place up at once
   }
 
   void start_completion(completion_request req, std::chrono::steady_clock::time_point start) {
@@ -349,6 +360,21 @@ private:
       leave_admission();
       return;
     }
+    try {
+      launch_completion(std::move(req), start);
+    } catch (const std::exception& e) {
+      const auto what = internal_error(e.what());
+      if (run_ && run_->start == start && !run_->over) {
+        fail_completion(*run_, http::status::internal_server_error, e.what());
+      } else {
+        g_->metrics.completion_done("internal", 0, 0, 0);
+        leave_admission();
+        after_watch([self = shared_from_this(), what] { self->send(what); });
+      }
+    }
+  }
+
+  void launch_completion(completion_request req, std::chrono::steady_clock::time_point start) {
     auto run = std::make_shared<completion_run>();
     run->id = "cmpl-" + std::to_string(g_->routes.created) + "-" + std::to_string(++g_->completions);
     run->created = static_cast<std::int64_t>(std::time(nullptr));
@@ -363,7 +389,8 @@ private:
     run_ = run;
     if (run->req.stream)
       start_stream();
-    watch_client();
+    if (!watching_)
+      watch_client();
     auto self = shared_from_this();
     for (size_t i = 0; i < choices; ++i) {
       const auto& r = run->req;
@@ -469,7 +496,15 @@ private:
 
   /// The client went away mid-completion: its choices end now (their sessions close).
   void client_gone() {
+    if (closed_)
+      return;
     closed_ = true;
+    write_timer_.cancel();
+    if (ticket_ != 0 && g_->admit.withdraw(ticket_)) { // it was waiting for a slot
+      ticket_ = 0;
+      g_->admission_changed();
+      g_->metrics.completion_done("client_gone", 0, 0, 0);
+    }
     if (auto run = run_; run && !run->over) {
       run->over = true;
       for (auto& d : run->drivers)
@@ -487,12 +522,16 @@ private:
 
   /// While a completion runs, a read that notices the client closing (a pipelined request's
   /// bytes stay in the buffer for the next read).
+  /// A client that closes its connection (or shuts its sending side, as uvicorn and vLLM take
+  /// it) has gone. Bytes it sends meanwhile (a pipelined request) stay for the next read.
   void watch_client() {
     watching_ = true;
     stream_.expires_never();
     stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](
                                                      beast::error_code ec, size_t n) {
       self->watching_ = false;
+      if (self->closed_)
+        return;
       if (!ec) {
         self->buffer_.commit(n);
       } else if (ec != asio::error::operation_aborted) {
@@ -502,12 +541,16 @@ private:
       if (auto next = std::move(self->after_watch_)) {
         self->after_watch_ = nullptr;
         next();
+      } else if (!ec && self->buffer_.size() < 1 << 20) {
+        self->watch_client(); // still running: watch on
       }
     });
   }
 
   /// Runs `next` once the watching read is over (cancelled now when it still waits).
   void after_watch(std::function<void()> next) {
+    if (closed_)
+      return;
     if (!watching_) {
       next();
       return;
@@ -571,9 +614,16 @@ private:
     writing_ = true;
     auto data = std::make_shared<std::string>(std::move(out_.front()));
     out_.pop_front();
+    // A client that stops reading: its connection goes after 30 s of a write not done.
+    write_timer_.expires_after(std::chrono::seconds(30));
+    write_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec && self->writing_)
+        self->client_gone();
+    });
     asio::async_write(stream_.socket(), asio::buffer(*data),
                       [self = shared_from_this(), data](beast::error_code ec, size_t) {
                         self->writing_ = false;
+                        self->write_timer_.cancel();
                         if (ec) {
                           self->client_gone();
                           return;
@@ -647,6 +697,8 @@ private:
   bool writing_ = false;
   bool stream_ending_ = false;
   bool closed_ = false;                 ///< the client went away
+  asio::steady_timer write_timer_;      ///< a stream's write that takes too long
+  std::uint64_t ticket_ = 0;            ///< its place in the admission queue, while waiting
 };
 
 } // namespace

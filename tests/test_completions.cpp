@@ -441,3 +441,65 @@ TEST_CASE("the serving benchmark's client: every streamed answer timed and equal
   CHECK(report.seconds > 0);
   CHECK_THROWS_WITH(net::served_model("127.0.0.1", 1), Catch::Contains("no gateway at 127.0.0.1:1"));
 }
+
+namespace {
+
+/// Sends a completion request on a new connection and returns the socket, unread.
+std::unique_ptr<asio::ip::tcp::socket> send_raw(asio::io_context& io, std::uint16_t port,
+                                                const json& body) {
+  auto sock = std::make_unique<asio::ip::tcp::socket>(io);
+  sock->connect({asio::ip::make_address("127.0.0.1"), port});
+  const auto b = body.dump();
+  asio::write(*sock, asio::buffer("POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Length: "
+                                  + std::to_string(b.size()) + "\r\n\r\n" + b));
+  return sock;
+}
+
+} // namespace
+
+TEST_CASE("a client that leaves while its request waits, or before its session is open, "
+          "leaves nothing behind",
+          "[completions][gateway]") {
+  net::gateway_settings s;
+  s.max_concurrency = 1;
+  s.max_queue = 1;
+  lm_cluster lm{s};
+  const auto port = lm.port();
+  asio::io_context io;
+  // Closed at once, again and again: while the session opens, or before anything ran.
+  for (int i = 0; i < 5; ++i) {
+    auto sock = send_raw(io, port, {{"model", "tiny-lm"}, {"prompt", "gone"}, {"max_tokens", 500},
+                                    {"stream", true}});
+    sock->close();
+  }
+  CHECK(test::eventually([&] {
+    const auto m = metrics(port);
+    return m.at("eoe_sessions_open") == 0 && m.at("eoe_requests_in_flight") == 0
+           && m.at("eoe_gateway_waiting_requests") == 0;
+  }));
+  // One holds the slot, one waits, and the waiting one leaves: its place is given up.
+  auto holder = send_raw(io, port, {{"model", "tiny-lm"}, {"prompt", "hold"}, {"max_tokens", 4000},
+                                    {"stream", true}});
+  char buf[4096];
+  (void)holder->read_some(asio::buffer(buf)); // its header: it runs
+  auto waiter = send_raw(io, port, {{"model", "tiny-lm"}, {"prompt", "wait"}, {"max_tokens", 4}});
+  CHECK(test::eventually([&] { return metrics(port).at("eoe_gateway_waiting_requests") == 1; }));
+  const auto gone_before = metrics(port).count("eoe_completions_total{outcome=\"client_gone\"}")
+                             ? metrics(port).at("eoe_completions_total{outcome=\"client_gone\"}")
+                             : 0.0;
+  waiter->close();
+  CHECK(test::eventually([&] {
+    const auto m = metrics(port);
+    return m.at("eoe_gateway_waiting_requests") == 0
+           && m.at("eoe_completions_total{outcome=\"client_gone\"}") == gone_before + 1;
+  }));
+  // The queue has room again while the holder runs.
+  auto next = std::async(std::launch::async, [&] {
+    return post(port, {{"model", "tiny-lm"}, {"prompt", "next"}, {"max_tokens", 3}});
+  });
+  CHECK(test::eventually([&] { return metrics(port).at("eoe_gateway_waiting_requests") == 1; }));
+  holder->close();
+  const auto r = next.get();
+  CHECK(r.status == 200);
+  CHECK(test::eventually([&] { return metrics(port).at("eoe_sessions_open") == 0; }));
+}

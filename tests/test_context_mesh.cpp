@@ -107,3 +107,32 @@ TEST_CASE("bad context requests are named", "[context][mesh]") {
     .receive([](std::uint64_t) { FAIL("accepted"); },
              [](const caf::error& e) { CHECK_THAT(describe(e), Catch::Contains("head 0 needs (3, 16)")); });
 }
+
+TEST_CASE("a context dropped while an append is growing it: the append fails naming it, the "
+          "context composer goes on",
+          "[context][mesh]") {
+  cluster cl;
+  caf::scoped_actor self{cl.sys};
+  const test_context tc;
+  for (int round = 0; round < 5; ++round) {
+    std::uint64_t id = 0;
+    self->request(cl.contexts, std::chrono::seconds(5), create_atom::value, tc.spec)
+      .receive([&](std::uint64_t i) { id = i; }, [](const caf::error& e) { FAIL(describe(e)); });
+    // A whole context at once (10 shards to spawn), and at once its drop: the shards' replies
+    // come after the drop.
+    heads_tensor k{to_wire(tc.k)}, v{to_wire(tc.v)};
+    auto append = self->request(cl.contexts, std::chrono::seconds(30), append_atom::value, id, k, v);
+    self->request(cl.contexts, std::chrono::seconds(5), drop_atom::value, id)
+      .receive([](ok_atom) {}, [](const caf::error& e) { FAIL(describe(e)); });
+    append.receive([](std::uint64_t) {}, // it may have finished first
+                   [&](const caf::error& e) {
+                     CHECK(describe(e) == "bad_request: context " + std::to_string(id)
+                                            + " does not exist");
+                   });
+  }
+  // Still serving: a fresh context fills and answers as the math does.
+  const auto id = tc.fill(self, cl.contexts);
+  const auto want = expected(tc.shards(), queries(1, 3), {999}, 0, 5, 0.25);
+  const auto got = ask(self, cl.contexts, id, query_of(queries(1, 3), {999}, 0, 5, 0.25));
+  CHECK((got.out - want.out).cwiseAbs().maxCoeff() <= 1e-6f);
+}
