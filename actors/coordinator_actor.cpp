@@ -318,14 +318,15 @@ without_node(const epoch_entry& e, std::uint32_t n, const std::string& node, std
 
 /// A node went away (reason: what its agent's down message says): the requests that needed it
 /// fail now, naming it; the registry publishes an epoch without its experts.
-void lose_node(self_ptr self, std::uint32_t n, const caf::error& reason) {
+void lose_node(self_ptr self, std::uint32_t n, const std::string& reason) {
   auto& st = self->state;
   auto& node = st.nodes[n];
   if (!node.alive)
     return;
   node.alive = false;
+  node.lost = reason;
   caf::aout(self) << "coordinator: node " << node.name << " (" << node.address << ") lost ("
-                  << self->system().render(reason) << ")" << std::endl;
+                  << reason << ")" << std::endl;
   std::vector<std::uint64_t> failed;
   for (auto it = st.requests.begin(); it != st.requests.end();) {
     auto e = st.epochs.find(it->second.epoch);
@@ -341,8 +342,8 @@ void lose_node(self_ptr self, std::uint32_t n, const caf::error& reason) {
     ++st.failed;
     it->second.rp.deliver(make_mesh_error(
       mesh_errc::node_lost, "request " + std::to_string(it->first) + ": node " + node.name + " ("
-                              + node.address + ") was lost; the request needed its experts "
-                              + node_list(names)));
+                              + node.address + ") was lost (" + reason
+                              + "); the request needed its experts " + node_list(names)));
     --e->second.in_flight;
     failed.push_back(it->first);
     it = st.requests.erase(it);
@@ -499,7 +500,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
                    st.setup.session_idle, st.setup.max_step_tokens, st.setup.steps_in_flight});
   st.trace_salt = static_cast<std::uint64_t>(tracing::now_ns()) << 24;
   for (std::uint32_t n = 0; n < st.setup.nodes.size(); ++n) {
-    st.nodes.push_back({st.setup.nodes[n], st.setup.addresses[n], st.setup.agents[n], {}, true, {}});
+    st.nodes.push_back({st.setup.nodes[n], st.setup.addresses[n], st.setup.agents[n], {}, true, {}, {}, 0, false, false});
     if (n != st.setup.head) {
       self->monitor(st.setup.agents[n]);
       measure_clock(self, st.setup.agents[n], st.setup.nodes[n]);
@@ -516,9 +517,14 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
   self->set_down_handler([self](const caf::down_msg& dm) {
     auto& st = self->state;
     for (std::uint32_t n = 0; n < st.nodes.size(); ++n)
-      if (st.nodes[n].agent.address() == dm.source)
-        lose_node(self, n, dm.reason);
+      if (st.nodes[n].agent.address() == dm.source && st.nodes[n].alive) {
+        ++st.lost_down;
+        lose_node(self, n, self->system().render(dm.reason));
+      }
   });
+  if (st.setup.heartbeat_ms > 0)
+    self->delayed_send(self, std::chrono::milliseconds(st.setup.heartbeat_ms),
+                       heartbeat_atom::value);
   const auto& c = st.setup.model->config;
   for (auto& layer : c.layers)
     st.next_id.push_back(static_cast<std::uint32_t>(layer.experts));
@@ -577,6 +583,43 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       admit(self, std::move(req), rp);
       return rp;
     },
+    [=](heartbeat_atom) {
+      auto& st = self->state;
+      const auto now = tracing::now_ns();
+      const auto limit = static_cast<std::int64_t>(st.setup.suspect_after_ms) * 1'000'000;
+      for (std::uint32_t n = 0; n < st.nodes.size(); ++n) {
+        auto& node = st.nodes[n];
+        if (n == st.setup.head || !node.agent || (!node.alive && !node.silent))
+          continue;
+        if (node.heard_ns == 0)
+          node.heard_ns = now; // its first round
+        if (node.alive && now - node.heard_ns > limit) {
+          // Connected but silent (stopped, stalled, swapping): lost as a killed node is.
+          ++st.lost_silent;
+          node.silent = true;
+          lose_node(self, n, node.name + " silent for "
+                               + std::to_string((now - node.heard_ns) / 1'000'000) + " ms");
+        }
+        if (node.pinged)
+          continue;
+        node.pinged = true;
+        self->request(node.agent, std::chrono::milliseconds(st.setup.suspect_after_ms), status_atom::value)
+          .then(
+            [self, n](const std::string&) {
+              auto& nd = self->state.nodes[n];
+              nd.pinged = false;
+              nd.heard_ns = tracing::now_ns();
+              if (!nd.alive && nd.silent) { // it woke up: fenced, it exits
+                nd.silent = false;
+                self->send(nd.agent, fence_atom::value, nd.lost);
+                caf::aout(self) << "coordinator: node " << nd.name << " answers again; fenced "
+                                << "(it exits; restart it or join it again)" << std::endl;
+              }
+            },
+            [self, n](const caf::error&) { self->state.nodes[n].pinged = false; });
+      }
+      self->delayed_send(self, std::chrono::milliseconds(st.setup.heartbeat_ms), heartbeat_atom::value);
+    },
     [=](status_atom) -> caf::result<cluster_status> {
       auto& st = self->state;
       cluster_status s;
@@ -587,7 +630,10 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
         s.nodes.push_back(n.name);
         s.addresses.push_back(n.address);
         s.alive.push_back(n.alive);
+        s.lost.push_back(n.lost);
       }
+      s.lost_down = st.lost_down;
+      s.lost_silent = st.lost_silent;
       s.experts_per_node.assign(st.nodes.size(), 0);
       if (auto e = st.epochs.find(st.current); e != st.epochs.end())
         for (std::uint32_t l = 0; l < e->second.placement.size(); ++l)
@@ -734,7 +780,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       self->request(agent, std::chrono::seconds(30), spawn_atom::value, order)
         .then(
           [self, rp, name, address, agent](spawned_node& s) mutable {
-            self->state.nodes.push_back({name, address, agent, s.relay, true, s.data});
+            self->state.nodes.push_back({name, address, agent, s.relay, true, s.data, {}, 0, false, false});
             self->monitor(agent);
             measure_clock(self, agent, name);
             caf::aout(self) << "coordinator: node " << name << " (" << address << ") joined"

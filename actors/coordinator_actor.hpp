@@ -44,6 +44,11 @@ struct coordinator_setup {
   /// steps in the mesh at once (actors/step_scheduler.hpp).
   std::uint32_t max_step_tokens = 256;
   std::uint32_t steps_in_flight = 2;
+  /// Failure detection: the coordinator pings every other node's agent each heartbeat_ms and
+  /// declares lost a node that has not answered for suspect_after_ms (0: only a node whose
+  /// process or link goes down is lost).
+  std::uint32_t heartbeat_ms = 0;
+  std::uint32_t suspect_after_ms = 1000;
 };
 
 /// One node as the registry knows it.
@@ -54,6 +59,10 @@ struct registered_node {
   relay_actor relay;
   bool alive = true;
   std::string data; ///< its data plane address ("" = contributions go through CAF)
+  std::string lost; ///< why it was lost ("" while alive)
+  std::int64_t heard_ns = 0; ///< when its agent last answered a ping
+  bool pinged = false;       ///< a ping is out
+  bool silent = false;       ///< lost for its silence: fenced when it answers again
 };
 
 /// One membership epoch.
@@ -91,6 +100,7 @@ struct coordinator_state {
   std::map<std::uint64_t, admitted_request> requests;
   std::uint64_t next_request = 0;
   std::uint64_t served = 0, failed = 0;
+  std::uint64_t lost_down = 0, lost_silent = 0; ///< nodes lost: gone, or silent too long
   request_batcher batcher{0, 1};                  ///< set from the setup when the actor starts
   std::uint64_t batches = 0;                      ///< sent to the composer
   std::map<std::uint64_t, std::uint64_t> batch_of; ///< an unanswered member -> its batch

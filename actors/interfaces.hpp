@@ -117,6 +117,7 @@ using node_agent_actor = caf::typed_actor<                         //
   caf::replies_to<status_atom>::with<std::string>,                 //
   caf::replies_to<clock_atom>::with<std::int64_t>,                 //
   caf::reacts_to<clock_atom, std::int64_t>,                        //
+  caf::reacts_to<fence_atom, std::string>,                         //
   caf::reacts_to<shutdown_atom>>;
 
 /// Admits requests (each pinned to the epoch current at admission), owns the versioned
@@ -134,6 +135,7 @@ using coordinator_actor = caf::typed_actor<                                     
   caf::replies_to<drop_atom, std::uint64_t>::with<ok_atom>,                                    //
   caf::replies_to<mute_atom, std::uint32_t, std::uint32_t, bool>::with<ok_atom>,               //
   caf::replies_to<stats_atom>::with<std::vector<relay_stats>>,                                 //
+  caf::reacts_to<heartbeat_atom>,                                                              //
   caf::reacts_to<shutdown_atom>>;
 
 } // namespace eoe::actors

@@ -73,6 +73,11 @@ using drop_atom = caf::atom_constant<caf::atom("drop")>;
 /// client -> coordinator -> composer: open a language-model session (one sequence whose keys
 /// and values live in the cluster's context shards).
 using session_atom = caf::atom_constant<caf::atom("session")>;
+/// coordinator -> itself: ping every node agent, and declare lost those silent too long.
+using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
+/// coordinator -> node agent: you were declared lost (the reason); your experts are out of
+/// the cluster: exit.
+using fence_atom = caf::atom_constant<caf::atom("fence")>;
 /// composer -> itself: a session idle since its n-th request may have been idle too long.
 using idle_atom = caf::atom_constant<caf::atom("idle")>;
 

@@ -7,6 +7,7 @@
 #include "actors/shard_actor.hpp"
 #include "experts/checkpoint.hpp"
 
+#include <caf/actor_ostream.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
@@ -133,6 +134,16 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
     [=](clock_atom) { return tracing::now_ns(); },
     [=](clock_atom, std::int64_t offset_ns) {
       tracing::set_clock_offset(self->state.node, offset_ns);
+    },
+    [=](fence_atom, const std::string& why) {
+      // Declared lost while it was silent (stopped, stalled): its experts were moved out of
+      // the cluster, so it goes rather than serve stale epochs; restarted (or joined with
+      // eoe node --join) it is admitted afresh.
+      caf::aout(self) << "eoe node " << self->state.node << ": the head declared this node lost ("
+                      << why << "); exiting" << std::endl;
+      for (auto& s : self->state.shards)
+        self->send_exit(s, caf::exit_reason::user_shutdown);
+      self->quit(caf::exit_reason::user_shutdown);
     },
     [=](shutdown_atom) {
       for (auto& s : self->state.shards)

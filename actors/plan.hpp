@@ -137,6 +137,9 @@ struct cluster_status {
   std::vector<std::string> addresses; ///< host:port per node
   std::vector<std::uint32_t> experts_per_node;
   std::vector<bool> alive;
+  std::vector<std::string> lost;      ///< per node: why it was lost ("" while alive)
+  std::uint64_t lost_down = 0;        ///< nodes lost because their process or link went down
+  std::uint64_t lost_silent = 0;      ///< nodes lost because they were silent too long
   std::vector<std::string> experts;   ///< "layer.id@node" of the current epoch's members
   std::uint64_t requests_served = 0;
   std::uint64_t requests_failed = 0;
@@ -150,7 +153,8 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_status& x) {
   return f(caf::meta::type_name("cluster_status"), x.epoch, x.model, x.checkpoint, x.nodes,
            x.addresses, x.experts_per_node, x.alive, x.experts, x.requests_served,
-           x.requests_failed, x.in_flight, x.batches, x.live_epochs, x.serving);
+           x.requests_failed, x.in_flight, x.batches, x.live_epochs, x.serving, x.lost,
+           x.lost_down, x.lost_silent);
 }
 
 } // namespace eoe::actors

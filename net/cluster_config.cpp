@@ -77,6 +77,8 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
   problems out{source, {}};
   table_reader top{doc, "", out};
   cluster_config c;
+  std::optional<std::int64_t> heartbeat; // [cluster] heartbeat_ms, when given
+  toml::source_region heartbeat_at;
   if (auto* n = top.take("cluster")) {
     if (auto t = n->as_table()) {
       table_reader r{*t, "cluster", out};
@@ -105,6 +107,13 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
         r.integer("max_step_tokens", 1, 1 << 20, 256).value_or(256));
       c.steps_in_flight = static_cast<std::uint32_t>(
         r.integer("steps_in_flight", 1, 64, 2).value_or(2));
+      const bool heartbeat_given = t->contains("heartbeat_ms");
+      const auto hb = r.integer("heartbeat_ms", 0, 60'000, 200, " (0: off)");
+      if (heartbeat_given)
+        heartbeat = hb.value_or(200);
+      c.suspect_after_ms = static_cast<std::uint32_t>(
+        r.integer("suspect_after_ms", 1, 3'600'000, 1000).value_or(1000));
+      heartbeat_at = t->source();
       if (auto policy = r.string("scheduler", std::string{"sharing"})) {
         if (*policy == "stealing")
           c.scheduler = actors::scheduler_policy::stealing;
@@ -282,6 +291,14 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
     }
   }
   top.reject_unknown(" at the top level");
+  // Heartbeats: 200 ms by default, but off by default on a [tls] cluster (CAF 0.17's TLS
+  // middleman drops a head's links to its nodes when a peer's handshake fails while messages
+  // to them are in flight: README, failure detection).
+  c.heartbeat_ms = static_cast<std::uint32_t>(heartbeat.value_or(c.tls.enabled() ? 0 : 200));
+  if (c.heartbeat_ms > 0 && c.suspect_after_ms < 2 * c.heartbeat_ms)
+    out.add(heartbeat_at, "cluster.suspect_after_ms",
+            "must be at least twice heartbeat_ms (" + std::to_string(c.heartbeat_ms) + "), got "
+              + std::to_string(c.suspect_after_ms));
   if (c.head.empty() && !c.nodes.empty())
     c.head = c.nodes.front().name;
   else if (!c.head.empty() && !names.contains(c.head))

@@ -82,6 +82,11 @@ struct cluster_config {
   /// chunks, max_step_tokens tokens at most, steps_in_flight steps at once.
   std::uint32_t max_step_tokens = 256;
   std::uint32_t steps_in_flight = 2;
+  /// Failure detection: the head pings every node each heartbeat_ms and declares lost a node
+  /// silent for suspect_after_ms (a stopped or stalled process), as it does a killed one
+  /// (heartbeat_ms 0: off).
+  std::uint32_t heartbeat_ms = 200;
+  std::uint32_t suspect_after_ms = 1000;
   std::string secret; ///< what a joining node must present ("" = none); env EOE_CLUSTER_SECRET wins
   std::vector<node_entry> nodes;
   /// [config layer] -> node name per expert; empty: round-robin over the nodes

@@ -147,6 +147,16 @@ std::string gateway_metrics::render(const actors::cluster_status* status,
   gauge_text(out, "eoe_gateway_waiting_requests",
              "Requests waiting in the gateway's queue for a slot (max_concurrency).", waiting_);
   if (status) {
+    out += "# HELP eoe_node_up Whether each node is a live member (0: lost).\n"
+           "# TYPE eoe_node_up gauge\n";
+    for (size_t i = 0; i < nodes.size(); ++i)
+      out += "eoe_node_up{node=\"" + label(nodes[i]) + "\"} "
+             + (i < status->alive.size() && status->alive[i] ? "1" : "0") + "\n";
+    out += "# HELP eoe_nodes_lost_total Nodes lost, by why: down (the process or link went) or "
+           "silent (no answer to heartbeats for suspect_after_ms).\n"
+           "# TYPE eoe_nodes_lost_total counter\n"
+           "eoe_nodes_lost_total{reason=\"down\"} " + std::to_string(status->lost_down) + "\n"
+           "eoe_nodes_lost_total{reason=\"silent\"} " + std::to_string(status->lost_silent) + "\n";
     const auto& sv = status->serving;
     gauge_text(out, "eoe_sessions_open", "Language-model sessions open on the composer.",
                static_cast<long long>(sv.sessions));

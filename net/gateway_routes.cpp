@@ -213,8 +213,14 @@ gateway_reply infer_reply(const actors::infer_result& r) {
 }
 
 gateway_reply health_reply(const actors::cluster_status& st) {
-  if (st.epoch > 0)
-    return {http::status::ok, "text/plain", "ok\n", {}, {}};
+  if (st.epoch > 0) {
+    // Serving; a node lost is said (the cluster answers without it).
+    std::string body = "ok\n";
+    for (size_t i = 0; i < st.nodes.size() && i < st.lost.size(); ++i)
+      if (!st.lost[i].empty())
+        body += "degraded: node " + st.nodes[i] + " lost (" + st.lost[i] + ")\n";
+    return {http::status::ok, "text/plain", experts::escape_invalid_utf8(body), {}, {}};
+  }
   return error_reply(http::status::service_unavailable, "the cluster is still starting");
 }
 
@@ -224,6 +230,7 @@ gateway_reply topology_reply(const actors::cluster_status& st) {
     nodes.push_back({{"name", st.nodes[i]},
                      {"address", i < st.addresses.size() ? st.addresses[i] : ""},
                      {"alive", i < st.alive.size() && st.alive[i]},
+                     {"lost", i < st.lost.size() ? st.lost[i] : ""},
                      {"experts", i < st.experts_per_node.size() ? st.experts_per_node[i] : 0},
                      {"kv_positions",
                       i < st.serving.kv_positions.size() ? st.serving.kv_positions[i] : 0}});

@@ -170,6 +170,8 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   setup.batches_in_flight = c.batches_in_flight;
   setup.max_step_tokens = c.max_step_tokens;
   setup.steps_in_flight = c.steps_in_flight;
+  setup.heartbeat_ms = c.heartbeat_ms;
+  setup.suspect_after_ms = c.suspect_after_ms;
   setup.secret = c.secret;
   if (const char* s = std::getenv("EOE_CLUSTER_SECRET"))
     setup.secret = s;

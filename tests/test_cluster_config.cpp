@@ -123,3 +123,24 @@ TEST_CASE("[cluster] kv_placement: a context's first shard on the head by defaul
              Catch::Contains("c.toml:2:16: cluster.kv_placement: expected one of \"head\" "
                              "\"spread\""));
 }
+
+TEST_CASE("[cluster] heartbeat_ms and suspect_after_ms: 200 and 1000 by default; the limit "
+          "must span two heartbeats",
+          "[cluster_config]") {
+  auto plain = net::parse_cluster_config(one_node, "c.toml");
+  REQUIRE(plain);
+  CHECK(plain->heartbeat_ms == 200);
+  CHECK(plain->suspect_after_ms == 1000);
+  auto off = net::parse_cluster_config("[cluster]\nheartbeat_ms = 0\n" + one_node, "c.toml");
+  REQUIRE(off);
+  CHECK(off->heartbeat_ms == 0);
+  auto fast = net::parse_cluster_config(
+    "[cluster]\nheartbeat_ms = 50\nsuspect_after_ms = 100\n" + one_node, "c.toml");
+  REQUIRE(fast);
+  CHECK(fast->suspect_after_ms == 100);
+  CHECK_THAT(error_of("[cluster]\nheartbeat_ms = 600\n" + one_node),
+             Catch::Contains("cluster.suspect_after_ms: must be at least twice heartbeat_ms "
+                             "(600), got 1000"));
+  CHECK_THAT(error_of("[cluster]\nheartbeat_ms = -1\n" + one_node),
+             Catch::Contains("cluster.heartbeat_ms: expected an integer in 0..60000 (0: off)"));
+}

@@ -460,6 +460,7 @@ TEST_CASE("an answer the gateway cannot make is a 500 naming the request, logged
       [](drop_atom, std::uint64_t) { return ok_atom::value; },
       [](mute_atom, std::uint32_t, std::uint32_t, bool) { return ok_atom::value; },
       [](stats_atom) { return std::vector<relay_stats>{}; },
+      [](heartbeat_atom) {},
       [](shutdown_atom) {},
     };
   });

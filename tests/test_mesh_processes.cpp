@@ -355,6 +355,67 @@ TEST_CASE("kill -9 of one node of 3 mid-load: 0 lost, 0 wrong, the failures name
   pc.stop();
 }
 
+TEST_CASE("kill -STOP of one node of 3 mid-load: declared lost for its silence, the failures "
+          "say so, service again within 2 s; woken up, it is fenced and exits",
+          "[mesh][processes][failure]") {
+  const auto dir = fs::temp_directory_path() / ("eoe_test_stop_" + std::to_string(getpid()));
+  const scratch_dir scratch{dir};
+  process_cluster pc{dir, {"127.0.0.1", "127.0.0.1", "127.0.0.1"}, {},
+                     "heartbeat_ms = 100\nsuspect_after_ms = 500\n"};
+  auto& nodes = pc.nodes;
+  mesh_config cfg;
+  caf::actor_system sys{cfg};
+  auto coord = net::connect(sys, pc.config.nodes[0].address());
+  REQUIRE(coord);
+  net::load_options opt;
+  opt.requests = 1500;
+  opt.concurrency = 32;
+  opt.tokens = 3;
+  opt.deadline_ms = 5000;
+  std::atomic<size_t> answered{0};
+  net::load_report rep;
+  std::thread load([&] { rep = net::run_load(sys, *coord, opt, &answered); });
+  while (answered < 300)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto victim = nodes[2];
+  REQUIRE(victim.node == "n3");
+  ::kill(victim.pid, SIGSTOP); // connected, and silent
+  const auto stopped_at = std::chrono::steady_clock::now();
+  while (!probe(sys, *coord) && std::chrono::steady_clock::now() - stopped_at < std::chrono::seconds(10))
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const auto recovery = std::chrono::steady_clock::now() - stopped_at;
+  load.join();
+  const double recovery_ms = std::chrono::duration<double, std::milli>(recovery).count();
+  INFO("ok " << rep.ok << " wrong " << rep.wrong << " failed " << rep.failed << " lost " << rep.lost
+             << "; recovered after " << recovery_ms << " ms");
+  for (auto& [text, n] : rep.errors)
+    INFO(n << " x " << text);
+  CHECK(rep.lost == 0);
+  CHECK(rep.wrong == 0);
+  CHECK(rep.ok + rep.failed == opt.requests);
+  for (auto& [text, n] : rep.errors)
+    CHECK_THAT(text, Catch::Contains("node n3") && Catch::Contains("n3 silent for"));
+  CHECK(recovery < std::chrono::seconds(2));
+  auto s = net::status(sys, *coord);
+  REQUIRE(s);
+  CHECK_FALSE(s->alive[2]);
+  CHECK_THAT(s->lost[2], Catch::StartsWith("n3 silent for"));
+  CHECK(s->lost_silent == 1);
+  CHECK(s->lost_down == 0);
+  CHECK(s->experts_per_node[2] == 0);
+  // Woken up, it answers a ping, is told it was declared lost, and exits saying why.
+  ::kill(victim.pid, SIGCONT);
+  const auto woke = std::chrono::steady_clock::now();
+  while (!ended(victim.pid) && std::chrono::steady_clock::now() - woke < std::chrono::seconds(15))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(ended(victim.pid));
+  std::ifstream log{victim.log};
+  const std::string text{std::istreambuf_iterator<char>(log), {}};
+  CHECK_THAT(text, Catch::Contains("eoe node n3: the head declared this node lost (n3 silent for"));
+  CHECK(probe(sys, *coord)); // the others serve on
+  pc.stop();
+}
+
 TEST_CASE("3 nodes in separate network namespaces joined by veth pairs", "[mesh][netns]") {
   if (!can_use_netns()) {
     WARN("SKIPPED: needs root and `ip netns` (iproute2)");

@@ -108,7 +108,7 @@ void run(serve_args& a) {
         s.temperature = o.temperature;
         s.seed = r.seed;
         const auto want = experts::generate(*m, o.prompts[r.prompt], s,
-                                            experts::kv_layout{a.kv_shard_positions, 64});
+                                            experts::kv_layout{static_cast<std::int64_t>(a.kv_shard_positions), 64});
         verdict[i] = r.bytes == want ? 1 : 0;
       }
     };

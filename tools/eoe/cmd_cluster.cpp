@@ -137,7 +137,9 @@ void run_status(const std::string& file, const std::string& address, const tls_o
     std::snprintf(line, sizeof line, "%-5s %-20s %7u  %12llu  %s\n", s->nodes[n].c_str(),
                   s->addresses[n].c_str(), s->experts_per_node[n],
                   static_cast<unsigned long long>(n < held.size() ? held[n] : 0),
-                  s->alive[n] ? "alive" : "lost");
+                  s->alive[n] ? "alive"
+                  : n < s->lost.size() && !s->lost[n].empty() ? ("lost: " + s->lost[n]).c_str()
+                                                              : "lost");
     std::cout << line;
   }
   std::cout << "experts of epoch " << s->epoch << ":";
