@@ -22,6 +22,15 @@
 
 namespace eoe::test {
 
+/// A test's folder under /tmp, removed however the test case ends.
+struct scratch_dir {
+  std::filesystem::path path;
+  ~scratch_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
 /// The eoe binary of this build (CTest sets EOE_BIN_DIR).
 inline std::string eoe_binary() {
   const char* dir = std::getenv("EOE_BIN_DIR");

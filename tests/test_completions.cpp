@@ -356,6 +356,21 @@ TEST_CASE("completions: bad requests are named in the OpenAI shape; a classifier
   CHECK_THAT(r.body, Catch::Contains("serves a classifier, not a language model"));
 }
 
+namespace {
+
+/// Sends a completion request on a new connection and returns the socket, unread.
+std::unique_ptr<asio::ip::tcp::socket> send_raw(asio::io_context& io, std::uint16_t port,
+                                                const json& body) {
+  auto sock = std::make_unique<asio::ip::tcp::socket>(io);
+  sock->connect({asio::ip::make_address("127.0.0.1"), port});
+  const auto b = body.dump();
+  asio::write(*sock, asio::buffer("POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Length: "
+                                  + std::to_string(b.size()) + "\r\n\r\n" + b));
+  return sock;
+}
+
+} // namespace
+
 TEST_CASE("a client that leaves mid-stream ends its session at once; past the queue, 429 with "
           "Retry-After; /metrics counts it all",
           "[completions][gateway]") {
@@ -368,18 +383,13 @@ TEST_CASE("a client that leaves mid-stream ends its session at once; past the qu
 
   // A long stream, read until its first event, then dropped.
   asio::io_context io;
-  asio::ip::tcp::socket sock{io};
-  sock.connect({asio::ip::make_address("127.0.0.1"), port});
-  const std::string body = json({{"model", "tiny-lm"}, {"prompt", "leave"}, {"max_tokens", 4000},
-                                 {"stream", true}})
-                             .dump();
-  asio::write(sock, asio::buffer("POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Length: "
-                                 + std::to_string(body.size()) + "\r\n\r\n" + body));
+  auto sock = send_raw(io, port, {{"model", "tiny-lm"}, {"prompt", "leave"}, {"max_tokens", 4000},
+                                  {"stream", true}});
   std::string got;
   char buf[4096];
   while (got.find("data: ") == std::string::npos) {
     boost::system::error_code ec;
-    const auto n = sock.read_some(asio::buffer(buf), ec);
+    const auto n = sock->read_some(asio::buffer(buf), ec);
     REQUIRE_FALSE(ec);
     got.append(buf, n);
   }
@@ -389,7 +399,7 @@ TEST_CASE("a client that leaves mid-stream ends its session at once; past the qu
   CHECK(refused.status == 429);
   CHECK(refused.retry_after == "1");
   CHECK(json::parse(refused.body)["error"]["type"] == "rate_limit_error");
-  sock.close();
+  sock->close();
   CHECK(test::eventually([&] {
     const auto m = metrics(port);
     return m.at("eoe_sessions_open") == 0 && m.at("eoe_kv_positions{node=\"n1\"}") == 0
@@ -441,21 +451,6 @@ TEST_CASE("the serving benchmark's client: every streamed answer timed and equal
   CHECK(report.seconds > 0);
   CHECK_THROWS_WITH(net::served_model("127.0.0.1", 1), Catch::Contains("no gateway at 127.0.0.1:1"));
 }
-
-namespace {
-
-/// Sends a completion request on a new connection and returns the socket, unread.
-std::unique_ptr<asio::ip::tcp::socket> send_raw(asio::io_context& io, std::uint16_t port,
-                                                const json& body) {
-  auto sock = std::make_unique<asio::ip::tcp::socket>(io);
-  sock->connect({asio::ip::make_address("127.0.0.1"), port});
-  const auto b = body.dump();
-  asio::write(*sock, asio::buffer("POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Length: "
-                                  + std::to_string(b.size()) + "\r\n\r\n" + b));
-  return sock;
-}
-
-} // namespace
 
 TEST_CASE("a client that leaves while its request waits, or before its session is open, "
           "leaves nothing behind",

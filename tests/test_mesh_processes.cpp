@@ -35,14 +35,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// A test's folder under /tmp, removed however the test case ends.
-struct scratch_dir {
-  fs::path path;
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 
 /// A cluster file for 3 nodes at the given hosts, on ports no other test run uses, with the

@@ -28,13 +28,6 @@ fs::path client_dir() {
   return fs::path{src ? src : "."} / "tests" / "openai";
 }
 
-struct scratch_dir {
-  fs::path path;
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 } // namespace
 
@@ -42,7 +35,7 @@ TEST_CASE("the openai npm client: completions streamed and not equal the in-proc
           "[completions][processes]") {
   const auto dir = fs::temp_directory_path() / ("eoe_test_openai_" + std::to_string(getpid()));
   fs::create_directories(dir);
-  const scratch_dir scratch{dir};
+  const test::scratch_dir scratch{dir};
   auto c = experts::parse_model_config(R"(
 [model]
 name = "eoe-test-lm"
