@@ -603,20 +603,27 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
         if (node.pinged)
           continue;
         node.pinged = true;
-        self->request(node.agent, std::chrono::milliseconds(st.setup.suspect_after_ms), status_atom::value)
-          .then(
-            [self, n](const std::string&) {
-              auto& nd = self->state.nodes[n];
-              nd.pinged = false;
-              nd.heard_ns = tracing::now_ns();
-              if (!nd.alive && nd.silent) { // it woke up: fenced, it exits
-                nd.silent = false;
-                self->send(nd.agent, fence_atom::value, nd.lost);
-                caf::aout(self) << "coordinator: node " << nd.name << " answers again; fenced "
-                                << "(it exits; restart it or join it again)" << std::endl;
-              }
-            },
-            [self, n](const caf::error&) { self->state.nodes[n].pinged = false; });
+        const auto answered = [self, n] {
+          auto& nd = self->state.nodes[n];
+          nd.pinged = false;
+          nd.heard_ns = tracing::now_ns();
+          if (!nd.alive && nd.silent) { // it woke up: fenced, it exits
+            nd.silent = false;
+            self->send(nd.agent, fence_atom::value, nd.lost);
+            caf::aout(self) << "coordinator: node " << nd.name << " answers again; fenced "
+                            << "(it exits; restart it or join it again)" << std::endl;
+          }
+        };
+        const auto unanswered = [self, n](const caf::error&) { self->state.nodes[n].pinged = false; };
+        const auto wait = std::chrono::milliseconds(st.setup.suspect_after_ms);
+        // The relay answers: its mailbox carries only light traffic, where the agent's runs
+        // the node's shard calls (a long attention batch is not silence).
+        if (node.relay)
+          self->request(node.relay, wait, stats_atom::value)
+            .then([answered](const relay_stats&) { answered(); }, unanswered);
+        else
+          self->request(node.agent, wait, status_atom::value)
+            .then([answered](const std::string&) { answered(); }, unanswered);
       }
       self->delayed_send(self, std::chrono::milliseconds(st.setup.heartbeat_ms), heartbeat_atom::value);
     },

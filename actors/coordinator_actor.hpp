@@ -44,7 +44,7 @@ struct coordinator_setup {
   /// steps in the mesh at once (actors/step_scheduler.hpp).
   std::uint32_t max_step_tokens = 256;
   std::uint32_t steps_in_flight = 2;
-  /// Failure detection: the coordinator pings every other node's agent each heartbeat_ms and
+  /// Failure detection: the coordinator pings every other node's relay each heartbeat_ms and
   /// declares lost a node that has not answered for suspect_after_ms (0: only a node whose
   /// process or link goes down is lost).
   std::uint32_t heartbeat_ms = 0;
