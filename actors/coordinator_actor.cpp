@@ -587,12 +587,17 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       auto& st = self->state;
       const auto now = tracing::now_ns();
       const auto limit = static_cast<std::int64_t>(st.setup.suspect_after_ms) * 1'000'000;
+      if (st.current == 0) { // starting: nodes load their experts; silence counts once ready
+        self->delayed_send(self, std::chrono::milliseconds(st.setup.heartbeat_ms),
+                           heartbeat_atom::value);
+        return;
+      }
       for (std::uint32_t n = 0; n < st.nodes.size(); ++n) {
         auto& node = st.nodes[n];
         if (n == st.setup.head || !node.agent || (!node.alive && !node.silent))
           continue;
         if (node.heard_ns == 0)
-          node.heard_ns = now; // its first round
+          node.heard_ns = now; // its first round since the cluster is ready
         if (node.alive && now - node.heard_ns > limit) {
           // Connected but silent (stopped, stalled, swapping): lost as a killed node is.
           ++st.lost_silent;

@@ -67,8 +67,8 @@ void fan_out(self_ptr self, std::uint64_t epoch, std::uint32_t unrolled,
   auto here = st.local.find(layer);
   if (here == st.local.end())
     return;
-  if (msg.empty())
-    msg = self->current_mailbox_element()->copy_content_to_message();
+  if (msg.empty()) // the contribution itself, moved on (its handler reads nothing after)
+    msg = self->current_mailbox_element()->move_content_to_message();
   for (auto id : view.plan.members[layer]) {
     auto e = here->second.find(id);
     if (e == here->second.end())
@@ -109,7 +109,7 @@ relay_actor::behavior_type relay_behavior(relay_actor::stateful_pointer<relay_st
           && v->second->composer_feeds(c.to_layer)
           && c.sender_node != v->second->plan.nodes.at(v->second->plan.composer_node)) {
         caf::anon_send(caf::actor_cast<caf::actor>(v->second->plan.composer),
-                       self->current_mailbox_element()->copy_content_to_message());
+                       self->current_mailbox_element()->move_content_to_message());
         return;
       }
       traced t{c.trace, c.request, c.msg, "contrib", static_cast<std::int32_t>(c.to_layer),

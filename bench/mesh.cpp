@@ -369,6 +369,7 @@ int main(int argc, char** argv) {
     lc.experts = experts;
     lc.hidden = hidden;
     lc.rank = rank;
+    lc.score_columns = lc.score_width(); // every expert scores itself on all of u
     lc.k = k;
     c.layers.push_back(lc);
   }
