@@ -790,8 +790,10 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
           .then(
             [=](std::uint64_t context) mutable {
               auto s = self->state.sessions.find(id);
-              if (s == self->state.sessions.end())
+              if (s == self->state.sessions.end()) { // it failed or closed meanwhile
+                caf::anon_send(self->state.setup.contexts, drop_atom::value, context);
                 return;
+              }
               s->second.contexts[l] = context;
               if (--*left == 0) {
                 s->second.busy = false;
@@ -800,7 +802,11 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
               }
             },
             [=](caf::error& err) mutable {
-              self->state.sessions.erase(id);
+              // The first failure answers; the contexts made so far go with the session.
+              auto s = self->state.sessions.find(id);
+              if (s == self->state.sessions.end())
+                return;
+              close_session(self, s);
               rp.deliver(std::move(err));
             });
       }
