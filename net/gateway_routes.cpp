@@ -34,9 +34,11 @@ gateway_reply json_reply(http::status code, const json& j) {
   return {code, "application/json", dump(j), {}, {}};
 }
 
-gateway_reply method_not_allowed(const http_request& req, const char* allow) {
-  auto r = error_reply(http::status::method_not_allowed,
-                       experts::quote_input(sv(req.method_string())) + " is not allowed here; use " + allow);
+/// 405 with Allow; `openai`: the OpenAI API's error body (the completions routes).
+gateway_reply method_not_allowed(const http_request& req, const char* allow, bool openai = false) {
+  const auto what = experts::quote_input(sv(req.method_string())) + " is not allowed here; use " + allow;
+  auto r = openai ? api_error_reply(http::status::method_not_allowed, what)
+                  : error_reply(http::status::method_not_allowed, what);
   r.headers.emplace_back(http::field::allow, allow);
   return r;
 }
@@ -138,13 +140,8 @@ gateway_action route(const http_request& req, const route_settings& s) {
     }
   }
   if (path == "/v1/completions") {
-    if (method != http::verb::post) {
-      auto r = api_error_reply(http::status::method_not_allowed,
-                               experts::quote_input(sv(req.method_string()))
-                                 + " is not allowed here; use POST");
-      r.headers.emplace_back(http::field::allow, "POST");
-      return r;
-    }
+    if (method != http::verb::post)
+      return method_not_allowed(req, "POST", true);
     if (!s.language_model)
       return api_error_reply(http::status::not_found,
                              "this cluster serves a classifier, not a language model: use "
@@ -159,13 +156,8 @@ gateway_action route(const http_request& req, const route_settings& s) {
     }
   }
   if (path == "/v1/models") {
-    if (method != http::verb::get) {
-      auto r = api_error_reply(http::status::method_not_allowed,
-                               experts::quote_input(sv(req.method_string()))
-                                 + " is not allowed here; use GET");
-      r.headers.emplace_back(http::field::allow, "GET");
-      return r;
-    }
+    if (method != http::verb::get)
+      return method_not_allowed(req, "GET", true);
     return gateway_reply{http::status::ok, "application/json",
                          models_json(s.completions.model, s.created), {}, {}};
   }

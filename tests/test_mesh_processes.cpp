@@ -143,6 +143,31 @@ bool probe(caf::actor_system& sys, const coordinator_actor& coord) {
   return ok;
 }
 
+/// A checked load through the CAF client during which node n3 gets `signal` once `after`
+/// requests are answered; the load's report and how long after the signal a probe was served.
+struct faulted_load {
+  net::load_report rep;
+  std::chrono::steady_clock::duration recovery{};
+};
+
+faulted_load load_with_fault(caf::actor_system& sys, const coordinator_actor& coord,
+                             const net::node_process& victim, int signal,
+                             const net::load_options& opt, size_t after) {
+  REQUIRE(victim.node == "n3");
+  faulted_load out;
+  std::atomic<size_t> answered{0};
+  std::thread load([&] { out.rep = net::run_load(sys, coord, opt, &answered); });
+  while (answered < after)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ::kill(victim.pid, signal);
+  const auto at = std::chrono::steady_clock::now();
+  while (!probe(sys, coord) && std::chrono::steady_clock::now() - at < std::chrono::seconds(10))
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  out.recovery = std::chrono::steady_clock::now() - at;
+  load.join();
+  return out;
+}
+
 bool can_use_netns() {
   return geteuid() == 0 && std::system("ip netns list > /dev/null 2>&1") == 0;
 }
@@ -303,30 +328,16 @@ TEST_CASE("kill -9 of one node of 3 mid-load: 0 lost, 0 wrong, the failures name
   const auto dir = fs::temp_directory_path() / ("eoe_test_kill_" + std::to_string(getpid()));
   const scratch_dir scratch{dir};
   process_cluster pc{dir, {"127.0.0.1", "127.0.0.1", "127.0.0.1"}};
-  const auto* c = &pc.config;
-  auto& nodes = pc.nodes;
   mesh_config cfg;
   caf::actor_system sys{cfg};
-  auto coord = net::connect(sys, c->nodes[0].address());
+  auto coord = net::connect(sys, pc.config.nodes[0].address());
   REQUIRE(coord);
   net::load_options opt;
   opt.requests = 2000;
   opt.concurrency = 64;
   opt.tokens = 3;
   opt.deadline_ms = 5000;
-  std::atomic<size_t> answered{0};
-  net::load_report rep;
-  std::thread load([&] { rep = net::run_load(sys, *coord, opt, &answered); });
-  while (answered < 400)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  const auto victim = nodes[2]; // n3
-  REQUIRE(victim.node == "n3");
-  kill(victim.pid, SIGKILL);
-  const auto killed_at = std::chrono::steady_clock::now();
-  while (!probe(sys, *coord) && std::chrono::steady_clock::now() - killed_at < std::chrono::seconds(10))
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  const auto recovery = std::chrono::steady_clock::now() - killed_at;
-  load.join();
+  const auto [rep, recovery] = load_with_fault(sys, *coord, pc.nodes[2], SIGKILL, opt, 400);
   const double recovery_ms = std::chrono::duration<double, std::milli>(recovery).count();
   INFO("ok " << rep.ok << " wrong " << rep.wrong << " failed " << rep.failed << " lost "
              << rep.lost << "; recovered after " << recovery_ms << " ms");
@@ -354,7 +365,6 @@ TEST_CASE("kill -STOP of one node of 3 mid-load: declared lost for its silence, 
   const scratch_dir scratch{dir};
   process_cluster pc{dir, {"127.0.0.1", "127.0.0.1", "127.0.0.1"}, {},
                      "heartbeat_ms = 100\nsuspect_after_ms = 500\n"};
-  auto& nodes = pc.nodes;
   mesh_config cfg;
   caf::actor_system sys{cfg};
   auto coord = net::connect(sys, pc.config.nodes[0].address());
@@ -364,19 +374,9 @@ TEST_CASE("kill -STOP of one node of 3 mid-load: declared lost for its silence, 
   opt.concurrency = 32;
   opt.tokens = 3;
   opt.deadline_ms = 5000;
-  std::atomic<size_t> answered{0};
-  net::load_report rep;
-  std::thread load([&] { rep = net::run_load(sys, *coord, opt, &answered); });
-  while (answered < 300)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  const auto victim = nodes[2];
-  REQUIRE(victim.node == "n3");
-  ::kill(victim.pid, SIGSTOP); // connected, and silent
-  const auto stopped_at = std::chrono::steady_clock::now();
-  while (!probe(sys, *coord) && std::chrono::steady_clock::now() - stopped_at < std::chrono::seconds(10))
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  const auto recovery = std::chrono::steady_clock::now() - stopped_at;
-  load.join();
+  const auto victim = pc.nodes[2];
+  // Connected, and silent.
+  const auto [rep, recovery] = load_with_fault(sys, *coord, victim, SIGSTOP, opt, 300);
   const double recovery_ms = std::chrono::duration<double, std::milli>(recovery).count();
   INFO("ok " << rep.ok << " wrong " << rep.wrong << " failed " << rep.failed << " lost " << rep.lost
              << "; recovered after " << recovery_ms << " ms");
