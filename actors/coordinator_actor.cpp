@@ -94,9 +94,45 @@ void retire_idle(self_ptr self) {
   }
 }
 
+/// Writes epoch `epoch` (made by `what`) to the durable registry, if the cluster keeps one.
+experts::expected<void> persist(self_ptr self, std::uint64_t epoch, const epoch_entry& e,
+                                const std::string& what) {
+  auto& st = self->state;
+  if (st.setup.state_dir.empty())
+    return {};
+  registry_record r;
+  r.epoch = epoch;
+  r.checkpoint = st.setup.checkpoint;
+  r.checkpoint_crc = st.checkpoint_crc;
+  if (e.model != st.setup.model) // the checkpoint's model as it is needs no file of its own
+    r.model_file = "epoch-" + std::to_string(epoch) + ".ckpt";
+  for (auto& n : st.nodes)
+    r.nodes.push_back({n.name, n.address, n.joined, n.lost});
+  for (size_t l = 0; l < e.members.size(); ++l) {
+    registry_layer layer;
+    layer.members = e.members[l];
+    for (auto n : e.placement[l])
+      layer.placement.push_back(st.nodes[n].name);
+    layer.next_id = st.next_id[l];
+    r.layers.push_back(std::move(layer));
+  }
+  auto changes = st.changes;
+  changes.push_back("epoch " + std::to_string(epoch) + ": " + what);
+  while (changes.size() > registry_changes_kept)
+    changes.pop_front();
+  r.changes.assign(changes.begin(), changes.end());
+  if (auto ok = write_registry(st.setup.state_dir, r, e.model.get()); !ok)
+    return ok;
+  st.changes = std::move(changes);
+  return {};
+}
+
 /// Hands a new epoch's plan to every live relay and the composer; once all have it, it becomes
-/// the epoch new requests join.
-void publish(self_ptr self, model_ptr m, members_t members, members_t placement, done_fn done) {
+/// the epoch new requests join. With a state_dir the epoch is written there first: a change
+/// that cannot be written is refused, but an epoch without a lost node goes out regardless
+/// (serving beats a stale file; the log says so).
+void publish(self_ptr self, model_ptr m, members_t members, members_t placement,
+             const std::string& what, done_fn done) {
   auto& st = self->state;
   st.changing = true;
   const auto epoch = ++st.last_epoch;
@@ -114,6 +150,18 @@ void publish(self_ptr self, model_ptr m, members_t members, members_t placement,
   entry->placement = std::move(placement);
   entry->plan = make_plan(epoch, *m, entry->members, entry->placement, std::move(names),
                           std::move(relays), std::move(data), st.composer, st.setup.head);
+  if (auto written = persist(self, epoch, *entry, what); !written) {
+    caf::aout(self) << "coordinator: epoch " << epoch << " (" << what
+                    << ") not written to the registry: " << written.error().message << std::endl;
+    if (st.rebuilding.empty()) {
+      --st.last_epoch;
+      st.changing = false;
+      done(make_mesh_error(mesh_errc::internal, "epoch " + std::to_string(epoch)
+                                                  + " not published: the registry cannot be "
+                                                    "written: " + written.error().message));
+      return;
+    }
+  }
   size_t targets = 1;
   for (auto& n : st.nodes)
     targets += n.alive;
@@ -375,6 +423,7 @@ void lose_node(self_ptr self, std::uint32_t n, const std::string& reason) {
   st.rebuilding = node.name;
   auto [m, members, placement] = std::move(*next);
   publish(self, m, std::move(members), std::move(placement),
+          "node " + node.name + " lost (" + reason + ")",
           [self, release, name = node.name](caf::expected<std::uint64_t> epoch) {
             if (epoch) {
               caf::aout(self) << "coordinator: epoch " << *epoch << " runs without node " << name
@@ -484,6 +533,131 @@ experts::expected<experts::model> model_with_new_expert(const coordinator_state&
                                           "checkpoint:FILE[:LAYER.EXPERT]");
 }
 
+/// The first epoch: the checkpoint's experts as the cluster file places them, or a restarted
+/// head's last epoch from the registry (its unreachable nodes lost, their experts out).
+/// Empty with st.broken set when there is none.
+std::optional<std::pair<std::uint64_t, std::string>> first_epoch(self_ptr self, epoch_entry& e) {
+  auto& st = self->state;
+  const auto& base = st.setup.model->config;
+  if (!st.setup.resume) {
+    for (auto& layer : base.layers) {
+      st.next_id.push_back(static_cast<std::uint32_t>(layer.experts));
+      e.members.emplace_back(static_cast<size_t>(layer.experts));
+      std::iota(e.members.back().begin(), e.members.back().end(), 0u);
+    }
+    e.model = st.setup.model;
+    e.placement = st.setup.placement;
+    return std::make_pair(std::uint64_t{1}, std::string{"the checkpoint's experts as the cluster "
+                                                        "file places them"});
+  }
+  auto& resumed = *st.setup.resume;
+  const auto& r = resumed.record;
+  e.model = r.model_file.empty() ? st.setup.model
+                                 : std::make_shared<const experts::model>(std::move(resumed.model));
+  for (auto& layer : r.layers) {
+    st.next_id.push_back(layer.next_id);
+    e.members.push_back(layer.members);
+    auto& where = e.placement.emplace_back();
+    for (auto& name : layer.placement) {
+      auto n = node_index(st, name);
+      if (!n) {
+        st.broken = "the registry places experts on node " + name + ", which the head does not know";
+        return std::nullopt;
+      }
+      where.push_back(*n);
+    }
+  }
+  st.changes.assign(r.changes.begin(), r.changes.end());
+  auto epoch = r.epoch;
+  std::string what = "resumed by a restarted head";
+  for (std::uint32_t n = 0; n < st.nodes.size(); ++n) {
+    auto& node = st.nodes[n];
+    if (node.agent)
+      continue;
+    node.alive = false;
+    node.lost = "not reachable when the head resumed epoch " + std::to_string(r.epoch);
+    if (experts_on(e, n).empty())
+      continue;
+    std::string why;
+    auto next = without_node(e, n, node.name, why);
+    if (!next) {
+      st.broken = "cannot resume epoch " + std::to_string(r.epoch) + ": " + why;
+      return std::nullopt;
+    }
+    std::tie(e.model, e.members, e.placement) = std::move(*next);
+    epoch = r.epoch + 1;
+    what = "resumed by a restarted head without node " + node.name + " (" + node.lost + ")";
+  }
+  caf::aout(self) << "coordinator: resuming epoch " << r.epoch << " from the registry in "
+                  << st.setup.state_dir << std::endl;
+  st.registry += ", resumed epoch " + std::to_string(r.epoch);
+  return std::make_pair(epoch, what);
+}
+
+/// Spawns the first epoch's experts on every live node (a node that survived the last head
+/// keeps those it hosts: actors/node_agent.cpp), then publishes it.
+void start_first_epoch(self_ptr self) {
+  auto& st = self->state;
+  if (!st.setup.state_dir.empty()) {
+    st.checkpoint_crc = model_crc(*st.setup.model);
+    st.registry = st.setup.state_dir + "/" + registry_name;
+  }
+  auto first = std::make_shared<epoch_entry>();
+  auto made = first_epoch(self, *first);
+  if (!made) {
+    caf::aout(self) << "coordinator: " << st.broken << std::endl;
+    return;
+  }
+  const auto& base = st.setup.model->config;
+  std::vector<std::uint32_t> live;
+  for (std::uint32_t n = 0; n < st.nodes.size(); ++n)
+    if (st.nodes[n].alive)
+      live.push_back(n);
+  auto pending = std::make_shared<size_t>(live.size());
+  for (auto n : live) {
+    spawn_order order;
+    order.node = st.nodes[n].name;
+    order.checkpoint = st.setup.checkpoint;
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> named; // explicit ones, in order
+    for (std::uint32_t l = 0; l < first->placement.size(); ++l)
+      for (std::uint32_t p = 0; p < first->placement[l].size(); ++p) {
+        if (first->placement[l][p] != n)
+          continue;
+        const auto id = first->members[l][p];
+        if (id < static_cast<std::uint32_t>(base.layers[l].experts)) {
+          order.experts.emplace_back(l, id); // the checkpoint's own expert
+        } else {
+          order.explicit_experts.push_back(weights_of(*first->model, l, p, id)); // hot-added
+          named.emplace_back(l, id);
+        }
+      }
+    self->request(st.nodes[n].agent, std::chrono::seconds(60), spawn_atom::value, order)
+      .then(
+        [self, n, pending, order, named, first, made = *made](spawned_node& s) {
+          auto& st = self->state;
+          st.nodes[n].relay = s.relay;
+          st.nodes[n].data = s.data;
+          for (size_t i = 0; i < order.experts.size(); ++i)
+            st.experts[order.experts[i]] = s.experts[i];
+          for (size_t i = 0; i < named.size(); ++i)
+            st.experts[named[i]] = s.experts[order.experts.size() + i];
+          if (--*pending > 0)
+            return;
+          st.last_epoch = made.first - 1;
+          publish(self, first->model, first->members, first->placement, made.second,
+                  [self](caf::expected<std::uint64_t> epoch) {
+                    if (!epoch)
+                      self->state.broken = "the first plan failed: " + describe(epoch.error());
+                  });
+        },
+        [self, n](const caf::error& err) {
+          self->state.broken = "node " + self->state.nodes[n].name
+                               + " could not spawn its experts: " + describe(err);
+          caf::aout(self) << "coordinator: " << self->state.broken << std::endl;
+        });
+  }
+}
+
 } // namespace
 
 coordinator_actor::behavior_type
@@ -500,8 +674,10 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
                    st.setup.session_idle, st.setup.max_step_tokens, st.setup.steps_in_flight});
   st.trace_salt = static_cast<std::uint64_t>(tracing::now_ns()) << 24;
   for (std::uint32_t n = 0; n < st.setup.nodes.size(); ++n) {
-    st.nodes.push_back({st.setup.nodes[n], st.setup.addresses[n], st.setup.agents[n], {}, true, {}, {}, 0, false, false});
-    if (n != st.setup.head) {
+    const bool joined = n < st.setup.joined.size() && st.setup.joined[n];
+    st.nodes.push_back({st.setup.nodes[n], st.setup.addresses[n], st.setup.agents[n], {}, true,
+                        {}, {}, 0, false, false, joined});
+    if (n != st.setup.head && st.setup.agents[n]) {
       self->monitor(st.setup.agents[n]);
       measure_clock(self, st.setup.agents[n], st.setup.nodes[n]);
     }
@@ -525,45 +701,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
   if (st.setup.heartbeat_ms > 0)
     self->delayed_send(self, std::chrono::milliseconds(st.setup.heartbeat_ms),
                        heartbeat_atom::value);
-  const auto& c = st.setup.model->config;
-  for (auto& layer : c.layers)
-    st.next_id.push_back(static_cast<std::uint32_t>(layer.experts));
-  auto pending = std::make_shared<size_t>(st.nodes.size());
-  for (std::uint32_t n = 0; n < st.nodes.size(); ++n) {
-    spawn_order order;
-    order.node = st.nodes[n].name;
-    order.checkpoint = st.setup.checkpoint;
-    for (std::uint32_t l = 0; l < st.setup.placement.size(); ++l)
-      for (std::uint32_t e = 0; e < st.setup.placement[l].size(); ++e)
-        if (st.setup.placement[l][e] == n)
-          order.experts.emplace_back(l, e);
-    self->request(st.nodes[n].agent, std::chrono::seconds(60), spawn_atom::value, order)
-      .then(
-        [self, n, pending, order](spawned_node& s) {
-          auto& st = self->state;
-          st.nodes[n].relay = s.relay;
-          st.nodes[n].data = s.data;
-          for (size_t i = 0; i < order.experts.size(); ++i)
-            st.experts[order.experts[i]] = s.experts[i];
-          if (--*pending > 0)
-            return;
-          members_t members;
-          for (auto& layer : st.setup.model->config.layers) {
-            members.emplace_back(static_cast<size_t>(layer.experts));
-            std::iota(members.back().begin(), members.back().end(), 0u);
-          }
-          publish(self, st.setup.model, std::move(members), st.setup.placement,
-                  [self](caf::expected<std::uint64_t> epoch) {
-                    if (!epoch)
-                      self->state.broken = "the first plan failed: " + describe(epoch.error());
-                  });
-        },
-        [self, n](const caf::error& err) {
-          self->state.broken = "node " + self->state.nodes[n].name
-                               + " could not spawn its experts: " + describe(err);
-          caf::aout(self) << "coordinator: " << self->state.broken << std::endl;
-        });
-  }
+  start_first_epoch(self);
   return {
     [=](infer_atom, infer_request& req) -> caf::result<infer_result> {
       auto& st = self->state;
@@ -638,6 +776,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       s.epoch = st.current;
       s.model = st.setup.model->config.name;
       s.checkpoint = st.setup.checkpoint;
+      s.registry = st.registry;
       for (auto& n : st.nodes) {
         s.nodes.push_back(n.name);
         s.addresses.push_back(n.address);
@@ -708,9 +847,11 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       auto rp = self->make_response_promise<std::uint64_t>();
       self->request(st.nodes[*n].agent, std::chrono::seconds(30), spawn_atom::value, order)
         .then(
-          [self, rp, model, members, placement, layer, id](spawned_node& s) mutable {
+          [self, rp, model, members, placement, layer, id,
+           what = "expert " + expert_name(layer, id) + " added on " + node + " (init " + init
+                  + ")"](spawned_node& s) mutable {
             self->state.experts[{layer, id}] = s.experts.at(0);
-            publish(self, model, std::move(members), std::move(placement), answer(rp));
+            publish(self, model, std::move(members), std::move(placement), what, answer(rp));
           },
           [self, rp](caf::error& err) mutable {
             self->state.changing = false;
@@ -742,7 +883,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       placement[layer].erase(placement[layer].begin() + static_cast<std::ptrdiff_t>(position));
       auto rp = self->make_response_promise<std::uint64_t>();
       publish(self, std::make_shared<const experts::model>(std::move(*m)), std::move(members),
-              std::move(placement), answer(rp));
+              std::move(placement), "expert " + expert_name(layer, id) + " removed", answer(rp));
       return rp;
     },
     [=](drain_atom, const std::string& node) -> caf::result<std::uint64_t> {
@@ -770,7 +911,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
         }
       auto rp = self->make_response_promise<std::uint64_t>();
       publish(self, std::make_shared<const experts::model>(std::move(m)), std::move(members),
-              std::move(placement), answer(rp));
+              std::move(placement), "node " + node + " drained", answer(rp));
       return rp;
     },
     [=](join_atom, const std::string& name, const std::string& address, node_agent_actor agent,
@@ -792,7 +933,8 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       self->request(agent, std::chrono::seconds(30), spawn_atom::value, order)
         .then(
           [self, rp, name, address, agent](spawned_node& s) mutable {
-            self->state.nodes.push_back({name, address, agent, s.relay, true, s.data, {}, 0, false, false});
+            self->state.nodes.push_back(
+              {name, address, agent, s.relay, true, s.data, {}, 0, false, false, true});
             self->monitor(agent);
             measure_clock(self, agent, name);
             caf::aout(self) << "coordinator: node " << name << " (" << address << ") joined"

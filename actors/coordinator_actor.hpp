@@ -7,6 +7,7 @@
 // epoch counts is retired by its node (the drain of a removed expert).
 
 #include "actors/composer_actor.hpp"
+#include "actors/registry_file.hpp"
 #include "actors/request_batcher.hpp"
 #include "actors/shard_placement.hpp"
 
@@ -49,6 +50,15 @@ struct coordinator_setup {
   /// process or link goes down is lost).
   std::uint32_t heartbeat_ms = 0;
   std::uint32_t suspect_after_ms = 1000;
+  /// The durable registry (actors/registry_file.hpp): every epoch is written here before it is
+  /// published ("" = kept in memory only).
+  std::string state_dir;
+  /// A restarted head's last epoch, read from state_dir: the coordinator resumes it instead of
+  /// starting from the checkpoint's experts. Its nodes come first in `nodes` (in the record's
+  /// order where the cluster file has them); a node whose agent is null was not reachable and
+  /// is resumed as lost.
+  std::optional<resumed_registry> resume;
+  std::vector<bool> joined; ///< per node: joined with --join, not in the cluster file
 };
 
 /// One node as the registry knows it.
@@ -63,6 +73,7 @@ struct registered_node {
   std::int64_t heard_ns = 0; ///< when its agent last answered a ping
   bool pinged = false;       ///< a ping is out
   bool silent = false;       ///< lost for its silence: fenced when it answers again
+  bool joined = false;       ///< joined with --join (not in the cluster file)
 };
 
 /// One membership epoch.
@@ -106,6 +117,9 @@ struct coordinator_state {
   std::map<std::uint64_t, std::uint64_t> batch_of; ///< an unanswered member -> its batch
   std::map<std::uint64_t, size_t> batch_left;      ///< a batch -> its members unanswered
   std::uint64_t trace_salt = 0; ///< trace id = salt ^ request id (distinct across restarts)
+  std::uint32_t checkpoint_crc = 0;  ///< model_crc of the checkpoint (with a state_dir)
+  std::deque<std::string> changes;   ///< what made each recent epoch (the registry's changes)
+  std::string registry;              ///< where the registry is and whether it was resumed
 
   static inline const char* name = "eoe.coordinator";
 };

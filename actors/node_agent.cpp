@@ -29,11 +29,26 @@ namespace {
 
 using self_ptr = node_agent_actor::stateful_pointer<node_agent_state>;
 
-expert_actor spawn_expert(self_ptr self, std::uint32_t layer, std::uint32_t id,
-                          std::shared_ptr<const experts::ffn_expert> weights) {
+void retire_expert(self_ptr self, std::uint32_t layer, std::uint32_t id) {
   auto& st = self->state;
-  auto e = self->spawn<caf::linked>(expert_behavior,
-                                    expert_spec{std::move(weights), layer, id, st.node});
+  auto i = st.experts.find({layer, id});
+  if (i == st.experts.end())
+    return;
+  self->send(st.relay, retire_atom::value, layer, id);
+  // Unlinked first: the expert's exit must not take its node agent (and node) along.
+  self->unlink_from(i->second);
+  self->send_exit(i->second, caf::exit_reason::user_shutdown);
+  st.experts.erase(i);
+}
+
+/// A new actor for expert (layer, id), replacing the one a previous head ordered.
+expert_actor spawn_expert(self_ptr self, std::uint32_t layer, std::uint32_t id,
+                          experts::ffn_expert weights) {
+  auto& st = self->state;
+  retire_expert(self, layer, id);
+  auto e = self->spawn<caf::linked>(
+    expert_behavior,
+    expert_spec{std::make_shared<const experts::ffn_expert>(std::move(weights)), layer, id, st.node});
   st.experts[{layer, id}] = e;
   self->send(st.relay, spawn_atom::value, layer, id, e);
   return e;
@@ -48,9 +63,29 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
   if (data_planes::get()) // frames for this node go to its relay
     data_planes::register_receiver(self->state.node,
                                    caf::actor_cast<caf::actor>(self->state.relay));
+  self->set_down_handler([self](const caf::down_msg& dm) {
+    // A context composer is gone (its head was killed or restarted): its sessions are over.
+    auto& st = self->state;
+    auto i = st.shards_of.find(dm.source);
+    if (i == st.shards_of.end())
+      return;
+    for (auto& s : i->second) {
+      self->send_exit(s, caf::exit_reason::user_shutdown);
+      st.hosted.erase(s.id());
+      std::erase(st.shards, s);
+    }
+    st.shards_of.erase(i);
+  });
   return {
     [=](spawn_atom, const spawn_order& order) -> caf::result<spawned_node> {
       auto& st = self->state;
+      // Orders from another coordinator: a restarted head. The experts the old one ordered
+      // go; the new one orders those its epoch has.
+      if (auto from = caf::actor_cast<caf::actor_addr>(self->current_sender()); from != st.head) {
+        while (!st.experts.empty())
+          retire_expert(self, st.experts.begin()->first.first, st.experts.begin()->first.second);
+        st.head = from;
+      }
       spawned_node out;
       out.node = st.node;
       out.relay = st.relay;
@@ -72,15 +107,12 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
             return make_mesh_error(mesh_errc::bad_request, "node " + st.node
                                                              + ": the model has no expert "
                                                              + expert_name(layer, id));
-          out.experts.push_back(spawn_expert(
-            self, layer, id,
-            std::make_shared<const experts::ffn_expert>(model->layers[layer].experts[id])));
+          out.experts.push_back(spawn_expert(self, layer, id, model->layers[layer].experts[id]));
         }
       }
       for (auto& w : order.explicit_experts) {
         try {
-          out.experts.push_back(spawn_expert(
-            self, w.layer, w.id, std::make_shared<const experts::ffn_expert>(expert_from(w))));
+          out.experts.push_back(spawn_expert(self, w.layer, w.id, expert_from(w)));
         } catch (const std::exception& e) {
           return make_mesh_error(mesh_errc::bad_request, "node " + st.node + ": expert "
                                                            + expert_name(w.layer, w.id) + ": "
@@ -89,23 +121,25 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       }
       return out;
     },
-    [=](retire_atom, std::uint32_t layer, std::uint32_t id) {
-      auto& st = self->state;
-      auto i = st.experts.find({layer, id});
-      if (i == st.experts.end())
-        return;
-      self->send(st.relay, retire_atom::value, layer, id);
-      // Unlinked first: the expert's exit must not take its node agent (and node) along.
-      self->unlink_from(i->second);
-      self->send_exit(i->second, caf::exit_reason::user_shutdown);
-      st.experts.erase(i);
-    },
+    [=](retire_atom, std::uint32_t layer, std::uint32_t id) { retire_expert(self, layer, id); },
     [=](create_atom, const context_spec& spec, std::uint64_t begin, std::uint64_t capacity) {
-      std::erase_if(self->state.hosted, [](const auto& h) { return h.second.expired(); });
+      auto& st = self->state;
+      // Shards whose data is gone were dropped: forget them.
+      std::erase_if(st.hosted, [](const auto& h) { return h.second.expired(); });
+      const auto dropped = [&st](const shard_actor& s) { return !st.hosted.contains(s.id()); };
+      std::erase_if(st.shards, dropped);
+      for (auto& [owner, shards] : st.shards_of)
+        std::erase_if(shards, dropped);
       auto data = std::make_shared<hosted_shard>(spec, begin, capacity);
       auto s = self->spawn(shard_behavior, data);
-      self->state.shards.push_back(s);
-      self->state.hosted[s.id()] = data;
+      st.shards.push_back(s);
+      st.hosted[s.id()] = data;
+      if (auto owner = self->current_sender()) {
+        auto addr = caf::actor_cast<caf::actor_addr>(owner);
+        if (!st.shards_of.contains(addr))
+          self->monitor(caf::actor_cast<caf::actor>(owner));
+        st.shards_of[addr].push_back(s);
+      }
       return s;
     },
     [=](decode_atom, const std::vector<shard_call>& calls) -> std::vector<attention_reply> {

@@ -1,7 +1,10 @@
 #pragma once
 // The node agent: one per process. On the coordinator's spawn orders it spawns the node's
 // relay (once) and expert actors, from the checkpoint or from weights it is sent; all linked
-// to it, so they end with it. It retires an expert no live epoch counts any more.
+// to it, so they end with it. It retires an expert no live epoch counts any more. A node
+// outlives its head: a restarted head's order for an expert it runs replaces the actor (the
+// checkpoint stays loaded; nothing the old head's requests left can mix into the new head's
+// requests of the same ids), and the shards of a context composer that is gone are dropped.
 
 #include "actors/relay_actor.hpp"
 #include "actors/shard_actor.hpp"
@@ -15,7 +18,11 @@ struct node_agent_state {
   std::map<std::string, std::shared_ptr<const experts::model>> models; ///< by checkpoint path
   relay_actor relay;
   std::map<std::pair<std::uint32_t, std::uint32_t>, expert_actor> experts; ///< by (layer, id)
+  caf::actor_addr head; ///< the coordinator whose orders made the experts
   std::vector<shard_actor> shards; ///< context shards hosted here (not linked: dropped one by one)
+  /// The context composer that made each shard: monitored, so that the shards of a head that
+  /// is gone (killed, restarted) are dropped rather than held forever.
+  std::map<caf::actor_addr, std::vector<shard_actor>> shards_of;
   std::map<caf::actor_id, std::weak_ptr<hosted_shard>> hosted; ///< their data, by actor id
 
   static inline const char* name = "eoe.node_agent";

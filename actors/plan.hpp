@@ -147,6 +147,7 @@ struct cluster_status {
   std::uint64_t batches = 0; ///< sent to the mesh: requests_served / batches is the mean batch
   std::vector<std::uint64_t> live_epochs; ///< the current one and those still serving requests
   serving_stats serving; ///< language models: the composer's steps
+  std::string registry;  ///< the durable registry's file and whether it was resumed ("" = none)
 };
 
 template <class Inspector>
@@ -154,7 +155,7 @@ typename Inspector::result_type inspect(Inspector& f, cluster_status& x) {
   return f(caf::meta::type_name("cluster_status"), x.epoch, x.model, x.checkpoint, x.nodes,
            x.addresses, x.experts_per_node, x.alive, x.experts, x.requests_served,
            x.requests_failed, x.in_flight, x.batches, x.live_epochs, x.serving, x.lost,
-           x.lost_down, x.lost_silent);
+           x.lost_down, x.lost_silent, x.registry);
 }
 
 } // namespace eoe::actors

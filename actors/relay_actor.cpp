@@ -122,6 +122,9 @@ relay_actor::behavior_type relay_behavior(relay_actor::stateful_pointer<relay_st
     [=](plan_atom, const mesh_plan& p) -> caf::result<ok_atom> {
       // Every local member has the plan before the relay acknowledges it.
       try {
+        // A plan from another composer is a restarted head's: the old head's epochs are over.
+        std::erase_if(self->state.epochs,
+                      [&p](const auto& e) { return e.second->plan.composer != p.composer; });
         self->state.epochs[p.epoch] = decode_plan(p);
       } catch (const std::exception& e) {
         return caf::make_error(caf::sec::invalid_argument, e.what());

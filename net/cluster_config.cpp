@@ -88,6 +88,7 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
       c.deadline_ms = static_cast<std::uint32_t>(
         r.integer("deadline_ms", 1, 3'600'000, 5000).value_or(5000));
       c.secret = r.string("secret", std::string{}).value_or("");
+      c.state_dir = r.string("state_dir", std::string{}).value_or("");
       c.middleman_workers = static_cast<std::uint32_t>(
         r.integer("middleman_workers", 0, 256, 0, " (0: CAF's default)").value_or(0));
       c.kv_shard_positions = static_cast<std::uint64_t>(

@@ -88,6 +88,9 @@ struct cluster_config {
   std::uint32_t heartbeat_ms = 200;
   std::uint32_t suspect_after_ms = 1000;
   std::string secret; ///< what a joining node must present ("" = none); env EOE_CLUSTER_SECRET wins
+  /// The head's durable registry (actors/registry_file.hpp): every epoch is written here
+  /// before it is published, and a restarted head resumes the last one ("" = in memory only).
+  std::string state_dir;
   std::vector<node_entry> nodes;
   /// [config layer] -> node name per expert; empty: round-robin over the nodes
   std::vector<std::vector<std::string>> placement;

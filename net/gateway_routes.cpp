@@ -230,6 +230,7 @@ gateway_reply topology_reply(const actors::cluster_status& st) {
                     {{"epoch", st.epoch},
                      {"model", st.model},
                      {"checkpoint", st.checkpoint},
+                     {"registry", st.registry},
                      {"nodes", nodes},
                      {"experts", st.experts},
                      {"live_epochs", st.live_epochs},

@@ -175,30 +175,89 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   setup.secret = c.secret;
   if (const char* s = std::getenv("EOE_CLUSTER_SECRET"))
     setup.secret = s;
-  // The other nodes start at the same time: retry each for up to 30 seconds.
+  setup.state_dir = c.state_dir;
+  if (!c.state_dir.empty()) {
+    auto resumed = actors::read_registry(c.state_dir, c.checkpoint, *setup.model);
+    if (!resumed) {
+      log << "eoe node " << name << ": " << resumed.error().message << "\n";
+      anon_send_exit(agent, caf::exit_reason::user_shutdown);
+      return 1;
+    }
+    setup.resume = std::move(*resumed);
+  }
+  // The nodes: the cluster file's, then (resuming) those that had joined with --join.
+  struct wanted {
+    std::string name, host;
+    std::uint16_t port;
+    bool joined, optional;
+  };
+  std::vector<wanted> nodes;
+  const auto* record = setup.resume ? &setup.resume->record : nullptr;
+  const auto recorded = [record](const std::string& node) -> const actors::registry_node* {
+    if (record)
+      for (auto& r : record->nodes)
+        if (r.name == node)
+          return &r;
+    return nullptr;
+  };
   for (auto& n : c.nodes) {
+    const auto* r = recorded(n.name);
+    nodes.push_back({n.name, n.host, n.port, false, r && !r->lost.empty()});
+  }
+  if (record)
+    for (auto& r : record->nodes) {
+      if (!r.joined || c.find(r.name))
+        continue;
+      auto colon = r.address.rfind(':');
+      std::uint16_t port = 0;
+      try {
+        port = static_cast<std::uint16_t>(std::stoul(r.address.substr(colon + 1)));
+      } catch (const std::exception&) {
+        colon = std::string::npos;
+      }
+      if (colon == std::string::npos) {
+        log << "eoe node " << name << ": the registry's node " << r.name << " has no host:port ("
+            << r.address << "); it is resumed as lost\n";
+        port = 0;
+      }
+      nodes.push_back({r.name, r.address.substr(0, colon), port, true, true});
+    }
+  // The other nodes start at the same time: retry each for up to 30 seconds. Resuming, a
+  // node that was lost or had joined gets 3 s, and one that does not answer is lost (the
+  // registry's epoch goes on without its experts) rather than holding the head back.
+  for (auto& n : nodes) {
     setup.nodes.push_back(n.name);
-    setup.addresses.push_back(n.address());
+    setup.addresses.push_back(n.host + ":" + std::to_string(n.port));
+    setup.joined.push_back(n.joined);
     if (n.name == name) {
       setup.agents.push_back(agent);
       continue;
     }
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    const auto wait = std::chrono::seconds(n.optional ? 3 : 30);
+    const auto until = std::chrono::steady_clock::now() + wait;
     for (;;) {
-      auto remote = remote_actor<actors::node_agent_actor>(sys, n.host, n.port);
+      auto remote = n.port ? remote_actor<actors::node_agent_actor>(sys, n.host, n.port)
+                           : caf::expected<actors::node_agent_actor>{caf::sec::invalid_argument};
       if (remote) {
         setup.agents.push_back(*remote);
         break;
       }
       // A refused TLS link stays refused: say why at once.
       if (uses_tls(sys) && remote.error().category() == actors::mesh_category) {
-        log << "eoe node " << name << ": node " << n.name << " at " << n.address() << ": "
-            << actors::describe(remote.error()) << "\n";
+        log << "eoe node " << name << ": node " << n.name << " at " << n.host << ":" << n.port
+            << ": " << actors::describe(remote.error()) << "\n";
         anon_send_exit(agent, caf::exit_reason::user_shutdown);
         return 1;
       }
-      if (std::chrono::steady_clock::now() > until) {
-        log << "eoe node " << name << ": node " << n.name << " at " << n.address()
+      if (std::chrono::steady_clock::now() > until || !n.port) {
+        if (setup.resume) {
+          log << "eoe node " << name << ": node " << n.name << " at " << n.host << ":" << n.port
+              << " did not answer within " << wait.count() << " s; resuming without it"
+              << std::endl;
+          setup.agents.emplace_back();
+          break;
+        }
+        log << "eoe node " << name << ": node " << n.name << " at " << n.host << ":" << n.port
             << " did not answer within 30 s: " << sys.render(remote.error()) << "\n";
         anon_send_exit(agent, caf::exit_reason::user_shutdown);
         return 1;

@@ -128,6 +128,7 @@ void run_status(const std::string& file, const std::string& address, const tls_o
   std::cout << "coordinator " << where << ": " << (s->epoch ? "ready" : "starting") << ", epoch "
             << s->epoch << ", model '" << s->model << "' ("
             << (s->checkpoint.empty() ? std::string{"embedded default"} : s->checkpoint) << ")\n"
+            << "registry: " << (s->registry.empty() ? std::string{"in memory only ([cluster] state_dir unset)"} : s->registry) << "\n"
             << "requests: " << s->requests_served << " served, " << s->requests_failed
             << " failed, " << s->in_flight << " in flight\n"
             << "node  address              experts  kv positions  health\n";
