@@ -274,12 +274,12 @@ experts::expected<std::optional<resumed_registry>> read_registry(const std::stri
                                                                  const experts::model& base) {
   namespace fs = std::filesystem;
   const auto path = (fs::path{dir} / registry_name).string();
+  std::error_code ec;
+  if (!fs::exists(path, ec) && !ec)
+    return std::optional<resumed_registry>{};
   std::ifstream in{path, std::ios::binary};
-  if (!in) {
-    if (errno == ENOENT)
-      return std::optional<resumed_registry>{};
+  if (!in)
     return fail(errc::io, os_error("cannot read", path));
-  }
   std::stringstream text;
   text << in.rdbuf();
   auto r = parse_registry(text.str(), path);

@@ -408,6 +408,125 @@ TEST_CASE("kill -STOP of one node of 3 mid-load: declared lost for its silence, 
   pc.stop();
 }
 
+TEST_CASE("kill -9 of the head with [cluster] state_dir: restarted, it resumes the epoch, its "
+          "experts (hot-added ones too) and their outputs",
+          "[mesh][processes][failure]") {
+  const auto dir = fs::temp_directory_path() / ("eoe_test_head_" + std::to_string(getpid()));
+  const scratch_dir scratch{dir};
+  const auto state = dir / "state";
+  process_cluster pc{dir, {"127.0.0.1", "127.0.0.1", "127.0.0.1"}, {},
+                     "state_dir = \"" + state.string() + "\"\n"};
+  std::vector<matrix> inputs;
+  for (int i = 0; i < 6; ++i)
+    inputs.push_back(random_input(1 + i, 12, 900 + i));
+  // One request at a time: each runs alone, so its bytes repeat exactly in the same epoch.
+  auto answers = [&](caf::actor_system& sys, const coordinator_actor& coord) {
+    caf::scoped_actor self{sys};
+    std::vector<std::string> out;
+    for (auto& x : inputs)
+      self->request(coord, std::chrono::seconds(10), infer_atom::value, request_of(x))
+        .receive([&](const infer_result& r) { out.push_back(r.output.bytes); },
+                 [&](const caf::error& e) { FAIL(describe(e)); });
+    return out;
+  };
+  auto model_of = [](caf::actor_system& sys, const coordinator_actor& coord, std::uint64_t epoch) {
+    caf::scoped_actor self{sys};
+    std::string bytes;
+    self->request(coord, std::chrono::seconds(10), model_atom::value, epoch)
+      .receive([&](const std::string& b) { bytes = b; },
+               [&](const caf::error& e) { FAIL(describe(e)); });
+    return bytes;
+  };
+  cluster_status before;
+  std::vector<std::string> outputs;
+  std::string model_bytes;
+  {
+    mesh_config cfg;
+    caf::actor_system sys{cfg};
+    auto coord = net::connect(sys, pc.config.nodes[0].address());
+    REQUIRE(coord);
+    caf::scoped_actor self{sys};
+    auto change = [&](auto... args) {
+      std::uint64_t epoch = 0;
+      self->request(*coord, std::chrono::seconds(10), args...)
+        .receive([&](std::uint64_t e) { epoch = e; },
+                 [&](const caf::error& e) { FAIL(describe(e)); });
+      return epoch;
+    };
+    CHECK(change(add_expert_atom::value, std::uint32_t{2}, std::string{"n3"},
+                 std::string{"clone:2.1"}) == 2);
+    CHECK(change(add_expert_atom::value, std::uint32_t{0}, std::string{"n2"},
+                 std::string{"zero"}) == 3);
+    CHECK(change(remove_expert_atom::value, std::uint32_t{1}, std::uint32_t{1}) == 4);
+    auto s = net::status(sys, *coord);
+    REQUIRE(s);
+    before = *s;
+    outputs = answers(sys, *coord);
+    model_bytes = model_of(sys, *coord, 4);
+  }
+  REQUIRE(before.epoch == 4);
+  CHECK(std::count(before.experts.begin(), before.experts.end(), "2.4@n3") == 1);
+  CHECK(std::count(before.experts.begin(), before.experts.end(), "0.5@n2") == 1);
+  CHECK(std::none_of(before.experts.begin(), before.experts.end(),
+                     [](auto& e) { return e.starts_with("1.1@"); }));
+  CHECK(fs::exists(state / "registry.json"));
+  CHECK(fs::exists(state / "epoch-4.ckpt"));
+
+  // The head goes at once; n2 and n3 stay, with the experts it placed there.
+  ::kill(pc.nodes[0].pid, SIGKILL);
+  ::waitpid(pc.nodes[0].pid, nullptr, 0);
+  auto head_only = pc.config;
+  head_only.nodes.resize(1);
+  auto restarted = net::start_nodes(head_only, (dir / "cluster.toml").string(), eoe_binary(), dir,
+                                    {}, true);
+  REQUIRE(restarted.size() == 1);
+  pc.nodes[0] = restarted[0];
+  const auto err = net::wait_cluster_ready(pc.config, pc.nodes, std::chrono::seconds(60));
+  REQUIRE(err.empty());
+
+  mesh_config cfg;
+  caf::actor_system sys{cfg};
+  auto coord = net::connect(sys, pc.config.nodes[0].address());
+  REQUIRE(coord);
+  auto s = net::status(sys, *coord);
+  REQUIRE(s);
+  CHECK(s->epoch == before.epoch);
+  CHECK(s->experts == before.experts);
+  CHECK(s->experts_per_node == before.experts_per_node);
+  CHECK(s->alive == std::vector<bool>{true, true, true});
+  CHECK_THAT(s->registry, Catch::Contains((state / "registry.json").string())
+                            && Catch::Contains("resumed epoch 4"));
+  CHECK(model_of(sys, *coord, 4) == model_bytes);
+  CHECK(answers(sys, *coord) == outputs);
+  // And they are the reference forward's over the resumed model.
+  auto resumed = experts::parse_checkpoint(std::vector<char>(model_bytes.begin(), model_bytes.end()),
+                                           "epoch 4");
+  REQUIRE(resumed.has_value());
+  {
+    caf::scoped_actor self{sys};
+    self->request(*coord, std::chrono::seconds(10), infer_atom::value, request_of(inputs[3]))
+      .receive([&](const infer_result& r) { CHECK(compare(*resumed, inputs[3], r) <= 1e-6); },
+               [&](const caf::error& e) { FAIL(describe(e)); });
+    // The next hot-added expert takes the next stable id of its layer, in the next epoch.
+    self->request(*coord, std::chrono::seconds(10), add_expert_atom::value, std::uint32_t{2},
+                  std::string{"n1"}, std::string{"zero"})
+      .receive([&](std::uint64_t e) { CHECK(e == 5); },
+               [&](const caf::error& e) { FAIL(describe(e)); });
+  }
+  s = net::status(sys, *coord);
+  REQUIRE(s);
+  CHECK(std::count(s->experts.begin(), s->experts.end(), "2.5@n1") == 1);
+  CHECK(pc.stop() == 0);
+  // A damaged registry stops the head with the field at fault, and how to start afresh.
+  std::ofstream{state / "registry.json"} << "{\"format\": \"eoe-registry\", \"version\": 1}";
+  const auto [code, log] = run_eoe("node --cluster " + (dir / "cluster.toml").string() + " --name n1");
+  CHECK(code == 1);
+  CHECK_THAT(log, Catch::Contains("eoe node n1: " + (state / "registry.json").string()
+                                  + ": epoch: missing (expected an unsigned integer) (remove "
+                                  + (state / "registry.json").string()
+                                  + " to start afresh from the checkpoint)"));
+}
+
 TEST_CASE("3 nodes in separate network namespaces joined by veth pairs", "[mesh][netns]") {
   if (!can_use_netns()) {
     WARN("SKIPPED: needs root and `ip netns` (iproute2)");
