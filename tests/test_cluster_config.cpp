@@ -144,3 +144,16 @@ TEST_CASE("[cluster] heartbeat_ms and suspect_after_ms: 200 and 1000 by default;
   CHECK_THAT(error_of("[cluster]\nheartbeat_ms = -1\n" + one_node),
              Catch::Contains("cluster.heartbeat_ms: expected an integer in 0..60000 (0: off)"));
 }
+
+TEST_CASE("[cluster] state_dir: none by default, a folder, nothing else", "[cluster_config]") {
+  auto plain = net::parse_cluster_config(one_node, "c.toml");
+  REQUIRE(plain);
+  CHECK(plain->state_dir.empty());
+  auto kept = net::parse_cluster_config("[cluster]\nstate_dir = \"/var/lib/eoe\"\n" + one_node,
+                                        "c.toml");
+  REQUIRE(kept);
+  CHECK(kept->state_dir == "/var/lib/eoe");
+  CHECK_THAT(error_of("[cluster]\nstate_dir = true\n" + one_node),
+             Catch::Contains("c.toml:2:13: cluster.state_dir: expected a string, got a "
+                             "boolean (true)"));
+}
