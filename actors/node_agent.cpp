@@ -64,8 +64,14 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
     data_planes::register_receiver(self->state.node,
                                    caf::actor_cast<caf::actor>(self->state.relay));
   self->set_down_handler([self](const caf::down_msg& dm) {
-    // A context composer is gone (its head was killed or restarted): its sessions are over.
     auto& st = self->state;
+    if (dm.source == st.head) {
+      // The head is gone: its experts serve nothing more. A restarted head orders anew.
+      while (!st.experts.empty())
+        retire_expert(self, st.experts.begin()->first.first, st.experts.begin()->first.second);
+      st.head = caf::actor_addr{};
+    }
+    // A context composer is gone (its head was killed or restarted): its sessions are over.
     auto i = st.shards_of.find(dm.source);
     if (i == st.shards_of.end())
       return;
@@ -79,12 +85,20 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
   return {
     [=](spawn_atom, const spawn_order& order) -> caf::result<spawned_node> {
       auto& st = self->state;
-      // Orders from another coordinator: a restarted head. The experts the old one ordered
-      // go; the new one orders those its epoch has.
-      if (auto from = caf::actor_cast<caf::actor_addr>(self->current_sender()); from != st.head) {
-        while (!st.experts.empty())
-          retire_expert(self, st.experts.begin()->first.first, st.experts.begin()->first.second);
+      // The first order names the head: monitored, and the only one obeyed while it lives
+      // (the node's port is open to any process that reaches it). Once it is gone (its
+      // experts retired, above), the next order is a restarted head's.
+      const auto from = caf::actor_cast<caf::actor_addr>(self->current_sender());
+      if (!from)
+        return make_mesh_error(mesh_errc::bad_request,
+                               "node " + st.node + ": a spawn order needs a sender");
+      if (st.head && from != st.head)
+        return make_mesh_error(mesh_errc::unauthorized,
+                               "node " + st.node + " takes spawn orders from its head only, "
+                                 "which is alive");
+      if (!st.head) {
         st.head = from;
+        self->monitor(caf::actor_cast<caf::actor>(self->current_sender()));
       }
       spawned_node out;
       out.node = st.node;
@@ -121,8 +135,12 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       }
       return out;
     },
-    [=](retire_atom, std::uint32_t layer, std::uint32_t id) { retire_expert(self, layer, id); },
-    [=](create_atom, const context_spec& spec, std::uint64_t begin, std::uint64_t capacity) {
+    [=](retire_atom, std::uint32_t layer, std::uint32_t id) {
+      if (caf::actor_cast<caf::actor_addr>(self->current_sender()) == self->state.head)
+        retire_expert(self, layer, id);
+    },
+    [=](create_atom, const context_spec& spec, std::uint64_t begin,
+        std::uint64_t capacity) -> caf::result<shard_actor> {
       auto& st = self->state;
       // Shards whose data is gone were dropped: forget them.
       std::erase_if(st.hosted, [](const auto& h) { return h.second.expired(); });
@@ -130,7 +148,14 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       std::erase_if(st.shards, dropped);
       for (auto& [owner, shards] : st.shards_of)
         std::erase_if(shards, dropped);
-      auto data = std::make_shared<hosted_shard>(spec, begin, capacity);
+      std::shared_ptr<hosted_shard> data;
+      try {
+        data = std::make_shared<hosted_shard>(spec, begin, capacity);
+      } catch (const std::exception& e) { // a shape that does not fit, memory it cannot have
+        return make_mesh_error(mesh_errc::bad_request,
+                               "node " + st.node + ": context shard of " + std::to_string(capacity)
+                                 + " positions: " + e.what());
+      }
       auto s = self->spawn(shard_behavior, data);
       st.shards.push_back(s);
       st.hosted[s.id()] = data;
@@ -170,6 +195,8 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       tracing::set_clock_offset(self->state.node, offset_ns);
     },
     [=](fence_atom, const std::string& why) {
+      if (caf::actor_cast<caf::actor_addr>(self->current_sender()) != self->state.head)
+        return;
       // Declared lost while it was silent (stopped, stalled): its experts were moved out of
       // the cluster, so it goes rather than serve stale epochs; restarted (or joined with
       // eoe node --join) it is admitted afresh.

@@ -139,7 +139,8 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
       anon_send_exit(agent, caf::exit_reason::user_shutdown);
       return 1;
     }
-    log << "node " << name << " listening on " << me->address() << over << std::endl;
+    log << "node " << name << " listening on " << me->address() << ", data plane on "
+        << data_plane.plane->address() << over << std::endl;
     sys.await_all_actors_done();
     return 0;
   }
@@ -274,7 +275,8 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
     anon_send(coordinator, actors::shutdown_atom::value);
     return 1;
   }
-  log << "node " << name << " (head) listening on " << me->address() << over << std::endl;
+  log << "node " << name << " (head) listening on " << me->address() << ", data plane on "
+      << data_plane.plane->address() << over << std::endl;
   std::unique_ptr<http_gateway> gateway;
   if (c.gateway_enabled) {
     auto settings = c.gateway;
@@ -324,8 +326,8 @@ int run_joining_node(const std::string& head, const std::string& name, const std
     return 1;
   }
   const auto address = host + ":" + std::to_string(*bound);
-  log << "node " << name << " listening on " << address << (tls.enabled() ? " (TLS)" : "")
-      << std::endl;
+  log << "node " << name << " listening on " << address << ", data plane on "
+      << data_plane.plane->address() << (tls.enabled() ? " (TLS)" : "") << std::endl;
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (;;) {
     auto coord = connect(sys, head);

@@ -16,6 +16,7 @@
 #include "net/tcp_data_plane.hpp"
 #include "eventually.hpp"
 #include "raw_socket.hpp"
+#include "data_plane_frame.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -107,23 +108,7 @@ collector_actor::behavior_type collector(collector_actor::stateful_pointer<colle
 
 using raw_peer = test::raw_socket;
 
-/// What tcp_data_plane::send puts on the wire for a frame to `node`: u32 header length, u16
-/// name length, the name, the header, the payloads.
-std::string wire_frame(const std::string& node, const std::string& header,
-                       const std::string& payloads) {
-  std::string out(6, '\0');
-  const auto header_len = static_cast<std::uint32_t>(header.size());
-  const auto name_len = static_cast<std::uint16_t>(node.size());
-  std::memcpy(out.data(), &header_len, 4);
-  std::memcpy(out.data() + 4, &name_len, 2);
-  return out + node + header + payloads;
-}
-
-std::string wire_frame(const std::string& node, const contribution& c) {
-  const auto whole = encode_contribution(c);
-  const auto header = encode_header(c);
-  return wire_frame(node, header, whole.substr(header.size()));
-}
+using test::wire_frame;
 
 using test::eventually;
 

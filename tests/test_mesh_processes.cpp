@@ -12,6 +12,10 @@
 #include "net/process_cluster.hpp"
 #include "node_processes.hpp"
 #include "random_model.hpp"
+#include "raw_socket.hpp"
+#include "data_plane_frame.hpp"
+#include "actors/wire.hpp"
+#include "net/cluster_link.hpp"
 #include "follow.hpp"
 #include "http_client.hpp"
 #include "experts/utf8.hpp"
@@ -525,6 +529,134 @@ TEST_CASE("kill -9 of the head with [cluster] state_dir: restarted, it resumes t
                                   + ": epoch: missing (expected an unsigned integer) (remove "
                                   + (state / "registry.json").string()
                                   + " to start afresh from the checkpoint)"));
+}
+
+TEST_CASE("a live node fed garbage, truncated and wrong-epoch frames and a stranger's orders "
+          "refuses each and answers exactly",
+          "[mesh][processes][robustness]") {
+  const auto dir = fs::temp_directory_path() / ("eoe_test_bad_" + std::to_string(getpid()));
+  const scratch_dir scratch{dir};
+  process_cluster pc{dir, {"127.0.0.1", "127.0.0.1", "127.0.0.1"}};
+  auto m = experts::load_checkpoint(checkpoint());
+  REQUIRE(m.has_value());
+  mesh_config cfg;
+  caf::actor_system sys{cfg};
+  auto coord = net::connect(sys, pc.config.nodes[0].address());
+  REQUIRE(coord);
+  caf::scoped_actor self{sys};
+  std::uint64_t seed = 500;
+  auto answers_exactly = [&] {
+    double worst = 0;
+    for (int i = 0; i < 4; ++i) {
+      const auto x = random_input(1 + i, 12, ++seed);
+      self->request(*coord, std::chrono::seconds(10), infer_atom::value, request_of(x))
+        .receive([&](const infer_result& r) { worst = std::max(worst, compare(*m, x, r)); },
+                 [&](const caf::error& e) { FAIL(describe(e)); });
+    }
+    return worst <= 1e-6;
+  };
+  REQUIRE(answers_exactly());
+  std::uint64_t epoch = 0;
+  if (auto s = net::status(sys, *coord))
+    epoch = s->epoch;
+  const auto& victim = pc.nodes[1];
+  auto log_of = [&] {
+    std::ifstream in{victim.log};
+    return std::string{std::istreambuf_iterator<char>{in}, {}};
+  };
+  const auto log = log_of();
+  const auto at = log.find(", data plane on ");
+  REQUIRE(at != std::string::npos);
+  const auto data = log.substr(at + 16, log.find_first_of(" \n", at + 16) - at - 16);
+  INFO("n2's data plane at " << data);
+
+  // CAF's port: bytes that are not BASP, and a handshake cut short.
+  {
+    test::raw_socket garbage{pc.config.nodes[1].address()};
+    CHECK(garbage.send(std::string(4096, '\xa5')));
+    garbage.finish();
+    CHECK(garbage.wait_closed());
+    test::raw_socket cut{pc.config.nodes[1].address()};
+    CHECK(cut.send(std::string{"\x00\x00\x00\x2a\x01", 5}));
+    cut.finish();
+    CHECK(cut.wait_closed());
+  }
+  // The data plane: garbage, a frame cut short, and whole frames of an epoch it never had.
+  contribution c;
+  c.request = 424242;
+  c.epoch = epoch + 1000;
+  c.to_layer = 1;
+  c.sender = 0;
+  c.sender_node = "n1";
+  c.deadline_ms = 1000;
+  c.rows = pack(std::vector<std::int32_t>{0});
+  c.scores = pack(std::vector<float>{1.0f});
+  c.y = to_wire(matrix::Constant(1, 16, 0.5f));
+  const auto frame = test::wire_frame("n2", c);
+  {
+    test::raw_socket garbage{data};
+    CHECK(garbage.send(std::string(64, '\xff')));
+    CHECK(garbage.wait_closed());
+    test::raw_socket cut{data};
+    CHECK(cut.send(frame.substr(0, frame.size() / 2)));
+    cut.finish();
+    CHECK(cut.wait_closed());
+    test::raw_socket stale{data};
+    CHECK(stale.send(frame));
+    c.epoch = 0;
+    c.to_layer = 99;
+    CHECK(stale.send(test::wire_frame("n2", c)));
+  }
+  // A stranger's CAF messages to its node agent: refused, or without effect.
+  auto agent = net::remote_actor<node_agent_actor>(sys, "127.0.0.1",
+                                                   pc.config.nodes[1].port, std::chrono::seconds(10));
+  REQUIRE(agent);
+  spawn_order order;
+  order.node = "n2";
+  order.checkpoint = checkpoint();
+  order.experts = {{0, 1}};
+  self->request(*agent, std::chrono::seconds(10), spawn_atom::value, order)
+    .receive([&](const spawned_node&) { FAIL("a stranger's spawn order was obeyed"); },
+             [&](const caf::error& e) {
+               CHECK(describe(e) == "unauthorized: node n2 takes spawn orders from its head only, "
+                                    "which is alive");
+             });
+  context_spec spec;
+  spec.heads = 0;
+  self->request(*agent, std::chrono::seconds(10), create_atom::value, spec, std::uint64_t{0},
+                std::uint64_t{100})
+    .receive([&](const shard_actor&) { FAIL("a shard of 0 heads was made"); },
+             [&](const caf::error& e) {
+               CHECK(describe(e) == "bad_request: node n2: context shard of 100 positions: kv_shard: "
+                                    "heads, head_dim and block_size must be >= 1, begin and "
+                                    "capacity >= 0");
+             });
+  spec.heads = 1;
+  self->request(*agent, std::chrono::seconds(10), create_atom::value, spec, std::uint64_t{0},
+                std::uint64_t{1} << 44)
+    .receive([&](const shard_actor&) { FAIL("a shard of 2^44 positions was made"); },
+             [&](const caf::error& e) {
+               CHECK_THAT(describe(e), Catch::StartsWith("bad_request: node n2: context shard of "
+                                                         "17592186044416 positions: "));
+             });
+  for (std::uint32_t id = 0; id < 5; ++id) // n2's experts stay
+    self->send(*agent, retire_atom::value, std::uint32_t{0}, id);
+  self->send(*agent, fence_atom::value, std::string{"a stranger says so"});
+
+  // n2 is up, in the same epoch, and its experts answer as before.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK_FALSE(ended(victim.pid));
+  auto s = net::status(sys, *coord);
+  REQUIRE(s);
+  CHECK(s->epoch == epoch);
+  CHECK(s->alive == std::vector<bool>{true, true, true});
+  CHECK(answers_exactly());
+  const auto after = log_of();
+  INFO("n2's log:\n" << after);
+  CHECK_THAT(after, Catch::Contains("relay n2: a message of unknown epoch "
+                                    + std::to_string(epoch + 1000)));
+  CHECK_THAT(after, !Catch::Contains("the head declared this node lost"));
+  CHECK(pc.stop() == 0);
 }
 
 TEST_CASE("3 nodes in separate network namespaces joined by veth pairs", "[mesh][netns]") {
