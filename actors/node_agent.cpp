@@ -207,6 +207,8 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       self->quit(caf::exit_reason::user_shutdown);
     },
     [=](shutdown_atom) {
+      if (self->state.head && caf::actor_cast<caf::actor_addr>(self->current_sender()) != self->state.head)
+        return;
       for (auto& s : self->state.shards)
         self->send_exit(s, caf::exit_reason::user_shutdown);
       self->quit(caf::exit_reason::user_shutdown);
