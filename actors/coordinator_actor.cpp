@@ -746,8 +746,12 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
         if (node.pinged)
           continue;
         node.pinged = true;
-        const auto answered = [self, n] {
+        const auto answered = [self, n, agent = node.agent] {
           auto& nd = self->state.nodes[n];
+          if (nd.agent != agent) { // a node joined under its name meanwhile: the old one goes
+            self->send(agent, fence_atom::value, "replaced by a node that joined as " + nd.name);
+            return;
+          }
           nd.pinged = false;
           nd.heard_ns = tracing::now_ns();
           if (!nd.alive && nd.silent) { // it woke up: fenced, it exits
@@ -757,7 +761,10 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
                             << "(it exits; restart it or join it again)" << std::endl;
           }
         };
-        const auto unanswered = [self, n](const caf::error&) { self->state.nodes[n].pinged = false; };
+        const auto unanswered = [self, n, agent = node.agent](const caf::error&) {
+          if (self->state.nodes[n].agent == agent)
+            self->state.nodes[n].pinged = false;
+        };
         const auto wait = std::chrono::milliseconds(st.setup.suspect_after_ms);
         // The relay answers: its mailbox carries only light traffic, where the agent's runs
         // the node's shard calls (a long attention batch is not silence).
@@ -933,8 +940,15 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       self->request(agent, std::chrono::seconds(30), spawn_atom::value, order)
         .then(
           [self, rp, name, address, agent](spawned_node& s) mutable {
-            self->state.nodes.push_back(
-              {name, address, agent, s.relay, true, s.data, {}, 0, false, false, true});
+            auto& nodes = self->state.nodes;
+            // A lost node that comes back takes its old place (and name) again.
+            const auto again = node_index(self->state, name);
+            registered_node node{name, address, agent, s.relay, true, s.data, {}, 0,
+                                 false,  false,   again ? nodes[*again].joined : true};
+            if (again && !nodes[*again].alive)
+              nodes[*again] = std::move(node);
+            else
+              nodes.push_back(std::move(node));
             self->monitor(agent);
             measure_clock(self, agent, name);
             caf::aout(self) << "coordinator: node " << name << " (" << address << ") joined"

@@ -195,10 +195,16 @@ load_report run_load(caf::actor_system& sys, const actors::coordinator_actor& co
                           ? (want->output - a.output).cwiseAbs().maxCoeff()
                           : 1e30;
     rep.worst_difference = std::max(rep.worst_difference, diff);
-    if (diff <= opt.tolerance)
+    if (diff <= opt.tolerance) {
       ++rep.ok;
-    else
+    } else {
       ++rep.wrong;
+      if (rep.wrong_answers.size() < 16)
+        rep.wrong_answers.push_back("request " + std::to_string(i) + " (sent at "
+                                    + std::to_string(a.sent_s) + " s), epoch "
+                                    + std::to_string(a.epoch) + ": differs by "
+                                    + std::to_string(diff));
+    }
   }
   return rep;
 }

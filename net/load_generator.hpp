@@ -29,6 +29,7 @@ struct load_report {
   size_t ok = 0, wrong = 0, failed = 0, lost = 0;
   double worst_difference = 0;
   std::map<std::string, size_t> errors;        ///< error text -> count
+  std::vector<std::string> wrong_answers;      ///< the first 16 wrong ones: which, when, epoch
   std::map<std::uint64_t, size_t> per_epoch;   ///< answers per serving epoch
   std::vector<double> latency_ms;              ///< of the answered requests, in send order
   std::vector<double> sent_at_s;               ///< when each answered request was sent

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <stdexcept>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <thread>
@@ -32,43 +33,49 @@ std::string log_tail(const fs::path& log, size_t lines) {
   return out;
 }
 
+node_process start_process(const std::string& name, std::vector<std::string> argv,
+                           const fs::path& log, bool die_with_parent) {
+  const pid_t parent = getpid();
+  std::fflush(nullptr); // a child's freopen would write what this process buffered
+  node_process p{name, 0, log};
+  p.pid = fork();
+  if (p.pid < 0)
+    throw std::runtime_error("fork failed for node " + name);
+  if (p.pid == 0) {
+    setsid();
+    // The signal survives exec; a parent gone before prctl took effect is caught here.
+    if (die_with_parent && (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent))
+      std::_Exit(125);
+    if (!std::freopen(p.log.c_str(), "w", stdout))
+      std::_Exit(126);
+    dup2(fileno(stdout), fileno(stderr));
+    std::vector<char*> args;
+    for (auto& a : argv)
+      args.push_back(a.data());
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    std::perror("exec");
+    std::_Exit(127);
+  }
+  return p;
+}
+
 std::vector<node_process> start_nodes(const cluster_config& c, const std::string& cluster_file,
                                       const std::string& exe, const fs::path& log_dir,
                                       const std::vector<std::vector<std::string>>& prefix,
                                       bool die_with_parent) {
   fs::create_directories(log_dir);
-  const pid_t parent = getpid();
-  std::fflush(nullptr); // a child's freopen would write what this process buffered
   std::vector<node_process> out;
   for (size_t i = 0; i < c.nodes.size(); ++i) {
     const auto& n = c.nodes[i];
-    node_process p{n.name, 0, log_dir / (n.name + ".log")};
     std::vector<std::string> argv;
     if (i < prefix.size())
       argv = prefix[i];
     for (auto s : {exe, std::string{"node"}, std::string{"--cluster"}, cluster_file,
                    std::string{"--name"}, n.name})
       argv.push_back(s);
-    p.pid = fork();
-    if (p.pid < 0)
-      throw std::runtime_error("fork failed for node " + n.name);
-    if (p.pid == 0) {
-      setsid();
-      // The signal survives exec; a parent gone before prctl took effect is caught here.
-      if (die_with_parent && (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent))
-        std::_Exit(125);
-      if (!std::freopen(p.log.c_str(), "w", stdout))
-        std::_Exit(126);
-      dup2(fileno(stdout), fileno(stderr));
-      std::vector<char*> args;
-      for (auto& a : argv)
-        args.push_back(a.data());
-      args.push_back(nullptr);
-      execvp(args[0], args.data());
-      std::perror("exec");
-      std::_Exit(127);
-    }
-    out.push_back(std::move(p));
+    out.push_back(start_process(n.name, std::move(argv), log_dir / (n.name + ".log"),
+                                die_with_parent));
   }
   return out;
 }

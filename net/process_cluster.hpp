@@ -19,6 +19,11 @@ struct node_process {
   std::filesystem::path log;
 };
 
+/// Starts argv (argv[0] looked up in PATH) in its own session, stdout and stderr to `log`.
+/// `die_with_parent`: as below.
+node_process start_process(const std::string& name, std::vector<std::string> argv,
+                           const std::filesystem::path& log, bool die_with_parent);
+
 /// Starts `exe node --cluster cluster_file --name N` for every node of c, logs in log_dir.
 /// `prefix` runs before exe (for example "ip netns exec ns1" per node; empty: none).
 /// `die_with_parent`: the nodes get SIGTERM when the calling thread's process ends, however it

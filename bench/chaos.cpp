@@ -1,0 +1,363 @@
+// bench_chaos: a chaos soak. While checked requests flow (every answer compared with the
+// reference forward of the epoch that served it), it kills (-9) or stops (-STOP, resumed
+// once the cluster declared it lost: fenced, it exits) a random node other than the head
+// every ~`every` seconds, then joins a fresh process under the node's name and gives it back
+// as many experts as it had (clones of live members of the same layers). It reports requests
+// ok / failed with an error / wrong / lost, and per fault the time until the head declared
+// the node lost, until a request was served again, until the node rejoined and until its
+// experts were back. Bounded in time and count; loopback only (the head is not faulted: a
+// standby head needs the etcd registry, which is not built yet).
+
+#include "actors/mesh_config.hpp"
+#include "actors/mesh_errc.hpp"
+#include "actors/node_agent.hpp"
+#include "actors/wire.hpp"
+#include "bench/machine.hpp"
+#include "net/client.hpp"
+#include "net/load_generator.hpp"
+#include "net/process_cluster.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <caf/scoped_actor.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace eoe;
+namespace fs = std::filesystem;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+double ms_since(clock_type::time_point t) {
+  return std::chrono::duration<double, std::milli>(clock_type::now() - t).count();
+}
+
+struct fault {
+  std::string kind, node;
+  double detect_ms = -1, served_ms = -1, rejoin_ms = -1, restore_ms = -1;
+  size_t experts = 0;
+  std::string epochs; ///< the epochs its experts came back in
+  std::string problem; ///< what did not happen ("" = all did)
+};
+
+/// Sends one small request; whether it was answered.
+bool probe(caf::actor_system& sys, const actors::coordinator_actor& coord, int width) {
+  caf::scoped_actor self{sys};
+  actors::infer_request req;
+  req.tokens = actors::to_wire(matrix::Constant(1, width, 0.25f));
+  req.deadline_ms = 500;
+  req.want_record = false;
+  bool ok = false;
+  self->request(coord, std::chrono::seconds(2), actors::infer_atom::value, req)
+    .receive([&](const actors::infer_result&) { ok = true; }, [&](const caf::error&) {});
+  return ok;
+}
+
+/// Polls `done` every 10 ms for up to `limit`; the milliseconds it took, or -1.
+template <class F>
+double wait_for(F done, std::chrono::milliseconds limit) {
+  const auto t0 = clock_type::now();
+  while (clock_type::now() - t0 < limit) {
+    if (done())
+      return ms_since(t0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return -1;
+}
+
+std::optional<size_t> index_of(const actors::cluster_status& s, const std::string& node) {
+  for (size_t i = 0; i < s.nodes.size(); ++i)
+    if (s.nodes[i] == node)
+      return i;
+  return std::nullopt;
+}
+
+bool ended(pid_t pid) {
+  return ::waitpid(pid, nullptr, WNOHANG) == pid;
+}
+
+std::string quantiles(std::vector<double> v) {
+  std::erase_if(v, [](double x) { return x < 0; });
+  if (v.empty())
+    return "-";
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "p50 %.0f, max %.0f ms", net::quantile(v, 0.5),
+                *std::max_element(v.begin(), v.end()));
+  return buf;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  int seconds = 300, every = 10, nodes = 4, heartbeat_ms = 200, suspect_ms = 1000;
+  size_t concurrency = 16, tokens = 4, max_faults = 1000;
+  double stop_share = 0.5;
+  std::uint64_t seed = 1;
+  CLI::App app{"Chaos soak: kill and stop random nodes under checked load"};
+  app.add_option("--seconds", seconds, "how long the soak runs")->check(CLI::Range(10, 3600));
+  app.add_option("--every", every, "seconds between faults (+-20%)")->check(CLI::Range(3, 600));
+  app.add_option("--faults", max_faults, "at most this many faults")->check(CLI::Range(1, 100000));
+  app.add_option("--nodes", nodes, "nodes of the cluster, n1 the head")->check(CLI::Range(3, 8));
+  app.add_option("--concurrency", concurrency)->check(CLI::Range(1, 1024));
+  app.add_option("--tokens", tokens, "per request")->check(CLI::Range(1, 256));
+  app.add_option("--stop-share", stop_share, "share of faults that are kill -STOP (else kill -9)")
+    ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--heartbeat-ms", heartbeat_ms)->check(CLI::Range(10, 10000));
+  app.add_option("--suspect-after-ms", suspect_ms)->check(CLI::Range(20, 60000));
+  app.add_option("--seed", seed);
+  CLI11_PARSE(app, argc, argv);
+
+  const auto dir = fs::temp_directory_path() / ("eoe_bench_chaos_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  struct remove_dir {
+    fs::path p;
+    ~remove_dir() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  } cleanup{dir};
+  const int base = 33000 + static_cast<int>(getpid() % 500) * 20;
+  const auto file = (dir / "cluster.toml").string();
+  {
+    std::ofstream out{file};
+    out << "[cluster]\nname = \"chaos\"\nhead = \"n1\"\ndeadline_ms = 5000\nheartbeat_ms = "
+        << heartbeat_ms << "\nsuspect_after_ms = " << suspect_ms << "\n";
+    for (int n = 0; n < nodes; ++n)
+      out << "\n[[node]]\nname = \"n" << n + 1 << "\"\nport = " << base + n << "\n";
+  }
+  auto config = net::load_cluster_config(file);
+  if (!config) {
+    std::fprintf(stderr, "bench_chaos: %s\n", config.error().message.c_str());
+    return 1;
+  }
+  const auto exe = (fs::path{net::self_executable()}.parent_path() / "eoe").string();
+  auto procs = net::start_nodes(*config, file, exe, dir, {}, true);
+  if (auto err = net::wait_cluster_ready(*config, procs, std::chrono::seconds(120)); !err.empty()) {
+    std::fprintf(stderr, "bench_chaos: %s\n", err.c_str());
+    net::stop_nodes(*config, procs, std::chrono::seconds(1));
+    return 1;
+  }
+  const auto head = config->nodes[0].address();
+  const int width = actors::load_model("")->config.input_dim;
+  actors::mesh_config cfg;
+  caf::actor_system sys{cfg};
+  auto coord = net::connect(sys, head);
+  if (!coord) {
+    std::fprintf(stderr, "bench_chaos: %s\n", actors::describe(coord.error()).c_str());
+    net::stop_nodes(*config, procs, std::chrono::seconds(1));
+    return 1;
+  }
+  std::printf("bench_chaos: %d nodes on loopback, heartbeat_ms %d, suspect_after_ms %d, %zu "
+              "clients x %zu tokens, a fault every ~%d s for %d s\nmachine: %s\n",
+              nodes, heartbeat_ms, suspect_ms, concurrency, tokens, every, seconds,
+              bench::machine_line().c_str());
+  std::fflush(stdout);
+
+  // The load: rounds of checked requests until the soak ends.
+  std::atomic<bool> stop{false};
+  net::load_report total;
+  size_t rounds = 0;
+  const auto soak_start = clock_type::now();
+  std::thread load([&] {
+    for (std::uint64_t round = 0; !stop; ++round) {
+      net::load_options opt;
+      opt.requests = concurrency * 20;
+      opt.concurrency = concurrency;
+      opt.tokens = tokens;
+      opt.deadline_ms = 5000;
+      opt.seed = seed * 1'000'003 + round;
+      const auto rep = net::run_load(sys, *coord, opt);
+      total.ok += rep.ok;
+      total.wrong += rep.wrong;
+      total.failed += rep.failed;
+      total.lost += rep.lost;
+      total.worst_difference = std::max(total.worst_difference, rep.worst_difference);
+      for (auto& [text, n] : rep.errors)
+        total.errors[text] += n;
+      for (auto& w : rep.wrong_answers) {
+        std::printf("WRONG at %.1f s: round %llu: %s\n",
+                    std::chrono::duration<double>(clock_type::now() - soak_start).count(),
+                    static_cast<unsigned long long>(round), w.c_str());
+        std::fflush(stdout);
+      }
+      total.seconds += rep.seconds;
+      ++rounds;
+    }
+  });
+
+  std::mt19937_64 rng{seed};
+  std::vector<fault> faults;
+  const auto start = clock_type::now();
+  const auto until = start + std::chrono::seconds(seconds);
+  auto next = start + std::chrono::seconds(every);
+  int listen_port = base + 10;
+  std::set<std::uint32_t> use_zero; // layers where a clone is refused (top-k)
+  while (faults.size() < max_faults) {
+    const auto jitter = std::uniform_real_distribution<double>{-0.2, 0.2}(rng) * every;
+    std::this_thread::sleep_until(next + std::chrono::milliseconds(static_cast<int>(jitter * 1000)));
+    next += std::chrono::seconds(every);
+    if (clock_type::now() >= until)
+      break;
+    auto before = net::status(sys, *coord);
+    if (!before)
+      continue;
+    std::vector<size_t> candidates; // alive, not the head, with a process of ours
+    for (size_t p = 1; p < procs.size(); ++p)
+      if (auto i = index_of(*before, procs[p].node); i && before->alive[*i])
+        candidates.push_back(p);
+    if (candidates.empty())
+      continue;
+    const auto p = candidates[std::uniform_int_distribution<size_t>{0, candidates.size() - 1}(rng)];
+    fault f;
+    f.node = procs[p].node;
+    const bool stopped = std::uniform_real_distribution<double>{0, 1}(rng) < stop_share;
+    f.kind = stopped ? "kill -STOP" : "kill -9";
+    std::vector<std::uint32_t> layers_of; // the layer of each expert it hosted
+    for (auto& e : before->experts)
+      if (e.ends_with("@" + f.node))
+        layers_of.push_back(static_cast<std::uint32_t>(std::stoul(e.substr(0, e.find('.')))));
+    f.experts = layers_of.size();
+
+    const auto t0 = clock_type::now();
+    ::kill(procs[p].pid, stopped ? SIGSTOP : SIGKILL);
+    const auto lost = [&] {
+      auto s = net::status(sys, *coord);
+      auto i = s ? index_of(*s, f.node) : std::nullopt;
+      return i && !s->alive[*i];
+    };
+    if (wait_for(lost, std::chrono::seconds(15)) >= 0)
+      f.detect_ms = ms_since(t0);
+    if (wait_for([&] { return probe(sys, *coord, width); }, std::chrono::seconds(15)) >= 0)
+      f.served_ms = ms_since(t0);
+    if (stopped) // woken up, it is fenced and exits
+      ::kill(procs[p].pid, SIGCONT);
+    if (wait_for([&] { return ended(procs[p].pid); }, std::chrono::seconds(15)) < 0) {
+      f.problem = "the " + f.kind + " process did not end; killed";
+      ::kill(procs[p].pid, SIGKILL);
+      ::waitpid(procs[p].pid, nullptr, 0);
+    }
+    // A fresh process joins under the same name, on a port of its own.
+    const auto log = dir / (f.node + "-" + std::to_string(faults.size()) + ".log");
+    procs[p] = net::start_process(
+      f.node,
+      {exe, "node", "--join", head, "--name", f.node, "--listen",
+       "127.0.0.1:" + std::to_string(listen_port++)},
+      log, true);
+    const auto back = [&] {
+      auto s = net::status(sys, *coord);
+      auto i = s ? index_of(*s, f.node) : std::nullopt;
+      return i && s->alive[*i];
+    };
+    if (wait_for(back, std::chrono::seconds(30)) >= 0)
+      f.rejoin_ms = ms_since(t0);
+    else if (f.problem.empty())
+      f.problem = "did not rejoin:\n" + net::log_tail(log, 5);
+    // Its experts back: clones of live members of the layers it hosted.
+    size_t restored = 0;
+    for (auto layer : layers_of) {
+      if (f.rejoin_ms < 0)
+        break;
+      auto s = net::status(sys, *coord);
+      if (!s)
+        break;
+      std::string source;
+      for (auto& e : s->experts)
+        if (e.starts_with(std::to_string(layer) + ".")) {
+          source = e.substr(0, e.find('@'));
+          break;
+        }
+      if (source.empty())
+        continue;
+      caf::scoped_actor self{sys};
+      for (int attempt = 0; attempt < 100; ++attempt) { // a change in progress: again
+        bool done = false, again = false;
+        // A clone splits a threshold layer's expert without changing outputs; a top-k
+        // layer takes a zero expert instead.
+        self->request(*coord, std::chrono::seconds(30), actors::add_expert_atom::value, layer,
+                      f.node, use_zero.contains(layer) ? std::string{"zero"} : "clone:" + source)
+          .receive([&](std::uint64_t epoch) {
+                     done = true;
+                     f.epochs += " " + std::to_string(epoch);
+                   },
+                   [&](const caf::error& e) {
+                     const auto text = actors::describe(e);
+                     again = text.find("in progress") != std::string::npos;
+                     if (text.find("only threshold layers split") != std::string::npos
+                         && !use_zero.contains(layer)) {
+                       use_zero.insert(layer);
+                       again = true;
+                       return;
+                     }
+                     if (!again && f.problem.empty())
+                       f.problem = "re-adding an expert: " + actors::describe(e);
+                   });
+        if (done)
+          ++restored;
+        if (!again)
+          break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+    if (restored == layers_of.size() && f.rejoin_ms >= 0)
+      f.restore_ms = ms_since(t0);
+    std::printf("fault %zu at %.1f s: %s %s (%zu experts): lost after %.0f ms, served again "
+                "after %.0f ms, rejoined after %.0f ms, experts back after %.0f ms (epochs%s)%s%s\n",
+                faults.size() + 1,
+                std::chrono::duration<double>(t0 - start).count(), f.kind.c_str(),
+                f.node.c_str(), f.experts, f.detect_ms, f.served_ms, f.rejoin_ms, f.restore_ms,
+                f.epochs.c_str(), f.problem.empty() ? "" : "; ", f.problem.c_str());
+    std::fflush(stdout);
+    faults.push_back(std::move(f));
+    if (clock_type::now() >= until)
+      break;
+  }
+  std::this_thread::sleep_until(until);
+  stop = true;
+  load.join();
+  const auto after = net::status(sys, *coord);
+
+  const size_t requests = total.ok + total.failed + total.wrong + total.lost;
+  std::printf("\n%zu requests in %zu rounds over %.0f s: %zu ok, %zu failed with an error, %zu "
+              "wrong, %zu lost (worst difference %.2g)\n",
+              requests, rounds, ms_since(start) / 1000, total.ok, total.failed, total.wrong,
+              total.lost, total.worst_difference);
+  for (auto& [text, n] : total.errors)
+    std::printf("  %zu x %s\n", n, text.c_str());
+  std::map<std::string, std::vector<fault*>> by_kind;
+  size_t problems = 0;
+  for (auto& f : faults) {
+    by_kind[f.kind].push_back(&f);
+    problems += !f.problem.empty();
+  }
+  for (auto& [kind, list] : by_kind) {
+    std::vector<double> d, s, r, e;
+    for (auto* f : list) {
+      d.push_back(f->detect_ms);
+      s.push_back(f->served_ms);
+      r.push_back(f->rejoin_ms);
+      e.push_back(f->restore_ms);
+    }
+    std::printf("%zu x %s: declared lost %s; served again %s; rejoined %s; experts back %s\n",
+                list.size(), kind.c_str(), quantiles(d).c_str(), quantiles(s).c_str(),
+                quantiles(r).c_str(), quantiles(e).c_str());
+  }
+  if (after)
+    std::printf("final epoch %llu, %zu experts\n",
+                static_cast<unsigned long long>(after->epoch), after->experts.size());
+  std::printf("%zu of %zu faults with a problem\n", problems, faults.size());
+  net::stop_nodes(*config, procs, std::chrono::seconds(5));
+  return total.wrong == 0 && total.lost == 0 && problems == 0 ? 0 : 1;
+}
