@@ -118,6 +118,10 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-ms", heartbeat_ms)->check(CLI::Range(10, 10000));
   app.add_option("--suspect-after-ms", suspect_ms)->check(CLI::Range(20, 60000));
   app.add_option("--seed", seed);
+  std::string readd = "clone";
+  app.add_option("--readd", readd, "how a rejoined node's experts come back: clone (of a live "
+                                   "member; zero where the layer is top-k) or zero")
+    ->check(CLI::IsMember({"clone", "zero"}));
   CLI11_PARSE(app, argc, argv);
 
   const auto dir = fs::temp_directory_path() / ("eoe_bench_chaos_" + std::to_string(getpid()));
@@ -182,6 +186,9 @@ int main(int argc, char** argv) {
       const auto rep = net::run_load(sys, *coord, opt);
       total.ok += rep.ok;
       total.wrong += rep.wrong;
+      total.ties += rep.ties;
+      for (auto& w : rep.tie_answers)
+        std::printf("tie: round %llu: %s\n", static_cast<unsigned long long>(round), w.c_str());
       total.failed += rep.failed;
       total.lost += rep.lost;
       total.worst_difference = std::max(total.worst_difference, rep.worst_difference);
@@ -205,6 +212,9 @@ int main(int argc, char** argv) {
   auto next = start + std::chrono::seconds(every);
   int listen_port = base + 10;
   std::set<std::uint32_t> use_zero; // layers where a clone is refused (top-k)
+  if (readd == "zero")
+    for (std::uint32_t l = 0; l < 64; ++l)
+      use_zero.insert(l);
   while (faults.size() < max_faults) {
     const auto jitter = std::uniform_real_distribution<double>{-0.2, 0.2}(rng) * every;
     std::this_thread::sleep_until(next + std::chrono::milliseconds(static_cast<int>(jitter * 1000)));
@@ -329,11 +339,12 @@ int main(int argc, char** argv) {
   load.join();
   const auto after = net::status(sys, *coord);
 
-  const size_t requests = total.ok + total.failed + total.wrong + total.lost;
+  const size_t requests = total.ok + total.ties + total.failed + total.wrong + total.lost;
   std::printf("\n%zu requests in %zu rounds over %.0f s: %zu ok, %zu failed with an error, %zu "
-              "wrong, %zu lost (worst difference %.2g)\n",
+              "wrong, %zu lost; %zu more differ at a top-k near-tie of the reference (gap <= "
+              "1e-5; the worst difference of all %.2g)\n",
               requests, rounds, ms_since(start) / 1000, total.ok, total.failed, total.wrong,
-              total.lost, total.worst_difference);
+              total.lost, total.ties, total.worst_difference);
   for (auto& [text, n] : total.errors)
     std::printf("  %zu x %s\n", n, text.c_str());
   std::map<std::string, std::vector<fault*>> by_kind;

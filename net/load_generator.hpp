@@ -23,10 +23,17 @@ struct load_options {
   std::uint32_t deadline_ms = 10000;
   std::uint64_t seed = 1;           ///< request i's tokens come from seed and i
   double tolerance = 1e-5;          ///< max abs difference that still counts as right
+  /// An answer that differs where the reference's top-k choice was decided by less than this
+  /// (the k-th and (k+1)-th ranking scores of a token): counted as a tie, not as wrong. The
+  /// mesh sums in other orders (a batch's GEMMs), so at a gap of rounding's size it may pick
+  /// the other expert, as another float32 forward may.
+  double tie_gap = 1e-5;
 };
 
 struct load_report {
   size_t ok = 0, wrong = 0, failed = 0, lost = 0;
+  size_t ties = 0; ///< differ, but at a top-k near-tie of the reference (load_options::tie_gap)
+  std::vector<std::string> tie_answers; ///< the first 16 of them
   double worst_difference = 0;
   std::map<std::string, size_t> errors;        ///< error text -> count
   std::vector<std::string> wrong_answers;      ///< the first 16 wrong ones: which, when, epoch
