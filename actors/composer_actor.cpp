@@ -47,6 +47,16 @@ wire_layer_record assemble_record(const pending_request& p, std::uint32_t u) {
     const auto& r = *p.records[u][e];
     rows[e] = unpack<std::int32_t>(r.rows, "record rows");
     carried[e] = unpack<float>(r.carried, "record carried values");
+    // An expert's record may come from another process: its rows index the tokens below.
+    if (carried[e].size() != rows[e].size())
+      throw std::invalid_argument("the record of expert " + member_name(v, u, e, 0) + " has "
+                                  + std::to_string(rows[e].size()) + " rows but "
+                                  + std::to_string(carried[e].size()) + " carried values");
+    for (auto t : rows[e])
+      if (t < 0 || static_cast<size_t>(t) >= tokens)
+        throw std::invalid_argument("the record of expert " + member_name(v, u, e, 0)
+                                    + " has row " + std::to_string(t) + ", outside the request's "
+                                    + std::to_string(tokens) + " tokens");
     if (scored) {
       auto s = unpack<float>(r.scores, "record scores");
       if (s.size() != tokens)
@@ -421,9 +431,25 @@ void attend(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done, std::
                                           + std::to_string(asked.size()) + " sessions");
             if (!replies[i].error.empty())
               throw std::runtime_error(replies[i].error);
+            // attention_output lays the heads side by side as given: every one must be
+            // (tokens, dim / heads), and there must be one per head.
+            const auto& lc = self->state.model->config.layers[l];
+            const auto width = self->state.model->config.dim / lc.heads;
+            if (replies[i].heads.size() != static_cast<size_t>(lc.heads))
+              throw std::invalid_argument("the shards' attention has "
+                                          + std::to_string(replies[i].heads.size())
+                                          + " heads, the layer " + std::to_string(lc.heads));
             std::vector<matrix> heads;
-            for (auto& w : replies[i].heads)
+            for (auto& w : replies[i].heads) {
               heads.push_back(from_wire(w.out, "attention output"));
+              if (heads.back().rows() != s.count || heads.back().cols() != width)
+                throw std::invalid_argument(
+                  "the shards' attention of head " + std::to_string(heads.size() - 1) + " is ("
+                  + std::to_string(heads.back().rows()) + ", "
+                  + std::to_string(heads.back().cols()) + "), " + std::to_string(s.count)
+                  + " tokens want (" + std::to_string(s.count) + ", " + std::to_string(width)
+                  + ")");
+            }
             auto out = experts::attention_output(self->state.model->layers[l].attention, heads);
             auto& stream = it->second.stream;
             if (out.rows() != s.count || out.cols() != stream.cols())
@@ -518,6 +544,11 @@ void on_outputs(self_ptr self, std::uint64_t id, pending_request& p) {
   try {
     const auto& carrier = p.outputs[0]->get_as<contribution>(1);
     p.stream = from_wire(carrier.stream, "the carried residual stream");
+    if (p.stream.cols() != v.config.dim) // the head and the attention take the width as given
+      throw std::invalid_argument("the carried residual stream is ("
+                                  + std::to_string(p.stream.rows()) + ", "
+                                  + std::to_string(p.stream.cols()) + "), the model's is "
+                                  + std::to_string(v.config.dim) + " wide");
     experts::scatter_add(p.stream, gated_outputs(v.config.layers[v.schedule[p.to_layer - 1]],
                                                  p.outputs, static_cast<size_t>(p.tokens)));
   } catch (const std::exception& e) {
@@ -583,6 +614,22 @@ std::string missing_report(const pending_request& p, std::uint64_t id, std::uint
 } // namespace
 
 namespace {
+
+/// What keeps a plan's config from being one of the composer's model ("" when it is one):
+/// the embedding, the attention layers and the head run here with the model's weights, between
+/// expert layers the plan's config lays out; membership changes only the experts.
+std::string model_misfit(const experts::model& m, const experts::model_config& c) {
+  const auto& own = m.config;
+  if (c.kind != own.kind || c.dim != own.dim || c.input_dim != own.input_dim
+      || c.classes != own.classes || c.vocab != own.vocab || c.layers.size() != own.layers.size())
+    return "its model (dim " + std::to_string(c.dim) + ", " + std::to_string(c.layers.size())
+           + " layers) is not the composer's (dim " + std::to_string(own.dim) + ", "
+           + std::to_string(own.layers.size()) + " layers)";
+  for (size_t l = 0; l < c.layers.size(); ++l)
+    if (c.layers[l].kind != own.layers[l].kind || c.layers[l].heads != own.layers[l].heads)
+      return "its layer " + std::to_string(l) + " is not the composer's model's";
+  return {};
+}
 
 std::function<caf::error(const std::string&)> refusal(std::uint64_t id) {
   return [id](const std::string& why) {
@@ -680,6 +727,9 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       if (ev == st.epochs.end())
         return make_mesh_error(mesh_errc::not_ready,
                                "the composer has no plan for epoch " + std::to_string(epoch));
+      if (st.pending.contains(id) || st.feeds.contains(id)) // its answer would go to the other
+        return make_mesh_error(mesh_errc::bad_request,
+                               fault(id, "a request of this id is in flight already"));
       const trace_scope tr{req.trace_id, id, st.node, "composer"};
       if (tr)
         tr.message(trace_kind::receive, "infer", "coordinator", req.trace_msg, 0,
@@ -688,6 +738,14 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
         auto ids = feed_ids(self, id, req);
         if (!ids)
           return std::move(ids.error());
+        matrix logits;
+        try {
+          logits.resize(static_cast<Eigen::Index>(ids->size()), st.model->config.vocab);
+        } catch (const std::bad_alloc&) {
+          return make_mesh_error(mesh_errc::bad_request,
+                                 fault(id, "the logits of " + std::to_string(ids->size())
+                                             + " tokens do not fit in the composer's memory"));
+        }
         auto& f = st.feeds[id];
         f.rp = self->make_response_promise<infer_result>();
         f.view = ev->second;
@@ -697,7 +755,7 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
         f.deadline_ms = req.deadline_ms;
         f.trace = req.trace_id;
         f.want_record = req.want_record;
-        f.logits.resize(static_cast<Eigen::Index>(f.ids.size()), st.model->config.vocab);
+        f.logits = std::move(logits);
         auto& s = st.sessions.at(req.session);
         s.busy = true;
         ++s.requests;
@@ -872,11 +930,17 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       try_complete(self, it->first);
     },
     [=](plan_atom, const mesh_plan& plan) -> caf::result<ok_atom> {
+      std::shared_ptr<const epoch_view> view;
       try {
-        self->state.epochs[plan.epoch] = decode_plan(plan);
+        view = decode_plan(plan);
       } catch (const std::exception& e) {
-        return caf::make_error(caf::sec::invalid_argument, e.what());
+        return make_mesh_error(mesh_errc::bad_request, std::string{"composer: "} + e.what());
       }
+      if (auto misfit = model_misfit(*self->state.model, view->config); !misfit.empty())
+        return make_mesh_error(mesh_errc::bad_request,
+                               "composer: plan of epoch " + std::to_string(plan.epoch) + ": "
+                                 + misfit);
+      self->state.epochs[plan.epoch] = std::move(view);
       return ok_atom::value;
     },
     [=](retire_atom, std::uint64_t epoch) { self->state.epochs.erase(epoch); },

@@ -8,6 +8,7 @@
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
 
+#include <limits>
 #include <memory>
 
 namespace eoe::actors {
@@ -20,6 +21,125 @@ using promise_partial = caf::typed_response_promise<wire_partial>;
 
 caf::error no_context(std::uint64_t id) {
   return make_mesh_error(mesh_errc::bad_request, "context " + std::to_string(id) + " does not exist");
+}
+
+caf::error bad(std::uint64_t id, const std::string& what) {
+  return make_mesh_error(mesh_errc::bad_request, "context " + std::to_string(id) + ": " + what);
+}
+
+/// What keeps a client's spec from making shards ("" when nothing): every value must fit the
+/// int the math takes, and a shard's memory (keys and values, 2 x shard_size x heads x head_dim
+/// floats, and its block summaries) must stay within max_shard_bytes. Zeros are refused before.
+std::string spec_misfit(const context_spec& spec) {
+  constexpr std::uint64_t int_max = static_cast<std::uint64_t>(std::numeric_limits<int>::max());
+  const std::pair<const char*, std::uint64_t> fields[] = {
+    {"heads", spec.heads}, {"head_dim", spec.head_dim}, {"block_size", spec.block_size}};
+  for (auto [name, value] : fields)
+    if (value > int_max)
+      return std::string{name} + " = " + std::to_string(value) + " does not fit an int";
+  const auto blocks = spec.shard_size / spec.block_size + (spec.shard_size % spec.block_size != 0);
+  if (blocks > int_max)
+    return "shard_size = " + std::to_string(spec.shard_size) + " makes "
+           + std::to_string(blocks) + " blocks of " + std::to_string(spec.block_size)
+           + " in a shard, more than an int counts";
+  // kv_shard per head: keys and values (shard_size, head_dim) floats; per block, the mean,
+  // minimum and maximum keys (head_dim floats each), their 8-bit bounds and a step.
+  // In long double: the product may pass 2^64 (its 64-bit mantissa holds every integer below).
+  const long double per_head =
+    2.0L * static_cast<long double>(spec.shard_size) * spec.head_dim * sizeof(float)
+    + static_cast<long double>(blocks) * (spec.head_dim * 14.0L + 4.0L);
+  const long double bytes = per_head * spec.heads;
+  if (bytes > static_cast<long double>(max_shard_bytes))
+    return "a shard of " + std::to_string(spec.shard_size) + " positions ("
+           + std::to_string(spec.heads) + " heads of " + std::to_string(spec.head_dim)
+           + ", blocks of " + std::to_string(spec.block_size) + ") needs "
+           + (bytes < 0x1p63L ? std::to_string(static_cast<std::uint64_t>(bytes)) + " bytes"
+                              : std::string{"over 2^63 bytes"})
+           + ", over the 16 GiB a shard may hold (make shard_size smaller)";
+  return {};
+}
+
+/// What is wrong with one tensor per head as `kind` ("keys") of a context of width `cols`
+/// ("" when nothing): each must be (rows, cols) in rows x cols x 4 bytes. Compared as values,
+/// so that no shape wraps to a small byte count.
+std::string heads_misfit(const heads_tensor& t, const char* kind, const char* needs,
+                         std::uint64_t rows, std::uint32_t cols) {
+  for (size_t h = 0; h < t.size(); ++h) {
+    const auto& w = t[h];
+    const auto values = static_cast<std::uint64_t>(w.rows) * w.cols;
+    if (w.rows != rows || w.cols != cols || w.bytes.size() % sizeof(float) != 0
+        || w.bytes.size() / sizeof(float) != values)
+      return "head " + std::to_string(h) + " needs (" + std::to_string(rows) + ", "
+             + std::to_string(cols) + ") " + needs + " in "
+             + std::to_string(rows * cols * sizeof(float)) + " bytes; its " + kind + " are ("
+             + std::to_string(w.rows) + ", " + std::to_string(w.cols) + ") in "
+             + std::to_string(w.bytes.size()) + " bytes";
+  }
+  return {};
+}
+
+/// Query positions: int64 each, one per query row, in [0, 2^62) (the causal mask subtracts
+/// and adds to them). "" when they fit.
+std::string positions_misfit(const std::string& packed, std::uint64_t rows) {
+  if (packed.size() % sizeof(std::int64_t) != 0)
+    return "query positions: " + std::to_string(packed.size())
+           + " bytes is not a whole number of 8-byte values";
+  const auto pos = unpack<std::int64_t>(packed, "query positions");
+  if (pos.size() != rows)
+    return std::to_string(pos.size()) + " query positions for " + std::to_string(rows)
+           + " query rows";
+  for (size_t r = 0; r < pos.size(); ++r)
+    if (pos[r] < 0 || pos[r] >= std::int64_t{1} << 62)
+      return "query position " + std::to_string(pos[r]) + " (row " + std::to_string(r)
+             + ") is outside [0, 2^62)";
+  return {};
+}
+
+/// What keeps a query from being asked of a context's shards ("" when nothing).
+std::string query_misfit(const context_spec& spec, const attention_query& q) {
+  if (q.head >= spec.heads)
+    return "query head " + std::to_string(q.head) + ", the context has "
+           + std::to_string(spec.heads) + " heads";
+  if (q.q.rows > max_query_rows)
+    return "a query of " + std::to_string(q.q.rows) + " rows: at most "
+           + std::to_string(max_query_rows) + " per query";
+  const auto values = static_cast<std::uint64_t>(q.q.rows) * q.q.cols;
+  if (q.q.cols != spec.head_dim || q.q.bytes.size() % sizeof(float) != 0
+      || q.q.bytes.size() / sizeof(float) != values)
+    return "the query is (" + std::to_string(q.q.rows) + ", " + std::to_string(q.q.cols) + ") in "
+           + std::to_string(q.q.bytes.size()) + " bytes; the context's heads take ("
+           + std::to_string(q.q.rows) + ", " + std::to_string(spec.head_dim) + ") in "
+           + std::to_string(std::uint64_t{q.q.rows} * spec.head_dim * sizeof(float)) + " bytes";
+  if (auto bad_pos = positions_misfit(q.positions, q.q.rows); !bad_pos.empty())
+    return bad_pos;
+  if (q.mode > 2)
+    return "query mode " + std::to_string(q.mode) + ": 0 full, 1 global top-k, 2 per-shard budget";
+  if (q.mode == 1 && q.k > static_cast<std::uint32_t>(std::numeric_limits<int>::max()))
+    return "query k = " + std::to_string(q.k) + " does not fit an int";
+  if (q.mode == 2 && !(q.fraction >= 0.0 && q.fraction <= 1.0)) // NaN too
+    return "query fraction " + std::to_string(q.fraction) + " is outside [0, 1]";
+  return {};
+}
+
+/// What keeps a decode (append k and v, then attend q at positions) from a context of spec
+/// ("" when nothing).
+std::string decode_misfit(const context_spec& spec, const heads_tensor& k, const heads_tensor& v,
+                          const heads_tensor& q, const std::string& positions) {
+  if (k.size() != spec.heads || v.size() != spec.heads || q.size() != spec.heads
+      || k[0].rows != v[0].rows || k[0].rows == 0)
+    return "decode takes one key, value and query tensor per head (" + std::to_string(spec.heads)
+           + "), keys and values of the same rows";
+  const std::uint64_t n = k[0].rows;
+  if (auto m = heads_misfit(k, "keys", "keys and values", n, spec.head_dim); !m.empty())
+    return "decode: " + m;
+  if (auto m = heads_misfit(v, "values", "keys and values", n, spec.head_dim); !m.empty())
+    return "decode: " + m;
+  const std::uint64_t rows = q[0].rows;
+  if (auto m = heads_misfit(q, "queries", "queries", rows, spec.head_dim); !m.empty())
+    return "decode: " + m;
+  if (auto m = positions_misfit(positions, rows); !m.empty())
+    return "decode: " + m;
+  return {};
 }
 
 /// Rows [from, from + n) of every head's tensor.
@@ -149,9 +269,13 @@ void full_or_budget(self_ptr self, const context_entry& c, attention_query q, pr
           }
           g->blocks += w.blocks_read;
           if (--g->pending == 0) {
-            auto merged = to_wire(context::merge(g->parts));
-            merged.blocks_read = g->blocks;
-            rp.deliver(std::move(merged));
+            try { // the shards' partials may come from other processes, of other shapes
+              auto merged = to_wire(context::merge(g->parts));
+              merged.blocks_read = g->blocks;
+              rp.deliver(std::move(merged));
+            } catch (const std::exception& e) {
+              rp.deliver(make_mesh_error(mesh_errc::internal, e.what()));
+            }
           }
         },
         [g, rp](caf::error& err) mutable {
@@ -301,12 +425,9 @@ void decode_batch(self_ptr self, std::vector<decode_item> items, promise_replies
       continue;
     }
     auto& c = it->second;
-    if (item.k.size() != c.spec.heads || item.v.size() != c.spec.heads
-        || item.q.size() != c.spec.heads || item.k[0].rows != item.v[0].rows
-        || item.k[0].rows == 0) {
-      b->out[i].error = "context " + std::to_string(item.context)
-                        + ": decode takes one key, value and query tensor per head ("
-                        + std::to_string(c.spec.heads) + "), keys and values of the same rows";
+    if (auto misfit = decode_misfit(c.spec, item.k, item.v, item.q, item.positions);
+        !misfit.empty()) {
+      b->out[i].error = describe(bad(item.context, misfit));
       continue;
     }
     const std::uint64_t rows = item.k[0].rows;
@@ -404,9 +525,17 @@ void top_k(self_ptr self, const context_entry& c, attention_query q, promise_par
           }
           if (--r1->pending > 0)
             return;
-          // Round two.
-          const matrix all_q = from_wire(q.q, "query");
-          const auto positions = unpack<std::int64_t>(q.positions, "query positions");
+          // Round two. The query was checked when it came (query_misfit); the candidates come
+          // from the shards, maybe from other processes.
+          matrix all_q;
+          std::vector<std::int64_t> positions;
+          try {
+            all_q = from_wire(q.q, "query");
+            positions = unpack<std::int64_t>(q.positions, "query positions");
+          } catch (const std::exception& e) {
+            rp.deliver(make_mesh_error(mesh_errc::internal, e.what()));
+            return;
+          }
           struct row_parts {
             std::vector<context::partial> parts;
           };
@@ -428,14 +557,18 @@ void top_k(self_ptr self, const context_entry& c, attention_query q, promise_par
             }
           }
           auto finish = [rows_out, rows, g, rp, d = all_q.cols()]() mutable {
-            std::vector<context::partial> merged;
-            for (size_t r = 0; r < rows; ++r)
-              merged.push_back((*rows_out)[r].parts.empty()
-                                 ? context::empty_partial(1, d)
-                                 : context::merge((*rows_out)[r].parts));
-            auto w = to_wire(context::stack_rows(merged));
-            w.blocks_read = g->blocks;
-            rp.deliver(std::move(w));
+            try { // the winners' partials may come from other processes, of other shapes
+              std::vector<context::partial> merged;
+              for (size_t r = 0; r < rows; ++r)
+                merged.push_back((*rows_out)[r].parts.empty()
+                                   ? context::empty_partial(1, d)
+                                   : context::merge((*rows_out)[r].parts));
+              auto w = to_wire(context::stack_rows(merged));
+              w.blocks_read = g->blocks;
+              rp.deliver(std::move(w));
+            } catch (const std::exception& e) {
+              rp.deliver(make_mesh_error(mesh_errc::internal, e.what()));
+            }
           };
           g->pending = asks.size();
           if (asks.empty()) {
@@ -496,6 +629,8 @@ context_actor::behavior_type context_behavior(context_actor::stateful_pointer<co
       if (spec.heads == 0 || spec.head_dim == 0 || spec.block_size == 0 || spec.shard_size == 0)
         return make_mesh_error(mesh_errc::bad_request,
                                "context: heads, head_dim, block_size and shard_size must be >= 1");
+      if (auto misfit = spec_misfit(spec); !misfit.empty())
+        return make_mesh_error(mesh_errc::bad_request, "context: " + misfit);
       const auto id = ++self->state.next_id;
       self->state.contexts[id].spec = spec;
       return id;
@@ -512,6 +647,14 @@ context_actor::behavior_type context_behavior(context_actor::stateful_pointer<co
                                "context " + std::to_string(id) + ": append one key and one value "
                                  "tensor per head (" + std::to_string(c.spec.heads)
                                  + "), all with the same rows");
+      // Checked whole before any of it goes: an append that spans shards is sliced, and one
+      // refused by its second shard would leave the first holding part of it.
+      if (auto m = heads_misfit(k, "keys", "keys and values", k[0].rows, c.spec.head_dim);
+          !m.empty())
+        return bad(id, "append: " + m);
+      if (auto m = heads_misfit(v, "values", "keys and values", k[0].rows, c.spec.head_dim);
+          !m.empty())
+        return bad(id, "append: " + m);
       auto rp = self->make_response_promise<std::uint64_t>();
       auto kp = std::make_shared<heads_tensor>(std::move(k));
       auto vp = std::make_shared<heads_tensor>(std::move(v));
@@ -531,6 +674,8 @@ context_actor::behavior_type context_behavior(context_actor::stateful_pointer<co
       if (c.shards.empty())
         return make_mesh_error(mesh_errc::bad_request,
                                "context " + std::to_string(id) + " is empty");
+      if (auto misfit = query_misfit(c.spec, q); !misfit.empty())
+        return bad(id, misfit);
       auto rp = self->make_response_promise<wire_partial>();
       if (q.mode == 1)
         top_k(self, c, std::move(q), rp);
@@ -544,12 +689,8 @@ context_actor::behavior_type context_behavior(context_actor::stateful_pointer<co
       if (it == self->state.contexts.end())
         return no_context(id);
       auto& c = it->second;
-      if (k.size() != c.spec.heads || v.size() != c.spec.heads || q.size() != c.spec.heads
-          || k[0].rows != v[0].rows || k[0].rows == 0)
-        return make_mesh_error(mesh_errc::bad_request,
-                               "context " + std::to_string(id) + ": decode takes one key, value "
-                                 "and query tensor per head (" + std::to_string(c.spec.heads)
-                                 + "), keys and values of the same rows");
+      if (auto misfit = decode_misfit(c.spec, k, v, q, positions); !misfit.empty())
+        return bad(id, misfit);
       auto rp = self->make_response_promise<std::vector<wire_partial>>();
       if (!c.busy && c.waiting.empty() && !c.shards.empty()
           && c.last_capacity_left >= k[0].rows) {

@@ -19,6 +19,11 @@
 
 namespace eoe::actors {
 
+/// The most memory one context shard may take (its keys, values and block summaries): a
+/// context whose spec would make larger shards is refused when it is created, before a node is
+/// asked for one.
+inline constexpr std::uint64_t max_shard_bytes = std::uint64_t{16} << 30;
+
 struct context_entry {
   context_spec spec;
   std::vector<shard_actor> shards;

@@ -98,7 +98,7 @@ void retire_idle(self_ptr self) {
 experts::expected<void> persist(self_ptr self, std::uint64_t epoch, const epoch_entry& e,
                                 const std::string& what) {
   auto& st = self->state;
-  if (st.setup.state_dir.empty())
+  if (!st.setup.registry)
     return {};
   registry_record r;
   r.epoch = epoch;
@@ -121,7 +121,7 @@ experts::expected<void> persist(self_ptr self, std::uint64_t epoch, const epoch_
   while (changes.size() > registry_changes_kept)
     changes.pop_front();
   r.changes.assign(changes.begin(), changes.end());
-  if (auto ok = write_registry(st.setup.state_dir, r, e.model.get()); !ok)
+  if (auto ok = st.setup.registry->write(r, e.model.get()); !ok)
     return ok;
   st.changes = std::move(changes);
   return {};
@@ -569,13 +569,15 @@ std::optional<std::pair<std::uint64_t, std::string>> first_epoch(self_ptr self, 
   }
   st.changes.assign(r.changes.begin(), r.changes.end());
   auto epoch = r.epoch;
-  std::string what = "resumed by a restarted head";
+  std::string what = "resumed by head " + st.nodes[st.setup.head].name;
   for (std::uint32_t n = 0; n < st.nodes.size(); ++n) {
     auto& node = st.nodes[n];
     if (node.agent)
       continue;
     node.alive = false;
-    node.lost = "not reachable when the head resumed epoch " + std::to_string(r.epoch);
+    node.lost = n < st.setup.absent.size() && !st.setup.absent[n].empty()
+                  ? st.setup.absent[n]
+                  : "not reachable when the head resumed epoch " + std::to_string(r.epoch);
     if (experts_on(e, n).empty())
       continue;
     std::string why;
@@ -586,10 +588,10 @@ std::optional<std::pair<std::uint64_t, std::string>> first_epoch(self_ptr self, 
     }
     std::tie(e.model, e.members, e.placement) = std::move(*next);
     epoch = r.epoch + 1;
-    what = "resumed by a restarted head without node " + node.name + " (" + node.lost + ")";
+    what = "resumed by head " + st.nodes[st.setup.head].name + " without node " + node.name + " (" + node.lost + ")";
   }
   caf::aout(self) << "coordinator: resuming epoch " << r.epoch << " from the registry in "
-                  << st.setup.state_dir << std::endl;
+                  << st.setup.registry->describe() << std::endl;
   st.registry += ", resumed epoch " + std::to_string(r.epoch);
   return std::make_pair(epoch, what);
 }
@@ -598,9 +600,9 @@ std::optional<std::pair<std::uint64_t, std::string>> first_epoch(self_ptr self, 
 /// keeps those it hosts: actors/node_agent.cpp), then publishes it.
 void start_first_epoch(self_ptr self) {
   auto& st = self->state;
-  if (!st.setup.state_dir.empty()) {
+  if (st.setup.registry) {
     st.checkpoint_crc = model_crc(*st.setup.model);
-    st.registry = st.setup.state_dir + "/" + registry_name;
+    st.registry = st.setup.registry->describe();
   }
   auto first = std::make_shared<epoch_entry>();
   auto made = first_epoch(self, *first);
@@ -617,6 +619,7 @@ void start_first_epoch(self_ptr self) {
   for (auto n : live) {
     spawn_order order;
     order.node = st.nodes[n].name;
+    order.term = st.setup.term;
     order.checkpoint = st.setup.checkpoint;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> named; // explicit ones, in order
     for (std::uint32_t l = 0; l < first->placement.size(); ++l)
@@ -635,6 +638,15 @@ void start_first_epoch(self_ptr self) {
       .then(
         [self, n, pending, order, named, first, made = *made](spawned_node& s) {
           auto& st = self->state;
+          // The answer may come from another process: one expert for each one ordered.
+          if (s.experts.size() != order.experts.size() + named.size() || !s.relay) {
+            st.broken = "node " + st.nodes[n].name + " answered its spawn order with "
+                        + std::to_string(s.experts.size()) + " experts"
+                        + (s.relay ? "" : " and no relay") + " for "
+                        + std::to_string(order.experts.size() + named.size()) + " ordered";
+            caf::aout(self) << "coordinator: " << st.broken << std::endl;
+            return;
+          }
           st.nodes[n].relay = s.relay;
           st.nodes[n].data = s.data;
           for (size_t i = 0; i < order.experts.size(); ++i)
@@ -849,14 +861,24 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       placement[layer].push_back(*n);
       spawn_order order;
       order.node = node;
+      order.term = st.setup.term;
       order.explicit_experts.push_back(weights_of(*model, layer, position, id));
       st.changing = true;
       auto rp = self->make_response_promise<std::uint64_t>();
       self->request(st.nodes[*n].agent, std::chrono::seconds(30), spawn_atom::value, order)
         .then(
-          [self, rp, model, members, placement, layer, id,
+          [self, rp, model, members, placement, layer, id, node_name = node,
            what = "expert " + expert_name(layer, id) + " added on " + node + " (init " + init
                   + ")"](spawned_node& s) mutable {
+            if (s.experts.size() != 1) { // the answer may come from another process
+              self->state.changing = false;
+              rp.deliver(make_mesh_error(mesh_errc::internal,
+                                         "add expert " + expert_name(layer, id) + ": node "
+                                           + node_name + " answered with "
+                                           + std::to_string(s.experts.size())
+                                           + " experts for 1 ordered"));
+              return;
+            }
             self->state.experts[{layer, id}] = s.experts.at(0);
             publish(self, model, std::move(members), std::move(placement), what, answer(rp));
           },
@@ -937,9 +959,15 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
       auto rp = self->make_response_promise<ok_atom>();
       spawn_order order;
       order.node = name;
+      order.term = st.setup.term;
       self->request(agent, std::chrono::seconds(30), spawn_atom::value, order)
         .then(
           [self, rp, name, address, agent](spawned_node& s) mutable {
+            if (!s.relay) { // the answer may come from another process
+              rp.deliver(make_mesh_error(mesh_errc::bad_request,
+                                         "join: node '" + name + "' answered without a relay"));
+              return;
+            }
             auto& nodes = self->state.nodes;
             // A lost node that comes back takes its old place (and name) again.
             const auto again = node_index(self->state, name);

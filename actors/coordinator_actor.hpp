@@ -50,14 +50,17 @@ struct coordinator_setup {
   /// process or link goes down is lost).
   std::uint32_t heartbeat_ms = 0;
   std::uint32_t suspect_after_ms = 1000;
-  /// The durable registry (actors/registry_file.hpp): every epoch is written here before it is
-  /// published ("" = kept in memory only).
-  std::string state_dir;
-  /// A restarted head's last epoch, read from state_dir: the coordinator resumes it instead of
-  /// starting from the checkpoint's experts. Its nodes come first in `nodes` (in the record's
-  /// order where the cluster file has them); a node whose agent is null was not reachable and
-  /// is resumed as lost.
+  /// The durable registry (actors/registry_file.hpp: a folder, or etcd shared with standby
+  /// heads): every epoch is written there before it is published (null = in memory only).
+  std::shared_ptr<registry_store> registry;
+  /// A restarted head's last epoch, read from the registry: the coordinator resumes it instead
+  /// of starting from the checkpoint's experts. A node whose agent is null was not reachable
+  /// (or was the head before) and is resumed as lost, for the reason in `absent`.
   std::optional<resumed_registry> resume;
+  std::vector<std::string> absent; ///< per node: why its agent is null ("" = not reachable)
+  /// The head's term (etcd: its leader key's create_revision; 0 without etcd): in every spawn
+  /// order, so that nodes obey a newer head rather than one that lost its lease.
+  std::uint64_t term = 0;
   std::vector<bool> joined; ///< per node: joined with --join, not in the cluster file
 };
 

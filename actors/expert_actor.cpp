@@ -1,6 +1,7 @@
 #include "actors/expert_actor.hpp"
 
 #include "actors/data_plane.hpp"
+#include "actors/mesh_errc.hpp"
 #include "actors/trace.hpp"
 #include "actors/wire.hpp"
 #include "experts/forward.hpp"
@@ -232,6 +233,11 @@ void decide_topk(self_ptr self, const epoch_view& v, std::uint64_t request, std:
   const auto& lc = v.config.layers[self->state.spec.layer];
   const float gate_bias = v.params[self->state.spec.layer].gate_bias(0, position);
   const auto tokens = w.scores.size();
+  if (w.ranks.size() != static_cast<size_t>(lc.experts)) // the epoch's plan was replaced meanwhile
+    throw std::invalid_argument("ranking scores of " + std::to_string(w.ranks.size())
+                                + " experts for a layer of " + std::to_string(lc.experts)
+                                + " (the plan of epoch " + std::to_string(v.plan.epoch)
+                                + " changed under the request)");
   // A peer's share is sized by its sender: one that is short would be read past its end.
   for (size_t e = 0; e < w.ranks.size(); ++e)
     if (w.ranks[e].size() != tokens)
@@ -499,8 +505,19 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
       w.record = c.record;
       w.inputs_at = t_in;
       const auto expected = senders_of(*v, c.to_layer);
+      // Mixed already (a top-k expert waits for its peers' shares with its inputs freed): a late
+      // duplicate, which would otherwise be counted past `expected` and mixed without a carrier.
+      if (w.count >= expected)
+        return;
       if (w.got.empty())
         w.got.resize(expected);
+      if (w.got.size() != expected) {
+        caf::aout(self) << my_name(st) << ": request " << c.request << ": epoch " << c.epoch
+                        << " now has " << expected << " senders to layer " << c.to_layer
+                        << ", " << w.got.size() << " when its inputs started; dropped" << std::endl;
+        st.work.erase(key);
+        return;
+      }
       if (c.sender >= expected || w.got[c.sender])
         return; // out of range or a duplicate: never mixed twice
       w.got[c.sender] = self->current_mailbox_element()->copy_content_to_message();
@@ -543,6 +560,13 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
       const auto experts = static_cast<size_t>(v->config.layers[st.spec.layer].experts);
       if (w.ranks.empty())
         w.ranks.resize(experts);
+      if (w.ranks.size() != experts) {
+        caf::aout(self) << my_name(st) << ": request " << s.request << ": epoch " << s.epoch
+                        << " now has " << experts << " experts in layer " << st.spec.layer << ", "
+                        << w.ranks.size() << " when its scores started; dropped" << std::endl;
+        st.work.erase(key);
+        return;
+      }
       if (s.expert >= experts || !w.ranks[s.expert].empty())
         return;
       // Bytes from a peer, maybe from the wire: a malformed share fails this request here
@@ -564,11 +588,23 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
       }
     },
     [=](plan_atom, const mesh_plan& p) -> caf::result<ok_atom> {
+      auto& st = self->state;
+      std::shared_ptr<const epoch_view> view;
       try {
-        self->state.epochs[p.epoch] = decode_plan(p);
+        view = decode_plan(p);
       } catch (const std::exception& e) {
-        return caf::make_error(caf::sec::invalid_argument, e.what());
+        return make_mesh_error(mesh_errc::bad_request, st.actor + ": " + e.what());
       }
+      // A plan that counts this expert must give its layer the shapes of its weights: the math
+      // indexes by the config's sizes.
+      if (st.spec.layer < view->config.layers.size()
+          && view->position(st.spec.layer, st.spec.id) >= 0)
+        if (auto misfit = expert_misfit(view->config, st.spec.layer, *st.spec.weights);
+            !misfit.empty())
+          return make_mesh_error(mesh_errc::bad_request,
+                                 st.actor + ": plan of epoch " + std::to_string(p.epoch)
+                                   + ": " + misfit);
+      st.epochs[p.epoch] = std::move(view);
       return ok_atom::value;
     },
     [=](retire_atom, std::uint64_t epoch) { self->state.epochs.erase(epoch); },

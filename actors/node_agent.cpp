@@ -92,12 +92,26 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       if (!from)
         return make_mesh_error(mesh_errc::bad_request,
                                "node " + st.node + ": a spawn order needs a sender");
-      if (st.head && from != st.head)
-        return make_mesh_error(mesh_errc::unauthorized,
-                               "node " + st.node + " takes spawn orders from its head only, "
-                                 "which is alive");
+      if (st.head && from != st.head) {
+        // A head of a newer term (it won etcd's election) replaces one that seems alive
+        // but lost its lease (stopped, cut off): the old one's experts go.
+        if (order.term <= st.term)
+          return make_mesh_error(mesh_errc::unauthorized,
+                                 "node " + st.node + " takes spawn orders from its head only, "
+                                   "which is alive");
+        self->demonitor(st.head);
+        while (!st.experts.empty())
+          retire_expert(self, st.experts.begin()->first.first, st.experts.begin()->first.second);
+        st.head = caf::actor_addr{};
+      }
       if (!st.head) {
+        if (order.term < st.term)
+          return make_mesh_error(mesh_errc::unauthorized,
+                                 "node " + st.node + ": a spawn order of term "
+                                   + std::to_string(order.term) + " after one of term "
+                                   + std::to_string(st.term));
         st.head = from;
+        st.term = order.term;
         self->monitor(caf::actor_cast<caf::actor>(self->current_sender()));
       }
       spawned_node out;

@@ -19,6 +19,7 @@ struct node_agent_state {
   relay_actor relay;
   std::map<std::pair<std::uint32_t, std::uint32_t>, expert_actor> experts; ///< by (layer, id)
   caf::actor_addr head; ///< the coordinator whose orders made the experts
+  std::uint64_t term = 0; ///< its term (spawn_order::term)
   std::vector<shard_actor> shards; ///< context shards hosted here (not linked: dropped one by one)
   /// The context composer that made each shard: monitored, so that the shards of a head that
   /// is gone (killed, restarted) are dropped rather than held forever.

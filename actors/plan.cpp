@@ -3,6 +3,7 @@
 #include "actors/wire.hpp"
 
 #include <algorithm>
+#include <map>
 #include <stdexcept>
 
 namespace eoe::actors {
@@ -65,6 +66,15 @@ std::shared_ptr<const epoch_view> decode_plan(const mesh_plan& p) {
     throw std::invalid_argument(c.error().message);
   v->config = std::move(*c);
   const auto layers = v->config.layers.size();
+  const auto where = "plan of epoch " + std::to_string(p.epoch);
+  // Every index the actors read from the plan is checked here: the relay reads the composer's
+  // node and a relay per node unchecked on every message.
+  if (p.relays.size() != p.nodes.size())
+    throw std::invalid_argument(where + ": " + std::to_string(p.relays.size())
+                                + " relay(s) for " + std::to_string(p.nodes.size()) + " node(s)");
+  if (p.composer_node >= p.nodes.size())
+    throw std::invalid_argument(where + ": composer_node " + std::to_string(p.composer_node)
+                                + " but " + std::to_string(p.nodes.size()) + " node(s)");
   if (p.members.size() != layers || p.placement.size() != layers || p.layer_params.size() != layers)
     throw std::invalid_argument("plan of epoch " + std::to_string(p.epoch)
                                 + ": members, placement and parameters must cover every layer");
@@ -79,6 +89,11 @@ std::shared_ptr<const epoch_view> decode_plan(const mesh_plan& p) {
         throw std::invalid_argument("plan of epoch " + std::to_string(p.epoch)
                                     + ": placement names node " + std::to_string(n));
   }
+  // The experts index the layer parameters by position without checks (tau(0, position)):
+  // each one the config calls for must have its shape.
+  std::map<std::string, experts::tensor_shape> shapes;
+  for (auto& s : experts::parameter_shapes(v->config))
+    shapes[s.name] = s;
   for (size_t l = 0; l < layers; ++l) {
     experts::layer_params lp;
     const auto& t = p.layer_params[l];
@@ -88,6 +103,17 @@ std::shared_ptr<const epoch_view> decode_plan(const mesh_plan& p) {
     lp.select_bias = or_empty(t[3], "plan selection bias");
     lp.gate_bias = or_empty(t[4], "plan gate bias");
     lp.norm = or_empty(t[5], "plan norm");
+    const std::pair<const char*, const matrix*> named[] = {
+      {"router", &lp.router},         {"affinity", &lp.affinity},   {"tau", &lp.tau},
+      {"select_bias", &lp.select_bias}, {"gate_bias", &lp.gate_bias}, {"norm", &lp.norm}};
+    for (auto [name, m] : named) {
+      const auto s = shapes.find("layer." + std::to_string(l) + "." + name);
+      if (s != shapes.end() && (m->rows() != s->second.rows || m->cols() != s->second.cols))
+        throw std::invalid_argument(where + ": layer " + std::to_string(l) + "'s " + name + " is ("
+                                    + std::to_string(m->rows()) + ", " + std::to_string(m->cols())
+                                    + "), its config wants (" + std::to_string(s->second.rows)
+                                    + ", " + std::to_string(s->second.cols) + ")");
+    }
     v->params.push_back(std::move(lp));
   }
   v->scorers.resize(layers);
@@ -189,6 +215,31 @@ experts::ffn_expert expert_from(const expert_weights& w) {
   e.w2 = or_empty(w.tensors[3], "expert w2");
   e.b2 = or_empty(w.tensors[4], "expert b2");
   return e;
+}
+
+std::string expert_misfit(const experts::model_config& c, size_t l, const experts::ffn_expert& e) {
+  if (l >= c.layers.size())
+    return "the config has no layer " + std::to_string(l);
+  if (c.layers[l].kind == experts::layer_kind::attention)
+    return "layer " + std::to_string(l) + " is an attention layer: it has no experts";
+  // Every expert of a layer has the shapes of its expert 0.
+  const auto prefix = "layer." + std::to_string(l) + ".expert.0.";
+  std::map<std::string, experts::tensor_shape> want;
+  for (auto& s : experts::parameter_shapes(c))
+    if (s.name.starts_with(prefix))
+      want[s.name.substr(prefix.size())] = s;
+  const std::pair<const char*, const matrix*> named[] = {
+    {"a", &e.a}, {"w1", &e.w1}, {"b1", &e.b1}, {"w2", &e.w2}, {"b2", &e.b2}};
+  for (auto [name, m] : named) {
+    const auto s = want.find(name);
+    const Eigen::Index rows = s == want.end() ? 0 : s->second.rows;
+    const Eigen::Index cols = s == want.end() ? 0 : s->second.cols;
+    if (m->rows() != rows || m->cols() != cols)
+      return std::string{"its "} + name + " is (" + std::to_string(m->rows()) + ", "
+             + std::to_string(m->cols()) + "), layer " + std::to_string(l) + " wants ("
+             + std::to_string(rows) + ", " + std::to_string(cols) + ")";
+  }
+  return {};
 }
 
 } // namespace eoe::actors

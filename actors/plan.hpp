@@ -100,6 +100,10 @@ expert_weights weights_of(const experts::model& m, std::uint32_t layer, std::uin
 /// The expert an expert_weights message carries.
 experts::ffn_expert expert_from(const expert_weights& w);
 
+/// What keeps expert weights e from being an expert of config layer l of c ("" when they fit):
+/// the first tensor whose shape is not the one the config gives the layer's experts.
+std::string expert_misfit(const experts::model_config& c, size_t l, const experts::ffn_expert& e);
+
 /// What the coordinator asks a node agent to host: the initial experts from the checkpoint,
 /// by (config layer, position = id), or explicit weights.
 struct spawn_order {
@@ -107,12 +111,15 @@ struct spawn_order {
   std::string checkpoint; ///< the model file, readable on that node ("" = embedded default)
   std::vector<std::pair<std::uint32_t, std::uint32_t>> experts;
   std::vector<expert_weights> explicit_experts;
+  /// The ordering head's term (coordinator_setup::term): a node obeys a head of a newer term
+  /// even while the one before still seems alive (stopped, cut off), never an older one.
+  std::uint64_t term = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, spawn_order& x) {
   return f(caf::meta::type_name("spawn_order"), x.node, x.checkpoint, x.experts,
-           x.explicit_experts);
+           x.explicit_experts, x.term);
 }
 
 /// What a node agent spawned.

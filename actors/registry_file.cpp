@@ -286,41 +286,77 @@ experts::expected<std::optional<resumed_registry>> read_registry(const std::stri
   const auto afresh = " (remove " + path + " to start afresh from the checkpoint)";
   if (!r)
     return fail(r.error().code, r.error().message + afresh);
-  if (r->checkpoint != checkpoint)
-    return fail(errc::checkpoint_mismatch,
-                path + ": checkpoint: the registry was made from \"" + r->checkpoint
-                  + "\", the cluster file names \"" + checkpoint + "\"" + afresh);
-  if (const auto crc = model_crc(base); r->checkpoint_crc != crc)
-    return fail(errc::checkpoint_mismatch,
-                path + ": checkpoint_crc: the registry was made from a checkpoint with CRC "
-                  + std::to_string(r->checkpoint_crc) + "; \"" + checkpoint + "\" now has "
-                  + std::to_string(crc) + " (it was rewritten)" + afresh);
-  resumed_registry out{std::move(*r), {}};
-  if (out.record.model_file.empty()) {
-    out.model = base;
-  } else {
-    auto m = experts::load_checkpoint((fs::path{dir} / out.record.model_file).string());
+  std::optional<experts::model> model;
+  if (!r->model_file.empty()) {
+    auto m = experts::load_checkpoint((fs::path{dir} / r->model_file).string());
     if (!m)
       return fail(m.error().code, m.error().message + afresh);
-    out.model = std::move(*m);
+    model = std::move(*m);
   }
+  auto out = check_resumed(std::move(*r), std::move(model), checkpoint, base, path, afresh);
+  if (!out)
+    return fail(out.error().code, out.error().message);
+  return std::optional<resumed_registry>{std::move(*out)};
+}
+
+experts::expected<resumed_registry> check_resumed(registry_record r, std::optional<experts::model> model,
+                                                  const std::string& checkpoint,
+                                                  const experts::model& base,
+                                                  const std::string& where,
+                                                  const std::string& afresh) {
+  if (r.checkpoint != checkpoint)
+    return fail(errc::checkpoint_mismatch,
+                where + ": checkpoint: the registry was made from \"" + r.checkpoint
+                  + "\", the cluster file names \"" + checkpoint + "\"" + afresh);
+  if (const auto crc = model_crc(base); r.checkpoint_crc != crc)
+    return fail(errc::checkpoint_mismatch,
+                where + ": checkpoint_crc: the registry was made from a checkpoint with CRC "
+                  + std::to_string(r.checkpoint_crc) + "; \"" + checkpoint + "\" now has "
+                  + std::to_string(crc) + " (it was rewritten)" + afresh);
+  resumed_registry out{std::move(r), model ? std::move(*model) : base};
   const auto& c = out.model.config;
   if (c.layers.size() != base.config.layers.size() || c.name != base.config.name)
     return fail(errc::checkpoint_mismatch,
-                path + ": the registry's model (" + c.name + ", " + std::to_string(c.layers.size())
+                where + ": the registry's model (" + c.name + ", " + std::to_string(c.layers.size())
                   + " layers) is not the checkpoint's (" + base.config.name + ", "
                   + std::to_string(base.config.layers.size()) + " layers)" + afresh);
   if (out.record.layers.size() != c.layers.size())
-    return fail(errc::data_invalid, path + ": layers: " + std::to_string(out.record.layers.size())
+    return fail(errc::data_invalid, where + ": layers: " + std::to_string(out.record.layers.size())
                                       + " entries for a model of " + std::to_string(c.layers.size())
                                       + " layers" + afresh);
   for (size_t l = 0; l < c.layers.size(); ++l)
     if (out.record.layers[l].members.size() != static_cast<size_t>(c.layers[l].experts))
       return fail(errc::data_invalid,
-                  path + ": layers[" + std::to_string(l) + "].members: "
+                  where + ": layers[" + std::to_string(l) + "].members: "
                     + std::to_string(out.record.layers[l].members.size()) + " members for a layer of "
                     + std::to_string(c.layers[l].experts) + " experts in its model" + afresh);
-  return std::optional<resumed_registry>{std::move(out)};
+  return out;
+}
+
+namespace {
+
+class folder_store final : public registry_store {
+public:
+  explicit folder_store(std::string dir) : dir_(std::move(dir)) {}
+  std::string describe() const override {
+    return (std::filesystem::path{dir_} / registry_name).string();
+  }
+  experts::expected<void> write(const registry_record& r, const experts::model* m) override {
+    return write_registry(dir_, r, m);
+  }
+  experts::expected<std::optional<resumed_registry>> read(const std::string& checkpoint,
+                                                          const experts::model& base) override {
+    return read_registry(dir_, checkpoint, base);
+  }
+
+private:
+  std::string dir_;
+};
+
+} // namespace
+
+std::shared_ptr<registry_store> folder_registry(std::string dir) {
+  return std::make_shared<folder_store>(std::move(dir));
 }
 
 } // namespace eoe::actors

@@ -22,6 +22,7 @@
 #include "experts/model.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -84,6 +85,33 @@ experts::expected<void> write_registry(const std::string& dir, const registry_re
 experts::expected<std::optional<resumed_registry>> read_registry(const std::string& dir,
                                                                  const std::string& checkpoint,
                                                                  const experts::model& base);
+
+/// Checks a record read back against the checkpoint the head loaded now (path, CRC, layers
+/// and member counts) and pairs it with its model (`base` when it names none, else `model`);
+/// errors name `where` and end with `afresh` (how to start from the checkpoint instead).
+experts::expected<resumed_registry> check_resumed(registry_record r, std::optional<experts::model> model,
+                                                  const std::string& checkpoint,
+                                                  const experts::model& base,
+                                                  const std::string& where,
+                                                  const std::string& afresh);
+
+/// Where a head keeps its registry: a folder of its own ([cluster] state_dir) or a consensus
+/// store shared with standby heads (net/etcd_registry.hpp). Blocking calls, made from the
+/// coordinator when an epoch is published and by a head that starts.
+class registry_store {
+public:
+  virtual ~registry_store() = default;
+  /// Where it is, for status lines ("/var/lib/eoe/registry.json", "etcd://h:2379 /eoe/c").
+  virtual std::string describe() const = 0;
+  /// Writes r durably (its model first, when it names one) before it returns.
+  virtual experts::expected<void> write(const registry_record& r, const experts::model* m) = 0;
+  /// The last record and its model; nullopt when there is none.
+  virtual experts::expected<std::optional<resumed_registry>> read(const std::string& checkpoint,
+                                                                  const experts::model& base) = 0;
+};
+
+/// The registry in a folder (write_registry, read_registry).
+std::shared_ptr<registry_store> folder_registry(std::string dir);
 
 /// Writes bytes to path so that after a crash path holds either its old content or all of
 /// bytes: a temporary file beside it, fsync, rename, fsync of the folder.

@@ -1,5 +1,6 @@
 #include "actors/relay_actor.hpp"
 
+#include "actors/mesh_errc.hpp"
 #include "actors/trace.hpp"
 
 #include <caf/actor_cast.hpp>
@@ -121,14 +122,17 @@ relay_actor::behavior_type relay_behavior(relay_actor::stateful_pointer<relay_st
     },
     [=](plan_atom, const mesh_plan& p) -> caf::result<ok_atom> {
       // Every local member has the plan before the relay acknowledges it.
+      std::shared_ptr<const epoch_view> view;
       try {
-        // A plan from another composer is a restarted head's: the old head's epochs are over.
-        std::erase_if(self->state.epochs,
-                      [&p](const auto& e) { return e.second->plan.composer != p.composer; });
-        self->state.epochs[p.epoch] = decode_plan(p);
-      } catch (const std::exception& e) {
-        return caf::make_error(caf::sec::invalid_argument, e.what());
+        view = decode_plan(p);
+      } catch (const std::exception& e) { // refused whole: the epochs held stay as they were
+        return make_mesh_error(mesh_errc::bad_request,
+                               relay_name(self->state.node) + ": " + e.what());
       }
+      // A plan from another composer is a restarted head's: the old head's epochs are over.
+      std::erase_if(self->state.epochs,
+                    [&p](const auto& e) { return e.second->plan.composer != p.composer; });
+      self->state.epochs[p.epoch] = std::move(view);
       auto rp = self->make_response_promise<ok_atom>();
       auto pending = std::make_shared<size_t>(1);
       auto done = [rp, pending]() mutable {

@@ -33,8 +33,11 @@ request_batcher::request_batcher(std::uint32_t max_rows, std::uint32_t max_in_fl
   : max_rows_(max_rows), max_in_flight_(max_in_flight > 0 ? max_in_flight : 1) {}
 
 bool request_batcher::batchable(const infer_request& r) const noexcept {
-  return max_rows_ > 0 && r.session == 0 && !r.trace && r.trace_id == 0
-         && r.tokens.bytes.size() == std::size_t{r.tokens.rows} * r.tokens.cols * 4
+  // A request the composer refuses goes alone, so that it fails alone: no rows, or bytes that
+  // are not rows x cols floats (compared as values: times 4, (2^31, 2^31) wraps to 0 bytes).
+  return max_rows_ > 0 && r.session == 0 && !r.trace && r.trace_id == 0 && r.tokens.rows > 0
+         && r.tokens.bytes.size() % 4 == 0
+         && r.tokens.bytes.size() / 4 == std::uint64_t{r.tokens.rows} * r.tokens.cols
          && (r.ids.empty() || r.ids.size() == std::size_t{r.tokens.rows} * 8);
 }
 

@@ -11,8 +11,8 @@
 // score, rank and compute per row), so a member's answer, split off again, is what it would
 // have been alone. Members share an epoch, a width, and a deadline (only requests with the same deadline_ms are
 // stacked, so none waits on a longer one; it counts from when the batch leaves); traced
-// requests, language-model steps and requests whose ids do not match their rows (a bad
-// request fails alone) go alone.
+// requests, language-model steps and requests without rows or whose tokens or ids do not
+// match their rows (a bad request fails alone) go alone.
 
 #include "actors/messages.hpp"
 

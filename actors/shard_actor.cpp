@@ -5,6 +5,7 @@
 #include "context_store/selection.hpp"
 
 #include <cstring>
+#include <limits>
 
 namespace eoe::actors {
 
@@ -54,11 +55,32 @@ struct decoded_query {
   std::vector<std::int64_t> positions;
 };
 
-decoded_query decode_query(const attention_query& a) {
+/// Query positions the causal mask can take: past 2^62, position - begin + 1 would overflow.
+void check_positions(const std::vector<std::int64_t>& positions) {
+  constexpr std::int64_t limit = std::int64_t{1} << 62;
+  for (size_t r = 0; r < positions.size(); ++r)
+    if (positions[r] < 0 || positions[r] >= limit)
+      throw std::invalid_argument("query position " + std::to_string(positions[r]) + " (row "
+                                  + std::to_string(r) + ") is outside [0, 2^62)");
+}
+
+decoded_query decode_query(const context::kv_shard& s, const attention_query& a) {
+  if (a.head >= static_cast<std::uint32_t>(s.shape().heads))
+    throw std::invalid_argument("query head " + std::to_string(a.head) + ", the shard has "
+                                + std::to_string(s.shape().heads));
+  if (a.q.rows > max_query_rows)
+    throw std::invalid_argument("a query of " + std::to_string(a.q.rows) + " rows: at most "
+                                + std::to_string(max_query_rows) + " per query");
   decoded_query d{from_wire(a.q, "query"), unpack<std::int64_t>(a.positions, "query positions")};
   if (static_cast<Eigen::Index>(d.positions.size()) != d.q.rows())
     throw std::invalid_argument("query: " + std::to_string(d.positions.size()) + " positions for "
                                 + std::to_string(d.q.rows()) + " rows");
+  check_positions(d.positions);
+  if (a.mode == 2 && !(a.fraction >= 0.0 && a.fraction <= 1.0)) // NaN too
+    throw std::invalid_argument("query fraction " + std::to_string(a.fraction)
+                                + " is outside [0, 1]");
+  if (a.k > static_cast<std::uint32_t>(std::numeric_limits<int>::max()))
+    throw std::invalid_argument("query k = " + std::to_string(a.k) + " does not fit an int");
   return d;
 }
 
@@ -83,19 +105,28 @@ std::vector<wire_partial> decode_on(hosted_shard& h, const heads_tensor& k, cons
                                     const heads_tensor& q, const std::string& positions) {
   const std::lock_guard lock{h.mu};
   auto& s = h.shard;
-  if (!k.empty())
-    append_wire(s, k, v);
+  // Everything is checked before the append: a call refused after it would leave the shard
+  // holding rows its context composer does not count.
   const auto pos = unpack<std::int64_t>(positions, "query positions");
-  if (static_cast<int>(q.size()) != s.shape().heads)
+  check_positions(pos);
+  if (q.size() != static_cast<size_t>(s.shape().heads))
     throw std::invalid_argument(std::to_string(q.size()) + " query heads, the shard has "
                                 + std::to_string(s.shape().heads));
-  std::vector<wire_partial> out;
-  for (size_t head = 0; head < q.size(); ++head) {
-    const matrix qh = from_wire(q[head], "queries");
-    if (static_cast<Eigen::Index>(pos.size()) != qh.rows())
+  std::vector<matrix> qs;
+  for (const auto& t : q) {
+    qs.push_back(from_wire(t, "queries"));
+    if (static_cast<Eigen::Index>(pos.size()) != qs.back().rows())
       throw std::invalid_argument(std::to_string(pos.size()) + " positions for "
-                                  + std::to_string(qh.rows()) + " query rows");
-    out.push_back(to_wire(s.attend(static_cast<int>(head), qh, pos, true)));
+                                  + std::to_string(qs.back().rows()) + " query rows");
+    if (qs.back().cols() != s.shape().head_dim)
+      throw std::invalid_argument("queries of width " + std::to_string(qs.back().cols())
+                                  + ", the heads have " + std::to_string(s.shape().head_dim));
+  }
+  if (!k.empty())
+    append_wire(s, k, v);
+  std::vector<wire_partial> out;
+  for (size_t head = 0; head < qs.size(); ++head) {
+    out.push_back(to_wire(s.attend(static_cast<int>(head), qs[head], pos, true)));
     out.back().blocks_read = static_cast<std::uint64_t>(s.blocks());
   }
   return out;
@@ -127,7 +158,7 @@ shard_actor::behavior_type shard_behavior(shard_actor::stateful_pointer<shard_st
       const std::lock_guard lock{self->state.hosted->mu};
       const auto& s = self->state.hosted->shard;
       try {
-        const auto d = decode_query(a);
+        const auto d = decode_query(s, a);
         const auto head = static_cast<int>(a.head);
         const auto kind = a.score == 0 ? context::block_score::quest : context::block_score::moba;
         if (!a.blocks.empty()) {
@@ -162,7 +193,7 @@ shard_actor::behavior_type shard_behavior(shard_actor::stateful_pointer<shard_st
       const std::lock_guard lock{self->state.hosted->mu};
       const auto& s = self->state.hosted->shard;
       try {
-        const auto d = decode_query(a);
+        const auto d = decode_query(s, a);
         const auto kind = a.score == 0 ? context::block_score::quest : context::block_score::moba;
         const auto scores = s.score_blocks(static_cast<int>(a.head), d.q, d.positions, a.causal, kind);
         std::vector<std::vector<context::scored_block>> rows;

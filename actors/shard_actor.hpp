@@ -25,6 +25,11 @@ struct hosted_shard {
   context::kv_shard shard;
 };
 
+/// The most rows one query or score call may carry: a shard's score buffers for it take
+/// rows x 2048 x 8 bytes (256 MiB at the most). Decodes run the composer's steps, bounded by
+/// its step budget, and are not held to it.
+inline constexpr std::uint32_t max_query_rows = 16384;
+
 struct shard_state {
   std::shared_ptr<hosted_shard> hosted;
 

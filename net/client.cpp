@@ -5,6 +5,9 @@
 
 #include <caf/scoped_actor.hpp>
 
+#include <algorithm>
+#include <vector>
+
 namespace eoe::net {
 
 namespace {
@@ -39,12 +42,30 @@ bool split_address(const std::string& address, std::string& host, std::uint16_t&
 
 caf::expected<actors::coordinator_actor> connect(caf::actor_system& sys,
                                                  const std::string& address) {
-  std::string host;
-  std::uint16_t port = 0;
-  if (!split_address(address, host, port))
-    return actors::make_mesh_error(actors::mesh_errc::bad_request,
-                                   "'" + address + "' is not HOST:PORT");
-  return remote_actor<actors::coordinator_actor>(sys, host, port);
+  // "h1:p1,h2:p2": the heads of a cluster with standbys, tried in order; the first that
+  // answers is the head (a standby listens only once it leads).
+  std::vector<std::string> addresses;
+  for (size_t at = 0; at <= address.size();) {
+    const auto comma = std::min(address.find(',', at), address.size());
+    addresses.push_back(address.substr(at, comma - at));
+    at = comma + 1;
+  }
+  std::string failures;
+  for (auto& a : addresses) {
+    std::string host;
+    std::uint16_t port = 0;
+    if (!split_address(a, host, port))
+      return actors::make_mesh_error(actors::mesh_errc::bad_request, "'" + a + "' is not HOST:PORT");
+    // A stopped head's port still takes the connection but never answers: with standbys,
+    // give each head 1.5 s rather than the 10 s a single address gets.
+    auto coord = remote_actor<actors::coordinator_actor>(
+      sys, host, port,
+      addresses.size() > 1 ? std::chrono::milliseconds(1500) : std::chrono::milliseconds(10'000));
+    if (coord || addresses.size() == 1)
+      return coord;
+    failures += (failures.empty() ? "" : "; ") + a + ": " + actors::describe(coord.error());
+  }
+  return actors::make_mesh_error(actors::mesh_errc::link_failed, "no head answered: " + failures);
 }
 
 caf::expected<actors::infer_result> infer(caf::actor_system& sys,

@@ -27,8 +27,9 @@ struct client_system {
 /// host:port -> (host, port); false when it does not parse.
 bool split_address(const std::string& address, std::string& host, std::uint16_t& port);
 
-/// The coordinator at address (host:port), or the connection error; over TLS when the system
-/// was configured for it (use_tls).
+/// The coordinator at address (host:port, or a comma-separated list of the heads of a cluster
+/// with standbys, tried in order), or the connection error; over TLS when the system was
+/// configured for it (use_tls).
 caf::expected<actors::coordinator_actor> connect(caf::actor_system& sys,
                                                  const std::string& address);
 

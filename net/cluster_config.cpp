@@ -1,5 +1,7 @@
 #include "net/cluster_config.hpp"
 
+#include "net/etcd_client.hpp"
+
 #include "experts/toml_reader.hpp"
 #include "experts/utf8.hpp"
 #include "net/tls_context.hpp"
@@ -25,6 +27,17 @@ size_t cluster_config::head_index() const {
       return i;
   return 0;
 }
+
+std::string cluster_config::head_addresses() const {
+  if (heads.empty())
+    return nodes.empty() ? std::string{} : nodes[head_index()].address();
+  std::string out;
+  for (auto& h : heads)
+    if (auto* n = find(h))
+      out += (out.empty() ? "" : ",") + n->address();
+  return out;
+}
+
 
 const node_entry* cluster_config::find(std::string_view node) const {
   for (auto& n : nodes)
@@ -78,6 +91,7 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
   table_reader top{doc, "", out};
   cluster_config c;
   std::optional<std::int64_t> heartbeat; // [cluster] heartbeat_ms, when given
+  toml::source_region registry_at, heads_at;
   toml::source_region heartbeat_at;
   if (auto* n = top.take("cluster")) {
     if (auto t = n->as_table()) {
@@ -89,6 +103,28 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
         r.integer("deadline_ms", 1, 3'600'000, 5000).value_or(5000));
       c.secret = r.string("secret", std::string{}).value_or("");
       c.state_dir = r.string("state_dir", std::string{}).value_or("");
+      c.registry = r.string("registry", std::string{}).value_or("");
+      if (!c.registry.empty()) {
+        registry_at = t->get("registry")->source();
+        if (auto parsed = etcd_client::parse(c.registry); !parsed)
+          out.add(registry_at, "cluster.registry", "expected \"etcd://HOST:PORT\", got \""
+                                                     + experts::loggable(c.registry) + "\"");
+      }
+      if (auto* h = r.take("heads")) {
+        heads_at = h->source();
+        auto arr = h->as_array();
+        if (!arr || arr->empty()) {
+          r.bad(*h, "heads", "an array of node names");
+        } else {
+          for (size_t i = 0; i < arr->size(); ++i) {
+            auto name = (*arr)[i].as_string();
+            if (!name)
+              r.bad((*arr)[i], "heads[" + std::to_string(i) + "]", "a node name");
+            else
+              c.heads.push_back(name->get());
+          }
+        }
+      }
       c.middleman_workers = static_cast<std::uint32_t>(
         r.integer("middleman_workers", 0, 256, 0, " (0: CAF's default)").value_or(0));
       c.kv_shard_positions = static_cast<std::uint64_t>(
@@ -300,6 +336,22 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
     out.add(heartbeat_at, "cluster.suspect_after_ms",
             "must be at least twice heartbeat_ms (" + std::to_string(c.heartbeat_ms) + "), got "
               + std::to_string(c.suspect_after_ms));
+  // Standby heads: nodes that take over the head through etcd's election.
+  for (size_t i = 0; i < c.heads.size(); ++i)
+    if (!names.contains(c.heads[i]))
+      out.add(heads_at, "cluster.heads[" + std::to_string(i) + "]",
+              "\"" + experts::loggable(c.heads[i]) + "\" is not the name of a [[node]]");
+  if (!c.heads.empty() && c.registry.empty())
+    out.add(heads_at, "cluster.heads",
+            "standby heads share the registry: set [cluster] registry = \"etcd://HOST:PORT\"");
+  if (!c.registry.empty() && !c.state_dir.empty())
+    out.add(registry_at, "cluster.registry",
+            "the registry is in etcd or in state_dir, not both: remove one");
+  if (c.head.empty() && !c.heads.empty())
+    c.head = c.heads.front();
+  if (!c.head.empty() && !c.heads.empty()
+      && std::find(c.heads.begin(), c.heads.end(), c.head) == c.heads.end())
+    out.add(heads_at, "cluster.heads", "must name the head (\"" + experts::loggable(c.head) + "\")");
   if (c.head.empty() && !c.nodes.empty())
     c.head = c.nodes.front().name;
   else if (!c.head.empty() && !names.contains(c.head))

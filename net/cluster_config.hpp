@@ -91,6 +91,11 @@ struct cluster_config {
   /// The head's durable registry (actors/registry_file.hpp): every epoch is written here
   /// before it is published, and a restarted head resumes the last one ("" = in memory only).
   std::string state_dir;
+  /// The registry in etcd, shared by the heads ("etcd://HOST:PORT"; "" = state_dir or memory).
+  std::string registry;
+  /// Nodes that can be the head ([cluster] heads, with registry): the first to win etcd's
+  /// election is; the others stand by, host no experts, and take over when its lease ends.
+  std::vector<std::string> heads;
   std::vector<node_entry> nodes;
   /// [config layer] -> node name per expert; empty: round-robin over the nodes
   std::vector<std::vector<std::string>> placement;
@@ -100,6 +105,9 @@ struct cluster_config {
   tls_settings tls; ///< [tls]: every link between the cluster's processes over TLS
 
   size_t head_index() const;
+  /// Where clients find the head: its host:port, or with standby heads every candidate's,
+  /// comma-separated in the order of heads (net::connect tries them in turn).
+  std::string head_addresses() const;
   const node_entry* find(std::string_view node) const;
 
   bool operator==(const cluster_config&) const = default;

@@ -7,6 +7,7 @@
 #include "actors/node_agent.hpp"
 #include "net/client.hpp"
 #include "net/cluster_link.hpp"
+#include "net/head_election.hpp"
 #include "net/http_gateway.hpp"
 #include "net/tcp_data_plane.hpp"
 #include "net/trace_collector.hpp"
@@ -17,6 +18,7 @@
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <cstdlib>
 #include <ostream>
 #include <thread>
@@ -24,9 +26,10 @@
 namespace eoe::net {
 
 experts::expected<std::vector<std::vector<std::uint32_t>>>
-resolve_placement(const cluster_config& c, const experts::model_config& m) {
+resolve_placement(const cluster_config& c, const std::vector<std::string>& members,
+                  const experts::model_config& m) {
   if (c.placement.empty())
-    return actors::round_robin_placement(m, c.nodes.size());
+    return actors::round_robin_placement(m, members.size());
   if (c.placement.size() != m.layers.size())
     return experts::fail(experts::errc::config_invalid,
                          "cluster '" + c.name + "': placement.layers lists "
@@ -40,8 +43,15 @@ resolve_placement(const cluster_config& c, const experts::model_config& m) {
                              + "] places " + std::to_string(c.placement[l].size())
                              + " experts, layer " + std::to_string(l) + " of model '" + m.name
                              + "' has " + std::to_string(m.layers[l].experts));
-    for (auto& node : c.placement[l])
-      out[l].push_back(static_cast<std::uint32_t>(c.find(node) - c.nodes.data()));
+    for (auto& node : c.placement[l]) {
+      const auto at = std::find(members.begin(), members.end(), node);
+      if (at == members.end())
+        return experts::fail(experts::errc::config_invalid,
+                             "cluster '" + c.name + "': placement.layers[" + std::to_string(l)
+                               + "] places an expert on " + node
+                               + ", a standby head (standbys host no experts)");
+      out[l].push_back(static_cast<std::uint32_t>(at - members.begin()));
+    }
   }
   return out;
 }
@@ -129,7 +139,12 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   use_tls(cfg, c.tls);
   caf::actor_system sys{cfg};
   auto agent = sys.spawn(actors::node_agent_behavior, name);
-  const bool head = name == c.nodes[c.head_index()].name;
+  // With etcd, every head candidate campaigns; without, the cluster file's head is the head.
+  const bool candidate =
+    !c.registry.empty()
+    && (c.heads.empty() ? name == c.head
+                        : std::find(c.heads.begin(), c.heads.end(), name) != c.heads.end());
+  const bool head = candidate || (c.registry.empty() && name == c.nodes[c.head_index()].name);
   const char* over = c.tls.enabled() ? " (TLS)" : "";
   if (!head) {
     auto port = publish(agent, me->port, me->host);
@@ -145,6 +160,26 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
     return 0;
   }
 
+  std::unique_ptr<head_lease> lease;
+  std::shared_ptr<actors::registry_store> store;
+  if (candidate) {
+    auto client = etcd_client::parse(c.registry);
+    if (!client) {
+      log << "eoe node " << name << ": " << client.error().message << "\n";
+      anon_send_exit(agent, caf::exit_reason::user_shutdown);
+      return 1;
+    }
+    const auto keys = keys_of_cluster(c.name);
+    lease = head_lease::win(*client, keys, name, log);
+    if (!lease) { // the cluster was shut down while this one stood by
+      anon_send_exit(agent, caf::exit_reason::user_shutdown);
+      return 0;
+    }
+    store = etcd_registry(*client, keys, name);
+  } else if (!c.state_dir.empty()) {
+    store = actors::folder_registry(c.state_dir);
+  }
+
   actors::coordinator_setup setup;
   setup.checkpoint = c.checkpoint;
   try {
@@ -154,14 +189,6 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
     anon_send_exit(agent, caf::exit_reason::user_shutdown);
     return 1;
   }
-  auto placement = resolve_placement(c, setup.model->config);
-  if (!placement) {
-    log << "eoe node " << name << ": " << placement.error().message << "\n";
-    anon_send_exit(agent, caf::exit_reason::user_shutdown);
-    return 1;
-  }
-  setup.placement = std::move(*placement);
-  setup.head = static_cast<std::uint32_t>(c.head_index());
   setup.trace_sample = c.trace.sample;
   setup.kv_shard_positions = c.kv_shard_positions;
   setup.kv_block_size = c.kv_block_size;
@@ -176,9 +203,10 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   setup.secret = c.secret;
   if (const char* s = std::getenv("EOE_CLUSTER_SECRET"))
     setup.secret = s;
-  setup.state_dir = c.state_dir;
-  if (!c.state_dir.empty()) {
-    auto resumed = actors::read_registry(c.state_dir, c.checkpoint, *setup.model);
+  setup.registry = store;
+  setup.term = lease ? lease->term() : 0;
+  if (store) {
+    auto resumed = store->read(c.checkpoint, *setup.model);
     if (!resumed) {
       log << "eoe node " << name << ": " << resumed.error().message << "\n";
       anon_send_exit(agent, caf::exit_reason::user_shutdown);
@@ -201,8 +229,14 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
           return &r;
     return nullptr;
   };
+  // Standby heads host no experts (unless the registry places some on a node that was head).
+  const std::string previous = lease ? lease->previous() : std::string{};
   for (auto& n : c.nodes) {
     const auto* r = recorded(n.name);
+    const bool other_head = n.name != name && std::find(c.heads.begin(), c.heads.end(), n.name)
+                                                != c.heads.end();
+    if (other_head && !r)
+      continue;
     nodes.push_back({n.name, n.host, n.port, false, r && !r->lost.empty()});
   }
   if (record)
@@ -227,11 +261,21 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   // node that was lost or had joined gets 3 s, and one that does not answer is lost (the
   // registry's epoch goes on without its experts) rather than holding the head back.
   for (auto& n : nodes) {
+    if (n.name == name)
+      setup.head = static_cast<std::uint32_t>(setup.nodes.size());
     setup.nodes.push_back(n.name);
     setup.addresses.push_back(n.host + ":" + std::to_string(n.port));
     setup.joined.push_back(n.joined);
+    setup.absent.emplace_back();
     if (n.name == name) {
       setup.agents.push_back(agent);
+      continue;
+    }
+    if (setup.resume && n.name == previous) { // its lease ended: it is gone, or it exits
+      log << "eoe node " << name << ": the head before, " << n.name
+          << ", lost its lease; resuming without it" << std::endl;
+      setup.agents.emplace_back();
+      setup.absent.back() = "the head before, " + n.name + ", lost its lease";
       continue;
     }
     const auto wait = std::chrono::seconds(n.optional ? 3 : 30);
@@ -266,6 +310,15 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
+  {
+    auto placement = resolve_placement(c, setup.nodes, setup.model->config);
+    if (!placement) {
+      log << "eoe node " << name << ": " << placement.error().message << "\n";
+      anon_send_exit(agent, caf::exit_reason::user_shutdown);
+      return 1;
+    }
+    setup.placement = std::move(*placement);
+  }
   const auto model_config = setup.model->config;
   auto coordinator = sys.spawn(actors::coordinator_behavior, std::move(setup));
   auto port = publish(coordinator, me->port, me->host);
@@ -299,6 +352,8 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   else
     log << "cluster '" << c.name << "' did not become ready within 120 s" << std::endl;
   sys.await_all_actors_done();
+  if (lease)
+    lease->mark_stopped();
   return 0;
 }
 

@@ -11,10 +11,12 @@
 
 namespace eoe::net {
 
-/// [config layer][expert] -> node index: the cluster's explicit placement checked against the
-/// model, or round-robin when it has none.
+/// [config layer][expert] -> index into `members` (the nodes that host experts: all but the
+/// standby heads): the cluster's explicit placement checked against the model, or
+/// round-robin when it has none.
 experts::expected<std::vector<std::vector<std::uint32_t>>>
-resolve_placement(const cluster_config& c, const experts::model_config& m);
+resolve_placement(const cluster_config& c, const std::vector<std::string>& members,
+                  const experts::model_config& m);
 
 /// Runs node `name` of cluster `c` until the cluster is shut down. Prints where it listens,
 /// and on the head "ready" once every node has its experts. Returns the process exit code.

@@ -84,7 +84,7 @@ std::string wait_cluster_ready(const cluster_config& c, std::vector<node_process
                                std::chrono::seconds timeout) {
   client_system client{c.tls};
   auto& sys = client.sys;
-  const auto head = c.nodes[c.head_index()].address();
+  const auto head = c.head_addresses();
   const auto until = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < until) {
     for (auto& p : nodes) {
@@ -119,7 +119,7 @@ size_t stop_nodes(const cluster_config& c, std::vector<node_process>& nodes,
   {
     client_system client{c.tls};
     auto& sys = client.sys;
-    if (auto coord = connect(sys, c.nodes[c.head_index()].address())) {
+    if (auto coord = connect(sys, c.head_addresses())) {
       caf::anon_send(*coord, actors::shutdown_atom::value);
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }

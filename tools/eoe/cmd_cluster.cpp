@@ -43,7 +43,7 @@ fs::path run_dir(const net::cluster_config& c) {
 }
 
 std::string head_address(const net::cluster_config& c) {
-  return c.nodes[c.head_index()].address();
+  return c.head_addresses();
 }
 
 std::vector<net::node_process> read_pids(const fs::path& dir) {

@@ -1,0 +1,72 @@
+#pragma once
+// An etcd server for a test: started on two ports of the test's own (client and peer), its
+// data in a folder removed at the end, killed at the end however the test ends. Tests that
+// need it skip when Debian's etcd-server is not installed.
+
+#include "net/etcd_client.hpp"
+#include "net/process_cluster.hpp"
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+
+namespace eoe::test {
+
+inline bool etcd_installed() {
+  return std::system("command -v etcd > /dev/null 2>&1") == 0;
+}
+
+struct etcd_process {
+  std::filesystem::path dir;
+  int port = 0;
+  net::node_process proc;
+
+  /// Starts etcd in dir (created) on 127.0.0.1:port (clients) and port + 1 (peers); waits
+  /// until it answers. proc.pid is 0 when it did not start.
+  etcd_process(std::filesystem::path d, int client_port) : dir(std::move(d)), port(client_port) {
+    std::filesystem::create_directories(dir);
+    const auto url = [](int p) { return "http://127.0.0.1:" + std::to_string(p); };
+    proc = net::start_process("etcd",
+                              {"etcd", "--name", "eoe-test", "--data-dir", (dir / "data").string(),
+                               "--listen-client-urls", url(port), "--advertise-client-urls",
+                               url(port), "--listen-peer-urls", url(port + 1),
+                               "--initial-advertise-peer-urls", url(port + 1),
+                               "--initial-cluster", "eoe-test=" + url(port + 1)},
+                              dir / "etcd.log", true);
+    auto c = client();
+    for (int i = 0; i < 200; ++i) {
+      if (c.get("/probe"))
+        return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    stop();
+  }
+
+  net::etcd_client client() const {
+    return *net::etcd_client::parse("127.0.0.1:" + std::to_string(port));
+  }
+
+  std::string endpoint() const {
+    return "etcd://127.0.0.1:" + std::to_string(port);
+  }
+
+  void stop() {
+    if (proc.pid > 0) {
+      ::kill(proc.pid, SIGKILL);
+      ::waitpid(proc.pid, nullptr, 0);
+      proc.pid = 0;
+    }
+  }
+
+  ~etcd_process() {
+    stop();
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+} // namespace eoe::test
