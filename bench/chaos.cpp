@@ -5,8 +5,11 @@
 // as many experts as it had (clones of live members of the same layers). It reports requests
 // ok / failed with an error / wrong / lost, and per fault the time until the head declared
 // the node lost, until a request was served again, until the node rejoined and until its
-// experts were back. Bounded in time and count; loopback only (the head is not faulted: a
-// standby head needs the etcd registry, which is not built yet).
+// experts were back. With --standby (etcd started here, head candidates n1 and s1 hosting no
+// experts) about one fault in --nodes is the head's: it is killed or stopped, the time until
+// a standby serves is measured, and the old head is started again as a standby. Bounded in
+// time and count; loopback only (no tc netem: it needs network namespaces and a kernel with
+// sch_netem).
 
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
@@ -15,6 +18,8 @@
 #include "bench/machine.hpp"
 #include "net/client.hpp"
 #include "net/load_generator.hpp"
+#include "net/local_etcd.hpp"
+#include "net/etcd_registry.hpp"
 #include "net/process_cluster.hpp"
 
 #include <CLI/CLI.hpp>
@@ -29,6 +34,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <random>
 #include <set>
 #include <sys/wait.h>
@@ -78,6 +84,36 @@ double wait_for(F done, std::chrono::milliseconds limit) {
   return -1;
 }
 
+/// The head as the clients see it: reconnected (to whichever of the heads answers) when it
+/// goes away.
+class head_link {
+public:
+  head_link(caf::actor_system& sys, std::string addresses)
+    : sys_(sys), addresses_(std::move(addresses)) {}
+  actors::coordinator_actor get() {
+    std::lock_guard lock{mu_};
+    return coord_;
+  }
+  bool reconnect(std::chrono::seconds limit) {
+    const auto until = clock_type::now() + limit;
+    while (clock_type::now() < until) {
+      if (auto c = net::connect(sys_, addresses_); c && net::status(sys_, *c)) {
+        std::lock_guard lock{mu_};
+        coord_ = *c;
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+
+private:
+  caf::actor_system& sys_;
+  std::string addresses_;
+  std::mutex mu_;
+  actors::coordinator_actor coord_;
+};
+
 std::optional<size_t> index_of(const actors::cluster_status& s, const std::string& node) {
   for (size_t i = 0; i < s.nodes.size(); ++i)
     if (s.nodes[i] == node)
@@ -118,6 +154,10 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-ms", heartbeat_ms)->check(CLI::Range(10, 10000));
   app.add_option("--suspect-after-ms", suspect_ms)->check(CLI::Range(20, 60000));
   app.add_option("--seed", seed);
+  bool standby = false;
+  app.add_flag("--standby", standby,
+               "a standby head s1 and etcd (started here): the head is faulted too, about one "
+               "fault in --nodes; the experts live on n2..nN");
   std::string readd = "clone";
   app.add_option("--readd", readd, "how a rejoined node's experts come back: clone (of a live "
                                    "member; zero where the layer is top-k) or zero")
@@ -134,13 +174,41 @@ int main(int argc, char** argv) {
     }
   } cleanup{dir};
   const int base = 33000 + static_cast<int>(getpid() % 500) * 20;
+  std::unique_ptr<net::local_etcd> etcd;
+  if (standby) {
+    if (!net::etcd_installed()) {
+      std::fprintf(stderr, "bench_chaos: --standby needs etcd (apt-get install etcd-server)\n");
+      return 1;
+    }
+    etcd = std::make_unique<net::local_etcd>(dir / "etcd", base + 15);
+    if (etcd->proc.pid <= 0) {
+      std::fprintf(stderr, "bench_chaos: etcd did not start:\n%s",
+                   net::log_tail(dir / "etcd" / "etcd.log").c_str());
+      return 1;
+    }
+  }
   const auto file = (dir / "cluster.toml").string();
   {
     std::ofstream out{file};
     out << "[cluster]\nname = \"chaos\"\nhead = \"n1\"\ndeadline_ms = 5000\nheartbeat_ms = "
         << heartbeat_ms << "\nsuspect_after_ms = " << suspect_ms << "\n";
+    if (standby) {
+      out << "heads = [\"n1\", \"s1\"]\nregistry = \"" << etcd->endpoint()
+          << "\"\n\n[placement]\nlayers = [";
+      const auto model = actors::load_model("");
+      const auto& m = model->config;
+      for (size_t l = 0; l < m.layers.size(); ++l) {
+        out << (l ? ", " : "") << "[";
+        for (int e = 0; e < m.layers[l].experts; ++e)
+          out << (e ? ", " : "") << "\"n" << 2 + (e + static_cast<int>(l)) % (nodes - 1) << "\"";
+        out << "]";
+      }
+      out << "]\n";
+    }
     for (int n = 0; n < nodes; ++n)
       out << "\n[[node]]\nname = \"n" << n + 1 << "\"\nport = " << base + n << "\n";
+    if (standby)
+      out << "\n[[node]]\nname = \"s1\"\nport = " << base + nodes << "\n";
   }
   auto config = net::load_cluster_config(file);
   if (!config) {
@@ -154,13 +222,13 @@ int main(int argc, char** argv) {
     net::stop_nodes(*config, procs, std::chrono::seconds(1));
     return 1;
   }
-  const auto head = config->nodes[0].address();
+  const auto head = config->head_addresses();
   const int width = actors::load_model("")->config.input_dim;
   actors::mesh_config cfg;
   caf::actor_system sys{cfg};
-  auto coord = net::connect(sys, head);
-  if (!coord) {
-    std::fprintf(stderr, "bench_chaos: %s\n", actors::describe(coord.error()).c_str());
+  head_link link{sys, head};
+  if (!link.reconnect(std::chrono::seconds(10))) {
+    std::fprintf(stderr, "bench_chaos: no head answered at %s\n", head.c_str());
     net::stop_nodes(*config, procs, std::chrono::seconds(1));
     return 1;
   }
@@ -173,7 +241,7 @@ int main(int argc, char** argv) {
   // The load: rounds of checked requests until the soak ends.
   std::atomic<bool> stop{false};
   net::load_report total;
-  size_t rounds = 0;
+  size_t rounds = 0, unsent = 0;
   const auto soak_start = clock_type::now();
   std::thread load([&] {
     for (std::uint64_t round = 0; !stop; ++round) {
@@ -183,7 +251,14 @@ int main(int argc, char** argv) {
       opt.tokens = tokens;
       opt.deadline_ms = 5000;
       opt.seed = seed * 1'000'003 + round;
-      const auto rep = net::run_load(sys, *coord, opt);
+      const auto rep = net::run_load(sys, link.get(), opt);
+      if (rep.failed + rep.lost > 0) // the head may have changed
+        link.reconnect(std::chrono::seconds(10));
+      if (rep.ok == 0 && rep.errors.size() == 1
+          && rep.errors.begin()->first == "could not fetch the cluster's model") {
+        ++unsent; // no head to send to: nothing was sent
+        continue;
+      }
       total.ok += rep.ok;
       total.wrong += rep.wrong;
       total.ties += rep.ties;
@@ -210,7 +285,6 @@ int main(int argc, char** argv) {
   const auto start = clock_type::now();
   const auto until = start + std::chrono::seconds(seconds);
   auto next = start + std::chrono::seconds(every);
-  int listen_port = base + 10;
   std::set<std::uint32_t> use_zero; // layers where a clone is refused (top-k)
   if (readd == "zero")
     for (std::uint32_t l = 0; l < 64; ++l)
@@ -221,12 +295,55 @@ int main(int argc, char** argv) {
     next += std::chrono::seconds(every);
     if (clock_type::now() >= until)
       break;
-    auto before = net::status(sys, *coord);
+    auto before = net::status(sys, link.get());
     if (!before)
       continue;
-    std::vector<size_t> candidates; // alive, not the head, with a process of ours
+    if (standby && std::uniform_int_distribution<int>{0, nodes - 1}(rng) == 0) {
+      // The head: killed or stopped; a standby must win etcd's election and serve.
+      fault f;
+      auto leader = etcd->client().get(net::keys_of_cluster("chaos").leader());
+      const auto h = leader && *leader
+                       ? std::find_if(procs.begin(), procs.end(),
+                                      [&](auto& p) { return p.node == (*leader)->value; })
+                       : procs.end();
+      if (h == procs.end() || h->pid <= 0)
+        continue;
+      f.node = h->node;
+      const bool stopped = std::uniform_real_distribution<double>{0, 1}(rng) < stop_share;
+      f.kind = stopped ? "kill -STOP of the head" : "kill -9 of the head";
+      const auto t0 = clock_type::now();
+      ::kill(h->pid, stopped ? SIGSTOP : SIGKILL);
+      const auto served = [&] {
+        auto c = net::connect(sys, head);
+        if (!c || !probe(sys, *c, width))
+          return false;
+        link.reconnect(std::chrono::seconds(5));
+        return true;
+      };
+      if (wait_for(served, std::chrono::seconds(30)) >= 0)
+        f.served_ms = ms_since(t0);
+      if (stopped) // woken up, it finds its lease gone and exits
+        ::kill(h->pid, SIGCONT);
+      if (wait_for([&] { return ended(h->pid); }, std::chrono::seconds(15)) < 0) {
+        f.problem = "the old head did not end; killed";
+        ::kill(h->pid, SIGKILL);
+        ::waitpid(h->pid, nullptr, 0);
+      }
+      // Started again, it stands by.
+      const auto log = dir / (f.node + "-" + std::to_string(faults.size()) + ".log");
+      *h = net::start_process(f.node, {exe, "node", "--cluster", file, "--name", f.node}, log, true);
+      std::printf("fault %zu at %.1f s: %s %s: served again after %.0f ms%s%s\n",
+                  faults.size() + 1, std::chrono::duration<double>(t0 - start).count(),
+                  f.kind.c_str(), f.node.c_str(), f.served_ms, f.problem.empty() ? "" : "; ",
+                  f.problem.c_str());
+      std::fflush(stdout);
+      faults.push_back(std::move(f));
+      continue;
+    }
+    std::vector<size_t> candidates; // alive, not a head, with a process of ours
     for (size_t p = 1; p < procs.size(); ++p)
-      if (auto i = index_of(*before, procs[p].node); i && before->alive[*i])
+      if (auto i = index_of(*before, procs[p].node);
+          procs[p].node != "s1" && i && before->alive[*i])
         candidates.push_back(p);
     if (candidates.empty())
       continue;
@@ -244,13 +361,13 @@ int main(int argc, char** argv) {
     const auto t0 = clock_type::now();
     ::kill(procs[p].pid, stopped ? SIGSTOP : SIGKILL);
     const auto lost = [&] {
-      auto s = net::status(sys, *coord);
+      auto s = net::status(sys, link.get());
       auto i = s ? index_of(*s, f.node) : std::nullopt;
       return i && !s->alive[*i];
     };
     if (wait_for(lost, std::chrono::seconds(15)) >= 0)
       f.detect_ms = ms_since(t0);
-    if (wait_for([&] { return probe(sys, *coord, width); }, std::chrono::seconds(15)) >= 0)
+    if (wait_for([&] { return probe(sys, link.get(), width); }, std::chrono::seconds(15)) >= 0)
       f.served_ms = ms_since(t0);
     if (stopped) // woken up, it is fenced and exits
       ::kill(procs[p].pid, SIGCONT);
@@ -259,15 +376,15 @@ int main(int argc, char** argv) {
       ::kill(procs[p].pid, SIGKILL);
       ::waitpid(procs[p].pid, nullptr, 0);
     }
-    // A fresh process joins under the same name, on a port of its own.
+    // A fresh process joins under the same name, on a port the system picks.
     const auto log = dir / (f.node + "-" + std::to_string(faults.size()) + ".log");
     procs[p] = net::start_process(
       f.node,
       {exe, "node", "--join", head, "--name", f.node, "--listen",
-       "127.0.0.1:" + std::to_string(listen_port++)},
+       "127.0.0.1:0"},
       log, true);
     const auto back = [&] {
-      auto s = net::status(sys, *coord);
+      auto s = net::status(sys, link.get());
       auto i = s ? index_of(*s, f.node) : std::nullopt;
       return i && s->alive[*i];
     };
@@ -280,7 +397,7 @@ int main(int argc, char** argv) {
     for (auto layer : layers_of) {
       if (f.rejoin_ms < 0)
         break;
-      auto s = net::status(sys, *coord);
+      auto s = net::status(sys, link.get());
       if (!s)
         break;
       std::string source;
@@ -296,7 +413,7 @@ int main(int argc, char** argv) {
         bool done = false, again = false;
         // A clone splits a threshold layer's expert without changing outputs; a top-k
         // layer takes a zero expert instead.
-        self->request(*coord, std::chrono::seconds(30), actors::add_expert_atom::value, layer,
+        self->request(link.get(), std::chrono::seconds(30), actors::add_expert_atom::value, layer,
                       f.node, use_zero.contains(layer) ? std::string{"zero"} : "clone:" + source)
           .receive([&](std::uint64_t epoch) {
                      done = true;
@@ -337,7 +454,7 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_until(until);
   stop = true;
   load.join();
-  const auto after = net::status(sys, *coord);
+  const auto after = net::status(sys, link.get());
 
   const size_t requests = total.ok + total.ties + total.failed + total.wrong + total.lost;
   std::printf("\n%zu requests in %zu rounds over %.0f s: %zu ok, %zu failed with an error, %zu "
@@ -347,6 +464,8 @@ int main(int argc, char** argv) {
               total.lost, total.ties, total.worst_difference);
   for (auto& [text, n] : total.errors)
     std::printf("  %zu x %s\n", n, text.c_str());
+  if (unsent)
+    std::printf("  (%zu rounds found no head to send to and sent nothing)\n", unsent);
   std::map<std::string, std::vector<fault*>> by_kind;
   size_t problems = 0;
   for (auto& f : faults) {

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <regex>
 
 namespace eoe::net {
@@ -70,6 +71,7 @@ struct answer {
   std::string error;
   bool timed_out = false;
   double sent_s = 0, latency_ms = 0;
+  clock_type::time_point sent_at;
 };
 
 struct shared_run {
@@ -80,7 +82,37 @@ struct shared_run {
   clock_type::time_point start;
   std::promise<void> finished;
   std::atomic<size_t>* answered = nullptr;
+  std::mutex mu; ///< answers, between the sending actor and a caller that stops waiting
+  std::atomic<clock_type::rep> progress{0}; ///< when the last answer came (clock ticks)
 };
+
+void send_next(caf::event_based_actor* self, const actors::coordinator_actor& coord,
+               std::shared_ptr<shared_run> run);
+
+/// Request i ended with a: recorded once (an answer to a request already failed, because the
+/// head went down, is dropped), then the next requests go.
+void finish(caf::event_based_actor* self, const actors::coordinator_actor& coord,
+            const std::shared_ptr<shared_run>& run, size_t i, answer a) {
+  if (run->answers[i].done)
+    return;
+  a.done = true;
+  a.sent_s = run->answers[i].sent_s;
+  a.sent_at = run->answers[i].sent_at;
+  a.latency_ms = std::chrono::duration<double, std::milli>(clock_type::now() - a.sent_at).count();
+  {
+    std::lock_guard lock{run->mu};
+    run->answers[i] = std::move(a);
+  }
+  run->progress = clock_type::now().time_since_epoch().count();
+  --run->outstanding;
+  if (run->answered)
+    ++*run->answered;
+  send_next(self, coord, run);
+  if (run->outstanding == 0 && run->next == run->opt.requests) {
+    run->finished.set_value();
+    self->quit();
+  }
+}
 
 void send_next(caf::event_based_actor* self, const actors::coordinator_actor& coord,
                std::shared_ptr<shared_run> run) {
@@ -91,27 +123,17 @@ void send_next(caf::event_based_actor* self, const actors::coordinator_actor& co
     req.tokens = actors::to_wire(tokens_for(run->opt, i, run->width));
     req.deadline_ms = run->opt.deadline_ms;
     req.want_record = false;
-    const auto sent = clock_type::now();
-    run->answers[i].sent_s = std::chrono::duration<double>(sent - run->start).count();
-    auto finish = [self, coord, run, i, sent](answer a) {
-      a.done = true;
-      a.sent_s = run->answers[i].sent_s;
-      a.latency_ms = std::chrono::duration<double, std::milli>(clock_type::now() - sent).count();
-      run->answers[i] = std::move(a);
-      --run->outstanding;
-      if (run->answered)
-        ++*run->answered;
-      send_next(self, coord, run);
-      if (run->outstanding == 0 && run->next == run->opt.requests) {
-        run->finished.set_value();
-        self->quit();
-      }
-    };
+    {
+      std::lock_guard lock{run->mu};
+      run->answers[i].sent_at = clock_type::now();
+      run->answers[i].sent_s =
+        std::chrono::duration<double>(run->answers[i].sent_at - run->start).count();
+    }
     // No answer within the deadline plus this much counts as lost.
     const auto patience = std::chrono::milliseconds(run->opt.deadline_ms) + std::chrono::seconds(5);
     self->request(coord, patience, actors::infer_atom::value, std::move(req))
       .then(
-        [finish](actors::infer_result& r) {
+        [self, coord, run, i](actors::infer_result& r) {
           answer a;
           try {
             a.output = actors::from_wire(r.output, "output");
@@ -120,15 +142,32 @@ void send_next(caf::event_based_actor* self, const actors::coordinator_actor& co
           } catch (const std::exception& e) {
             a.error = std::string{"malformed answer: "} + e.what();
           }
-          finish(std::move(a));
+          finish(self, coord, run, i, std::move(a));
         },
-        [finish](caf::error& err) {
+        [self, coord, run, i](caf::error& err) {
           answer a;
           a.timed_out = err == caf::sec::request_timeout;
           a.error = actors::describe(err);
-          finish(std::move(a));
+          finish(self, coord, run, i, std::move(a));
         });
   }
+}
+
+/// The load's sender: it watches the head, and when the head goes down (killed, its link
+/// cut) every request still out fails at once with the reason, rather than at its timeout.
+void start_sending(caf::event_based_actor* self, const actors::coordinator_actor& coord,
+                   const std::shared_ptr<shared_run>& run) {
+  self->monitor(coord);
+  self->set_down_handler([self, coord, run](caf::down_msg& dm) {
+    const auto why = "the head went down (" + caf::to_string(dm.reason) + ")";
+    for (size_t i = 0; i < run->next; ++i)
+      if (!run->answers[i].done) {
+        answer a;
+        a.error = why;
+        finish(self, coord, run, i, std::move(a));
+      }
+  });
+  send_next(self, coord, run);
 }
 
 /// An error's text without what differs from request to request (its id, its expert list).
@@ -170,7 +209,7 @@ load_report run_load(caf::actor_system& sys, const actors::coordinator_actor& co
              [&](const caf::error&) {});
   auto first = model_of(first_epoch);
   if (!first) {
-    rep.lost = opt.requests;
+    rep.failed = opt.requests; // none was sent
     rep.errors["could not fetch the cluster's model"] = opt.requests;
     return rep;
   }
@@ -187,14 +226,31 @@ load_report run_load(caf::actor_system& sys, const actors::coordinator_actor& co
     // (one unused argument: CAF 0.17 dereferences a null argument tuple for a function actor
     // that takes none, which UBSan reports)
     sys.spawn([coordinator, run](caf::event_based_actor* self, int) {
-      send_next(self, coordinator, run);
+      start_sending(self, coordinator, run);
     }, 0);
-  done.wait();
+  // Every request ends in an answer, an error or its timeout; should the sender lose track
+  // of some (its actor gone), the run still ends, and they count as lost.
+  run->progress = clock_type::now().time_since_epoch().count();
+  const auto patience = std::chrono::milliseconds(opt.deadline_ms) + std::chrono::seconds(10);
+  while (done.wait_for(std::chrono::milliseconds(200)) != std::future_status::ready)
+    if (clock_type::now() - clock_type::time_point{clock_type::duration{run->progress.load()}}
+        > patience)
+      break;
+  std::vector<answer> answers;
+  {
+    std::lock_guard lock{run->mu};
+    answers = run->answers;
+  }
+  for (auto& a : answers)
+    if (!a.done) {
+      a.timed_out = true;
+      a.error = "no answer, error or timeout came for it (the client lost track)";
+    }
   rep.seconds = std::chrono::duration<double>(clock_type::now() - run->start).count();
 
   auto be = kernels::make_cpu_backend();
-  for (size_t i = 0; i < run->answers.size(); ++i) {
-    const auto& a = run->answers[i];
+  for (size_t i = 0; i < answers.size(); ++i) {
+    const auto& a = answers[i];
     if (!a.ok) {
       if (a.timed_out)
         ++rep.lost;

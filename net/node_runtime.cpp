@@ -237,7 +237,13 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
                                                 != c.heads.end();
     if (other_head && !r)
       continue;
-    nodes.push_back({n.name, n.host, n.port, false, r && !r->lost.empty()});
+    // A node that joined again under its name (eoe node --join) listens where the registry
+    // says, not where the cluster file does.
+    std::string host = n.host;
+    std::uint16_t port = n.port;
+    if (r && r->lost.empty() && !r->address.empty())
+      split_address(r->address, host, port);
+    nodes.push_back({n.name, host, port, false, r && !r->lost.empty()});
   }
   if (record)
     for (auto& r : record->nodes) {
@@ -257,9 +263,10 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
       }
       nodes.push_back({r.name, r.address.substr(0, colon), port, true, true});
     }
-  // The other nodes start at the same time: retry each for up to 30 seconds. Resuming, a
-  // node that was lost or had joined gets 3 s, and one that does not answer is lost (the
-  // registry's epoch goes on without its experts) rather than holding the head back.
+  // The other nodes start at the same time: retry each for up to 30 seconds. Resuming, the
+  // nodes are running already: one gets 5 s (3 s if it was lost or had joined), and one that
+  // does not answer is lost (the registry's epoch goes on without its experts) rather than
+  // holding the head back.
   for (auto& n : nodes) {
     if (n.name == name)
       setup.head = static_cast<std::uint32_t>(setup.nodes.size());
@@ -278,7 +285,7 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
       setup.absent.back() = "the head before, " + n.name + ", lost its lease";
       continue;
     }
-    const auto wait = std::chrono::seconds(n.optional ? 3 : 30);
+    const auto wait = std::chrono::seconds(n.optional ? 3 : setup.resume ? 5 : 30);
     const auto until = std::chrono::steady_clock::now() + wait;
     for (;;) {
       auto remote = n.port ? remote_actor<actors::node_agent_actor>(sys, n.host, n.port)

@@ -1,7 +1,7 @@
 // The etcd client against a real etcd (Debian's etcd-server; skipped without it): keys and
 // prefixes, guarded puts, leases that expire, and an election whose terms grow.
 
-#include "etcd_process.hpp"
+#include "net/local_etcd.hpp"
 #include "node_processes.hpp"
 
 #include <catch2/catch.hpp>
@@ -12,11 +12,11 @@
 using namespace eoe;
 
 TEST_CASE("etcd client: keys, prefixes, guarded puts, leases and an election", "[etcd]") {
-  if (!test::etcd_installed()) {
+  if (!net::etcd_installed()) {
     WARN("SKIPPED: etcd is not installed (apt-get install etcd-server)");
     return;
   }
-  test::etcd_process etcd{std::filesystem::temp_directory_path()
+  net::local_etcd etcd{std::filesystem::temp_directory_path()
                             / ("eoe_test_etcd_" + std::to_string(getpid())),
                           test::base_port() + 6};
   REQUIRE(etcd.proc.pid > 0);

@@ -6,7 +6,7 @@
 
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
-#include "etcd_process.hpp"
+#include "net/local_etcd.hpp"
 #include "experts/checkpoint.hpp"
 #include "mesh_model.hpp"
 #include "net/client.hpp"
@@ -62,13 +62,13 @@ TEST_CASE("kill -9 or kill -STOP of the head with a standby and etcd: the standb
           "[mesh][processes][failure][etcd]") {
   const int signal = GENERATE(SIGKILL, SIGSTOP);
   INFO((signal == SIGKILL ? "kill -9" : "kill -STOP"));
-  if (!etcd_installed()) {
+  if (!net::etcd_installed()) {
     WARN("SKIPPED: etcd is not installed (apt-get install etcd-server)");
     return;
   }
   const auto dir = fs::temp_directory_path() / ("eoe_test_failover_" + std::to_string(getpid()));
   const scratch_dir scratch{dir};
-  etcd_process etcd{dir / "etcd", base_port() + 6};
+  net::local_etcd etcd{dir / "etcd", base_port() + 6};
   REQUIRE(etcd.proc.pid > 0);
   auto m = experts::load_checkpoint(checkpoint());
   REQUIRE(m.has_value());

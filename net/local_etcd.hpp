@@ -1,7 +1,7 @@
 #pragma once
-// An etcd server for a test: started on two ports of the test's own (client and peer), its
-// data in a folder removed at the end, killed at the end however the test ends. Tests that
-// need it skip when Debian's etcd-server is not installed.
+// A local etcd server for the tests and benchmarks of standby heads: started on two ports of
+// the caller's (client and peer), its data in a folder removed at the end, killed at the end
+// however the caller ends. They skip (or refuse) when Debian's etcd-server is not installed.
 
 #include "net/etcd_client.hpp"
 #include "net/process_cluster.hpp"
@@ -14,23 +14,23 @@
 #include <sys/wait.h>
 #include <thread>
 
-namespace eoe::test {
+namespace eoe::net {
 
 inline bool etcd_installed() {
   return std::system("command -v etcd > /dev/null 2>&1") == 0;
 }
 
-struct etcd_process {
+struct local_etcd {
   std::filesystem::path dir;
   int port = 0;
-  net::node_process proc;
+  node_process proc;
 
   /// Starts etcd in dir (created) on 127.0.0.1:port (clients) and port + 1 (peers); waits
   /// until it answers. proc.pid is 0 when it did not start.
-  etcd_process(std::filesystem::path d, int client_port) : dir(std::move(d)), port(client_port) {
+  local_etcd(std::filesystem::path d, int client_port) : dir(std::move(d)), port(client_port) {
     std::filesystem::create_directories(dir);
     const auto url = [](int p) { return "http://127.0.0.1:" + std::to_string(p); };
-    proc = net::start_process("etcd",
+    proc = start_process("etcd",
                               {"etcd", "--name", "eoe-test", "--data-dir", (dir / "data").string(),
                                "--listen-client-urls", url(port), "--advertise-client-urls",
                                url(port), "--listen-peer-urls", url(port + 1),
@@ -46,8 +46,8 @@ struct etcd_process {
     stop();
   }
 
-  net::etcd_client client() const {
-    return *net::etcd_client::parse("127.0.0.1:" + std::to_string(port));
+  etcd_client client() const {
+    return *etcd_client::parse("127.0.0.1:" + std::to_string(port));
   }
 
   std::string endpoint() const {
@@ -62,11 +62,11 @@ struct etcd_process {
     }
   }
 
-  ~etcd_process() {
+  ~local_etcd() {
     stop();
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }
 };
 
-} // namespace eoe::test
+} // namespace eoe::net
