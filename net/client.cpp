@@ -61,8 +61,20 @@ caf::expected<actors::coordinator_actor> connect(caf::actor_system& sys,
     auto coord = remote_actor<actors::coordinator_actor>(
       sys, host, port,
       addresses.size() > 1 ? std::chrono::milliseconds(1500) : std::chrono::milliseconds(10'000));
-    if (coord || addresses.size() == 1)
+    if (addresses.size() == 1)
       return coord;
+    if (coord) {
+      // An address this process reached before answers from CAF's cache of connections, even
+      // when the head there is stopped: it counts only if it answers.
+      caf::scoped_actor self{sys};
+      caf::error silent;
+      self->request(*coord, std::chrono::milliseconds(1500), actors::status_atom::value)
+        .receive([](const actors::cluster_status&) {}, [&](caf::error& e) { silent = std::move(e); });
+      if (!silent)
+        return coord;
+      failures += (failures.empty() ? "" : "; ") + a + ": " + actors::describe(silent);
+      continue;
+    }
     failures += (failures.empty() ? "" : "; ") + a + ": " + actors::describe(coord.error());
   }
   return actors::make_mesh_error(actors::mesh_errc::link_failed, "no head answered: " + failures);

@@ -1,8 +1,9 @@
 // Standby heads over etcd (Debian's etcd-server; skipped without it): 4 `eoe node` processes,
-// two of them head candidates that host no experts. The head is killed with -9 after a
-// hot-add and a removal; the standby wins etcd's election, resumes the registry's epoch, and
-// serves the same experts and the same answers, bit for bit; the old head, started again,
-// stands by; the shutdown ends the standby too.
+// two of them head candidates that host no experts. The head is killed with -9 (or stopped
+// with -STOP) after a hot-add and a removal; the standby wins etcd's election, resumes the
+// registry's epoch, and serves the same experts and the same answers, bit for bit; a stopped
+// head, continued, finds its lease gone and exits; the old head, started again, stands by;
+// the shutdown ends the standby too.
 
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
