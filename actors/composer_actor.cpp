@@ -4,9 +4,9 @@
 #include "actors/mesh_errc.hpp"
 #include "actors/trace.hpp"
 #include "actors/wire.hpp"
-#include "experts/attention.hpp"
-#include "experts/rms_norm.hpp"
-#include "experts/weighted_output.hpp"
+#include "experts/nn/attention.hpp"
+#include "experts/nn/rms_norm.hpp"
+#include "experts/nn/weighted_output.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/actor_ostream.hpp>

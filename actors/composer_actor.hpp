@@ -10,7 +10,7 @@
 // as one request, so an expert layer gets one message per node relay for every session.
 // Between expert layers the composer runs the attention layers: it merges the previous expert
 // layer's outputs, projects the normed stream to queries, keys and values
-// (experts/attention.hpp), and for each session of the step appends its rows' keys and values
+// (experts/nn/attention.hpp), and for each session of the step appends its rows' keys and values
 // to the session's context of that layer (the context composer spreads them over shard
 // actors on the nodes) and asks for every head's attention over it (the shards' partials
 // merged exactly); then it adds the output projection to the stream and starts the next

@@ -5,8 +5,8 @@
 #include "actors/request_batcher.hpp"
 #include "actors/secret.hpp"
 #include "actors/trace.hpp"
-#include "experts/checkpoint.hpp"
-#include "experts/membership.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/model/membership.hpp"
 
 #include <caf/actor_ostream.hpp>
 #include <caf/event_based_actor.hpp>

@@ -4,12 +4,12 @@
 #include "actors/mesh_errc.hpp"
 #include "actors/trace.hpp"
 #include "actors/wire.hpp"
-#include "experts/forward.hpp"
-#include "experts/hash_routing.hpp"
-#include "experts/rms_norm.hpp"
-#include "experts/router.hpp"
-#include "experts/self_activation.hpp"
-#include "experts/weighted_output.hpp"
+#include "experts/model/forward.hpp"
+#include "experts/nn/hash_routing.hpp"
+#include "experts/nn/rms_norm.hpp"
+#include "experts/nn/router.hpp"
+#include "experts/nn/self_activation.hpp"
+#include "experts/nn/weighted_output.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/actor_ostream.hpp>

@@ -12,8 +12,8 @@
 
 #include "actors/interfaces.hpp"
 #include "actors/plan.hpp"
-#include "experts/model.hpp"
-#include "experts/weighted_output.hpp"
+#include "experts/model/model.hpp"
+#include "experts/nn/weighted_output.hpp"
 #include "kernels/backend.hpp"
 
 #include <caf/message.hpp>

@@ -117,7 +117,7 @@ typename Inspector::result_type inspect(Inspector& f, infer_request& x) {
            x.trace, x.trace_id, x.trace_msg);
 }
 
-/// One layer of an activation record, as layer_record in experts/forward.hpp.
+/// One layer of an activation record, as layer_record in experts/model/forward.hpp.
 struct wire_layer_record {
   std::uint8_t kind = 0;
   wire_tensor scores;   ///< (T, E); empty for hash and dense layers

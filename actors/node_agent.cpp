@@ -5,7 +5,7 @@
 
 #include "actors/mesh_errc.hpp"
 #include "actors/shard_actor.hpp"
-#include "experts/checkpoint.hpp"
+#include "experts/model/checkpoint.hpp"
 
 #include <caf/actor_ostream.hpp>
 #include <caf/event_based_actor.hpp>

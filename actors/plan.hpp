@@ -6,7 +6,7 @@
 // two epochs.
 
 #include "actors/interfaces.hpp"
-#include "experts/model.hpp"
+#include "experts/model/model.hpp"
 
 #include <caf/meta/type_name.hpp>
 

@@ -1,7 +1,7 @@
 #include "actors/registry_file.hpp"
 
-#include "experts/checkpoint.hpp"
-#include "experts/crc32.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/base/crc32.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -18,8 +18,8 @@
 //    "layers": [{"members": [stable ids], "placement": [node names], "next_id": I}],
 //    "changes": ["epoch 3: expert 1.8 added on n2 (init clone:1.3)", ...]}  (the last 64)
 
-#include "experts/error.hpp"
-#include "experts/model.hpp"
+#include "experts/base/error.hpp"
+#include "experts/model/model.hpp"
 
 #include <cstdint>
 #include <memory>

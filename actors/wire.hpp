@@ -4,7 +4,7 @@
 
 #include "actors/messages.hpp"
 #include "context_store/partial.hpp"
-#include "experts/forward.hpp"
+#include "experts/model/forward.hpp"
 #include "kernels/tensor.hpp"
 
 #include <cstdint>

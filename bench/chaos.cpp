@@ -7,9 +7,12 @@
 // the node lost, until a request was served again, until the node rejoined and until its
 // experts were back. With --standby (etcd started here, head candidates n1 and s1 hosting no
 // experts) about one fault in --nodes is the head's: it is killed or stopped, the time until
-// a standby serves is measured, and the old head is started again as a standby. Bounded in
-// time and count; loopback only (no tc netem: it needs network namespaces and a kernel with
-// sch_netem).
+// a standby serves is measured, and the old head is started again as a standby. With --netns
+// every node runs in its own network namespace (net/netns_hosts.hpp), and --loss-share of the
+// faults drop --loss-percent of a node's packets for --loss-seconds (nftables in its
+// namespace: this machine's kernel has no sch_netem for tc netem, so packets are dropped, not
+// delayed); a node declared lost meanwhile is fenced, exits and rejoins as after a stop.
+// Bounded in time and count; loopback or namespaces only.
 
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
@@ -19,6 +22,7 @@
 #include "net/client.hpp"
 #include "net/load_generator.hpp"
 #include "net/local_etcd.hpp"
+#include "net/netns_hosts.hpp"
 #include "net/etcd_registry.hpp"
 #include "net/process_cluster.hpp"
 
@@ -158,11 +162,44 @@ int main(int argc, char** argv) {
   app.add_flag("--standby", standby,
                "a standby head s1 and etcd (started here): the head is faulted too, about one "
                "fault in --nodes; the experts live on n2..nN");
+  bool netns = false;
+  app.add_flag("--netns", netns, "every node in its own network namespace (root; iproute2)");
+  double loss_share = 0;
+  int loss_percent = 30, loss_seconds = 5;
+  app.add_option("--loss-share", loss_share, "share of node faults that drop packets (--netns)")
+    ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--loss-percent", loss_percent, "packets dropped into and out of the node")
+    ->check(CLI::Range(1, 100));
+  app.add_option("--loss-seconds", loss_seconds, "how long the packets are dropped")
+    ->check(CLI::Range(1, 600));
   std::string readd = "clone";
   app.add_option("--readd", readd, "how a rejoined node's experts come back: clone (of a live "
                                    "member; zero where the layer is top-k) or zero")
     ->check(CLI::IsMember({"clone", "zero"}));
   CLI11_PARSE(app, argc, argv);
+  if (loss_share > 0 && !netns) {
+    std::fprintf(stderr, "bench_chaos: --loss-share drops packets between namespaces: add --netns\n");
+    return 1;
+  }
+  if (netns && !net::netns_hosts::possible()) {
+    std::fprintf(stderr, "bench_chaos: --netns needs root and iproute2 (ip netns)\n");
+    return 1;
+  }
+  if (loss_share > 0 && !net::netns_hosts::can_drop_packets()) {
+    std::fprintf(stderr, "bench_chaos: --loss-share needs nftables (apt-get install nftables)\n");
+    return 1;
+  }
+  // Namespaces n1..nN, then s1's: the nodes in the cluster file's order.
+  std::unique_ptr<net::netns_hosts> spaces;
+  if (netns) {
+    spaces = std::make_unique<net::netns_hosts>(nodes + (standby ? 1 : 0));
+    if (!spaces->error().empty()) {
+      std::fprintf(stderr, "bench_chaos: %s\n", spaces->error().c_str());
+      return 1;
+    }
+  }
+  const auto host_of = [&](size_t i) { return spaces ? spaces->hosts()[i] : std::string{"127.0.0.1"}; };
+  const auto prefix_of = [&](size_t i) { return spaces ? spaces->prefix(i) : std::vector<std::string>{}; };
 
   const auto dir = fs::temp_directory_path() / ("eoe_bench_chaos_" + std::to_string(getpid()));
   fs::create_directories(dir);
@@ -180,7 +217,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "bench_chaos: --standby needs etcd (apt-get install etcd-server)\n");
       return 1;
     }
-    etcd = std::make_unique<net::local_etcd>(dir / "etcd", base + 15);
+    etcd = std::make_unique<net::local_etcd>(dir / "etcd", base + 15,
+                                             spaces ? spaces->root_ip() : "127.0.0.1");
     if (etcd->proc.pid <= 0) {
       std::fprintf(stderr, "bench_chaos: etcd did not start:\n%s",
                    net::log_tail(dir / "etcd" / "etcd.log").c_str());
@@ -206,9 +244,11 @@ int main(int argc, char** argv) {
       out << "]\n";
     }
     for (int n = 0; n < nodes; ++n)
-      out << "\n[[node]]\nname = \"n" << n + 1 << "\"\nport = " << base + n << "\n";
+      out << "\n[[node]]\nname = \"n" << n + 1 << "\"\nhost = \"" << host_of(n)
+          << "\"\nport = " << base + n << "\n";
     if (standby)
-      out << "\n[[node]]\nname = \"s1\"\nport = " << base + nodes << "\n";
+      out << "\n[[node]]\nname = \"s1\"\nhost = \"" << host_of(nodes) << "\"\nport = "
+          << base + nodes << "\n";
   }
   auto config = net::load_cluster_config(file);
   if (!config) {
@@ -216,7 +256,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   const auto exe = (fs::path{net::self_executable()}.parent_path() / "eoe").string();
-  auto procs = net::start_nodes(*config, file, exe, dir, {}, true);
+  std::vector<std::vector<std::string>> prefixes;
+  for (size_t i = 0; i < config->nodes.size(); ++i)
+    prefixes.push_back(prefix_of(i));
+  auto procs = net::start_nodes(*config, file, exe, dir, prefixes, true);
+  // A node's process started again (in its namespace, if any).
+  const auto restart = [&](size_t p, std::vector<std::string> argv, const fs::path& log) {
+    auto full = prefix_of(p);
+    full.insert(full.end(), argv.begin(), argv.end());
+    procs[p] = net::start_process(procs[p].node, full, log, true);
+  };
   if (auto err = net::wait_cluster_ready(*config, procs, std::chrono::seconds(120)); !err.empty()) {
     std::fprintf(stderr, "bench_chaos: %s\n", err.c_str());
     net::stop_nodes(*config, procs, std::chrono::seconds(1));
@@ -232,10 +281,13 @@ int main(int argc, char** argv) {
     net::stop_nodes(*config, procs, std::chrono::seconds(1));
     return 1;
   }
-  std::printf("bench_chaos: %d nodes on loopback, heartbeat_ms %d, suspect_after_ms %d, %zu "
+  std::printf("bench_chaos: %d nodes %s, heartbeat_ms %d, suspect_after_ms %d, %zu "
               "clients x %zu tokens, a fault every ~%d s for %d s\nmachine: %s\n",
-              nodes, heartbeat_ms, suspect_ms, concurrency, tokens, every, seconds,
-              bench::machine_line().c_str());
+              nodes, netns ? "in network namespaces" : "on loopback", heartbeat_ms, suspect_ms,
+              concurrency, tokens, every, seconds, bench::machine_line().c_str());
+  if (loss_share > 0)
+    std::printf("packet loss: %.0f%% of the node faults drop %d%% of a node's packets for %d s\n",
+                loss_share * 100, loss_percent, loss_seconds);
   std::fflush(stdout);
 
   // The load: rounds of checked requests until the soak ends.
@@ -331,7 +383,8 @@ int main(int argc, char** argv) {
       }
       // Started again, it stands by.
       const auto log = dir / (f.node + "-" + std::to_string(faults.size()) + ".log");
-      *h = net::start_process(f.node, {exe, "node", "--cluster", file, "--name", f.node}, log, true);
+      restart(static_cast<size_t>(h - procs.begin()), {exe, "node", "--cluster", file, "--name", f.node},
+              log);
       std::printf("fault %zu at %.1f s: %s %s: served again after %.0f ms%s%s\n",
                   faults.size() + 1, std::chrono::duration<double>(t0 - start).count(),
                   f.kind.c_str(), f.node.c_str(), f.served_ms, f.problem.empty() ? "" : "; ",
@@ -350,8 +403,10 @@ int main(int argc, char** argv) {
     const auto p = candidates[std::uniform_int_distribution<size_t>{0, candidates.size() - 1}(rng)];
     fault f;
     f.node = procs[p].node;
-    const bool stopped = std::uniform_real_distribution<double>{0, 1}(rng) < stop_share;
-    f.kind = stopped ? "kill -STOP" : "kill -9";
+    const bool lossy = loss_share > 0 && std::uniform_real_distribution<double>{0, 1}(rng) < loss_share;
+    const bool stopped = !lossy && std::uniform_real_distribution<double>{0, 1}(rng) < stop_share;
+    f.kind = lossy ? "packet loss " + std::to_string(loss_percent) + "%"
+                   : stopped ? "kill -STOP" : "kill -9";
     std::vector<std::uint32_t> layers_of; // the layer of each expert it hosted
     for (auto& e : before->experts)
       if (e.ends_with("@" + f.node))
@@ -359,16 +414,43 @@ int main(int argc, char** argv) {
     f.experts = layers_of.size();
 
     const auto t0 = clock_type::now();
-    ::kill(procs[p].pid, stopped ? SIGSTOP : SIGKILL);
     const auto lost = [&] {
       auto s = net::status(sys, link.get());
       auto i = s ? index_of(*s, f.node) : std::nullopt;
       return i && !s->alive[*i];
     };
-    if (wait_for(lost, std::chrono::seconds(15)) >= 0)
-      f.detect_ms = ms_since(t0);
-    if (wait_for([&] { return probe(sys, link.get(), width); }, std::chrono::seconds(15)) >= 0)
-      f.served_ms = ms_since(t0);
+    if (lossy) {
+      // Packets dropped for loss_seconds: the node either keeps up (slowly) or is declared
+      // lost; served again is the first request answered after the loss began.
+      if (!spaces->drop_packets(p, loss_percent)) {
+        f.problem = "nft did not take the rules";
+      } else {
+        const auto limit = std::chrono::seconds(loss_seconds);
+        f.detect_ms = wait_for(lost, limit);
+        if (wait_for([&] { return probe(sys, link.get(), width); }, limit) >= 0)
+          f.served_ms = ms_since(t0);
+        std::this_thread::sleep_until(t0 + limit);
+        spaces->heal(p);
+      }
+      if (f.detect_ms < 0 && !lost()) { // it kept up: nothing to restore
+        std::printf("fault %zu at %.1f s: %s of %s for %d s: not declared lost, served again "
+                    "after %.0f ms%s%s\n",
+                    faults.size() + 1, std::chrono::duration<double>(t0 - start).count(),
+                    f.kind.c_str(), f.node.c_str(), loss_seconds, f.served_ms,
+                    f.problem.empty() ? "" : "; ", f.problem.c_str());
+        std::fflush(stdout);
+        faults.push_back(std::move(f));
+        continue;
+      }
+      if (f.detect_ms < 0)
+        f.detect_ms = ms_since(t0);
+    } else {
+      ::kill(procs[p].pid, stopped ? SIGSTOP : SIGKILL);
+      if (wait_for(lost, std::chrono::seconds(15)) >= 0)
+        f.detect_ms = ms_since(t0);
+      if (wait_for([&] { return probe(sys, link.get(), width); }, std::chrono::seconds(15)) >= 0)
+        f.served_ms = ms_since(t0);
+    }
     if (stopped) // woken up, it is fenced and exits
       ::kill(procs[p].pid, SIGCONT);
     if (wait_for([&] { return ended(procs[p].pid); }, std::chrono::seconds(15)) < 0) {
@@ -378,11 +460,7 @@ int main(int argc, char** argv) {
     }
     // A fresh process joins under the same name, on a port the system picks.
     const auto log = dir / (f.node + "-" + std::to_string(faults.size()) + ".log");
-    procs[p] = net::start_process(
-      f.node,
-      {exe, "node", "--join", head, "--name", f.node, "--listen",
-       "127.0.0.1:0"},
-      log, true);
+    restart(p, {exe, "node", "--join", head, "--name", f.node, "--listen", host_of(p) + ":0"}, log);
     const auto back = [&] {
       auto s = net::status(sys, link.get());
       auto i = s ? index_of(*s, f.node) : std::nullopt;

@@ -22,7 +22,7 @@
 #include "bench/timing.hpp"
 #include "context_store/kv_shard.hpp"
 #include "context_store/selection.hpp"
-#include "experts/rng.hpp"
+#include "experts/base/rng.hpp"
 
 #include <CLI/CLI.hpp>
 #include <caf/scoped_actor.hpp>

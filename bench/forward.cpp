@@ -11,8 +11,8 @@
 
 #include "bench/machine.hpp"
 #include "bench/timing.hpp"
-#include "experts/forward.hpp"
-#include "experts/rng.hpp"
+#include "experts/model/forward.hpp"
+#include "experts/base/rng.hpp"
 
 #include <CLI/CLI.hpp>
 

@@ -2,8 +2,8 @@
 // The language model the serving benchmarks run: the trained checkpoint of bench/lm_compare.sh
 // when it exists, else configs/lm/eoe.toml at init, saved into the benchmark's folder.
 
-#include "experts/checkpoint.hpp"
-#include "experts/model_config.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/base/model_config.hpp"
 
 #include <cstdio>
 #include <cstdlib>

@@ -15,9 +15,9 @@
 #include "bench/loopback_cluster.hpp"
 #include "bench/machine.hpp"
 #include "bench/timing.hpp"
-#include "experts/checkpoint.hpp"
-#include "experts/lm_decode.hpp"
-#include "experts/rng.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/model/lm_decode.hpp"
+#include "experts/base/rng.hpp"
 #include "net/client.hpp"
 #include "net/lm_client.hpp"
 

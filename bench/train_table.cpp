@@ -9,8 +9,8 @@
 // variation and specialisation per expert layer, epochs, training time and wall time.
 
 #include "bench/machine.hpp"
-#include "experts/accounting.hpp"
-#include "experts/checkpoint.hpp"
+#include "experts/model/accounting.hpp"
+#include "experts/model/checkpoint.hpp"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>

@@ -2,8 +2,8 @@
 
 #include "net/etcd_client.hpp"
 
-#include "experts/toml_reader.hpp"
-#include "experts/utf8.hpp"
+#include "experts/base/toml_reader.hpp"
+#include "experts/base/utf8.hpp"
 #include "net/tls_context.hpp"
 
 #include <algorithm>

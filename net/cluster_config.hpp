@@ -5,7 +5,7 @@
 
 #include "actors/scheduler_policy.hpp"
 #include "actors/shard_placement.hpp"
-#include "experts/error.hpp"
+#include "experts/base/error.hpp"
 #include "net/tls_settings.hpp"
 
 #include <cstdint>

@@ -8,7 +8,7 @@
 // once: a client that went away leaves nothing behind.
 
 #include "actors/interfaces.hpp"
-#include "experts/lm_generate.hpp"
+#include "experts/model/lm_generate.hpp"
 #include "net/completion_json.hpp"
 
 #include <caf/actor.hpp>

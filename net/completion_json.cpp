@@ -1,6 +1,6 @@
 #include "net/completion_json.hpp"
 
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 #include "net/infer_json.hpp"
 
 #include <nlohmann/json.hpp>

@@ -1,6 +1,6 @@
 #include "net/completion_text.hpp"
 
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 
 #include <algorithm>
 

@@ -11,7 +11,7 @@
 // larger, so nodes can refuse orders of an older head (fencing). When the winner stops
 // keeping the lease alive, etcd deletes the key at the TTL and the next candidate wins.
 
-#include "experts/error.hpp"
+#include "experts/base/error.hpp"
 
 #include <chrono>
 #include <cstdint>

@@ -1,6 +1,6 @@
 #include "net/etcd_registry.hpp"
 
-#include "experts/checkpoint.hpp"
+#include "experts/model/checkpoint.hpp"
 
 #include <cstdio>
 #include <set>

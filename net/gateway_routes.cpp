@@ -2,7 +2,7 @@
 
 #include "actors/mesh_errc.hpp"
 #include "actors/secret.hpp"
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/field.hpp>

@@ -6,7 +6,7 @@
 #include "net/gateway_metrics.hpp"
 #include "net/gateway_routes.hpp"
 #include "net/infer_json.hpp"
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/dispatch.hpp>

@@ -23,7 +23,7 @@
 // 127.0.0.1 unless told otherwise.
 
 #include "actors/interfaces.hpp"
-#include "experts/model_config.hpp"
+#include "experts/base/model_config.hpp"
 #include "net/cluster_config.hpp"
 
 #include <caf/actor_system.hpp>

@@ -1,7 +1,7 @@
 #include "net/infer_json.hpp"
 
 #include "actors/wire.hpp"
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -7,7 +7,7 @@
 // "trace" (bool). Every error names the field (and the row, column or character) at fault.
 
 #include "actors/messages.hpp"
-#include "experts/model_config.hpp"
+#include "experts/base/model_config.hpp"
 
 #include <cstdint>
 #include <string>

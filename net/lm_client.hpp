@@ -1,11 +1,11 @@
 #pragma once
-// A language-model session on a cluster, as a sequence decoder (experts/lm_generate.hpp):
+// A language-model session on a cluster, as a sequence decoder (experts/model/lm_generate.hpp):
 // each feed sends the tokens to the session at its next position and waits for their logits.
 // The cluster keeps the keys and values of every attention layer in its context shards; the
 // session is closed (its contexts dropped) on restart and when this object goes.
 
 #include "actors/interfaces.hpp"
-#include "experts/lm_generate.hpp"
+#include "experts/model/lm_generate.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>

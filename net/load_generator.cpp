@@ -2,10 +2,10 @@
 
 #include "actors/mesh_errc.hpp"
 #include "actors/wire.hpp"
-#include "experts/checkpoint.hpp"
-#include "experts/forward.hpp"
-#include "experts/hash_routing.hpp"
-#include "experts/rng.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/model/forward.hpp"
+#include "experts/nn/hash_routing.hpp"
+#include "experts/base/rng.hpp"
 
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>

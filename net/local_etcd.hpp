@@ -23,13 +23,15 @@ inline bool etcd_installed() {
 struct local_etcd {
   std::filesystem::path dir;
   int port = 0;
+  std::string host = "127.0.0.1";
   node_process proc;
 
-  /// Starts etcd in dir (created) on 127.0.0.1:port (clients) and port + 1 (peers); waits
-  /// until it answers. proc.pid is 0 when it did not start.
-  local_etcd(std::filesystem::path d, int client_port) : dir(std::move(d)), port(client_port) {
+  /// Starts etcd in dir (created) on host:port (clients) and port + 1 (peers); waits until it
+  /// answers. proc.pid is 0 when it did not start.
+  local_etcd(std::filesystem::path d, int client_port, std::string at = "127.0.0.1")
+    : dir(std::move(d)), port(client_port), host(std::move(at)) {
     std::filesystem::create_directories(dir);
-    const auto url = [](int p) { return "http://127.0.0.1:" + std::to_string(p); };
+    const auto url = [this](int p) { return "http://" + host + ":" + std::to_string(p); };
     proc = start_process("etcd",
                               {"etcd", "--name", "eoe-test", "--data-dir", (dir / "data").string(),
                                "--listen-client-urls", url(port), "--advertise-client-urls",
@@ -47,11 +49,11 @@ struct local_etcd {
   }
 
   etcd_client client() const {
-    return *etcd_client::parse("127.0.0.1:" + std::to_string(port));
+    return *etcd_client::parse(host + ":" + std::to_string(port));
   }
 
   std::string endpoint() const {
-    return "etcd://127.0.0.1:" + std::to_string(port);
+    return "etcd://" + host + ":" + std::to_string(port);
   }
 
   void stop() {

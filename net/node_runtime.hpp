@@ -3,7 +3,7 @@
 // coordinator; published through the CAF middleman at the node's port.
 
 #include "net/cluster_config.hpp"
-#include "experts/model_config.hpp"
+#include "experts/base/model_config.hpp"
 
 #include <iosfwd>
 #include <string>

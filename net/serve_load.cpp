@@ -1,6 +1,6 @@
 #include "net/serve_load.hpp"
 
-#include "experts/rng.hpp"
+#include "experts/base/rng.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>

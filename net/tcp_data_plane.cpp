@@ -2,7 +2,7 @@
 
 #include "actors/contribution_codec.hpp"
 #include "net/tls_context.hpp"
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>

@@ -2,7 +2,7 @@
 
 #include "net/tcp_link.hpp"
 #include "net/tls_context.hpp"
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -6,7 +6,7 @@
 #include "actors/wire.hpp"
 #include "context_store/kv_shard.hpp"
 #include "context_store/selection.hpp"
-#include "experts/rng.hpp"
+#include "experts/base/rng.hpp"
 
 #include <caf/scoped_actor.hpp>
 

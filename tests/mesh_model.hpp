@@ -6,9 +6,9 @@
 
 #include "actors/coordinator_actor.hpp"
 #include "actors/wire.hpp"
-#include "experts/checkpoint.hpp"
-#include "experts/forward.hpp"
-#include "experts/rng.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/model/forward.hpp"
+#include "experts/base/rng.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -2,8 +2,8 @@
 // A model that looks trained: its init plus N(0, 0.1) noise on every weight (thresholds
 // left as configured), so that every layer's decisions vary from token to token.
 
-#include "experts/model.hpp"
-#include "experts/rng.hpp"
+#include "experts/model/model.hpp"
+#include "experts/base/rng.hpp"
 
 #include <cstdint>
 #include <string>

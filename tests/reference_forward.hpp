@@ -1,11 +1,11 @@
 #pragma once
 // A second, deliberately naive implementation of the model forward for the tests: one token at
 // a time, scalar loops in double, its own top-k by sorting, its own softmax and router. It
-// shares nothing with experts/forward.cpp but the weights and the hash function (the spec of
+// shares nothing with experts/model/forward.cpp but the weights and the hash function (the spec of
 // hash routing).
 
-#include "experts/hash_routing.hpp"
-#include "experts/model.hpp"
+#include "experts/nn/hash_routing.hpp"
+#include "experts/model/model.hpp"
 
 #include <algorithm>
 #include <cmath>

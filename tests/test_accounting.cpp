@@ -1,6 +1,6 @@
 // Parameter and memory accounting against hand-computed figures.
 
-#include "experts/accounting.hpp"
+#include "experts/model/accounting.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -6,8 +6,8 @@
 // full forward (max abs diff <= 1e-5).
 
 #include "context_store/kv_shard.hpp"
-#include "experts/attention.hpp"
-#include "experts/rng.hpp"
+#include "experts/nn/attention.hpp"
+#include "experts/base/rng.hpp"
 
 #include <catch2/catch.hpp>
 

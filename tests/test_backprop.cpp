@@ -4,9 +4,9 @@
 // Tolerance: relative error <= 1e-4, except where analytic and numeric differ by <= 1e-9
 // (the noise of central differences in double at h = 1e-6).
 
-#include "experts/backprop.hpp"
-#include "experts/forward.hpp"
-#include "experts/rng.hpp"
+#include "experts/train/backprop.hpp"
+#include "experts/model/forward.hpp"
+#include "experts/base/rng.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -14,7 +14,7 @@
 #include "actors/relay_actor.hpp"
 #include "actors/request_batcher.hpp"
 #include "actors/wire.hpp"
-#include "experts/lm_decode.hpp"
+#include "experts/model/lm_decode.hpp"
 #include "context_model.hpp"
 #include "eventually.hpp"
 #include "local_cluster_fixture.hpp"

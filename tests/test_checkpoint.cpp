@@ -1,9 +1,9 @@
 // Checkpoints: round trip, and every way a file can be wrong is rejected with the tensor or
 // byte range at fault, and no model.
 
-#include "experts/checkpoint.hpp"
-#include "experts/crc32.hpp"
-#include "experts/forward.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/base/crc32.hpp"
+#include "experts/model/forward.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -3,9 +3,9 @@
 // field's type, range and combination named), the answer's shapes, log-probabilities, the
 // gateway's admission queue, and the generation's steps against generate().
 
-#include "experts/lm_decode.hpp"
-#include "experts/lm_generate.hpp"
-#include "experts/model_config.hpp"
+#include "experts/model/lm_decode.hpp"
+#include "experts/model/lm_generate.hpp"
+#include "experts/base/model_config.hpp"
 #include "net/admission.hpp"
 #include "net/completion_driver.hpp"
 #include "net/completion_json.hpp"

@@ -5,9 +5,9 @@
 // mid-stream leaves no session behind, past the queue a 429 with Retry-After, and /metrics
 // parses as the Prometheus text format with the counts the requests made.
 
-#include "experts/checkpoint.hpp"
-#include "experts/lm_decode.hpp"
-#include "experts/model_config.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/model/lm_decode.hpp"
+#include "experts/base/model_config.hpp"
 #include "eventually.hpp"
 #include "http_client.hpp"
 #include "local_cluster_fixture.hpp"

@@ -7,7 +7,7 @@
 #include "context_store/decode.hpp"
 #include "context_store/kv_shard.hpp"
 #include "context_store/selection.hpp"
-#include "experts/rng.hpp"
+#include "experts/base/rng.hpp"
 
 #include <catch2/catch.hpp>
 

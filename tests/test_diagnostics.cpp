@@ -1,6 +1,6 @@
 // MoE diagnostics against hand-computed values.
 
-#include "experts/diagnostics.hpp"
+#include "experts/train/diagnostics.hpp"
 
 #include <catch2/catch.hpp>
 

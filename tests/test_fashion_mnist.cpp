@@ -1,6 +1,6 @@
 // The Fashion-MNIST reader: the real files, and malformed IDX bytes.
 
-#include "experts/fashion_mnist.hpp"
+#include "experts/data/fashion_mnist.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,8 +1,8 @@
 // The reference forward against the naive per-token implementation (max abs diff <= 1e-5),
 // plus the rules it must keep: pass-through, affinity, ties, input checks.
 
-#include "experts/forward.hpp"
-#include "experts/rng.hpp"
+#include "experts/model/forward.hpp"
+#include "experts/base/rng.hpp"
 #include "reference_forward.hpp"
 
 #include <catch2/catch.hpp>

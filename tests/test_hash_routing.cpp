@@ -1,6 +1,6 @@
 // Hash routing: stable across runs and machines, distinct experts, even spread.
 
-#include "experts/hash_routing.hpp"
+#include "experts/nn/hash_routing.hpp"
 
 #include <catch2/catch.hpp>
 

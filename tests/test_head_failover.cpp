@@ -8,7 +8,7 @@
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
 #include "net/local_etcd.hpp"
-#include "experts/checkpoint.hpp"
+#include "experts/model/checkpoint.hpp"
 #include "mesh_model.hpp"
 #include "net/client.hpp"
 #include "net/etcd_registry.hpp"

@@ -4,12 +4,12 @@
 // decoder over context_store KV shards equal to the full forward (max abs diff <= 1e-5), and
 // a tiny model that trains in seconds on the fortunes corpus and beats the unigram baseline.
 
-#include "experts/checkpoint.hpp"
-#include "experts/lm_backprop.hpp"
-#include "experts/lm_decode.hpp"
-#include "experts/lm_forward.hpp"
-#include "experts/lm_trainer.hpp"
-#include "experts/rng.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/train/backprop.hpp"
+#include "experts/model/lm_decode.hpp"
+#include "experts/model/lm_forward.hpp"
+#include "experts/train/lm_task.hpp"
+#include "experts/base/rng.hpp"
 #include "random_model.hpp"
 
 #include <catch2/catch.hpp>
@@ -363,7 +363,7 @@ TEST_CASE("language-model input and the classifier paths are checked", "[lm]") {
   CHECK(lm_forward(*be, m, long_seq).error().message
         == "lm_forward: sequences of 7 tokens are longer than the context of 'model' (6)");
   CHECK(forward(*be, m, matrix::Zero(2, 8)).error().message
-        == "forward: 'model' is a language model: it reads byte sequences (experts/lm_forward.hpp)");
+        == "forward: 'model' is a language model: it reads byte sequences (experts/model/lm_forward.hpp)");
   CHECK_THROWS_AS(lm_decoder(init_model(default_model_config())), std::invalid_argument);
 }
 

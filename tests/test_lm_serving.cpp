@@ -1,13 +1,13 @@
 // A language model served by a cluster: sessions whose keys and values live in context shard
 // actors spread over the nodes, attention run by the composer between the expert layers the
-// expert actors run; the logits equal the in-process decoder's (experts/lm_decode.hpp).
+// expert actors run; the logits equal the in-process decoder's (experts/model/lm_decode.hpp).
 
 #include "actors/mesh_errc.hpp"
 #include "actors/wire.hpp"
-#include "experts/checkpoint.hpp"
-#include "experts/lm_decode.hpp"
-#include "experts/model_config.hpp"
-#include "experts/rng.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/model/lm_decode.hpp"
+#include "experts/base/model_config.hpp"
+#include "experts/base/rng.hpp"
 #include "local_cluster_fixture.hpp"
 #include "eventually.hpp"
 #include "net/client.hpp"

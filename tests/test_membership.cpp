@@ -2,9 +2,9 @@
 // bit-identical, clones in threshold layers leave them equal within 1e-6, removal keeps every
 // layer tensor consistent, and the changes that cannot preserve the function are refused.
 
-#include "experts/checkpoint.hpp"
-#include "experts/forward.hpp"
-#include "experts/membership.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/model/forward.hpp"
+#include "experts/model/membership.hpp"
 #include "mesh_model.hpp"
 #include "reference_forward.hpp"
 

@@ -6,9 +6,9 @@
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
 #include "actors/wire.hpp"
-#include "experts/checkpoint.hpp"
-#include "experts/forward.hpp"
-#include "experts/rng.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/model/forward.hpp"
+#include "experts/base/rng.hpp"
 #include "local_cluster_fixture.hpp"
 #include "mesh_model.hpp"
 

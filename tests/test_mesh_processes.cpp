@@ -4,11 +4,12 @@
 
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
-#include "experts/checkpoint.hpp"
+#include "experts/model/checkpoint.hpp"
 #include "context_model.hpp"
 #include "mesh_model.hpp"
 #include "net/client.hpp"
 #include "net/load_generator.hpp"
+#include "net/netns_hosts.hpp"
 #include "net/process_cluster.hpp"
 #include "node_processes.hpp"
 #include "random_model.hpp"
@@ -18,7 +19,7 @@
 #include "net/cluster_link.hpp"
 #include "follow.hpp"
 #include "http_client.hpp"
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 #include "trace_log.hpp"
 
 #include <caf/scoped_actor.hpp>
@@ -173,7 +174,7 @@ faulted_load load_with_fault(caf::actor_system& sys, const coordinator_actor& co
 }
 
 bool can_use_netns() {
-  return geteuid() == 0 && std::system("ip netns list > /dev/null 2>&1") == 0;
+  return net::netns_hosts::possible();
 }
 
 /// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
@@ -664,51 +665,17 @@ TEST_CASE("3 nodes in separate network namespaces joined by veth pairs", "[mesh]
     WARN("SKIPPED: needs root and `ip netns` (iproute2)");
     return;
   }
-  // One bridge in the root namespace with a veth pair into each node's namespace.
-  const std::string tag = std::to_string(getpid() % 10000);
-  const std::string br = "eoebr" + tag;
-  std::vector<std::string> ns, hosts;
-  auto sh = [](const std::string& cmd) {
-    return std::system((cmd + " > /dev/null 2>&1").c_str()) == 0;
-  };
-  bool ok = sh("ip link add " + br + " type bridge") && sh("ip link set " + br + " up");
-  for (int i = 0; ok && i < 3; ++i) {
-    ns.push_back("eoe" + tag + "n" + std::to_string(i + 1));
-    hosts.push_back("10.77." + std::to_string(static_cast<int>(getpid() % 200)) + "."
-                    + std::to_string(i + 1));
-    const std::string a = "eoe" + tag + "a" + std::to_string(i), b = "eoe" + tag + "b" + std::to_string(i);
-    ok = sh("ip netns add " + ns[i]) && sh("ip link add " + a + " type veth peer name " + b)
-         && sh("ip link set " + a + " master " + br) && sh("ip link set " + a + " up")
-         && sh("ip link set " + b + " netns " + ns[i])
-         && sh("ip -n " + ns[i] + " addr add " + hosts[i] + "/24 dev " + b)
-         && sh("ip -n " + ns[i] + " link set " + b + " up")
-         && sh("ip -n " + ns[i] + " link set lo up");
-  }
-  auto cleanup = [&] {
-    for (auto& n : ns)
-      sh("ip netns del " + n);
-    sh("ip link del " + br);
-  };
-  if (!ok) {
-    cleanup();
-    WARN("SKIPPED: could not create network namespaces and veth pairs here");
+  const net::netns_hosts hosts{3}; // removed at the end of the case, however it ends
+  if (!hosts.error().empty()) {
+    WARN("SKIPPED: " << hosts.error());
     return;
   }
-  // The test process itself talks to the head from the root namespace over the bridge.
-  const std::string root_ip = "10.77." + std::to_string(static_cast<int>(getpid() % 200)) + ".254";
-  sh("ip addr add " + root_ip + "/24 dev " + br);
   const auto dir = fs::temp_directory_path() / ("eoe_test_netns_" + std::to_string(getpid()));
   const scratch_dir scratch{dir};
   std::vector<std::vector<std::string>> prefix;
-  for (auto& n : ns)
-    prefix.push_back({"ip", "netns", "exec", n});
-  struct namespaces_guard {
-    std::function<void()> cleanup;
-    ~namespaces_guard() {
-      cleanup();
-    }
-  } guard{cleanup};
-  process_cluster pc{dir, hosts, prefix};
+  for (size_t i = 0; i < hosts.names().size(); ++i)
+    prefix.push_back(hosts.prefix(i));
+  process_cluster pc{dir, hosts.hosts(), prefix};
   exercise(pc.config);
   CHECK(pc.stop() == 0);
 }

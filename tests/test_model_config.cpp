@@ -1,6 +1,6 @@
 // Config validation: every error names file, line, key, the expected and the actual value.
 
-#include "experts/model_config.hpp"
+#include "experts/base/model_config.hpp"
 
 #include <catch2/catch.hpp>
 

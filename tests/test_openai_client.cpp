@@ -5,9 +5,9 @@
 // 77) when node or the package is missing, with the reason.
 
 #define CATCH_CONFIG_RUNNER // main below: a skip before Catch2 starts
-#include "experts/checkpoint.hpp"
-#include "experts/lm_decode.hpp"
-#include "experts/model_config.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/model/lm_decode.hpp"
+#include "experts/base/model_config.hpp"
 #include "net/completion_text.hpp"
 #include "node_processes.hpp"
 #include "random_model.hpp"

@@ -4,8 +4,8 @@
 
 #include "actors/registry_file.hpp"
 
-#include "experts/checkpoint.hpp"
-#include "experts/membership.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/model/membership.hpp"
 #include "mesh_model.hpp"
 #include "node_processes.hpp"
 

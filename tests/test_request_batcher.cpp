@@ -3,7 +3,7 @@
 // of the stacked rows, split, against each request's own forward, hash layers included).
 #include "actors/request_batcher.hpp"
 #include "actors/wire.hpp"
-#include "experts/forward.hpp"
+#include "experts/model/forward.hpp"
 #include "kernels/backend.hpp"
 #include "mesh_model.hpp"
 

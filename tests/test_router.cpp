@@ -1,6 +1,6 @@
 // The softmax router baseline: selection, gates, and its losses against hand-computed values.
 
-#include "experts/router.hpp"
+#include "experts/nn/router.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -2,10 +2,10 @@
 // against the router's own balance loss on the same numbers, and its gradient against finite
 // differences.
 
-#include "experts/rng.hpp"
-#include "experts/router.hpp"
-#include "experts/score_balance.hpp"
-#include "experts/self_activation.hpp"
+#include "experts/base/rng.hpp"
+#include "experts/nn/router.hpp"
+#include "experts/nn/score_balance.hpp"
+#include "experts/nn/self_activation.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -38,7 +38,7 @@ TEST_CASE("score balance loss matches a hand computation", "[score_balance]") {
 TEST_CASE("score balance loss equals the router's balance loss on the same numbers",
           "[score_balance]") {
   // softmax is monotone, so top-k of the scores and of their softmax pick the same experts;
-  // the router computes f and P its own way (experts/router.hpp).
+  // the router computes f and P its own way (experts/nn/router.hpp).
   rng r{5};
   matrix scores(37, 6);
   for (Eigen::Index i = 0; i < scores.size(); ++i)

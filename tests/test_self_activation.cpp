@@ -1,7 +1,7 @@
 // Self-activation: top-k with its tie rule, thresholds, gates, and the per-expert rule
 // agreeing with the central selection.
 
-#include "experts/self_activation.hpp"
+#include "experts/nn/self_activation.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -2,7 +2,7 @@
 // fortune goes to validation, the .dat and .u8 files are ignored, and a missing corpus names
 // its path and the package that ships it.
 
-#include "experts/text_corpus.hpp"
+#include "experts/data/text_corpus.hpp"
 
 #include <catch2/catch.hpp>
 

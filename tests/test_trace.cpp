@@ -8,7 +8,7 @@
 #include "flows_page.hpp"
 #include "follow.hpp"
 #include "local_cluster_fixture.hpp"
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 #include "mesh_model.hpp"
 #include "net/trace_sink.hpp"
 #include "perfetto_json.hpp"

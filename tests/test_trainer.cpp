@@ -2,8 +2,8 @@
 // seconds, a fixed seed repeats a run bit for bit, and the optimiser and schedule keep their
 // definitions.
 
-#include "experts/adamw.hpp"
-#include "experts/trainer.hpp"
+#include "experts/train/adamw.hpp"
+#include "experts/train/classifier_task.hpp"
 
 #include <catch2/catch.hpp>
 

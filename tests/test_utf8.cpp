@@ -1,7 +1,7 @@
 // experts/utf8 against Unicode's table 3-7 of well-formed byte sequences, case by case: where the
 // first fault is and why, what the escaped text is, and that every escaped text is accepted by
 // nlohmann's dump (which throws on a string that is not UTF-8).
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 
 #include <nlohmann/json.hpp>
 

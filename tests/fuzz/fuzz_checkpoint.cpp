@@ -3,9 +3,9 @@
 // no control characters but newlines (an embedded config's problems, one a line), beginning
 // with the file's name. A model prints as `eoe inspect` does and writes a checkpoint that
 // reads back as the same model.
-#include "experts/accounting.hpp"
-#include "experts/checkpoint.hpp"
-#include "experts/utf8.hpp"
+#include "experts/model/accounting.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/base/utf8.hpp"
 
 #include <cstddef>
 #include <cstdint>

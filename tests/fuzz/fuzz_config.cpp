@@ -4,11 +4,11 @@
 // characters but the newlines between its problems, every line "fuzz.toml:LINE:COL: ...". A
 // model config prints as `eoe inspect` does (valid UTF-8), and its canonical TOML reads back
 // as the same config.
-#include "experts/accounting.hpp"
-#include "experts/model_config.hpp"
+#include "experts/model/accounting.hpp"
+#include "experts/base/model_config.hpp"
 #include "net/cluster_config.hpp"
 #include "net/tls_context.hpp"
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 
 #include <cstddef>
 #include <cstdint>

@@ -13,7 +13,7 @@
 #include "net/completion_text.hpp"
 #include "net/gateway_routes.hpp"
 #include "net/infer_json.hpp"
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 
 #include <boost/beast/http.hpp>
 

@@ -5,7 +5,7 @@
 // (parses back with nlohmann), the HTML page (valid UTF-8, no control characters but newlines
 // and tabs); every event survives to_json_line -> parse_trace_line unchanged.
 #include "flows_page.hpp"
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 #include "perfetto_json.hpp"
 #include "trace_log.hpp"
 #include "trace_summary.hpp"

@@ -1,6 +1,6 @@
 #include "tools/eoe/activation_report.hpp"
 
-#include "experts/fashion_mnist.hpp"
+#include "experts/data/fashion_mnist.hpp"
 
 #include <cstdio>
 #include <sstream>

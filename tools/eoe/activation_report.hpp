@@ -2,7 +2,7 @@
 // The human-readable view of a forward: per token, the experts active on every layer with
 // their gates, and the predicted class. Shared by `eoe forward` and `eoe infer`.
 
-#include "experts/forward.hpp"
+#include "experts/model/forward.hpp"
 
 #include <string>
 #include <vector>

@@ -3,10 +3,10 @@
 // checked against the in-process decoder of --checkpoint when given (greedy and seeded alike:
 // the gateway samples choice 0 with the request's seed).
 
-#include "experts/checkpoint.hpp"
-#include "experts/lm_decode.hpp"
-#include "experts/rng.hpp"
-#include "experts/text_corpus.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/model/lm_decode.hpp"
+#include "experts/base/rng.hpp"
+#include "experts/data/text_corpus.hpp"
 #include "net/load_generator.hpp"
 #include "net/serve_load.hpp"
 #include "tools/eoe/commands.hpp"

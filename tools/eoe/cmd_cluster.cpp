@@ -4,7 +4,7 @@
 #include "actors/mesh_errc.hpp"
 #include "actors/node_agent.hpp"
 #include "actors/wire.hpp"
-#include "experts/forward.hpp"
+#include "experts/model/forward.hpp"
 #include "net/client.hpp"
 #include "net/node_runtime.hpp"
 #include "net/process_cluster.hpp"

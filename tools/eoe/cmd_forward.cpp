@@ -1,7 +1,7 @@
 // eoe forward: the in-process reference forward of a model on a few tokens, printing which
 // experts each token activated on every layer, with their gates.
 
-#include "experts/forward.hpp"
+#include "experts/model/forward.hpp"
 #include "tools/eoe/activation_report.hpp"
 #include "tools/eoe/commands.hpp"
 #include "tools/eoe/model_source.hpp"

@@ -1,13 +1,13 @@
 // eoe generate: text from a trained language model, streamed as it is sampled. In-process
-// (--checkpoint: every attention layer's K/V in context_store KV shards, experts/lm_decode.hpp)
+// (--checkpoint: every attention layer's K/V in context_store KV shards, experts/model/lm_decode.hpp)
 // or from a cluster (--connect: a session whose K/V live in the cluster's context shard
 // actors, net/lm_client.hpp), with --reference checking the cluster's logits against the
 // in-process decoder at every step.
 
 #include "actors/mesh_errc.hpp"
 #include "actors/node_agent.hpp"
-#include "experts/checkpoint.hpp"
-#include "experts/lm_decode.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/model/lm_decode.hpp"
 #include "net/client.hpp"
 #include "net/lm_client.hpp"
 #include "tools/eoe/commands.hpp"

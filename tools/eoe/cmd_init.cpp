@@ -1,6 +1,6 @@
 // eoe init --out FILE: a checkpoint of freshly initialised weights.
 
-#include "experts/checkpoint.hpp"
+#include "experts/model/checkpoint.hpp"
 #include "tools/eoe/commands.hpp"
 #include "tools/eoe/model_source.hpp"
 

@@ -1,7 +1,7 @@
 // eoe inspect FILE: parameter and memory accounting of a config or a checkpoint.
 
-#include "experts/accounting.hpp"
-#include "experts/checkpoint.hpp"
+#include "experts/model/accounting.hpp"
+#include "experts/model/checkpoint.hpp"
 #include "tools/eoe/commands.hpp"
 
 #include <fstream>

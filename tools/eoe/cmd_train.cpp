@@ -1,10 +1,10 @@
 // eoe train: trains a model config on Fashion-MNIST (a language model: on the fortunes text);
 // eoe eval: metrics of a checkpoint.
 
-#include "experts/checkpoint.hpp"
-#include "experts/fashion_mnist.hpp"
-#include "experts/lm_trainer.hpp"
-#include "experts/trainer.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "experts/data/fashion_mnist.hpp"
+#include "experts/train/lm_task.hpp"
+#include "experts/train/classifier_task.hpp"
 #include "tools/eoe/commands.hpp"
 #include "tools/eoe/metrics_json.hpp"
 #include "tools/eoe/progress.hpp"

@@ -1,6 +1,6 @@
 // eoe: the command line of the eoe runtime.
 
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 #include "tools/eoe/commands.hpp"
 
 #include <exception>

@@ -3,7 +3,7 @@
 // language model's evaluation is "validation" (loss in nats per byte, perplexity, bits per
 // byte, next-byte accuracy), without the class-based statistics.
 
-#include "experts/trainer.hpp"
+#include "experts/train/classifier_task.hpp"
 
 #include <nlohmann/json.hpp>
 

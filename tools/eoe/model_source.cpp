@@ -1,6 +1,6 @@
 #include "tools/eoe/model_source.hpp"
 
-#include "experts/checkpoint.hpp"
+#include "experts/model/checkpoint.hpp"
 #include "tools/eoe/commands.hpp"
 
 namespace eoe::cli {

@@ -2,7 +2,7 @@
 // Where a command's model comes from: --checkpoint FILE, --config FILE (fresh weights from its
 // seed) or, with neither, the embedded default config.
 
-#include "experts/model.hpp"
+#include "experts/model/model.hpp"
 
 #include <CLI/CLI.hpp>
 #include <string>

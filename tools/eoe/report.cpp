@@ -1,6 +1,6 @@
 #include "tools/eoe/report.hpp"
 
-#include "experts/fashion_mnist.hpp"
+#include "experts/data/fashion_mnist.hpp"
 #include "tools/eoe/commands.hpp"
 #include "tools/eoe/svg_plot.hpp"
 

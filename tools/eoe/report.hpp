@@ -1,7 +1,7 @@
 #pragma once
 // Human-readable summaries of evaluation results and the plots of a training run.
 
-#include "experts/trainer.hpp"
+#include "experts/train/classifier_task.hpp"
 
 #include <string>
 #include <vector>

@@ -1,8 +1,8 @@
 #include "tools/eoe/token_input.hpp"
 
-#include "experts/fashion_mnist.hpp"
-#include "experts/rng.hpp"
-#include "experts/utf8.hpp"
+#include "experts/data/fashion_mnist.hpp"
+#include "experts/base/rng.hpp"
+#include "experts/base/utf8.hpp"
 #include "tools/eoe/commands.hpp"
 
 #include <cerrno>

@@ -2,7 +2,7 @@
 // Where a command's input tokens come from: Fashion-MNIST test images, seeded random tokens,
 // or a text file of floats (one token per line, separated by spaces or commas).
 
-#include "experts/model_config.hpp"
+#include "experts/base/model_config.hpp"
 #include "kernels/tensor.hpp"
 
 #include <string>

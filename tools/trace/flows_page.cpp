@@ -2,7 +2,7 @@
 
 #include "trace_summary.hpp"
 
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 
 #include <algorithm>
 #include <charconv>

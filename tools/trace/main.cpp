@@ -7,7 +7,7 @@
 // PATH: trace files or folders of them (<node>.trace.jsonl, as the nodes' [trace] dir holds).
 
 #include "net/cluster_config.hpp"
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 #include "flows_page.hpp"
 #include "follow.hpp"
 #include "perfetto_json.hpp"

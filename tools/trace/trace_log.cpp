@@ -1,6 +1,6 @@
 #include "trace_log.hpp"
 
-#include "experts/utf8.hpp"
+#include "experts/base/utf8.hpp"
 
 #include <algorithm>
 #include <cstdio>

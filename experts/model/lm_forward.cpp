@@ -1,0 +1,71 @@
+#include "experts/model/lm_forward.hpp"
+
+#include "experts/nn/attention.hpp"
+#include "experts/nn/rms_norm.hpp"
+#include "experts/nn/weighted_output.hpp"
+
+#include <string>
+
+namespace eoe::experts {
+
+expected<void> check_lm_input(const model_config& c, std::span<const std::uint8_t> tokens,
+                              Eigen::Index seq_len) {
+  const auto n = static_cast<Eigen::Index>(tokens.size());
+  if (!c.is_lm())
+    return fail(errc::data_invalid, "'" + c.name + "' is not a language model ([model] kind)");
+  if (seq_len < 1 || n % seq_len != 0)
+    return fail(errc::data_invalid, std::to_string(n) + " tokens are not whole sequences of "
+                                      + std::to_string(seq_len));
+  if (seq_len > c.context)
+    return fail(errc::data_invalid, "sequences of " + std::to_string(seq_len)
+                                      + " tokens are longer than the context of '" + c.name
+                                      + "' (" + std::to_string(c.context) + ")");
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] >= c.vocab)
+      return fail(errc::data_invalid, "token " + std::to_string(tokens[i]) + " at " + std::to_string(i)
+                                        + " is not below vocab = " + std::to_string(c.vocab));
+  return {};
+}
+
+expected<lm_forward_result> lm_forward(kernels::backend& be, const model& m,
+                                       std::span<const std::uint8_t> tokens,
+                                       Eigen::Index seq_len) {
+  const auto& c = m.config;
+  const auto n = static_cast<Eigen::Index>(tokens.size());
+  if (seq_len == 0)
+    seq_len = n;
+  if (auto ok = check_lm_input(c, tokens, seq_len); !ok)
+    return fail(errc::data_invalid, "lm_forward: " + ok.error().message);
+  const std::vector<std::uint64_t> ids(tokens.begin(), tokens.end()); // what hash layers hash
+  matrix h(n, c.dim);
+  for (Eigen::Index r = 0; r < n; ++r)
+    h.row(r) = m.embed_w.row(tokens[r]);
+  lm_forward_result res;
+  matrix normed, y;
+  std::vector<float> inv_rms;
+  size_t unrolled = 0; // expert layers as run
+  for (size_t l = 0; l < c.layers.size(); ++l) {
+    const auto& lc = c.layers[l];
+    const auto& lp = m.layers[l];
+    for (int step = 0; step < lc.steps; ++step) {
+      rms_norm_forward(h, lp.norm, normed, inv_rms);
+      if (lc.kind == layer_kind::attention) {
+        attention_forward<float>(lp.attention, lc, normed, seq_len, y);
+        h += y;
+        continue;
+      }
+      const matrix* in[] = {&normed};
+      std::vector<weighted_output> out;
+      layer_record rec;
+      expert_layer(be, lp, lc, in, ids, hash_seed(c, unrolled++), out, rec);
+      scatter_add(h, out);
+      res.layers.push_back(std::move(rec));
+    }
+  }
+  rms_norm_forward(h, m.final_norm, normed, inv_rms);
+  be.gemm(normed, m.head_w, res.logits);
+  be.add_bias(res.logits, m.head_b);
+  return res;
+}
+
+} // namespace eoe::experts

@@ -1,0 +1,2 @@
+#include "experts/model/model.hpp"
+#include "experts/base/error.hpp"
