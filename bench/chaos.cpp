@@ -425,14 +425,23 @@ int main(int argc, char** argv) {
       if (!spaces->drop_packets(p, loss_percent)) {
         f.problem = "nft did not take the rules";
       } else {
-        const auto limit = std::chrono::seconds(loss_seconds);
-        f.detect_ms = wait_for(lost, limit);
-        if (wait_for([&] { return probe(sys, link.get(), width); }, limit) >= 0)
-          f.served_ms = ms_since(t0);
-        std::this_thread::sleep_until(t0 + limit);
+        const auto healed = t0 + std::chrono::seconds(loss_seconds);
+        while (clock_type::now() < healed) {
+          if (f.detect_ms < 0 && lost())
+            f.detect_ms = ms_since(t0);
+          if (f.served_ms < 0 && probe(sys, link.get(), width))
+            f.served_ms = ms_since(t0);
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
         spaces->heal(p);
+        // Retransmissions back off: the node may still be declared lost after the heal.
+        if (f.detect_ms < 0 && wait_for(lost, std::chrono::milliseconds(2 * suspect_ms)) >= 0)
+          f.detect_ms = ms_since(t0);
+        if (f.served_ms < 0
+            && wait_for([&] { return probe(sys, link.get(), width); }, std::chrono::seconds(15)) >= 0)
+          f.served_ms = ms_since(t0);
       }
-      if (f.detect_ms < 0 && !lost()) { // it kept up: nothing to restore
+      if (f.detect_ms < 0) { // it kept up: nothing to restore
         std::printf("fault %zu at %.1f s: %s of %s for %d s: not declared lost, served again "
                     "after %.0f ms%s%s\n",
                     faults.size() + 1, std::chrono::duration<double>(t0 - start).count(),
@@ -442,8 +451,6 @@ int main(int argc, char** argv) {
         faults.push_back(std::move(f));
         continue;
       }
-      if (f.detect_ms < 0)
-        f.detect_ms = ms_since(t0);
     } else {
       ::kill(procs[p].pid, stopped ? SIGSTOP : SIGKILL);
       if (wait_for(lost, std::chrono::seconds(15)) >= 0)
@@ -558,8 +565,10 @@ int main(int argc, char** argv) {
       r.push_back(f->rejoin_ms);
       e.push_back(f->restore_ms);
     }
-    std::printf("%zu x %s: declared lost %s; served again %s; rejoined %s; experts back %s\n",
-                list.size(), kind.c_str(), quantiles(d).c_str(), quantiles(s).c_str(),
+    const auto declared = std::count_if(d.begin(), d.end(), [](double x) { return x >= 0; });
+    std::printf("%zu x %s: declared lost (%td of them) %s; served again %s; rejoined %s; experts "
+                "back %s\n",
+                list.size(), kind.c_str(), declared, quantiles(d).c_str(), quantiles(s).c_str(),
                 quantiles(r).c_str(), quantiles(e).c_str());
   }
   if (after)

@@ -9,6 +9,7 @@
 #include "experts/model/checkpoint.hpp"
 #include "experts/model/forward.hpp"
 #include "experts/base/rng.hpp"
+#include "scratch_dir.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -117,13 +118,7 @@ inline const std::string& checkpoint() {
     return p;
   }();
   // Gone when the test process ends (its children leave by _Exit or exec, never by exit).
-  static const struct removed_at_exit {
-    const std::string& path;
-    ~removed_at_exit() {
-      std::error_code ec;
-      std::filesystem::remove(path, ec);
-    }
-  } remove_later{path};
+  static const scratch_dir remove_later{path};
   return path;
 }
 

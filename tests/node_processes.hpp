@@ -4,6 +4,7 @@
 // gone when it ends, whatever happens.
 
 #include "net/process_cluster.hpp"
+#include "scratch_dir.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -21,15 +22,6 @@
 #include <vector>
 
 namespace eoe::test {
-
-/// A test's folder under /tmp, removed however the test case ends.
-struct scratch_dir {
-  std::filesystem::path path;
-  ~scratch_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
 
 /// The eoe binary of this build (CTest sets EOE_BIN_DIR).
 inline std::string eoe_binary() {

@@ -7,6 +7,8 @@
 #include "experts/train/backprop.hpp"
 #include "experts/model/forward.hpp"
 #include "experts/base/rng.hpp"
+#include "gradient_check.hpp"
+#include "random_model.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -14,96 +16,29 @@
 
 using namespace eoe;
 using namespace eoe::experts;
+using test::config_of;
 
 namespace {
 
 using dmatrix = basic_matrix<double>;
 
-model_config config_of(const std::string& toml) {
-  auto c = parse_model_config(toml, "<test>");
-  if (!c)
-    FAIL(c.error().message);
-  return *c;
-}
-
 basic_model<double> random_model(const model_config& c, std::uint64_t seed) {
-  auto m = model_cast<double>(init_model(c));
-  rng r{seed};
-  for_each_parameter(m, [&](const std::string& name, dmatrix& t) {
-    if (name.ends_with(".tau"))
-      return;
-    for (Eigen::Index i = 0; i < t.size(); ++i)
-      t.data()[i] += 0.05 * r.normal();
-  });
-  return m;
+  return test::random_model<double>(c, seed, 0.05);
 }
 
-/// Sets every threshold layer's tau to the median score of its first step, so that the
-/// threshold decides both ways on the batch.
 void median_thresholds(basic_model<double>& m, const dmatrix& x,
                        const std::vector<std::uint8_t>& y) {
-  auto r = loss_and_gradient<double>(m, x, y, {}, nullptr);
-  std::map<size_t, bool> done;
-  for (auto& tr : r.layers) {
-    const auto& lc = m.config.layers[tr.config_layer];
-    if (lc.kind != layer_kind::eoe || lc.mode != activation_mode::threshold || done[tr.config_layer])
-      continue;
-    done[tr.config_layer] = true;
-    for (Eigen::Index e = 0; e < tr.scores.cols(); ++e) {
-      std::vector<double> s(tr.scores.col(e).begin(), tr.scores.col(e).end());
-      std::sort(s.begin(), s.end());
-      m.layers[tr.config_layer].tau(0, e) = (s[s.size() / 2 - 1] + s[s.size() / 2]) / 2;
-    }
-  }
+  test::median_thresholds(m, loss_and_gradient<double>(m, x, y, {}, nullptr).layers);
 }
 
-struct check_stats {
-  size_t checked = 0;
-  double worst = 0;
-  std::string worst_at;
-};
-
-/// Compares the analytic gradient of every tensor with central differences on a sample of its
-/// entries (all of them for small tensors).
-check_stats gradient_check(basic_model<double> m, const dmatrix& x,
-                           const std::vector<std::uint8_t>& y, const loss_options& opt) {
+/// Every tensor's analytic gradient against central differences on 12 of its entries.
+test::check_stats gradient_check(basic_model<double> m, const dmatrix& x,
+                                 const std::vector<std::uint8_t>& y, const loss_options& opt) {
   basic_model<double> g;
-  auto base = loss_and_gradient<double>(m, x, y, opt, &g);
-  std::vector<std::pair<std::string, dmatrix*>> params, grads;
-  for_each_parameter(m, [&](const std::string& n, dmatrix& t) { params.emplace_back(n, &t); });
-  for_each_parameter(g, [&](const std::string& n, dmatrix& t) { grads.emplace_back(n, &t); });
-  check_stats st;
-  rng pick{99};
-  for (size_t p = 0; p < params.size(); ++p) {
-    auto& [name, t] = params[p];
-    if (name.ends_with(".tau"))
-      continue;
-    const Eigen::Index n = t->size();
-    const Eigen::Index samples = std::min<Eigen::Index>(n, 12);
-    for (Eigen::Index s = 0; s < samples; ++s) {
-      const Eigen::Index i = n <= 12 ? s : static_cast<Eigen::Index>(pick.next() % n);
-      const double h = 1e-6, keep = t->data()[i];
-      t->data()[i] = keep + h;
-      const double up = loss_and_gradient<double>(m, x, y, opt, nullptr).loss;
-      t->data()[i] = keep - h;
-      const double down = loss_and_gradient<double>(m, x, y, opt, nullptr).loss;
-      t->data()[i] = keep;
-      const double numeric = (up - down) / (2 * h);
-      const double analytic = grads[p].second->data()[i];
-      const double scale = std::max(std::abs(numeric), std::abs(analytic));
-      // Central differences in double carry ~1e-10 of noise: differences below 1e-9 pass.
-      const double diff = std::abs(numeric - analytic);
-      const double err = diff <= 1e-9 ? 0.0 : diff / scale;
-      ++st.checked;
-      if (err > st.worst) {
-        st.worst = err;
-        st.worst_at = name + "[" + std::to_string(i) + "] analytic " + std::to_string(analytic)
-                      + " numeric " + std::to_string(numeric);
-      }
-    }
-  }
-  (void) base;
-  return st;
+  loss_and_gradient<double>(m, x, y, opt, &g);
+  return test::gradient_check(
+    m, g, [&](const basic_model<double>& at) { return loss_and_gradient<double>(at, x, y, opt, nullptr).loss; },
+    12, {".tau"});
 }
 
 dmatrix random_input(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed) {

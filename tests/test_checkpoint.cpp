@@ -4,6 +4,7 @@
 #include "experts/model/checkpoint.hpp"
 #include "experts/base/crc32.hpp"
 #include "experts/model/forward.hpp"
+#include "scratch_dir.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <unistd.h>
 
 using namespace eoe;
 using namespace eoe::experts;
@@ -71,7 +73,9 @@ size_t record_of(const std::vector<char>& bytes, const std::string& name) {
 TEST_CASE("a checkpoint round-trips every tensor bit for bit", "[checkpoint]") {
   auto m = init_model(small_config());
   m.layers[1].affinity(1, 0) = 0.25f;
-  auto path = (std::filesystem::temp_directory_path() / "eoe_test_roundtrip.ckpt").string();
+  const test::scratch_dir file{std::filesystem::temp_directory_path()
+                               / ("eoe_test_roundtrip_" + std::to_string(::getpid()) + ".ckpt")};
+  const auto path = file.path.string();
   REQUIRE(save_checkpoint(m, path).has_value());
   auto back = load_checkpoint(path);
   REQUIRE(back.has_value());
@@ -88,7 +92,6 @@ TEST_CASE("a checkpoint round-trips every tensor bit for bit", "[checkpoint]") {
   });
   CHECK(n == parameter_shapes(m.config).size());
   CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
-  std::filesystem::remove(path);
 }
 
 TEST_CASE("bf16 storage is half the bytes and within bf16 precision", "[checkpoint]") {
@@ -291,7 +294,9 @@ TEST_CASE("a checkpoint of another config, or with tensors missing, is a mismatc
 }
 
 TEST_CASE("a failed load leaves the caller's model as it was", "[checkpoint]") {
-  auto path = (std::filesystem::temp_directory_path() / "eoe_test_half.ckpt").string();
+  const test::scratch_dir file{std::filesystem::temp_directory_path()
+                               / ("eoe_test_half_" + std::to_string(::getpid()) + ".ckpt")};
+  const auto path = file.path.string();
   auto good = init_model(small_config());
   REQUIRE(save_checkpoint(good, path).has_value());
   auto bytes = checkpoint_bytes(good);

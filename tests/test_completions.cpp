@@ -16,6 +16,7 @@
 #include "net/http_gateway.hpp"
 #include "net/serve_load.hpp"
 #include "random_model.hpp"
+#include "scratch_dir.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -65,6 +66,9 @@ k = 1
 
 struct lm_cluster {
   experts::model model;
+  // Its checkpoint, removed last however the case ends (a failed start included).
+  test::scratch_dir file{std::filesystem::temp_directory_path()
+                         / ("eoe_test_completions_" + std::to_string(::getpid()) + ".ckpt")};
   std::string path;
   test::local_cluster cluster;
   std::unique_ptr<net::http_gateway> gateway;
@@ -77,17 +81,14 @@ struct lm_cluster {
     return test::random_model(*c, 17);
   }
 
-  static std::string save(const experts::model& m) {
-    const auto p = (std::filesystem::temp_directory_path()
-                    / ("eoe_test_completions_" + std::to_string(::getpid()) + ".ckpt"))
-                     .string();
-    REQUIRE(experts::save_checkpoint(m, p).has_value());
-    return p;
+  static std::string save(const experts::model& m, const std::filesystem::path& to) {
+    REQUIRE(experts::save_checkpoint(m, to.string()).has_value());
+    return to.string();
   }
 
   /// A model whose context holds `context` positions (its window) on 3 nodes, shards of 16.
   explicit lm_cluster(net::gateway_settings s = {}, std::int64_t context = 32)
-    : model(make(context)), path(save(model)), cluster(path, 3, 16) {
+    : model(make(context)), path(save(model, file.path)), cluster(path, 3, 16) {
     if (s.deadline_ms == 5000)
       s.deadline_ms = 20000;
     gateway = std::make_unique<net::http_gateway>(cluster.sys, cluster.coordinator, model.config, s);
@@ -95,7 +96,6 @@ struct lm_cluster {
 
   ~lm_cluster() {
     gateway.reset();
-    std::filesystem::remove(path);
   }
 
   std::uint16_t port() const {

@@ -16,6 +16,7 @@
 #include "net/tcp_data_plane.hpp"
 #include "eventually.hpp"
 #include "raw_socket.hpp"
+#include "scratch_dir.hpp"
 #include "data_plane_frame.hpp"
 
 #include <arpa/inet.h>
@@ -442,6 +443,7 @@ TEST_CASE("a malformed share or contribution that reaches an expert over the dat
   data_planes::install(plane); // before the cluster: its relay takes frames for "n1"
   const auto printed_to = std::filesystem::temp_directory_path()
                           / ("eoe_test_data_plane_" + std::to_string(::getpid()) + ".out");
+  const test::scratch_dir printed_file{printed_to}; // however the case ends
   std::vector<std::string> failures;
   std::vector<double> diffs;
   std::uint64_t first = 0;
@@ -507,7 +509,6 @@ TEST_CASE("a malformed share or contribution that reaches an expert over the dat
   }
   // Read once the actor system is gone: its printer writes the file, and flushes at the end.
   const auto printed = file_text(printed_to);
-  std::filesystem::remove(printed_to);
   std::filesystem::remove(test::checkpoint()); // only this test of the file reads it
   data_planes::install(nullptr);
   data_planes::register_receiver("n1", caf::actor{});

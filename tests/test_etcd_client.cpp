@@ -16,9 +16,11 @@ TEST_CASE("etcd client: keys, prefixes, guarded puts, leases and an election", "
     WARN("SKIPPED: etcd is not installed (apt-get install etcd-server)");
     return;
   }
-  net::local_etcd etcd{std::filesystem::temp_directory_path()
-                            / ("eoe_test_etcd_" + std::to_string(getpid())),
-                          test::base_port() + 6};
+  const auto dir =
+    std::filesystem::temp_directory_path() / ("eoe_test_etcd_" + std::to_string(getpid()));
+  // local_etcd removes it too, but not when its constructor throws: then this does.
+  const test::scratch_dir scratch{dir};
+  net::local_etcd etcd{dir, test::base_port() + 6};
   REQUIRE(etcd.proc.pid > 0);
   const auto c = etcd.client();
 

@@ -3,6 +3,8 @@
 
 #include "experts/model/forward.hpp"
 #include "experts/base/rng.hpp"
+#include "gradient_check.hpp"
+#include "random_model.hpp"
 #include "reference_forward.hpp"
 
 #include <catch2/catch.hpp>
@@ -10,26 +12,13 @@
 using namespace eoe;
 using namespace eoe::experts;
 
-namespace {
+using test::config_of;
 
-model_config config_of(const std::string& toml) {
-  auto c = parse_model_config(toml, "<test>");
-  if (!c)
-    FAIL(c.error().message);
-  return *c;
-}
+namespace {
 
 /// init_model, then every tensor (biases and affinities too) perturbed so that each matters.
 model random_model(const model_config& c, std::uint64_t seed) {
-  auto m = init_model(c);
-  rng r{seed};
-  for_each_parameter(m, [&](const std::string& name, matrix& t) {
-    if (name.ends_with(".tau"))
-      return;
-    for (Eigen::Index i = 0; i < t.size(); ++i)
-      t.data()[i] += static_cast<float>(0.02 * r.normal());
-  });
-  return m;
+  return test::random_model(c, seed, 0.02);
 }
 
 matrix random_input(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed) {

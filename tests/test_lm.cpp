@@ -10,6 +10,7 @@
 #include "experts/model/lm_forward.hpp"
 #include "experts/train/lm_task.hpp"
 #include "experts/base/rng.hpp"
+#include "gradient_check.hpp"
 #include "random_model.hpp"
 
 #include <catch2/catch.hpp>
@@ -27,12 +28,6 @@ namespace {
 
 using dmatrix = basic_matrix<double>;
 
-model_config config_of(const std::string& toml) {
-  auto c = parse_model_config(toml, "<test>");
-  if (!c)
-    FAIL(c.error().message);
-  return *c;
-}
 
 std::string source_dir() {
   const char* s = std::getenv("EOE_SOURCE_DIR");
@@ -91,6 +86,7 @@ steps = 2
 bias = false
 )";
 
+using test::config_of;
 using test::random_model;
 
 std::vector<std::uint8_t> random_tokens(size_t n, int vocab, std::uint64_t seed) {
@@ -101,23 +97,9 @@ std::vector<std::uint8_t> random_tokens(size_t n, int vocab, std::uint64_t seed)
   return t;
 }
 
-/// Threshold layers' tau at the median of their first step's scores: the threshold decides
-/// both ways on the batch, and no score sits within reach of a finite-difference step.
 void median_thresholds(basic_model<double>& m, std::span<const std::uint8_t> windows,
                        Eigen::Index seq_len) {
-  auto r = lm_loss_and_gradient<double>(m, windows, seq_len, {}, nullptr);
-  std::map<size_t, bool> done;
-  for (auto& tr : r.layers) {
-    const auto& lc = m.config.layers[tr.config_layer];
-    if (lc.kind != layer_kind::eoe || lc.mode != activation_mode::threshold || done[tr.config_layer])
-      continue;
-    done[tr.config_layer] = true;
-    for (Eigen::Index e = 0; e < tr.scores.cols(); ++e) {
-      std::vector<double> s(tr.scores.col(e).begin(), tr.scores.col(e).end());
-      std::sort(s.begin(), s.end());
-      m.layers[tr.config_layer].tau(0, e) = (s[s.size() / 2 - 1] + s[s.size() / 2]) / 2;
-    }
-  }
+  test::median_thresholds(m, lm_loss_and_gradient<double>(m, windows, seq_len, {}, nullptr).layers);
 }
 
 const text_corpus& corpus() {
@@ -177,37 +159,13 @@ TEST_CASE("gradients of a whole language model match finite differences", "[lm]"
   const loss_options opt{.balance_coef = 0.1, .z_coef = 0.01, .label_smoothing = 0.1};
   basic_model<double> g;
   lm_loss_and_gradient<double>(m, windows, seq_len, opt, &g);
-  std::vector<std::pair<std::string, dmatrix*>> params, grads;
-  for_each_parameter(m, [&](const std::string& n, dmatrix& t) { params.emplace_back(n, &t); });
-  for_each_parameter(g, [&](const std::string& n, dmatrix& t) { grads.emplace_back(n, &t); });
-  rng pick{99};
-  size_t checked = 0;
-  double worst = 0;
-  std::string worst_at;
-  for (size_t p = 0; p < params.size(); ++p) {
-    auto& [name, t] = params[p];
-    if (name.ends_with(".tau") || name.ends_with(".select_bias"))
-      continue; // calibrated, not learned
-    const Eigen::Index n = t->size(), samples = std::min<Eigen::Index>(n, 10);
-    for (Eigen::Index s = 0; s < samples; ++s) {
-      const Eigen::Index i = n <= 10 ? s : static_cast<Eigen::Index>(pick.next() % n);
-      const double h = 1e-6, keep = t->data()[i];
-      t->data()[i] = keep + h;
-      const double up = lm_loss_and_gradient<double>(m, windows, seq_len, opt, nullptr).loss;
-      t->data()[i] = keep - h;
-      const double down = lm_loss_and_gradient<double>(m, windows, seq_len, opt, nullptr).loss;
-      t->data()[i] = keep;
-      const double numeric = (up - down) / (2 * h), analytic = grads[p].second->data()[i];
-      const double diff = std::abs(numeric - analytic);
-      const double err = diff <= 1e-9 ? 0.0 : diff / std::max(std::abs(numeric), std::abs(analytic));
-      ++checked;
-      if (err > worst) {
-        worst = err;
-        worst_at = name + "[" + std::to_string(i) + "] analytic " + std::to_string(analytic)
-                   + " numeric " + std::to_string(numeric);
-      }
-    }
-  }
+  const auto st = test::gradient_check(
+    m, g,
+    [&](const basic_model<double>& at) {
+      return lm_loss_and_gradient<double>(at, windows, seq_len, opt, nullptr).loss;
+    },
+    10, {".tau", ".select_bias"}); // calibrated, not learned
+  const auto& [checked, worst, worst_at] = st;
   INFO("worst: " << worst_at);
   CHECK(checked > 300);
   CHECK(worst <= 1e-4);

@@ -13,6 +13,7 @@
 #include "net/client.hpp"
 #include "net/lm_client.hpp"
 #include "random_model.hpp"
+#include "scratch_dir.hpp"
 
 #include <caf/scoped_actor.hpp>
 
@@ -22,6 +23,7 @@
 #include <atomic>
 #include <filesystem>
 #include <thread>
+#include <unistd.h>
 
 using namespace eoe;
 
@@ -79,8 +81,15 @@ experts::model serving_lm(std::uint64_t seed) {
   return test::random_model(*c, seed);
 }
 
-std::string saved(const experts::model& m, const std::string& name) {
-  const auto path = (std::filesystem::temp_directory_path() / name).string();
+/// This process's checkpoint `name` under the temp dir (another run's has another pid), for
+/// the scratch_dir that removes it however the case ends.
+std::filesystem::path in_tmp(const std::string& name) {
+  return std::filesystem::temp_directory_path()
+         / (name + "_" + std::to_string(::getpid()) + ".ckpt");
+}
+
+std::string saved(const experts::model& m, const test::scratch_dir& file) {
+  const auto path = file.path.string();
   REQUIRE(experts::save_checkpoint(m, path).has_value());
   return path;
 }
@@ -101,7 +110,8 @@ TEST_CASE("a 3-node cluster's logits equal the in-process decoder's over a 200-t
           "generation",
           "[lm][serving]") {
   const auto m = serving_lm(21);
-  const auto path = saved(m, "eoe_test_lm_serving.ckpt");
+  const test::scratch_dir ckpt{in_tmp("eoe_test_lm_serving")}; // however the case ends
+  const auto path = saved(m, ckpt);
   // Shards of 8 positions: each attention layer's context spreads over the 3 nodes.
   test::local_cluster cl{path, 3, 8};
   net::cluster_session session{cl.sys, cl.coordinator};
@@ -122,14 +132,14 @@ TEST_CASE("a 3-node cluster's logits equal the in-process decoder's over a 200-t
   CHECK(pair.rows() >= 12 + 199);
   // The same seed in-process gives the same text.
   CHECK(experts::generate(m, "The cluster ", s, experts::kv_layout{8, 64}) == text);
-  std::filesystem::remove(path);
 }
 
 TEST_CASE("a session's logits do not depend on who shares its steps: alone, and among 1 to 64 "
           "sessions prefilling and decoding",
           "[lm][serving][batching]") {
   const auto m = serving_lm(33);
-  const auto path = saved(m, "eoe_test_lm_batching.ckpt");
+  const test::scratch_dir ckpt{in_tmp("eoe_test_lm_batching")}; // however the case ends
+  const auto path = saved(m, ckpt);
   test::local_cluster cl{path, 3, 8};
   // The session under test: a prompt in one request, then single tokens, then a chunk.
   const std::string prompt = "Who shares my step? ";
@@ -197,12 +207,12 @@ TEST_CASE("a session's logits do not depend on who shares its steps: alone, and 
       CHECK(after.step_tokens - before.step_tokens > 2 * (after.steps - before.steps));
   }
   CHECK(cl.status().serving.sessions == 0); // every session closed as its client went
-  std::filesystem::remove(path);
 }
 
 TEST_CASE("one failing session fails alone: the others of its steps finish", "[lm][serving][batching]") {
   const auto m = serving_lm(8);
-  const auto path = saved(m, "eoe_test_lm_batch_fail.ckpt");
+  const test::scratch_dir ckpt{in_tmp("eoe_test_lm_batch_fail")}; // however the case ends
+  const auto path = saved(m, ckpt);
   test::local_cluster cl{path, 2};
   experts::lm_decoder local{m};
   const std::string text = "one of many";
@@ -237,12 +247,12 @@ TEST_CASE("one failing session fails alone: the others of its steps finish", "[l
   INFO(why);
   CHECK(why.find("request ") != std::string::npos);
   CHECK(why.find("within 1 ms") != std::string::npos);
-  std::filesystem::remove(path);
 }
 
 TEST_CASE("a served session refuses what does not fit it and names why", "[lm][serving]") {
   const auto m = serving_lm(3);
-  const auto path = saved(m, "eoe_test_lm_refusals.ckpt");
+  const test::scratch_dir ckpt{in_tmp("eoe_test_lm_refusals")}; // however the case ends
+  const auto path = saved(m, ckpt);
   test::local_cluster cl{path, 2, 16};
   net::cluster_session session{cl.sys, cl.coordinator};
   const std::uint8_t abc[] = {'a', 'b', 'c'};
@@ -275,13 +285,13 @@ TEST_CASE("a served session refuses what does not fit it and names why", "[lm][s
   const matrix got = session.feed(d);
   CHECK((got - want).cwiseAbs().maxCoeff() <= 1e-5f);
   CHECK(session.position() == 4);
-  std::filesystem::remove(path);
 }
 
 TEST_CASE("a session that nothing feeds for session_idle closes; one fed meanwhile stays",
           "[lm][serving]") {
   const auto m = serving_lm(4);
-  const auto path = saved(m, "eoe_test_lm_idle.ckpt");
+  const test::scratch_dir ckpt{in_tmp("eoe_test_lm_idle")}; // however the case ends
+  const auto path = saved(m, ckpt);
   test::local_cluster cl{path, 2, 16, std::chrono::milliseconds(300)};
   net::cluster_session idle{cl.sys, cl.coordinator}, fed{cl.sys, cl.coordinator};
   const std::uint8_t ab[] = {'a', 'b'};
@@ -306,14 +316,14 @@ TEST_CASE("a session that nothing feeds for session_idle closes; one fed meanwhi
   req.session = 999;
   req.position = 0;
   CHECK(refusal(cl, req).find("session 999 is not open") != std::string::npos);
-  std::filesystem::remove(path);
 }
 
 TEST_CASE("a context's first shard lives on the head, its later ones on the other nodes in turn; "
           "the status counts the positions each node holds",
           "[lm][serving]") {
   const auto m = serving_lm(8);
-  const auto path = saved(m, "eoe_test_lm_placement.ckpt");
+  const test::scratch_dir ckpt{in_tmp("eoe_test_lm_placement")}; // however the case ends
+  const auto path = saved(m, ckpt);
   test::local_cluster cl{path, 3, 8}; // shards of 8 positions, the head n1
   const auto held = [&] {
     auto s = net::status(cl.sys, cl.coordinator);
@@ -333,7 +343,6 @@ TEST_CASE("a context's first shard lives on the head, its later ones on the othe
   }
   // Closed sessions drop their contexts.
   CHECK(test::eventually([&] { return held() == std::vector<std::uint64_t>(3, 0); }));
-  std::filesystem::remove(path);
 }
 
 TEST_CASE("a classifier cluster has no sessions", "[lm][serving]") {

@@ -193,6 +193,7 @@ bool ended(pid_t pid) {
 TEST_CASE("node processes started for a test end with it, even when it is killed -9",
           "[mesh][processes]") {
   const auto dir = fs::temp_directory_path() / ("eoe_orphans_" + std::to_string(getpid()));
+  const scratch_dir scratch{dir}; // after the reaper below: the nodes are gone first
   fs::create_directories(dir);
   const auto file = (dir / "cluster.toml").string();
   {
@@ -262,7 +263,6 @@ TEST_CASE("node processes started for a test end with it, even when it is killed
     INFO("node pid " << pid);
     CHECK(ended(pid));
   }
-  fs::remove_all(dir);
 }
 
 TEST_CASE("3 node processes on loopback equal the reference and fan out once per node",
@@ -686,15 +686,25 @@ TEST_CASE("traces of 3 processes line up on the head's clock, and stream live to
   fs::remove_all(dir);
   const scratch_dir scratch{dir}; // however the case ends
   const auto collector = "127.0.0.1:" + std::to_string(base_port() + 9);
+  std::ostringstream live;
+  std::uint64_t shown = 0;
+  // When a check below ends the case, joined after the nodes are gone (the head's collector
+  // closes the follower): a joinable std::thread would terminate the process, /tmp left as is.
+  std::thread follower;
+  const struct joined {
+    std::thread& t;
+    ~joined() {
+      if (t.joinable())
+        t.join();
+    }
+  } join_follower{follower};
   // Node n2's clock runs 300 ms ahead; the offset measured at start-up takes it out.
   process_cluster cluster{dir,
                           {"127.0.0.1", "127.0.0.1", "127.0.0.1"},
                           {{}, {"env", "EOE_CLOCK_SKEW_MS=300"}, {}},
                           "\n[trace]\ndir = \"" + (dir / "trace").string() + "\"\ncollector = \""
                             + collector + "\"\n"};
-  std::ostringstream live;
-  std::uint64_t shown = 0;
-  std::thread follower([&] { shown = trace_tool::follow(collector, live, 40); });
+  follower = std::thread([&] { shown = trace_tool::follow(collector, live, 40); });
   std::this_thread::sleep_for(std::chrono::milliseconds(300)); // the follower is registered
   mesh_config cfg;
   caf::actor_system sys{cfg};
@@ -733,15 +743,14 @@ TEST_CASE("traces of 3 processes line up on the head's clock, and stream live to
   CHECK(nodes.size() == 3);
   CHECK(from_n2 > 0);
   CHECK(to_n2 > 0);
-  fs::remove_all(dir);
 }
 
 TEST_CASE("a language model served by 3 node processes: the cluster's logits equal the "
           "in-process decoder's over 200 tokens, and so does the text",
           "[lm][processes]") {
   const auto dir = fs::temp_directory_path() / ("eoe_lm3_" + std::to_string(getpid()));
-  fs::create_directories(dir);
   const scratch_dir scratch{dir}; // however the case ends
+  fs::create_directories(dir);
   // Two expert layers between attention layers: outputs cross to the head's composer and
   // its starts cross back, over the data plane.
   auto c = experts::parse_model_config(R"(
@@ -812,5 +821,4 @@ k = 2
   CHECK(local.second.size() >= 204);
   CHECK(remote.second == local.second);
   CHECK(cluster.stop() == 0);
-  fs::remove_all(dir);
 }

@@ -34,8 +34,8 @@ fs::path client_dir() {
 TEST_CASE("the openai npm client: completions streamed and not equal the in-process decode",
           "[completions][processes]") {
   const auto dir = fs::temp_directory_path() / ("eoe_test_openai_" + std::to_string(getpid()));
+  const test::scratch_dir scratch{dir}; // however the case ends
   fs::create_directories(dir);
-  const test::scratch_dir scratch{dir};
   auto c = experts::parse_model_config(R"(
 [model]
 name = "eoe-test-lm"

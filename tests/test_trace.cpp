@@ -12,6 +12,7 @@
 #include "mesh_model.hpp"
 #include "net/trace_sink.hpp"
 #include "perfetto_json.hpp"
+#include "scratch_dir.hpp"
 #include "trace_summary.hpp"
 
 #include <nlohmann/json.hpp>
@@ -369,8 +370,15 @@ TEST_CASE("a traced request through 3 nodes: every message, decision and byte ac
   const auto dir = std::filesystem::temp_directory_path()
                    / ("eoe_test_trace_" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
+  const test::scratch_dir scratch{dir}; // however the case ends
   auto sink = std::make_shared<net::file_trace_sink>(dir, "");
   tracing::install(sink);
+  // When a check ends the case early: the sink out (it writes no more) before the folder goes.
+  const struct uninstalled {
+    ~uninstalled() {
+      tracing::install(nullptr);
+    }
+  } uninstall;
   auto m = experts::load_checkpoint(test::checkpoint());
   REQUIRE(m.has_value());
   const auto& c = m->config;
@@ -565,5 +573,4 @@ TEST_CASE("a traced request through 3 nodes: every message, decision and byte ac
     CHECK(path[i].from_ns == path[i - 1].to_ns);
     CHECK(path[i].wire != path[i - 1].wire);
   }
-  std::filesystem::remove_all(dir);
 }

@@ -10,6 +10,7 @@
 #include "net/trace_sink.hpp"
 #include "eventually.hpp"
 #include "raw_socket.hpp"
+#include "scratch_dir.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -245,6 +246,7 @@ TEST_CASE("a collector that stops reading costs the sink lines of its stream, ne
   ::getsockname(listener, reinterpret_cast<sockaddr*>(&at), &len);
   const auto dir = std::filesystem::temp_directory_path()
                    / ("eoe_test_trace_collector_" + std::to_string(::getpid()));
+  const test::scratch_dir scratch{dir}; // however the case ends
   constexpr int events = 100'000; // about 15 MB: more than any socket buffer takes
   std::uint64_t dropped = 0;
   {
@@ -270,7 +272,6 @@ TEST_CASE("a collector that stops reading costs the sink lines of its stream, ne
   int lines = 0;
   for (std::string l; std::getline(in, l);)
     ++lines;
-  std::filesystem::remove_all(dir);
   CHECK(lines == events);
   CHECK(dropped > 0);
 }

@@ -12,4 +12,5 @@ tools/setup
 if [ "$preset" = tsan ]; then tools/caf_tsan.sh; fi
 cmake --preset "$preset"
 cmake --build --preset "$preset" -j "$(nproc)"
-ctest --preset "$preset" -j "$(nproc)"
+# Every test; then nothing of theirs may be left in the temp dir, failed cases included (issue 26).
+tests/check_tmp_clean.sh ctest --preset "$preset" -j "$(nproc)"

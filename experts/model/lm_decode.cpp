@@ -1,7 +1,6 @@
 #include "experts/model/lm_decode.hpp"
 
-#include "experts/nn/rms_norm.hpp"
-#include "experts/nn/weighted_output.hpp"
+#include "experts/model/lm_forward.hpp"
 
 #include <cmath>
 #include <stdexcept>
@@ -34,38 +33,20 @@ matrix decode_step(const model& m, kernels::backend& be, const kv_layout& layout
     }
   for (const auto& f : feeds)
     f.sequence->kv.resize(c.layers.size());
-  matrix normed;
-  std::vector<float> inv_rms;
-  size_t expert_layers = 0;
-  for (size_t l = 0; l < c.layers.size(); ++l) {
-    const auto& lc = c.layers[l];
-    const auto& lp = m.layers[l];
-    for (int step = 0; step < lc.steps; ++step) {
-      rms_norm_forward(h, lp.norm, normed, inv_rms);
-      if (lc.kind == layer_kind::attention) {
-        for (size_t i = 0; i < feeds.size(); ++i) {
-          const auto rows = first[i + 1] - first[i];
-          auto& seq = *feeds[i].sequence;
-          h.middleRows(first[i], rows) += attention_decode(
-            lp.attention, lc, normed.middleRows(first[i], rows), seq.position, seq.kv[l], layout);
-        }
-        continue;
+  auto logits = lm_layers_and_head(
+    be, m, h, ids,
+    [&](size_t l, const matrix& normed, matrix& stream) {
+      for (size_t i = 0; i < feeds.size(); ++i) {
+        const auto rows = first[i + 1] - first[i];
+        auto& seq = *feeds[i].sequence;
+        stream.middleRows(first[i], rows) += attention_decode(
+          m.layers[l].attention, c.layers[l], normed.middleRows(first[i], rows), seq.position,
+          seq.kv[l], layout);
       }
-      const matrix* in[] = {&normed};
-      std::vector<weighted_output> out;
-      layer_record rec;
-      expert_layer(be, lp, lc, in, ids, hash_seed(c, expert_layers++), out, rec);
-      scatter_add(h, out);
-      if (records)
-        records->push_back(std::move(rec));
-    }
-  }
+    },
+    records);
   for (const auto& f : feeds)
     f.sequence->position += static_cast<std::int64_t>(f.tokens.size());
-  rms_norm_forward(h, m.final_norm, normed, inv_rms);
-  matrix logits;
-  be.gemm(normed, m.head_w, logits);
-  be.add_bias(logits, m.head_b);
   return logits;
 }
 

@@ -27,6 +27,38 @@ expected<void> check_lm_input(const model_config& c, std::span<const std::uint8_
   return {};
 }
 
+matrix lm_layers_and_head(kernels::backend& be, const model& m, matrix& h,
+                          std::span<const std::uint64_t> ids, const attend_fn& attend,
+                          std::vector<layer_record>* records) {
+  const auto& c = m.config;
+  matrix normed;
+  std::vector<float> inv_rms;
+  size_t unrolled = 0; // expert layers as run
+  for (size_t l = 0; l < c.layers.size(); ++l) {
+    const auto& lc = c.layers[l];
+    const auto& lp = m.layers[l];
+    for (int step = 0; step < lc.steps; ++step) {
+      rms_norm_forward(h, lp.norm, normed, inv_rms);
+      if (lc.kind == layer_kind::attention) {
+        attend(l, normed, h);
+        continue;
+      }
+      const matrix* in[] = {&normed};
+      std::vector<weighted_output> out;
+      layer_record rec;
+      expert_layer(be, lp, lc, in, ids, hash_seed(c, unrolled++), out, rec);
+      scatter_add(h, out);
+      if (records)
+        records->push_back(std::move(rec));
+    }
+  }
+  rms_norm_forward(h, m.final_norm, normed, inv_rms);
+  matrix logits;
+  be.gemm(normed, m.head_w, logits);
+  be.add_bias(logits, m.head_b);
+  return logits;
+}
+
 expected<lm_forward_result> lm_forward(kernels::backend& be, const model& m,
                                        std::span<const std::uint8_t> tokens,
                                        Eigen::Index seq_len) {
@@ -41,30 +73,14 @@ expected<lm_forward_result> lm_forward(kernels::backend& be, const model& m,
   for (Eigen::Index r = 0; r < n; ++r)
     h.row(r) = m.embed_w.row(tokens[r]);
   lm_forward_result res;
-  matrix normed, y;
-  std::vector<float> inv_rms;
-  size_t unrolled = 0; // expert layers as run
-  for (size_t l = 0; l < c.layers.size(); ++l) {
-    const auto& lc = c.layers[l];
-    const auto& lp = m.layers[l];
-    for (int step = 0; step < lc.steps; ++step) {
-      rms_norm_forward(h, lp.norm, normed, inv_rms);
-      if (lc.kind == layer_kind::attention) {
-        attention_forward<float>(lp.attention, lc, normed, seq_len, y);
-        h += y;
-        continue;
-      }
-      const matrix* in[] = {&normed};
-      std::vector<weighted_output> out;
-      layer_record rec;
-      expert_layer(be, lp, lc, in, ids, hash_seed(c, unrolled++), out, rec);
-      scatter_add(h, out);
-      res.layers.push_back(std::move(rec));
-    }
-  }
-  rms_norm_forward(h, m.final_norm, normed, inv_rms);
-  be.gemm(normed, m.head_w, res.logits);
-  be.add_bias(res.logits, m.head_b);
+  matrix y;
+  res.logits = lm_layers_and_head(
+    be, m, h, ids,
+    [&](size_t l, const matrix& normed, matrix& stream) {
+      attention_forward<float>(m.layers[l].attention, c.layers[l], normed, seq_len, y);
+      stream += y;
+    },
+    &res.layers);
   return res;
 }
 

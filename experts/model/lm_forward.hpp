@@ -13,6 +13,7 @@
 #include "experts/model/model.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -33,6 +34,18 @@ struct lm_forward_result {
 expected<lm_forward_result> lm_forward(kernels::backend& be, const model& m,
                                        std::span<const std::uint8_t> tokens,
                                        Eigen::Index seq_len = 0);
+
+/// Adds attention layer `layer`'s output over `normed` (the stream through the layer's RMSNorm)
+/// to the stream h: over whole sequences (lm_forward) or over a decoder's KV shards.
+using attend_fn = std::function<void(size_t layer, const matrix& normed, matrix& h)>;
+
+/// The language model's layers and head over the stream h (N, D), which they change: every
+/// layer as run adds its branch over rmsnorm(h) to h (attention by `attend`, expert layers with
+/// hash ids `ids`, their records appended to `records` when given); returns the logits. The one
+/// layer loop of lm_forward and of the decoder (experts/model/lm_decode.hpp).
+matrix lm_layers_and_head(kernels::backend& be, const model& m, matrix& h,
+                          std::span<const std::uint64_t> ids, const attend_fn& attend,
+                          std::vector<layer_record>* records);
 
 /// Checks a language model's input: tokens below vocab, whole sequences of at most context.
 expected<void> check_lm_input(const model_config& c, std::span<const std::uint8_t> tokens,
