@@ -26,16 +26,34 @@ constexpr std::optional<activation> parse_activation(std::string_view s) noexcep
   return std::nullopt;
 }
 
-inline float silu(float x) noexcept {
-  return x / (1.0f + std::exp(-x));
+// The one definition of each, for any scalar type (float for inference and training, double
+// for the finite-difference checks), and its derivative for the backward pass.
+
+template <class S>
+S silu(S x) noexcept {
+  return x / (S{1} + std::exp(-x));
 }
 
-inline float gelu(float x) noexcept {
-  return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
+template <class S>
+S gelu(S x) noexcept {
+  return S{0.5} * x * (S{1} + std::erf(x * S{0.70710678118654752440}));
 }
 
-inline float apply(activation a, float x) noexcept {
+template <class S>
+S apply(activation a, S x) noexcept {
   return a == activation::silu ? silu(x) : gelu(x);
+}
+
+/// d apply(a, x) / dx.
+template <class S>
+S derivative(activation a, S x) noexcept {
+  if (a == activation::silu) {
+    const S sig = S{1} / (S{1} + std::exp(-x));
+    return sig * (S{1} + x * (S{1} - sig));
+  }
+  const S cdf = S{0.5} * (S{1} + std::erf(x * S{0.70710678118654752440}));
+  const S pdf = std::exp(S{-0.5} * x * x) * S{0.39894228040143267794};
+  return cdf + x * pdf;
 }
 
 } // namespace eoe::kernels

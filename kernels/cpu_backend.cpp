@@ -40,7 +40,7 @@ public:
     add_bias(x, bias);
     auto v = x.array();
     if (act == activation::silu) {
-      v = v / (1.0f + (-v).exp());
+      v = v / (1.0f + (-v).exp()); // silu() of kernels/activation.hpp with Eigen's vector exp
     } else {
       float* p = x.data();
       for (Eigen::Index i = 0; i < x.size(); ++i)

@@ -13,13 +13,6 @@ namespace eoe::experts {
 
 namespace {
 
-/// out (n, cols) = rows of src.
-void gather(const matrix& src, const std::vector<std::int32_t>& rows, matrix& out) {
-  out.resize(static_cast<Eigen::Index>(rows.size()), src.cols());
-  for (size_t r = 0; r < rows.size(); ++r)
-    out.row(static_cast<Eigen::Index>(r)) = src.row(rows[r]);
-}
-
 /// Runs every expert on its active rows of its input and weights the outputs by the gates.
 /// inputs(e) is expert e's first-projection input for all tokens.
 template <class InputOf>
@@ -33,7 +26,7 @@ std::vector<weighted_output> run_experts(kernels::backend& be, const layer_param
     active.tokens_of(static_cast<std::int32_t>(e), c.rows, gates);
     if (c.rows.empty())
       continue;
-    gather(input_of(e), c.rows, in);
+    gather_rows(input_of(e), c.rows, in);
     expert_forward(be, lp.experts[e], lc.act, in, hidden, c.values);
     for (size_t r = 0; r < gates.size(); ++r)
       c.values.row(static_cast<Eigen::Index>(r)) *= gates[r];

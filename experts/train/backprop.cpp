@@ -58,11 +58,6 @@ struct block_tape {
   }
 };
 
-template <class S>
-void add_bias(mat<S>& x, const mat<S>& b) {
-  if (b.size())
-    x.rowwise() += b.row(0);
-}
 
 /// Forward, loss and backward of the network (see above); targets: one per row.
 template <class S>
@@ -80,7 +75,7 @@ step_result<S> network_loss_and_gradient(const basic_model<S>& m, const network_
       h.row(r) = m.embed_w.row(in.tokens[r]);
   } else if (c.input_dim > 0) {
     h.noalias() = *in.features * m.embed_w;
-    add_bias(h, m.embed_b);
+    add_row_bias(h, m.embed_b);
   } else {
     h = *in.features;
   }
@@ -136,7 +131,7 @@ step_result<S> network_loss_and_gradient(const basic_model<S>& m, const network_
     rms_norm_forward(h, m.final_norm, final_normed, final_inv);
   const mat<S>& head_in = lm ? final_normed : h;
   res.logits.noalias() = head_in * m.head_w;
-  add_bias(res.logits, m.head_b);
+  add_row_bias(res.logits, m.head_b);
   mat<S> dlogits;
   const auto ce = smoothed_cross_entropy(res.logits, targets, opt.label_smoothing, dlogits);
   res.correct = ce.correct;

@@ -3,6 +3,7 @@
 #include "experts/nn/hash_routing.hpp"
 #include "experts/base/rng.hpp"
 #include "experts/nn/self_activation.hpp"
+#include "kernels/activation.hpp"
 
 #include <cmath>
 #include <stdexcept>
@@ -14,36 +15,6 @@ namespace {
 template <class S>
 using mat = basic_matrix<S>;
 
-template <class S>
-void gather(const mat<S>& src, const std::vector<std::int32_t>& rows, mat<S>& out) {
-  out.resize(static_cast<Eigen::Index>(rows.size()), src.cols());
-  for (size_t r = 0; r < rows.size(); ++r)
-    out.row(static_cast<Eigen::Index>(r)) = src.row(rows[r]);
-}
-
-template <class S>
-void add_bias(mat<S>& x, const mat<S>& b) {
-  if (b.size())
-    x.rowwise() += b.row(0);
-}
-
-template <class S>
-S activate(kernels::activation a, S v) {
-  if (a == kernels::activation::silu)
-    return v / (S{1} + std::exp(-v));
-  return S{0.5} * v * (S{1} + std::erf(v * S{0.70710678118654752440}));
-}
-
-template <class S>
-S activate_derivative(kernels::activation a, S v) {
-  if (a == kernels::activation::silu) {
-    const S sig = S{1} / (S{1} + std::exp(-v));
-    return sig * (S{1} + v * (S{1} - sig));
-  }
-  const S cdf = S{0.5} * (S{1} + std::erf(v * S{0.70710678118654752440}));
-  const S pdf = std::exp(S{-0.5} * v * v) * S{0.39894228040143267794};
-  return cdf + v * pdf;
-}
 
 /// Runs every expert on its active rows; input_of(e) is expert e's first-projection input.
 template <class S, class InputOf>
@@ -59,10 +30,10 @@ void run_experts(const basic_layer_params<S>& lp, const layer_config& lc,
     if (et.rows.empty())
       continue;
     const auto& w = lp.experts[e];
-    gather(input_of(e), et.rows, et.first_in);
+    gather_rows(input_of(e), et.rows, et.first_in);
     et.z.noalias() = et.first_in * w.w1;
-    add_bias(et.z, w.b1);
-    et.act = et.z.unaryExpr([&](S v) { return activate(lc.act, v); });
+    add_row_bias(et.z, w.b1);
+    et.act = et.z.unaryExpr([&](S v) { return kernels::apply(lc.act, v); });
     if (opt.dropout > 0) {
       rng r{stable_hash(opt.dropout_seed, (static_cast<std::uint64_t>(unrolled) << 20) | e)};
       const S scale = static_cast<S>(1.0 / (1.0 - opt.dropout));
@@ -72,7 +43,7 @@ void run_experts(const basic_layer_params<S>& lp, const layer_config& lc,
       et.act.array() *= et.keep.array();
     }
     et.y.noalias() = et.act * w.w2;
-    add_bias(et.y, w.b2);
+    add_row_bias(et.y, w.b2);
     auto& c = tape.out[e];
     c.rows = et.rows;
     c.values = et.y;
@@ -101,7 +72,7 @@ mat<S> expert_backward(const basic_ffn_expert<S>& w, basic_ffn_expert<S>& gw,
   if (et.keep.size())
     dz.array() *= et.keep.array();
   for (Eigen::Index i = 0; i < dz.size(); ++i)
-    dz.data()[i] *= activate_derivative(lc.act, et.z.data()[i]);
+    dz.data()[i] *= kernels::derivative(lc.act, et.z.data()[i]);
   gw.w1.noalias() += et.first_in.transpose() * dz;
   if (gw.b1.size())
     gw.b1 += dz.colwise().sum();

@@ -9,6 +9,11 @@
 
 namespace eoe::experts {
 
+void fix_gemm_blocking() {
+  // L1, L2, L3 as Eigen 3.4 reads them on the AMD EPYC VM of bench/RESULTS.md.
+  Eigen::setCpuCacheSizes(49152, 1048576, 532676608);
+}
+
 double combine_gradients(model& grad, std::span<const model* const> slices,
                          std::span<const long> rows, long total) {
   std::vector<matrix*> dst;

@@ -16,7 +16,7 @@ namespace eoe::experts {
 
 /// Slices of a batch run in parallel, one thread each. The slicing depends only on the
 /// batch, so a run gives the same numbers on any machine.
-inline constexpr int batch_shards = 2;
+inline constexpr int batch_slices = 2;
 
 /// grad = sum over slices s of (rows[s] / total) * slices[s], tensor by tensor in parallel,
 /// in slice order (slices with 0 rows skipped). Returns the global L2 norm of grad.
@@ -38,6 +38,12 @@ void balance_selection(model& m, const std::vector<layer_trace<float>>& traces, 
 double finish_step(model& m, const model& grad, double norm,
                    const std::vector<layer_trace<float>>& traces, const train_config& t,
                    adamw& opt, long step, long total);
+
+/// Eigen's GEMMs cut their inner dimension into blocks sized from the CPU's caches, and the
+/// blocks' order of summation is the rounding: this fixes the cache sizes it plans with (those
+/// of the machine bench/RESULTS.md was measured on), so that training sums in the same order
+/// on every machine. Process-wide; the training loop calls it.
+void fix_gemm_blocking();
 
 /// Eigen runs single-threaded while this lives (the slices are the parallelism), and gets its
 /// thread count back after; suspend() and resume() let an evaluation in between use them all.

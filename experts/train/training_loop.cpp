@@ -23,6 +23,7 @@ struct slice_work {
 expected<void> run_training(model& m, const train_config& t, training_task& task,
                             const train_hooks& hooks) {
   const auto& c = m.config;
+  fix_gemm_blocking(); // the same sums on every machine
   const long n = task.examples();
   if (n <= 0)
     return fail(errc::data_invalid, "train: no training examples");
@@ -36,7 +37,7 @@ expected<void> run_training(model& m, const train_config& t, training_task& task
                   .label_smoothing = t.label_smoothing,
                   .dropout = t.dropout};
   model grad = zero_model(c);
-  std::vector<slice_work> slices(batch_shards);
+  std::vector<slice_work> slices(batch_slices);
   std::vector<std::uint8_t> zeros;
   long step = 0;
   double elapsed = 0;
@@ -50,9 +51,9 @@ expected<void> run_training(model& m, const train_config& t, training_task& task
       const long rows = std::min<long>(t.batch, n - b * t.batch);
       task.load_batch(b * t.batch, rows);
       lo.dropout_seed = stable_hash(t.seed, static_cast<std::uint64_t>(step));
-      // The batch's loss and gradient as `batch_shards` slices in parallel, one thread each.
-      const long per = (rows + batch_shards - 1) / batch_shards;
-      for (int s = 0; s < batch_shards; ++s) {
+      // The batch's loss and gradient as `batch_slices` slices in parallel, one thread each.
+      const long per = (rows + batch_slices - 1) / batch_slices;
+      for (int s = 0; s < batch_slices; ++s) {
         slices[s].begin = std::min<long>(rows, s * per);
         slices[s].rows = std::min<long>(per, rows - slices[s].begin);
       }
