@@ -32,11 +32,15 @@ std::string member_name(const epoch_view& v, std::uint32_t u, size_t position, i
 /// The activation record of unrolled layer u, from every member's decision.
 wire_layer_record assemble_record(const pending_request& p, std::uint32_t u) {
   const auto& v = *p.view;
-  const auto& lc = v.config.layers[v.schedule[u]];
+  const auto l = v.schedule[u];
+  const auto& lc = v.config.layers[l];
   const auto experts = static_cast<size_t>(lc.experts);
   const auto tokens = static_cast<size_t>(p.tokens);
+  const auto& members = v.plan.members[l]; // decode_plan checked: one per expert
   wire_layer_record out;
   out.kind = static_cast<std::uint8_t>(lc.kind);
+  out.layer = l;
+  out.members = pack(members);
   std::vector<std::vector<std::int32_t>> rows(experts);
   std::vector<std::vector<float>> carried(experts);
   matrix scores;
@@ -67,11 +71,13 @@ wire_layer_record assemble_record(const pending_request& p, std::uint32_t u) {
         scores(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(e)) = s[t];
     }
   }
-  // Per token: the experts active on it, ascending, and the gates everyone computes alike.
+  // Per token: the experts active on it, in position order, named by their stable ids (as
+  // the topology names them), and the gates everyone computes alike.
   std::vector<std::vector<std::pair<std::int32_t, float>>> at(tokens);
   for (size_t e = 0; e < experts; ++e)
     for (size_t r = 0; r < rows[e].size(); ++r)
-      at[static_cast<size_t>(rows[e][r])].emplace_back(static_cast<std::int32_t>(e), carried[e][r]);
+      at[static_cast<size_t>(rows[e][r])].emplace_back(static_cast<std::int32_t>(members[e]),
+                                                       carried[e][r]);
   std::vector<std::int32_t> offsets{0}, active;
   std::vector<float> gates, c, g;
   for (auto& entries : at) {

@@ -112,11 +112,14 @@ std::string query_misfit(const context_spec& spec, const attention_query& q) {
            + std::to_string(std::uint64_t{q.q.rows} * spec.head_dim * sizeof(float)) + " bytes";
   if (auto bad_pos = positions_misfit(q.positions, q.q.rows); !bad_pos.empty())
     return bad_pos;
-  if (q.mode > 2)
-    return "query mode " + std::to_string(q.mode) + ": 0 full, 1 global top-k, 2 per-shard budget";
-  if (q.mode == 1 && q.k > static_cast<std::uint32_t>(std::numeric_limits<int>::max()))
+  if (static_cast<std::uint8_t>(q.mode) > 2)
+    return "query mode " + to_string(q.mode) + ": 0 full, 1 global top-k, 2 per-shard budget";
+  if (static_cast<std::uint8_t>(q.score) > 1)
+    return "query score " + std::to_string(static_cast<int>(q.score))
+           + ": 0 Quest bound, 1 MoBA mean key";
+  if (q.mode == attention_mode::global_top_k && q.k > static_cast<std::uint32_t>(std::numeric_limits<int>::max()))
     return "query k = " + std::to_string(q.k) + " does not fit an int";
-  if (q.mode == 2 && !(q.fraction >= 0.0 && q.fraction <= 1.0)) // NaN too
+  if (q.mode == attention_mode::shard_budget && !(q.fraction >= 0.0 && q.fraction <= 1.0)) // NaN too
     return "query fraction " + std::to_string(q.fraction) + " is outside [0, 1]";
   return {};
 }
@@ -677,7 +680,7 @@ context_actor::behavior_type context_behavior(context_actor::stateful_pointer<co
       if (auto misfit = query_misfit(c.spec, q); !misfit.empty())
         return bad(id, misfit);
       auto rp = self->make_response_promise<wire_partial>();
-      if (q.mode == 1)
+      if (q.mode == attention_mode::global_top_k)
         top_k(self, c, std::move(q), rp);
       else
         full_or_budget(self, c, std::move(q), rp);

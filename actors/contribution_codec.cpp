@@ -114,7 +114,7 @@ std::string encode_header(const contribution& c) {
   w.value(c.stream.cols);
   w.value(c.trace);
   w.value(c.msg);
-  w.value(c.kind);
+  w.value(static_cast<std::uint8_t>(c.kind));
   w.value<std::uint8_t>(c.record ? 1 : 0);
   for (auto* p : payloads(c))
     w.value<std::uint64_t>(p->size());
@@ -147,11 +147,12 @@ contribution read_header(reader& r, std::array<std::uint64_t, 5>& lengths) {
   c.trace = r.value<std::uint64_t>("trace");
   c.msg = r.value<std::uint64_t>("msg");
   const auto kind_at = r.at();
-  c.kind = r.value<std::uint8_t>("kind");
-  if (c.kind > 1)
-    throw std::invalid_argument("contribution frame: kind " + std::to_string(c.kind)
+  const auto kind = r.value<std::uint8_t>("kind");
+  if (kind > 1)
+    throw std::invalid_argument("contribution frame: kind " + std::to_string(kind)
                                 + " at byte " + std::to_string(kind_at)
                                 + ", expected 0 (outputs) or 1 (ranking scores)");
+  c.kind = static_cast<contribution_kind>(kind);
   const auto record_at = r.at();
   const auto record = r.value<std::uint8_t>("record");
   if (record > 1)

@@ -43,7 +43,7 @@ std::uint64_t contribution_bytes(const contribution& c) noexcept {
 
 contribution contribution_of(score_share s) {
   contribution c;
-  c.kind = 1;
+  c.kind = contribution_kind::score_share;
   c.request = s.request;
   c.epoch = s.epoch;
   c.to_layer = s.layer;

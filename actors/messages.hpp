@@ -3,6 +3,8 @@
 // payload struct with inspect(). Tensors travel as raw little-endian float32 bytes in a
 // std::string (CAF 0.17 serialises a std::vector<float> element by element, ~15x slower).
 
+#include "context_store/kv_shard.hpp"
+
 #include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>
 
@@ -19,7 +21,7 @@ using infer_atom = caf::atom_constant<caf::atom("infer")>;
 /// expert -> relay -> experts or composer: one expert's output for the next layer.
 using contrib_atom = caf::atom_constant<caf::atom("contrib")>;
 /// relay -> peers of an expert's layer: its top-k ranking scores for a request (they reach
-/// the relay as a contribution of kind 1).
+/// the relay as a contribution of kind score_share).
 using scores_atom = caf::atom_constant<caf::atom("scores")>;
 /// expert -> composer: what the expert decided on a layer (its scores and active rows).
 using record_atom = caf::atom_constant<caf::atom("record")>;
@@ -117,19 +119,23 @@ typename Inspector::result_type inspect(Inspector& f, infer_request& x) {
            x.trace, x.trace_id, x.trace_msg);
 }
 
-/// One layer of an activation record, as layer_record in experts/model/forward.hpp.
+/// One layer of an activation record, as layer_record in experts/model/forward.hpp, except
+/// that experts are named by their stable ids: with `layer`, the "L.E" names /v1/topology and
+/// `eoe status` list (positions in the epoch's layer shift when an expert leaves; ids do not).
 struct wire_layer_record {
   std::uint8_t kind = 0;
-  wire_tensor scores;   ///< (T, E); empty for hash and dense layers
-  std::string offsets;  ///< T + 1 int32
-  std::string experts;  ///< int32 per entry
-  std::string gates;    ///< float per entry
+  std::uint32_t layer = 0; ///< the config layer run (a recurrent layer's steps share it)
+  std::string members;     ///< uint32 per member: stable ids in position order (scores' columns)
+  wire_tensor scores;      ///< (T, E); empty for hash and dense layers
+  std::string offsets;     ///< T + 1 int32
+  std::string experts;     ///< int32 per entry: the active expert's stable id
+  std::string gates;       ///< float per entry
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, wire_layer_record& x) {
-  return f(caf::meta::type_name("wire_layer_record"), x.kind, x.scores, x.offsets, x.experts,
-           x.gates);
+  return f(caf::meta::type_name("wire_layer_record"), x.kind, x.layer, x.members, x.scores,
+           x.offsets, x.experts, x.gates);
 }
 
 /// The answer to an infer_request.
@@ -148,6 +154,12 @@ typename Inspector::result_type inspect(Inspector& f, infer_result& x) {
            x.trace_id, x.trace_msg);
 }
 
+/// What a contribution carries (a byte on the wire; receivers refuse any other value).
+enum class contribution_kind : std::uint8_t {
+  output = 0,      ///< a sender's output for the next layer's experts or the composer
+  score_share = 1, ///< a top-k expert's ranking scores in a contribution's clothes
+};
+
 /// One sender's output bound for the experts of unrolled layer `to_layer` (or, past the last
 /// layer, the composer). The first member of the sending layer (the carrier) also carries the
 /// residual stream h and the token ids, so that they cross each node boundary once per layer.
@@ -165,10 +177,11 @@ struct contribution {
   std::string ids;    ///< with the stream: T uint64 token ids
   std::uint64_t trace = 0; ///< the request's trace id; 0: not traced
   std::uint64_t msg = 0;   ///< traced: the message id the sender drew
-  /// 0: the above. 1: a score_share in a contribution's clothes, so that it crosses between
-  /// processes on the data plane's direct links: to_layer = its layer, sender = the expert,
-  /// scores = its T ranking scores (contribution_of / share_of in actors/expert_actor.hpp).
-  std::uint8_t kind = 0;
+  /// output: the above. score_share: a score_share in a contribution's clothes, so that it
+  /// crosses between processes on the data plane's direct links: to_layer = its layer, sender
+  /// = the expert, scores = its T ranking scores (contribution_of / share_of in
+  /// actors/expert_actor.hpp).
+  contribution_kind kind = contribution_kind::output;
   /// The composer wants every expert's decision (an activation record asked for, or a traced
   /// request): the experts send it record_atom messages. Otherwise they send none.
   bool record = true;
@@ -238,14 +251,31 @@ typename Inspector::result_type inspect(Inspector& f, expert_weights& x) {
 /// Keys or values of every head for some positions: one (positions, head_dim) tensor per head.
 using heads_tensor = std::vector<wire_tensor>;
 
+/// How a query reads a context's blocks (a byte on the wire; receivers refuse any other).
+enum class attention_mode : std::uint8_t {
+  full = 0,         ///< every visible block
+  global_top_k = 1, ///< the k best blocks over the whole context, two rounds
+  shard_budget = 2, ///< each shard's best `fraction` of its visible blocks, one round
+};
+
+/// The mode's name, or its number when it is none.
+inline std::string to_string(attention_mode m) {
+  switch (m) {
+  case attention_mode::full: return "full";
+  case attention_mode::global_top_k: return "global top-k";
+  case attention_mode::shard_budget: return "per-shard budget";
+  }
+  return std::to_string(static_cast<int>(m));
+}
+
 /// A query of one head over a shard or a context.
 struct attention_query {
   std::uint32_t head = 0;
   wire_tensor q;          ///< (rows, head_dim)
   std::string positions;  ///< rows int64: each query's position (for the causal mask)
   bool causal = true;
-  std::uint8_t mode = 0;  ///< 0 full, 1 global top-k (two rounds), 2 per-shard budget (one)
-  std::uint8_t score = 0; ///< 0 Quest bound, 1 MoBA mean key
+  attention_mode mode = attention_mode::full;
+  context::block_score score = context::block_score::quest;
   std::uint32_t k = 0;    ///< top-k: blocks per query row over the whole context
   double fraction = 0;    ///< budget: share of each shard's visible blocks
   std::string blocks;     ///< to a shard: int32 local blocks to read (empty: as the mode says)

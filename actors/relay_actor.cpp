@@ -89,7 +89,7 @@ relay_actor::behavior_type relay_behavior(relay_actor::stateful_pointer<relay_st
   self->state.node = std::move(node);
   return {
     [=](contrib_atom, contribution& c) {
-      if (c.kind == 1) { // a score share
+      if (c.kind == contribution_kind::score_share) {
         auto s = share_of(std::move(c));
         traced t{s.trace, s.request, s.msg, "scores", static_cast<std::int32_t>(s.layer), member,
                  s.expert};

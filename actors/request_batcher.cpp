@@ -137,6 +137,8 @@ infer_result split_result(const infer_result& batch, const batch_member& m) {
   for (const auto& l : batch.layers) {
     wire_layer_record r;
     r.kind = l.kind;
+    r.layer = l.layer;
+    r.members = l.members;
     if (l.scores.rows > 0)
       r.scores = slice_rows(l.scores, m.first_row, m.rows, "layer scores");
     const auto offsets = unpack<std::int32_t>(l.offsets, "record offsets");

@@ -76,7 +76,13 @@ decoded_query decode_query(const context::kv_shard& s, const attention_query& a)
     throw std::invalid_argument("query: " + std::to_string(d.positions.size()) + " positions for "
                                 + std::to_string(d.q.rows()) + " rows");
   check_positions(d.positions);
-  if (a.mode == 2 && !(a.fraction >= 0.0 && a.fraction <= 1.0)) // NaN too
+  if (static_cast<std::uint8_t>(a.mode) > 2)
+    throw std::invalid_argument("query mode " + to_string(a.mode)
+                                + ": 0 full, 1 global top-k, 2 per-shard budget");
+  if (static_cast<std::uint8_t>(a.score) > 1)
+    throw std::invalid_argument("query score " + std::to_string(static_cast<int>(a.score))
+                                + ": 0 Quest bound, 1 MoBA mean key");
+  if (a.mode == attention_mode::shard_budget && !(a.fraction >= 0.0 && a.fraction <= 1.0)) // NaN too
     throw std::invalid_argument("query fraction " + std::to_string(a.fraction)
                                 + " is outside [0, 1]");
   if (a.k > static_cast<std::uint32_t>(std::numeric_limits<int>::max()))
@@ -160,14 +166,14 @@ shard_actor::behavior_type shard_behavior(shard_actor::stateful_pointer<shard_st
       try {
         const auto d = decode_query(s, a);
         const auto head = static_cast<int>(a.head);
-        const auto kind = a.score == 0 ? context::block_score::quest : context::block_score::moba;
+        const auto kind = a.score;
         if (!a.blocks.empty()) {
           const auto blocks = unpack<std::int32_t>(a.blocks, "query blocks");
           auto w = to_wire(s.attend_blocks(head, d.q, d.positions, a.causal, blocks));
           w.blocks_read = blocks.size();
           return w;
         }
-        if (a.mode != 2) {
+        if (a.mode != attention_mode::shard_budget) {
           auto w = to_wire(s.attend(head, d.q, d.positions, a.causal));
           w.blocks_read = static_cast<std::uint64_t>(s.blocks());
           return w;
@@ -194,7 +200,7 @@ shard_actor::behavior_type shard_behavior(shard_actor::stateful_pointer<shard_st
       const auto& s = self->state.hosted->shard;
       try {
         const auto d = decode_query(s, a);
-        const auto kind = a.score == 0 ? context::block_score::quest : context::block_score::moba;
+        const auto kind = a.score;
         const auto scores = s.score_blocks(static_cast<int>(a.head), d.q, d.positions, a.causal, kind);
         std::vector<std::vector<context::scored_block>> rows;
         for (Eigen::Index r = 0; r < d.q.rows(); ++r)

@@ -1,5 +1,6 @@
 #include "actors/wire.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -54,7 +55,11 @@ context::partial from_wire(const wire_partial& w) {
   return p;
 }
 
-experts::forward_result decode(const infer_result& r) {
+std::vector<std::uint32_t> members_of(const wire_layer_record& l) {
+  return unpack<std::uint32_t>(l.members, "record members");
+}
+
+experts::forward_result decode(const infer_result& r, expert_numbering n) {
   experts::forward_result out;
   out.output = from_wire(r.output, "output");
   for (auto& l : r.layers) {
@@ -68,6 +73,15 @@ experts::forward_result decode(const infer_result& r) {
     if (rec.active.offsets.empty() || rec.active.gates.size() != rec.active.experts.size()
         || static_cast<size_t>(rec.active.offsets.back()) != rec.active.experts.size())
       throw std::invalid_argument("layer record: offsets, experts and gates do not agree");
+    if (const auto members = members_of(l); n == expert_numbering::positions && !members.empty())
+      for (auto& e : rec.active.experts) {
+        const auto at = std::find(members.begin(), members.end(), static_cast<std::uint32_t>(e));
+        if (e < 0 || at == members.end())
+          throw std::invalid_argument("layer record of layer " + std::to_string(l.layer)
+                                      + ": expert " + std::to_string(l.layer) + "."
+                                      + std::to_string(e) + " is not one of its members");
+        e = static_cast<std::int32_t>(at - members.begin());
+      }
     out.layers.push_back(std::move(rec));
   }
   return out;

@@ -16,9 +16,22 @@
 
 namespace eoe::actors {
 
-/// An answer decoded into the reference forward's types (output and activation records), so
-/// that mesh and reference compare directly. Throws std::invalid_argument on malformed bytes.
-experts::forward_result decode(const infer_result& r);
+/// How a decoded answer numbers its experts.
+enum class expert_numbering {
+  /// Positions in the epoch's layer, as the reference forward of the epoch's model (its
+  /// checkpoint, model_atom) numbers them: mesh and reference compare directly.
+  positions,
+  /// Stable ids, as the answer carries them and /v1/topology and `eoe status` name them.
+  stable_ids,
+};
+
+/// An answer decoded into the reference forward's types (output and activation records).
+/// Throws std::invalid_argument on malformed bytes, or on an expert that is not a member.
+experts::forward_result decode(const infer_result& r,
+                               expert_numbering n = expert_numbering::positions);
+
+/// A record's members: stable ids in position order (empty: none were sent, ids are positions).
+std::vector<std::uint32_t> members_of(const wire_layer_record& l);
 
 /// Partial attention on the wire and back.
 wire_partial to_wire(const context::partial& p);

@@ -265,7 +265,7 @@ int main(int argc, char** argv) {
       actors::attention_query a;
       a.q = actors::to_wire(q);
       a.positions = actors::pack(std::vector<std::int64_t>{n - 1});
-      a.mode = mode;
+      a.mode = static_cast<actors::attention_mode>(mode);
       a.k = static_cast<std::uint32_t>(blocks_total / 8);
       a.fraction = 1.0 / 8;
       std::vector<double> t;

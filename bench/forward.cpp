@@ -9,6 +9,7 @@
 // gather, activation, gating or scatter. The ratio says how much of the GEMM speed the whole
 // forward keeps.
 
+#include "bench/layer_shape.hpp"
 #include "bench/machine.hpp"
 #include "bench/timing.hpp"
 #include "experts/model/forward.hpp"
@@ -34,34 +35,16 @@ struct gemm_shape {
 } // namespace
 
 int main(int argc, char** argv) {
-  int tokens = 256, dim = 1024, hidden = 4096, experts = 8, k = 2, rank = 256, reps = 20;
+  bench::layer_shape shape;
+  int reps = 20;
   CLI::App app{"EoE reference forward GFLOP/s vs Eigen dense GEMM on the same shapes"};
-  app.add_option("--tokens", tokens);
-  app.add_option("--dim", dim);
-  app.add_option("--hidden", hidden);
-  app.add_option("--experts", experts);
-  app.add_option("--k", k);
-  app.add_option("--rank", rank);
+  shape.add_options(app);
   app.add_option("--reps", reps);
   CLI11_PARSE(app, argc, argv);
+  const auto [tokens, dim, hidden, experts, k, rank] = shape;
 
-  model_config c;
-  c.name = "bench";
-  c.dim = dim;
-  c.seed = 1;
-  layer_config l;
-  l.kind = layer_kind::eoe;
-  l.experts = experts;
-  l.hidden = hidden;
-  l.rank = rank;
-  l.k = k;
-  c.layers.push_back(l);
-  const auto m = init_model(c);
-
-  rng r{42};
-  matrix x(tokens, dim);
-  for (Eigen::Index i = 0; i < x.size(); ++i)
-    x.data()[i] = static_cast<float>(r.normal());
+  const auto m = init_model(shape.model("bench", 1));
+  const matrix x = shape.input();
 
   auto be = kernels::make_cpu_backend();
   auto first = forward(*be, m, x);

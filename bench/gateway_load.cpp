@@ -166,13 +166,13 @@ int main(int argc, char** argv) {
   {
     actors::mesh_config cfg;
     caf::actor_system sys{cfg};
-    auto coord = net::connect(sys, cluster->config.nodes[0].address());
+    const auto coord = cluster->head(sys);
     net::load_options lo;
     lo.requests = requests;
     lo.concurrency = concurrency;
     lo.tokens = tokens;
     lo.deadline_ms = 20000;
-    direct = net::run_load(sys, *coord, lo);
+    direct = net::run_load(sys, coord, lo);
   }
   cluster.reset(); // the nodes stop
   fs::remove_all(dir);

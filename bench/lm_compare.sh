@@ -13,8 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-build/lm_compare}"
-mkdir -p "$out"
-cmake --build build --target eoe bench_train_table -j "$(nproc)" >/dev/null
+source bench/train_runs.sh
 
 read -r -a configs <<< "${CONFIGS:-eoe router_moe dense_same_flops}"
 read -r -a seeds <<< "${SEEDS:-1}"
@@ -28,12 +27,7 @@ for s in "${seeds[@]}"; do
     # The seed of the weights ([model]) and of the data order ([train]).
     sed -e "s/^seed = .*/seed = $s/" -e "s/^name = \".*\"/name = \"$name\"/" \
       "configs/lm/$c.toml" > "$out/$name.toml"
-    echo "training $name ..." >&2
-    start=$(date +%s.%N)
-    build/bin/eoe train --config "$out/$name.toml" --out "$out/$name.ckpt" "${extra[@]}" \
-      > "$out/$name.log" 2>&1
-    end=$(date +%s.%N)
-    awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f\n", b - a }' > "$out/$name.ckpt.wall"
+    train_timed "$out/$name.toml" "$out/$name" "${extra[@]}"
     grep '^epoch' "$out/$name.log" | tail -n 1 >&2
     ckpts+=("$out/$name.ckpt")
   done

@@ -104,18 +104,14 @@ int main(int argc, char** argv) {
       "kv_shard_positions = " + std::to_string(shard) + "\n"};
   actors::mesh_config cfg;
   caf::actor_system sys{cfg};
-  auto coord = net::connect(sys, cluster.config.nodes[0].address());
-  if (!coord) {
-    std::fprintf(stderr, "bench_lm_serve: %s\n", actors::describe(coord.error()).c_str());
-    return 1;
-  }
+  const auto coord = cluster.head(sys);
   std::printf("\n%9s | %14s %14s %7s | %14s %14s %7s | %s\n", "context", "cluster tok/s",
               "in-proc tok/s", "ratio", "cluster pre/s", "in-proc pre/s", "ratio",
               "max |logit diff|");
   const auto text = random_bytes(*std::max_element(contexts.begin(), contexts.end()) + 1, 7);
   for (auto length : contexts) {
     try {
-      net::cluster_session session{sys, *coord, std::chrono::minutes(10)};
+      net::cluster_session session{sys, coord, std::chrono::minutes(10)};
       experts::lm_decoder local{*model, {static_cast<std::int64_t>(shard), 64}};
       const double pre_cluster = prefill(session, text, length, chunk);
       const double pre_local = prefill(local, text, length, chunk);

@@ -3,6 +3,8 @@
 // to a folder (the [cluster] and any extra tables given, the nodes on consecutive ports from
 // `base`), the nodes started beside this benchmark's binary, and stopped at the end.
 
+#include "actors/mesh_errc.hpp"
+#include "net/client.hpp"
 #include "net/process_cluster.hpp"
 
 #include <chrono>
@@ -42,6 +44,17 @@ struct loopback_cluster {
       net::stop_nodes(config, nodes, std::chrono::seconds(1));
       std::exit(1);
     }
+  }
+
+  /// The head's coordinator, reached from `sys`. Exits the process with the reason when it
+  /// cannot be reached (the nodes end with it).
+  actors::coordinator_actor head(caf::actor_system& sys) const {
+    auto coord = net::connect(sys, config.nodes[0].address());
+    if (!coord) {
+      std::fprintf(stderr, "bench: %s\n", actors::describe(coord.error()).c_str());
+      std::exit(1);
+    }
+    return *coord;
   }
 
   ~loopback_cluster() {

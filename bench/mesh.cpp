@@ -16,6 +16,7 @@
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
 #include "actors/wire.hpp"
+#include "bench/layer_shape.hpp"
 #include "bench/loopback_cluster.hpp"
 #include "bench/machine.hpp"
 #include "bench/timing.hpp"
@@ -94,6 +95,17 @@ double mesh_seconds(caf::actor_system& sys, const coordinator_actor& coord, cons
 
 // ---- the network path ----------------------------------------------------------------------
 
+/// Seconds that `count` items take through send_batch(n), in batches of `window`, after one
+/// batch to warm up (connection, buffers).
+template <class F>
+double batched_seconds(int count, int window, F&& send_batch) {
+  send_batch(window);
+  const auto start = clock_type::now();
+  for (int sent = 0; sent < count; sent += window)
+    send_batch(std::min(window, count - sent));
+  return seconds_since(start);
+}
+
 /// Receives tensors one way (as the mesh sends contributions) and answers a barrier with the
 /// bytes received so far.
 using sink_actor = caf::typed_actor<caf::reacts_to<contrib_atom, wire_tensor>,
@@ -138,11 +150,7 @@ double caf_bytes_per_second(int count, int window, size_t workers) {
         std::exit(1);
       });
   };
-  send_batch(window); // warm-up: connection, buffers
-  const auto start = clock_type::now();
-  for (int sent = 0; sent < count; sent += window)
-    send_batch(std::min(window, count - sent));
-  const double secs = seconds_since(start);
+  const double secs = batched_seconds(count, window, send_batch);
   anon_send_exit(s, caf::exit_reason::user_shutdown);
   return static_cast<double>(count) * static_cast<double>(t.bytes.size()) / secs;
 }
@@ -205,11 +213,7 @@ double data_plane_bytes_per_second(int count, int window) {
         std::exit(1);
       }
   };
-  send_batch(window); // warm-up: connection, buffers
-  const auto start = clock_type::now();
-  for (int done = 0; done < count; done += window)
-    send_batch(std::min(window, count - done));
-  const double secs = seconds_since(start);
+  const double secs = batched_seconds(count, window, send_batch);
   anon_send_exit(s, caf::exit_reason::user_shutdown);
   return static_cast<double>(count) * static_cast<double>(frame->payloads[2].size()) / secs;
 }
@@ -284,10 +288,10 @@ int run_trace_overhead(const std::string& ckpt, const fs::path& dir, const matri
         + trace_dir.string() + "\"\n"};
     mesh_config cfg;
     caf::actor_system sys{cfg};
-    auto coord = net::connect(sys, cluster.config.nodes[0].address());
+    const auto coord = cluster.head(sys);
     for (int round = 0; round < 5; ++round) {
-      off.push_back(mesh_seconds(sys, *coord, x, reps, want, false));
-      on.push_back(mesh_seconds(sys, *coord, x, reps, want, true));
+      off.push_back(mesh_seconds(sys, coord, x, reps, want, false));
+      on.push_back(mesh_seconds(sys, coord, x, reps, want, true));
     }
   } // the nodes stop here, and flush their traces
   std::uintmax_t bytes = 0;
@@ -316,18 +320,14 @@ int run_trace_overhead(const std::string& ckpt, const fs::path& dir, const matri
 
 int main(int argc, char** argv) {
 
-  int tokens = 256, dim = 1024, hidden = 4096, experts = 8, k = 2, rank = 256, layers = 2, reps = 10;
+  bench::layer_shape shape;
+  int layers = 2, reps = 10;
   int window = 8;
   size_t mm_workers = 0;
   bool network_only = false;
   bool trace_overhead = false;
   CLI::App app{"The actor mesh against the reference forward and the network path"};
-  app.add_option("--tokens", tokens);
-  app.add_option("--dim", dim);
-  app.add_option("--hidden", hidden);
-  app.add_option("--experts", experts);
-  app.add_option("--k", k);
-  app.add_option("--rank", rank);
+  shape.add_options(app);
   app.add_option("--layers", layers);
   app.add_option("--reps", reps);
   app.add_option("--window", window, "tensors in flight for the bytes-per-second test");
@@ -360,19 +360,9 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  experts::model_config c;
-  c.name = "bench_mesh";
-  c.dim = dim;
-  c.seed = 1;
-  for (int l = 0; l < layers; ++l) {
-    experts::layer_config lc;
-    lc.experts = experts;
-    lc.hidden = hidden;
-    lc.rank = rank;
+  auto c = shape.model("bench_mesh", layers);
+  for (auto& lc : c.layers)
     lc.score_columns = lc.score_width(); // every expert scores itself on all of u
-    lc.k = k;
-    c.layers.push_back(lc);
-  }
   const auto model = experts::init_model(c);
   const auto dir = fs::temp_directory_path() / ("eoe_bench_mesh_" + std::to_string(getpid()));
   fs::create_directories(dir);
@@ -381,10 +371,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_mesh: %s\n", ok.error().message.c_str());
     return 1;
   }
-  experts::rng r{42};
-  matrix x(tokens, dim);
-  for (Eigen::Index i = 0; i < x.size(); ++i)
-    x.data()[i] = static_cast<float>(r.normal());
+  const matrix x = shape.input();
 
   // Reference, as it runs in-process: Eigen with all hardware threads.
   auto be = kernels::make_cpu_backend();
@@ -427,8 +414,8 @@ int main(int argc, char** argv) {
                                             + "\"\n"};
     mesh_config cfg;
     caf::actor_system sys{cfg};
-    auto coord = net::connect(sys, cluster.config.nodes[0].address());
-    t_three = mesh_seconds(sys, *coord, x, reps, want);
+    const auto coord = cluster.head(sys);
+    t_three = mesh_seconds(sys, coord, x, reps, want);
     // Per hop: half the round trip of a ping to node n2's agent.
     auto agent = sys.middleman().remote_actor<node_agent_actor>("127.0.0.1",
                                                                 cluster.config.nodes[1].port);
@@ -447,7 +434,7 @@ int main(int argc, char** argv) {
 
   std::printf("machine: %s\n", bench::machine_line().c_str());
   std::printf("model: %d EoE layers, D=%d H=%d, %d experts top-%d, rank %d; batch %d tokens\n",
-              layers, dim, hidden, experts, k, rank, tokens);
+              layers, shape.dim, shape.hidden, shape.experts, shape.k, shape.rank, shape.tokens);
   std::printf("%-44s %10.2f ms\n", "reference forward (in-process)", t_ref * 1e3);
   std::printf("%-44s %10.2f ms   ratio %.3f (goal <= 1.15)\n", "mesh, 1 process", t_one * 1e3,
               t_one / t_ref);

@@ -232,11 +232,7 @@ int main(int argc, char** argv) {
       + "\nsession_idle_s = 0\nkv_placement = \"" + placement + "\"\n"};
   actors::mesh_config cfg;
   caf::actor_system sys{cfg};
-  auto coord = net::connect(sys, cluster.config.nodes[0].address());
-  if (!coord) {
-    std::fprintf(stderr, "bench_serve: %s\n", actors::describe(coord.error()).c_str());
-    return 1;
-  }
+  const auto coord = cluster.head(sys);
   const experts::kv_layout layout{static_cast<std::int64_t>(shard), 64};
   std::printf("\n%8s %8s | %12s %12s %7s | %9s %9s %9s %9s | %10s %10s | %6s %7s\n", "context",
               "sessions", "cluster t/s", "in-proc t/s", "ratio", "ttft p50", "ttft p99",
@@ -251,9 +247,9 @@ int main(int argc, char** argv) {
         continue;
       }
       try {
-        const auto before = net::status(sys, *coord);
-        const auto cl = run_cluster(sys, *coord, n, w);
-        const auto after = net::status(sys, *coord);
+        const auto before = net::status(sys, coord);
+        const auto cl = run_cluster(sys, coord, n, w);
+        const auto after = net::status(sys, coord);
         const auto in = run_inproc(*model, layout, n, w, max_step_tokens);
         double mean_step = 0, step_ms = 0;
         if (before && after && after->serving.steps > before->serving.steps) {

@@ -7,20 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-build/train_compare}"
-mkdir -p "$out"
-cmake --build build --target eoe bench_train_table -j "$(nproc)" >/dev/null
+source bench/train_runs.sh
 
 configs=(eoe_topk dense_same_flops dense_same_params router_moe hash_moe
          eoe_topk_unbalanced eoe_threshold eoe_affinity eoe_recurrent)
 extra=()
 [ -n "${EPOCHS:-}" ] && extra=(--epochs "$EPOCHS")
 for c in "${configs[@]}"; do
-  echo "training $c ..." >&2
-  start=$(date +%s.%N)
-  build/bin/eoe train --config "configs/fmnist/$c.toml" --out "$out/$c.ckpt" "${extra[@]}" \
-    > "$out/$c.log" 2>&1
-  end=$(date +%s.%N)
-  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f\n", b - a }' > "$out/$c.ckpt.wall"
+  train_timed "configs/fmnist/$c.toml" "$out/$c" "${extra[@]}"
   tail -n 1 "$out/$c.log" >&2
 done
 build/bin/bench_train_table --reference dense_same_params \

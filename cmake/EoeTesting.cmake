@@ -17,6 +17,7 @@ function(eoe_add_test name)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES
     LABELS "unit;${arg_LABELS}"
+    TIMEOUT 600 # the longest takes about 40 s: a hang fails instead of holding CI for 25 min
     ENVIRONMENT "EOE_SOURCE_DIR=${PROJECT_SOURCE_DIR};EOE_BIN_DIR=${CMAKE_BINARY_DIR}/bin")
   if(DEFINED arg_SKIP_RETURN_CODE)
     set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE ${arg_SKIP_RETURN_CODE})

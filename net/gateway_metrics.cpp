@@ -97,12 +97,12 @@ void gateway_metrics::request_done(const std::string& outcome, double seconds,
   latency_.observe(seconds);
   if (!r)
     return;
-  for (std::uint32_t l = 0; l < r->layers.size(); ++l) {
-    const auto& e = r->layers[l].experts;
+  for (const auto& layer : r->layers) { // stable ids: a count stays with its expert
+    const auto& e = layer.experts;
     for (size_t i = 0; i + 4 <= e.size(); i += 4) {
       std::int32_t x;
       std::memcpy(&x, e.data() + i, 4);
-      ++activations_[{l, x}];
+      ++activations_[{layer.layer, x}];
     }
   }
 }
@@ -189,8 +189,8 @@ std::string gateway_metrics::render(const actors::cluster_status* status,
                   static_cast<unsigned long long>(sv.steps));
     out += line;
   }
-  out += "# HELP eoe_expert_activations_total Tokens each expert took, by unrolled layer and "
-         "position in the epoch's membership.\n# TYPE eoe_expert_activations_total counter\n";
+  out += "# HELP eoe_expert_activations_total Tokens each expert took, by layer and stable "
+         "expert id (expert L.E of /v1/topology).\n# TYPE eoe_expert_activations_total counter\n";
   for (auto& [k, n] : activations_) {
     std::snprintf(line, sizeof line, "eoe_expert_activations_total{layer=\"%u\",expert=\"%d\"} %llu\n",
                   k.first, k.second, static_cast<unsigned long long>(n));

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <stdexcept>
 
 namespace eoe::net {
@@ -205,7 +206,7 @@ actors::infer_request parse_infer_body(std::string_view body, const infer_body_l
 }
 
 std::string infer_result_json(const actors::infer_result& r) {
-  const auto d = actors::decode(r);
+  const auto d = actors::decode(r, actors::expert_numbering::stable_ids);
   json out;
   out["request"] = r.request;
   out["epoch"] = r.epoch;
@@ -219,6 +220,11 @@ std::string infer_result_json(const actors::infer_result& r) {
     rows.push_back(std::move(row));
   }
   out["output"] = std::move(rows);
+  // A layer is named as the topology names it (its config layer); a recurrent layer's steps
+  // share it, and say which step they are.
+  std::map<std::uint32_t, std::uint32_t> runs, run;
+  for (const auto& l : r.layers)
+    ++runs[l.layer];
   auto layers = json::array();
   for (size_t l = 0; l < d.layers.size(); ++l) {
     const auto& a = d.layers[l].active;
@@ -229,7 +235,12 @@ std::string infer_result_json(const actors::infer_result& r) {
       tokens.push_back({{"experts", std::vector<std::int32_t>(e.begin(), e.end())},
                         {"gates", std::vector<float>(g.begin(), g.end())}});
     }
-    layers.push_back({{"layer", l}, {"tokens", std::move(tokens)}});
+    const auto config_layer = r.layers[l].layer;
+    json layer{{"layer", config_layer}};
+    if (runs[config_layer] > 1)
+      layer["step"] = ++run[config_layer];
+    layer["tokens"] = std::move(tokens);
+    layers.push_back(std::move(layer));
   }
   out["layers"] = std::move(layers);
   return out.dump();

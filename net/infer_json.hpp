@@ -30,8 +30,9 @@ void check_json_text(std::string_view body);
 /// Throws std::invalid_argument with a message that names what is wrong.
 actors::infer_request parse_infer_body(std::string_view body, const infer_body_limits& limits);
 
-/// The answer as JSON: request, epoch, trace id, output rows, and per layer and token the
-/// active experts (positions in the epoch's membership) with their gates.
+/// The answer as JSON: request, epoch, trace id, output rows, and per layer as run ("layer":
+/// its config layer L, and "step" for each step of a recurrent layer) and token the active
+/// experts, by stable id E, with their gates: L.E as /v1/topology and `eoe status` name them.
 std::string infer_result_json(const actors::infer_result& r);
 
 /// Strict base64 (RFC 4648, padding required); throws std::invalid_argument naming the first

@@ -75,7 +75,7 @@ inline actors::attention_query query_of(const matrix& q, const std::vector<std::
   a.q = actors::to_wire(q);
   a.positions = actors::pack(pos);
   a.causal = true;
-  a.mode = mode;
+  a.mode = static_cast<actors::attention_mode>(mode); // 3 and up: a mode that is none
   a.k = k;
   a.fraction = fraction;
   return a;

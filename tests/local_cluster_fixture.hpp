@@ -6,9 +6,9 @@
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
 #include "actors/wire.hpp"
+#include "ask.hpp"
 
 #include <caf/actor_system.hpp>
-#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include <catch2/catch.hpp>
@@ -38,30 +38,17 @@ struct local_cluster {
   /// A membership change; returns the epoch it made.
   template <class... Ts>
   std::uint64_t change(Ts... xs) {
-    caf::scoped_actor self{sys};
-    std::uint64_t epoch = 0;
-    self->request(coordinator, std::chrono::seconds(30), xs...)
-      .receive([&](std::uint64_t e) { epoch = e; },
-               [&](const caf::error& err) { FAIL(actors::describe(err)); });
-    return epoch;
+    return ask<std::uint64_t>(sys, coordinator, std::chrono::seconds(30), xs...);
   }
 
   actors::cluster_status status() {
-    caf::scoped_actor self{sys};
-    actors::cluster_status out;
-    self->request(coordinator, std::chrono::seconds(10), actors::status_atom::value)
-      .receive([&](actors::cluster_status& s) { out = std::move(s); },
-               [&](const caf::error& err) { FAIL(actors::describe(err)); });
-    return out;
+    return ask<actors::cluster_status>(sys, coordinator, std::chrono::seconds(10),
+                                       actors::status_atom::value);
   }
 
   actors::context_actor contexts() {
-    caf::scoped_actor self{sys};
-    actors::context_actor out;
-    self->request(coordinator, std::chrono::seconds(5), actors::context_atom::value)
-      .receive([&](actors::context_actor c) { out = c; },
-               [&](const caf::error& err) { FAIL(actors::describe(err)); });
-    return out;
+    return ask<actors::context_actor>(sys, coordinator, std::chrono::seconds(5),
+                                      actors::context_atom::value);
   }
 };
 

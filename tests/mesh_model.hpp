@@ -9,6 +9,7 @@
 #include "experts/model/checkpoint.hpp"
 #include "experts/model/forward.hpp"
 #include "experts/base/rng.hpp"
+#include "random_model.hpp"
 #include "scratch_dir.hpp"
 
 #include <catch2/catch.hpp>
@@ -21,68 +22,20 @@ namespace eoe::test {
 using namespace eoe::actors;
 
 inline const char* stack = R"(
-[model]
-name = "mesh_test"
-input_dim = 12
-dim = 16
-classes = 5
-seed = 3
-
-[[layer]]
-kind = "eoe"
-experts = 5
-hidden = 20
-rank = 4
-score_columns = 2
-k = 2
-
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 16
-score_columns = 3
-k = 2
-affinity = true
-
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 16
-rank = 4
-mode = "threshold"
-tau = 0
-
-[[layer]]
-kind = "router"
-experts = 3
-hidden = 12
-k = 2
-
-[[layer]]
-kind = "hash"
-experts = 3
-hidden = 8
-k = 1
-
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 12
-rank = 4
-k = 1
-steps = 2
-
-[[layer]]
-kind = "dense"
-hidden = 10
+model = { name = "mesh_test", input_dim = 12, dim = 16, classes = 5, seed = 3 }
+layer = [
+  { kind = "eoe", experts = 5, hidden = 20, rank = 4, score_columns = 2, k = 2 },
+  { kind = "eoe", experts = 4, hidden = 16, score_columns = 3, k = 2, affinity = true },
+  { kind = "eoe", experts = 4, hidden = 16, rank = 4, mode = "threshold", tau = 0 },
+  { kind = "router", experts = 3, hidden = 12, k = 2 },
+  { kind = "hash", experts = 3, hidden = 8, k = 1 },
+  { kind = "eoe", experts = 3, hidden = 12, rank = 4, k = 1, steps = 2 },
+  { kind = "dense", hidden = 10 },
+]
 )";
 
 inline matrix random_input(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed) {
-  experts::rng r{seed};
-  matrix x(rows, cols);
-  for (Eigen::Index i = 0; i < x.size(); ++i)
-    x.data()[i] = static_cast<float>(r.normal());
-  return x;
+  return random_matrix(rows, cols, seed);
 }
 
 /// The test model: perturbed weights (affinities, selection biases too) and thresholds at the

@@ -26,35 +26,13 @@ TEST_CASE("the LLaMA-7B FFN block: 4096 -> 11008 -> 4096 without bias", "[accoun
 
 TEST_CASE("EoE, router, hash and affinity counts", "[accounting]") {
   auto c = parse_model_config(R"(
-[model]
-input_dim = 10
-dim = 8
-classes = 3
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 16
-rank = 2
-k = 2
-[[layer]]
-kind = "router"
-experts = 3
-hidden = 5
-k = 1
-bias = false
-[[layer]]
-kind = "eoe"
-experts = 2
-hidden = 4
-rank = 8
-mode = "threshold"
-tau = 1
-affinity = true
-[[layer]]
-kind = "hash"
-experts = 5
-hidden = 6
-k = 2
+model = { input_dim = 10, dim = 8, classes = 3 }
+layer = [
+  { kind = "eoe", experts = 4, hidden = 16, rank = 2, k = 2 },
+  { kind = "router", experts = 3, hidden = 5, k = 1, bias = false },
+  { kind = "eoe", experts = 2, hidden = 4, rank = 8, mode = "threshold", tau = 1, affinity = true },
+  { kind = "hash", experts = 5, hidden = 6, k = 2 },
+]
 )",
                               "t");
   REQUIRE(c.has_value());
@@ -86,21 +64,11 @@ k = 2
 
 TEST_CASE("an EoE expert that scores on part of its first projection", "[accounting]") {
   auto c = parse_model_config(R"(
-[model]
-dim = 8
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 16
-score_columns = 2
-k = 2
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 16
-rank = 4
-score_columns = 2
-k = 2
+model = { dim = 8 }
+layer = [
+  { kind = "eoe", experts = 4, hidden = 16, score_columns = 2, k = 2 },
+  { kind = "eoe", experts = 4, hidden = 16, rank = 4, score_columns = 2, k = 2 },
+]
 )",
                               "t");
   REQUIRE(c.has_value());

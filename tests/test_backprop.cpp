@@ -22,40 +22,41 @@ namespace {
 
 using dmatrix = basic_matrix<double>;
 
-basic_model<double> random_model(const model_config& c, std::uint64_t seed) {
-  return test::random_model<double>(c, seed, 0.05);
-}
+/// A gradient check's model and batch: a random model of c (seed, N(0, 0.05) on its init),
+/// `rows` random inputs (seed + 1) and their random labels (seed + 2).
+struct gradient_case {
+  basic_model<double> m;
+  dmatrix x;
+  std::vector<std::uint8_t> y;
 
-void median_thresholds(basic_model<double>& m, const dmatrix& x,
-                       const std::vector<std::uint8_t>& y) {
-  test::median_thresholds(m, loss_and_gradient<double>(m, x, y, {}, nullptr).layers);
-}
+  gradient_case(const model_config& c, std::uint64_t seed, Eigen::Index rows)
+    : m(test::random_model<double>(c, seed, 0.05)),
+      x(test::random_matrix<double>(rows, c.input_dim, seed + 1)),
+      y(test::random_bytes(static_cast<size_t>(rows), c.classes, seed + 2)) {}
 
-/// Every tensor's analytic gradient against central differences on 12 of its entries.
-test::check_stats gradient_check(basic_model<double> m, const dmatrix& x,
-                                 const std::vector<std::uint8_t>& y, const loss_options& opt) {
-  basic_model<double> g;
-  loss_and_gradient<double>(m, x, y, opt, &g);
-  return test::gradient_check(
-    m, g, [&](const basic_model<double>& at) { return loss_and_gradient<double>(at, x, y, opt, nullptr).loss; },
-    12, {".tau"});
-}
+  step_result<double> loss(const loss_options& opt = {}) const {
+    return loss_and_gradient<double>(m, x, y, opt, nullptr);
+  }
 
-dmatrix random_input(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed) {
-  rng r{seed};
-  dmatrix x(rows, cols);
-  for (Eigen::Index i = 0; i < x.size(); ++i)
-    x.data()[i] = r.normal();
-  return x;
-}
+  void median_thresholds() {
+    test::median_thresholds(m, loss().layers);
+  }
 
-std::vector<std::uint8_t> random_labels(size_t n, int classes, std::uint64_t seed) {
-  rng r{seed};
-  std::vector<std::uint8_t> y(n);
-  for (auto& v : y)
-    v = static_cast<std::uint8_t>(r.next() % static_cast<std::uint64_t>(classes));
-  return y;
-}
+  /// Every tensor's analytic gradient against central differences on 12 of its entries: the
+  /// worst relative error at most 1e-4.
+  test::check_stats check(const loss_options& opt) const {
+    basic_model<double> g;
+    loss_and_gradient<double>(m, x, y, opt, &g);
+    auto probe = m;
+    auto loss_at = [&](const basic_model<double>& at) {
+      return loss_and_gradient<double>(at, x, y, opt, nullptr).loss;
+    };
+    auto st = test::gradient_check(probe, g, loss_at, 12, {".tau"});
+    INFO("worst: " << st.worst_at);
+    CHECK(st.worst <= 1e-4);
+    return st;
+  }
+};
 
 /// Runs m on x through the training forward and the reference forward and checks that they
 /// agree: outputs, active experts and scores. Returns the reference's result.
@@ -78,236 +79,109 @@ forward_result check_training_forward(const model& m, const matrix& x) {
 } // namespace
 
 TEST_CASE("gradients of every layer kind match finite differences", "[backprop]") {
-  auto m = random_model(config_of(R"(
-[model]
-input_dim = 7
-dim = 6
-classes = 4
-seed = 3
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 5
-rank = 3
-k = 2
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 4
-rank = 2
-k = 2
-affinity = true
-activation = "gelu"
-[[layer]]
-kind = "router"
-experts = 3
-hidden = 5
-k = 2
-[[layer]]
-kind = "hash"
-experts = 2
-hidden = 3
-k = 1
-[[layer]]
-kind = "dense"
-hidden = 4
-[[layer]]
-kind = "eoe"
-experts = 2
-hidden = 4
-rank = 3
-mode = "threshold"
-tau = 0
-affinity = true
+  gradient_case t(config_of(R"(
+model = { input_dim = 7, dim = 6, classes = 4, seed = 3 }
+layer = [
+  { kind = "eoe", experts = 4, hidden = 5, rank = 3, k = 2 },
+  { kind = "eoe", experts = 3, hidden = 4, rank = 2, k = 2, affinity = true, activation = "gelu" },
+  { kind = "router", experts = 3, hidden = 5, k = 2 },
+  { kind = "hash", experts = 2, hidden = 3, k = 1 },
+  { kind = "dense", hidden = 4 },
+  { kind = "eoe", experts = 2, hidden = 4, rank = 3, mode = "threshold", tau = 0, affinity = true },
+]
 )"),
-                        5);
+                  5, 24);
   for (auto l : {1, 5})
-    for (Eigen::Index i = 0; i < m.layers[l].affinity.size(); ++i)
-      m.layers[l].affinity.data()[i] = 0.5 + 0.1 * static_cast<double>(i); // not all ones
-  auto x = random_input(24, 7, 6);
-  auto y = random_labels(24, 4, 7);
-  median_thresholds(m, x, y);
-  auto st = gradient_check(m, x, y,
-                           {.balance_coef = 0.1,
-                            .z_coef = 0.01,
-                            .score_balance_coef = 0.3,
-                            .label_smoothing = 0.1});
-  INFO("worst: " << st.worst_at);
+    for (Eigen::Index i = 0; i < t.m.layers[l].affinity.size(); ++i)
+      t.m.layers[l].affinity.data()[i] = 0.5 + 0.1 * static_cast<double>(i); // not all ones
+  t.median_thresholds();
+  const auto st = t.check(
+    {.balance_coef = 0.1, .z_coef = 0.01, .score_balance_coef = 0.3, .label_smoothing = 0.1});
   CHECK(st.checked > 200);
-  CHECK(st.worst <= 1e-4);
 }
 
 TEST_CASE("gradients of router k=1, recurrent layers and unbiased experts match", "[backprop]") {
-  auto m = random_model(config_of(R"(
-[model]
-input_dim = 5
-dim = 6
-classes = 3
-[[layer]]
-kind = "router"
-experts = 3
-hidden = 4
-k = 1
-bias = false
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 5
-rank = 2
-k = 1
-steps = 3
-[[layer]]
-kind = "eoe"
-experts = 1
-hidden = 4
-rank = 3
-mode = "threshold"
-tau = 0
-steps = 2
-activation = "gelu"
+  gradient_case t(config_of(R"(
+model = { input_dim = 5, dim = 6, classes = 3 }
+layer = [
+  { kind = "router", experts = 3, hidden = 4, k = 1, bias = false },
+  { kind = "eoe", experts = 3, hidden = 5, rank = 2, k = 1, steps = 3 },
+  { kind = "eoe", experts = 1, hidden = 4, rank = 3, mode = "threshold", tau = 0, steps = 2, activation = "gelu" },
+]
 )"),
-                        8);
-  auto x = random_input(20, 5, 9);
-  auto y = random_labels(20, 3, 10);
-  median_thresholds(m, x, y);
-  auto st = gradient_check(m, x, y, {.balance_coef = 0.2, .z_coef = 0.05});
-  INFO("worst: " << st.worst_at);
-  CHECK(st.worst <= 1e-4);
+                  8, 20);
+  t.median_thresholds();
+  t.check({.balance_coef = 0.2, .z_coef = 0.05});
 }
 
 TEST_CASE("gradients with dropout match: the mask is a function of its seed", "[backprop]") {
-  auto c = config_of(R"(
-[model]
-input_dim = 5
-dim = 6
-classes = 3
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 8
-rank = 3
-k = 2
-[[layer]]
-kind = "dense"
-hidden = 8
-)");
-  auto m = random_model(c, 15);
-  auto x = random_input(18, 5, 16);
-  auto y = random_labels(18, 3, 17);
+  const gradient_case t(config_of(R"(
+model = { input_dim = 5, dim = 6, classes = 3 }
+layer = [
+  { kind = "eoe", experts = 3, hidden = 8, rank = 3, k = 2 },
+  { kind = "dense", hidden = 8 },
+]
+)"),
+                        15, 18);
   loss_options opt{.dropout = 0.3, .dropout_seed = 42};
-  auto a = loss_and_gradient<double>(m, x, y, opt, nullptr);
-  auto b = loss_and_gradient<double>(m, x, y, opt, nullptr);
-  CHECK(a.loss == b.loss); // same seed, same mask
+  const auto a = t.loss(opt);
+  CHECK(a.loss == t.loss(opt).loss); // same seed, same mask
   opt.dropout_seed = 43;
-  CHECK(loss_and_gradient<double>(m, x, y, opt, nullptr).loss != a.loss);
+  CHECK(t.loss(opt).loss != a.loss);
   opt.dropout_seed = 42;
-  auto st = gradient_check(m, x, y, opt);
-  INFO("worst: " << st.worst_at);
-  CHECK(st.worst <= 1e-4);
+  t.check(opt);
 }
 
 TEST_CASE("gradients reach A through the score and gates alone", "[backprop]") {
   // With k = 1 the gate is 1 and A only feeds the FFN; with k = 2 the softmax gates make the
   // loss depend on the scores: the A gradient must then differ from the FFN-only part.
-  auto c = config_of(R"(
-[model]
-input_dim = 4
-dim = 4
-classes = 2
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 4
-rank = 2
-k = 2
-)");
-  auto m = random_model(c, 11);
-  auto x = random_input(16, 4, 12);
-  auto y = random_labels(16, 2, 13);
-  auto st = gradient_check(m, x, y, {});
-  INFO("worst: " << st.worst_at);
-  CHECK(st.worst <= 1e-4);
+  const gradient_case t(config_of(R"(
+model = { input_dim = 4, dim = 4, classes = 2 }
+layer = [
+  { kind = "eoe", experts = 3, hidden = 4, rank = 2, k = 2 },
+]
+)"),
+                        11, 16);
+  t.check({});
 }
 
 TEST_CASE("the training forward computes the reference forward's outputs", "[backprop]") {
   auto c = config_of(R"(
-[model]
-input_dim = 10
-dim = 12
-classes = 5
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 16
-rank = 3
-k = 2
-[[layer]]
-kind = "router"
-experts = 3
-hidden = 8
-k = 2
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 8
-rank = 4
-k = 1
-steps = 2
+model = { input_dim = 10, dim = 12, classes = 5 }
+layer = [
+  { kind = "eoe", experts = 4, hidden = 16, rank = 3, k = 2 },
+  { kind = "router", experts = 3, hidden = 8, k = 2 },
+  { kind = "eoe", experts = 3, hidden = 8, rank = 4, k = 1, steps = 2 },
+]
 )");
-  check_training_forward(init_model(c), random_input(40, 10, 14).cast<float>());
+  check_training_forward(init_model(c), test::random_matrix<double>(40, 10, 14).cast<float>());
 }
 
 TEST_CASE("gradients of experts scored on part of their first projection match", "[backprop]") {
   // Factored with the score on 2 of u's 4 columns; not factored (no rank) with the score on 3
   // of W1's 5 columns, once with affinity (an input per expert) and once in threshold mode.
-  auto m = random_model(config_of(R"(
-[model]
-input_dim = 5
-dim = 6
-classes = 3
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 5
-rank = 4
-score_columns = 2
-k = 2
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 5
-score_columns = 3
-k = 2
-affinity = true
-activation = "gelu"
-[[layer]]
-kind = "eoe"
-experts = 2
-hidden = 4
-score_columns = 2
-mode = "threshold"
-tau = 0
+  gradient_case t(config_of(R"(
+model = { input_dim = 5, dim = 6, classes = 3 }
+layer = [
+  { kind = "eoe", experts = 3, hidden = 5, rank = 4, score_columns = 2, k = 2 },
+  { kind = "eoe", experts = 3, hidden = 5, score_columns = 3, k = 2, affinity = true, activation = "gelu" },
+  { kind = "eoe", experts = 2, hidden = 4, score_columns = 2, mode = "threshold", tau = 0 },
+]
 )"),
-                        21);
+                  21, 24);
+  auto& m = t.m;
   for (Eigen::Index i = 0; i < m.layers[1].affinity.size(); ++i)
     m.layers[1].affinity.data()[i] = 0.5 + 0.1 * static_cast<double>(i);
-  auto x = random_input(24, 5, 22);
-  auto y = random_labels(24, 3, 23);
-  median_thresholds(m, x, y);
-  auto st = gradient_check(m, x, y, {});
-  INFO("worst: " << st.worst_at);
-  CHECK(st.checked > 150);
-  CHECK(st.worst <= 1e-4);
+  t.median_thresholds();
+  CHECK(t.check({}).checked > 150);
 
   // With the score balance loss on, every expert's score on every token has a gradient; the
   // loss adds coef times each top-k layer's balance loss on its scores (the threshold layer
   // has none).
   const loss_options balanced{.score_balance_coef = 0.5};
-  auto sb = gradient_check(m, x, y, balanced);
-  INFO("worst with the score balance loss: " << sb.worst_at);
-  CHECK(sb.worst <= 1e-4);
-  const auto plain = loss_and_gradient<double>(m, x, y, {}, nullptr);
-  const auto with = loss_and_gradient<double>(m, x, y, balanced, nullptr);
+  t.check(balanced);
+  const auto plain = t.loss();
+  const auto with = t.loss(balanced);
   double direct = 0;
   for (auto& tr : with.layers)
     if (m.config.layers[tr.config_layer].mode == activation_mode::topk)
@@ -317,10 +191,9 @@ tau = 0
 
   // The score is the norm of those columns and nothing else: a change to the other columns
   // of an unfactored expert's W1 leaves the layer's scores as they were.
-  auto before = loss_and_gradient<double>(m, x, y, {}, nullptr);
-  auto& w1 = m.layers[2].experts[1].w1;
-  w1.rightCols(2).array() += 1.0;
-  auto after = loss_and_gradient<double>(m, x, y, {}, nullptr);
+  const auto before = t.loss();
+  m.layers[2].experts[1].w1.rightCols(2).array() += 1.0;
+  const auto after = t.loss();
   CHECK(before.layers[2].scores.isApprox(after.layers[2].scores, 1e-12));
   CHECK(before.loss != after.loss);
 }
@@ -328,27 +201,14 @@ tau = 0
 TEST_CASE("experts scored on part of their first projection: training and reference forward agree",
           "[backprop]") {
   auto c = config_of(R"(
-[model]
-input_dim = 10
-dim = 12
-classes = 5
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 16
-rank = 6
-score_columns = 2
-k = 2
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 8
-score_columns = 3
-k = 2
-affinity = true
+model = { input_dim = 10, dim = 12, classes = 5 }
+layer = [
+  { kind = "eoe", experts = 4, hidden = 16, rank = 6, score_columns = 2, k = 2 },
+  { kind = "eoe", experts = 3, hidden = 8, score_columns = 3, k = 2, affinity = true },
+]
 )");
   const auto m = init_model(c);
-  const matrix x = random_input(40, 10, 24).cast<float>();
+  const matrix x = test::random_matrix<double>(40, 10, 24).cast<float>();
   const auto ref = check_training_forward(m, x);
   // Layer 0's scores are the norms of x A[:, :2] on its input, computed here directly.
   const matrix h0 = (x * m.embed_w).rowwise() + m.embed_b.row(0);

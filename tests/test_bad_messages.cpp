@@ -204,6 +204,9 @@ TEST_CASE("the context composer refuses specs, appends, queries and decodes that
         == named("a query of 16385 rows: at most 16384 per query"));
   CHECK(ctx_error(test::query_of(q, pos, 3))
         == named("query mode 3: 0 full, 1 global top-k, 2 per-shard budget"));
+  a = test::query_of(q, pos, 0);
+  a.score = static_cast<context::block_score>(7);
+  CHECK(ctx_error(a) == named("query score 7: 0 Quest bound, 1 MoBA mean key"));
   CHECK(ctx_error(test::query_of(q, pos, 2, 0, 1.5)) == named("query fraction 1.500000 is outside [0, 1]"));
   const auto nan = ctx_error(test::query_of(q, pos, 2, 0, std::nan("")));
   CHECK_THAT(nan, Catch::StartsWith(named("query fraction ")) && Catch::EndsWith("nan is outside [0, 1]"));
@@ -644,22 +647,11 @@ caf::behavior context_front(caf::stateful_actor<context_front_state>* self, cont
 }
 
 constexpr const char* small_lm = R"(
-[model]
-kind = "lm"
-vocab = 256
-context = 64
-dim = 16
-seed = 4
-[[layer]]
-kind = "attention"
-heads = 2
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 8
-score_columns = 4
-mode = "topk"
-k = 1
+model = { kind = "lm", vocab = 256, context = 64, dim = 16, seed = 4 }
+layer = [
+  { kind = "attention", heads = 2 },
+  { kind = "eoe", experts = 3, hidden = 8, score_columns = 4, mode = "topk", k = 1 },
+]
 )";
 
 } // namespace

@@ -19,39 +19,6 @@ using namespace eoe::experts;
 
 namespace {
 
-model_config small_config() {
-  auto c = parse_model_config(R"(
-[model]
-name = "small"
-input_dim = 6
-dim = 4
-classes = 3
-seed = 5
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 5
-rank = 2
-k = 2
-[[layer]]
-kind = "eoe"
-experts = 2
-hidden = 3
-rank = 2
-mode = "threshold"
-tau = [0.5, 0.25]
-affinity = true
-[[layer]]
-kind = "router"
-experts = 2
-hidden = 3
-k = 1
-)",
-                              "small");
-  REQUIRE(c.has_value());
-  return *c;
-}
-
 std::string error_of(const std::vector<char>& bytes, errc want,
                      const model_config* expect = nullptr) {
   auto m = parse_checkpoint(bytes, "m.ckpt", expect);
@@ -66,6 +33,20 @@ size_t record_of(const std::vector<char>& bytes, const std::string& name) {
   auto at = hay.find(name);
   REQUIRE(at != std::string::npos);
   return at - 2;
+}
+
+model_config small_config() {
+  auto c = parse_model_config(R"(
+model = { name = "small", input_dim = 6, dim = 4, classes = 3, seed = 5 }
+layer = [
+  { kind = "eoe", experts = 3, hidden = 5, rank = 2, k = 2 },
+  { kind = "eoe", experts = 2, hidden = 3, rank = 2, mode = "threshold", tau = [0.5, 0.25], affinity = true },
+  { kind = "router", experts = 2, hidden = 3, k = 1 },
+]
+)",
+                              "small");
+  REQUIRE(c.has_value());
+  return *c;
 }
 
 } // namespace
@@ -157,7 +138,15 @@ TEST_CASE("header damage is named by its byte range", "[checkpoint]") {
   auto bad = bytes;
   bad[0] = 'X';
   CHECK(error_of(bad, errc::checkpoint_format)
-        == "m.ckpt: bytes [0, 8): not an eoe checkpoint (bad magic number)");
+        == "m.ckpt: not an eoe checkpoint (bad magic: bytes [0, 8) are 58 4F 45 43 4B 50 54 00 "
+           "(\"XOECKPT\\0\"), a checkpoint starts with 45 4F 45 43 4B 50 54 00 (\"EOECKPT\\0\"))");
+  // Bytes that are no checkpoint at all, however short: shown, escaped, never raw.
+  CHECK(error_of({'#', ' ', '\xFF'}, errc::checkpoint_format)
+        == "m.ckpt: not an eoe checkpoint (bad magic: bytes [0, 3) are 23 20 FF (\"# \\xFF\"), a "
+           "checkpoint starts with 45 4F 45 43 4B 50 54 00 (\"EOECKPT\\0\"))");
+  // The start of the magic number alone is a checkpoint cut short.
+  CHECK(error_of({'E', 'O', 'E'}, errc::checkpoint_format)
+        == "m.ckpt: truncated: the magic number needs bytes [0, 8) but the file ends at byte 3");
   bad = bytes;
   bad[8] = 9;
   CHECK(error_of(bad, errc::checkpoint_format)

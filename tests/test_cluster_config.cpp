@@ -19,38 +19,41 @@ std::string error_of(const std::string& text) {
 
 const std::string one_node = "[[node]]\nname = \"n1\"\nport = 4401\n";
 
+/// The cluster file of one node with these [cluster] keys ("": no [cluster] table), which
+/// must parse.
+net::cluster_config with_cluster(const std::string& keys) {
+  auto c = net::parse_cluster_config(keys.empty() ? one_node : "[cluster]\n" + keys + one_node,
+                                     "c.toml");
+  if (!c)
+    FAIL(c.error().message);
+  return *c;
+}
+
+/// The error of the cluster file of one node with these [cluster] keys.
+std::string cluster_error(const std::string& keys) {
+  return error_of("[cluster]\n" + keys + one_node);
+}
+
 } // namespace
 
 TEST_CASE("[cluster] scheduler: sharing by default, stealing on request, nothing else",
           "[cluster_config]") {
-  auto plain = net::parse_cluster_config(one_node, "c.toml");
-  REQUIRE(plain);
-  CHECK(plain->scheduler == actors::scheduler_policy::sharing);
-  auto stealing = net::parse_cluster_config("[cluster]\nscheduler = \"stealing\"\n" + one_node,
-                                            "c.toml");
-  REQUIRE(stealing);
-  CHECK(stealing->scheduler == actors::scheduler_policy::stealing);
-  auto sharing = net::parse_cluster_config("[cluster]\nscheduler = \"sharing\"\n" + one_node,
-                                           "c.toml");
-  REQUIRE(sharing);
-  CHECK(sharing->scheduler == actors::scheduler_policy::sharing);
-  CHECK_THAT(error_of("[cluster]\nscheduler = \"fifo\"\n" + one_node),
+  CHECK(with_cluster("").scheduler == actors::scheduler_policy::sharing);
+  CHECK(with_cluster("scheduler = \"stealing\"\n").scheduler == actors::scheduler_policy::stealing);
+  CHECK(with_cluster("scheduler = \"sharing\"\n").scheduler == actors::scheduler_policy::sharing);
+  CHECK_THAT(cluster_error("scheduler = \"fifo\"\n"),
              Catch::Contains("c.toml:2:13: cluster.scheduler: expected \"sharing\" or "
                              "\"stealing\", got \"fifo\""));
-  CHECK_THAT(error_of("[cluster]\nscheduler = 3\n" + one_node),
+  CHECK_THAT(cluster_error("scheduler = 3\n"),
              Catch::Contains("c.toml:2:13: cluster.scheduler: expected a string, got an "
                              "integer (3)"));
 }
 
 TEST_CASE("[cluster] session_idle_s: 600 by default, 0 for never, no negatives",
           "[cluster_config]") {
-  auto plain = net::parse_cluster_config(one_node, "c.toml");
-  REQUIRE(plain);
-  CHECK(plain->session_idle_s == 600);
-  auto never = net::parse_cluster_config("[cluster]\nsession_idle_s = 0\n" + one_node, "c.toml");
-  REQUIRE(never);
-  CHECK(never->session_idle_s == 0);
-  CHECK_THAT(error_of("[cluster]\nsession_idle_s = -5\n" + one_node),
+  CHECK(with_cluster("").session_idle_s == 600);
+  CHECK(with_cluster("session_idle_s = 0\n").session_idle_s == 0);
+  CHECK_THAT(cluster_error("session_idle_s = -5\n"),
              Catch::Contains("c.toml:2:18: cluster.session_idle_s: expected an integer in "
                              "0..2592000 (0: never), got an integer (-5)"));
 }
@@ -58,19 +61,16 @@ TEST_CASE("[cluster] session_idle_s: 600 by default, 0 for never, no negatives",
 TEST_CASE("[cluster] max_batch_rows and batches_in_flight: defaults, 0 for no batching, "
           "bounds named",
           "[cluster_config]") {
-  auto plain = net::parse_cluster_config(one_node, "c.toml");
-  REQUIRE(plain);
-  CHECK(plain->max_batch_rows == 4096);
-  CHECK(plain->batches_in_flight == 1);
-  auto off = net::parse_cluster_config("[cluster]\nmax_batch_rows = 0\nbatches_in_flight = 3\n" + one_node,
-                                       "c.toml");
-  REQUIRE(off);
-  CHECK(off->max_batch_rows == 0);
-  CHECK(off->batches_in_flight == 3);
-  CHECK_THAT(error_of("[cluster]\nmax_batch_rows = -1\n" + one_node),
+  const auto plain = with_cluster("");
+  CHECK(plain.max_batch_rows == 4096);
+  CHECK(plain.batches_in_flight == 1);
+  const auto off = with_cluster("max_batch_rows = 0\nbatches_in_flight = 3\n");
+  CHECK(off.max_batch_rows == 0);
+  CHECK(off.batches_in_flight == 3);
+  CHECK_THAT(cluster_error("max_batch_rows = -1\n"),
              Catch::Contains("c.toml:2:18: cluster.max_batch_rows: expected an integer in "
                              "0..1048576 (0: no batching), got an integer (-1)"));
-  CHECK_THAT(error_of("[cluster]\nbatches_in_flight = 0\n" + one_node),
+  CHECK_THAT(cluster_error("batches_in_flight = 0\n"),
              Catch::Contains("c.toml:2:21: cluster.batches_in_flight: expected an integer in 1..64, "
                              "got an integer (0)"));
 }
@@ -92,16 +92,16 @@ TEST_CASE("a node's name: letters, digits, '.', '_' and '-', for it names a file
 
 TEST_CASE("a cluster file's bytes and strings: the byte named, values quoted safely",
           "[cluster_config]") {
-  CHECK(error_of("[cluster]\nname = \"c\xff\"\n" + one_node)
+  CHECK(cluster_error("name = \"c\xff\"\n")
         == "c.toml:2:10: byte 0xFF is not UTF-8 (a TOML file is UTF-8 text)");
-  CHECK(error_of("[cluster]\nscheduler = \"fi\\u001bfo\"\n" + one_node)
+  CHECK(cluster_error("scheduler = \"fi\\u001bfo\"\n")
         == "c.toml:2:13: cluster.scheduler: expected \"sharing\" or \"stealing\", got "
            "\"fi\\x1Bfo\"");
   const std::string huge(100000, '1');
   CHECK(error_of("[gateway]\nlisten = \"h:" + huge + "\"\n" + one_node)
         == "c.toml:2:10: gateway.listen: expected host:port with a port in [0, 65535], got \"h:"
              + std::string(78, '1') + "... (100002 bytes)\"");
-  CHECK(error_of("[cluster]\nhead = \"n\\u001b\"\n" + one_node)
+  CHECK(cluster_error("head = \"n\\u001b\"\n")
         == "c.toml:2:8: cluster.head: \"n\\x1B\" is not the name of a [[node]]");
   // check_tls quotes the paths it cannot read as the file gives them.
   CHECK_THAT(error_of(one_node + "[tls]\ncertificate = \"/nonexistent/c\\u001b[2J.pem\"\n"
@@ -112,14 +112,9 @@ TEST_CASE("a cluster file's bytes and strings: the byte named, values quoted saf
 
 TEST_CASE("[cluster] kv_placement: a context's first shard on the head by default, or spread",
           "[cluster_config]") {
-  auto plain = net::parse_cluster_config(one_node, "c.toml");
-  REQUIRE(plain);
-  CHECK(plain->kv_placement == actors::shard_placement::head);
-  auto spread = net::parse_cluster_config("[cluster]\nkv_placement = \"spread\"\n" + one_node,
-                                          "c.toml");
-  REQUIRE(spread);
-  CHECK(spread->kv_placement == actors::shard_placement::spread);
-  CHECK_THAT(error_of("[cluster]\nkv_placement = \"random\"\n" + one_node),
+  CHECK(with_cluster("").kv_placement == actors::shard_placement::head);
+  CHECK(with_cluster("kv_placement = \"spread\"\n").kv_placement == actors::shard_placement::spread);
+  CHECK_THAT(cluster_error("kv_placement = \"random\"\n"),
              Catch::Contains("c.toml:2:16: cluster.kv_placement: expected one of \"head\" "
                              "\"spread\""));
 }
@@ -127,33 +122,22 @@ TEST_CASE("[cluster] kv_placement: a context's first shard on the head by defaul
 TEST_CASE("[cluster] heartbeat_ms and suspect_after_ms: 200 and 1000 by default; the limit "
           "must span two heartbeats",
           "[cluster_config]") {
-  auto plain = net::parse_cluster_config(one_node, "c.toml");
-  REQUIRE(plain);
-  CHECK(plain->heartbeat_ms == 200);
-  CHECK(plain->suspect_after_ms == 1000);
-  auto off = net::parse_cluster_config("[cluster]\nheartbeat_ms = 0\n" + one_node, "c.toml");
-  REQUIRE(off);
-  CHECK(off->heartbeat_ms == 0);
-  auto fast = net::parse_cluster_config(
-    "[cluster]\nheartbeat_ms = 50\nsuspect_after_ms = 100\n" + one_node, "c.toml");
-  REQUIRE(fast);
-  CHECK(fast->suspect_after_ms == 100);
-  CHECK_THAT(error_of("[cluster]\nheartbeat_ms = 600\n" + one_node),
+  const auto plain = with_cluster("");
+  CHECK(plain.heartbeat_ms == 200);
+  CHECK(plain.suspect_after_ms == 1000);
+  CHECK(with_cluster("heartbeat_ms = 0\n").heartbeat_ms == 0);
+  CHECK(with_cluster("heartbeat_ms = 50\nsuspect_after_ms = 100\n").suspect_after_ms == 100);
+  CHECK_THAT(cluster_error("heartbeat_ms = 600\n"),
              Catch::Contains("cluster.suspect_after_ms: must be at least twice heartbeat_ms "
                              "(600), got 1000"));
-  CHECK_THAT(error_of("[cluster]\nheartbeat_ms = -1\n" + one_node),
+  CHECK_THAT(cluster_error("heartbeat_ms = -1\n"),
              Catch::Contains("cluster.heartbeat_ms: expected an integer in 0..60000 (0: off)"));
 }
 
 TEST_CASE("[cluster] state_dir: none by default, a folder, nothing else", "[cluster_config]") {
-  auto plain = net::parse_cluster_config(one_node, "c.toml");
-  REQUIRE(plain);
-  CHECK(plain->state_dir.empty());
-  auto kept = net::parse_cluster_config("[cluster]\nstate_dir = \"/var/lib/eoe\"\n" + one_node,
-                                        "c.toml");
-  REQUIRE(kept);
-  CHECK(kept->state_dir == "/var/lib/eoe");
-  CHECK_THAT(error_of("[cluster]\nstate_dir = true\n" + one_node),
+  CHECK(with_cluster("").state_dir.empty());
+  CHECK(with_cluster("state_dir = \"/var/lib/eoe\"\n").state_dir == "/var/lib/eoe");
+  CHECK_THAT(cluster_error("state_dir = true\n"),
              Catch::Contains("c.toml:2:13: cluster.state_dir: expected a string, got a "
                              "boolean (true)"));
 }

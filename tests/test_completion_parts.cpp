@@ -300,22 +300,11 @@ TEST_CASE("the gateway's admission: runs up to its limit, queues the next in ord
 TEST_CASE("a generation in steps samples what generate() samples, window restarts included",
           "[completions]") {
   auto c = experts::parse_model_config(R"(
-[model]
-kind = "lm"
-vocab = 256
-context = 16
-dim = 16
-seed = 2
-[[layer]]
-kind = "attention"
-heads = 2
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 8
-score_columns = 2
-mode = "topk"
-k = 2
+model = { kind = "lm", vocab = 256, context = 16, dim = 16, seed = 2 }
+layer = [
+  { kind = "attention", heads = 2 },
+  { kind = "eoe", experts = 4, hidden = 8, score_columns = 2, mode = "topk", k = 2 },
+]
 )",
                                        "<test>");
   REQUIRE(c.has_value());

@@ -38,30 +38,21 @@ namespace asio = boost::asio;
 
 namespace {
 
-const std::string lm_layers = R"(
+// The served model but for its context, which each cluster sets: the layers first, then the
+// [model] table the context key is appended to.
+const std::string lm_config = R"(
+layer = [
+  { kind = "attention", heads = 4 },
+  { kind = "eoe", experts = 4, hidden = 24, score_columns = 4, mode = "topk", k = 2 },
+  { kind = "attention", heads = 2 },
+  { kind = "eoe", experts = 3, hidden = 16, score_columns = 2, mode = "topk", k = 1 },
+]
+[model]
+name = "tiny-lm"
+kind = "lm"
 vocab = 256
 dim = 32
 seed = 4
-[[layer]]
-kind = "attention"
-heads = 4
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 24
-score_columns = 4
-mode = "topk"
-k = 2
-[[layer]]
-kind = "attention"
-heads = 2
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 16
-score_columns = 2
-mode = "topk"
-k = 1
 )";
 
 struct lm_cluster {
@@ -74,8 +65,7 @@ struct lm_cluster {
   std::unique_ptr<net::http_gateway> gateway;
 
   static experts::model make(std::int64_t context) {
-    auto c = experts::parse_model_config("[model]\nname = \"tiny-lm\"\nkind = \"lm\"\ncontext = "
-                                           + std::to_string(context) + lm_layers,
+    auto c = experts::parse_model_config(lm_config + "context = " + std::to_string(context) + "\n",
                                          "<test>");
     REQUIRE(c.has_value());
     return test::random_model(*c, 17);
@@ -113,6 +103,14 @@ struct lm_cluster {
     return experts::generate(model, prompt, s, experts::kv_layout{16, 64});
   }
 };
+
+/// Gateway settings of `concurrency` requests in the cluster at once and `queue` waiting.
+net::gateway_settings limits(std::uint32_t concurrency, std::uint32_t queue) {
+  net::gateway_settings s;
+  s.max_concurrency = concurrency;
+  s.max_queue = queue;
+  return s;
+}
 
 test::http_reply post(std::uint16_t port, const json& body) {
   return test::call_http(port, "POST", "/v1/completions", body.dump());
@@ -374,10 +372,7 @@ std::unique_ptr<asio::ip::tcp::socket> send_raw(asio::io_context& io, std::uint1
 TEST_CASE("a client that leaves mid-stream ends its session at once; past the queue, 429 with "
           "Retry-After; /metrics counts it all",
           "[completions][gateway]") {
-  net::gateway_settings s;
-  s.max_concurrency = 1;
-  s.max_queue = 0;
-  lm_cluster lm{s};
+  lm_cluster lm{limits(1, 0)};
   const auto port = lm.port();
   REQUIRE(post(port, {{"model", "tiny-lm"}, {"prompt", "warm"}, {"max_tokens", 4}}).status == 200);
 
@@ -455,10 +450,7 @@ TEST_CASE("the serving benchmark's client: every streamed answer timed and equal
 TEST_CASE("a client that leaves while its request waits, or before its session is open, "
           "leaves nothing behind",
           "[completions][gateway]") {
-  net::gateway_settings s;
-  s.max_concurrency = 1;
-  s.max_queue = 1;
-  lm_cluster lm{s};
+  lm_cluster lm{limits(1, 1)};
   const auto port = lm.port();
   asio::io_context io;
   // Closed at once, again and again: while the session opens, or before anything ran.

@@ -15,6 +15,7 @@
 #include "mesh_model.hpp"
 #include "net/tcp_data_plane.hpp"
 #include "eventually.hpp"
+#include "log_lines.hpp"
 #include "raw_socket.hpp"
 #include "scratch_dir.hpp"
 #include "data_plane_frame.hpp"
@@ -107,6 +108,17 @@ collector_actor::behavior_type collector(collector_actor::stateful_pointer<colle
   };
 }
 
+/// An actor system whose collector is node "nb"'s receiver on the data planes.
+struct receiving_node {
+  mesh_config cfg;
+  caf::actor_system sys{cfg.add_message_type<std::vector<contribution>>("std::vector<contribution>")};
+  collector_actor sink = sys.spawn(collector, 0);
+
+  receiving_node() {
+    data_planes::register_receiver("nb", caf::actor_cast<caf::actor>(sink));
+  }
+};
+
 using raw_peer = test::raw_socket;
 
 using test::wire_frame;
@@ -148,7 +160,7 @@ TEST_CASE("contribution frames round-trip exactly", "[data_plane]") {
   s.trace = 99;
   s.msg = 12;
   const auto c = contribution_of(s);
-  CHECK(c.kind == 1);
+  CHECK(c.kind == contribution_kind::score_share);
   const auto back = share_of(decode_contribution(encode_contribution(c)));
   CHECK(back.request == 4);
   CHECK(back.epoch == 2);
@@ -221,11 +233,8 @@ TEST_CASE("a malformed contribution frame gets an error naming the field and byt
 
 TEST_CASE("two data planes deliver frames in order to the receiver of their node",
           "[data_plane]") {
-  mesh_config cfg;
-  cfg.add_message_type<std::vector<contribution>>("std::vector<contribution>");
-  caf::actor_system sys{cfg};
-  auto sink = sys.spawn(collector, 0);
-  data_planes::register_receiver("nb", caf::actor_cast<caf::actor>(sink));
+  receiving_node nb;
+  auto& [cfg, sys, sink] = nb;
   // The logs are read once the data planes are gone: their threads write them.
   std::ostringstream log_a, log_b, log_c;
   constexpr int frames = 200;
@@ -302,11 +311,8 @@ TEST_CASE("a tensor shape whose byte count passes 2^64 is refused, not taken for
 TEST_CASE("bytes from a peer that are not frames close only that peer's connection, named on "
           "the log; the listener and the other connections go on",
           "[data_plane]") {
-  mesh_config cfg;
-  cfg.add_message_type<std::vector<contribution>>("std::vector<contribution>");
-  caf::actor_system sys{cfg};
-  auto sink = sys.spawn(collector, 0);
-  data_planes::register_receiver("nb", caf::actor_cast<caf::actor>(sink));
+  receiving_node nb;
+  auto& [cfg, sys, sink] = nb;
   std::ostringstream log; // read once the data plane is gone: its threads write it
   std::vector<std::string> expected; // log lines, each whole
   std::vector<contribution> got;
@@ -422,15 +428,7 @@ TEST_CASE("bytes from a peer that are not frames close only that peer's connecti
   CHECK(same(got[3], sample(8, 0)));
   CHECK(got[4].y.bytes.size() == std::size_t{big_rows} * 16);
   CHECK(same(got[4], sample(9, big_rows)));
-  const auto text = log.str();
-  INFO("data plane log:\n" << text);
-  std::istringstream lines{text};
-  std::vector<std::string> seen;
-  for (std::string l; std::getline(lines, l);)
-    seen.push_back(l);
-  for (const auto& e : expected)
-    CHECK(std::count(seen.begin(), seen.end(), e) == 1);
-  CHECK(seen.size() == expected.size());
+  test::check_lines_once("data plane log", log.str(), expected);
 }
 
 TEST_CASE("a malformed share or contribution that reaches an expert over the data plane fails "

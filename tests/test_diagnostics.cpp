@@ -12,15 +12,10 @@ namespace {
 
 model_config two_experts() {
   auto c = parse_model_config(R"(
-[model]
-dim = 4
-classes = 2
-[[layer]]
-kind = "eoe"
-experts = 2
-hidden = 3
-rank = 2
-k = 1
+model = { dim = 4, classes = 2 }
+layer = [
+  { kind = "eoe", experts = 2, hidden = 3, rank = 2, k = 1 },
+]
 )",
                               "t");
   REQUIRE(c.has_value());

@@ -21,13 +21,15 @@ model random_model(const model_config& c, std::uint64_t seed) {
   return test::random_model(c, seed, 0.02);
 }
 
-matrix random_input(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed) {
-  rng r{seed};
-  matrix x(rows, cols);
-  for (Eigen::Index i = 0; i < x.size(); ++i)
-    x.data()[i] = static_cast<float>(r.normal());
-  return x;
-}
+/// A random model of c (seed) and `rows` random inputs for it (seed + 1).
+struct random_case {
+  model m;
+  matrix x;
+
+  random_case(const model_config& c, std::uint64_t seed, Eigen::Index rows)
+    : m(random_model(c, seed)),
+      x(test::random_matrix(rows, c.input_dim > 0 ? c.input_dim : c.dim, seed + 1)) {}
+};
 
 /// Runs both implementations and compares outputs, active sets and gates.
 double compare_with_reference(const model& m, const matrix& x,
@@ -56,61 +58,22 @@ double compare_with_reference(const model& m, const matrix& x,
 }
 
 const std::string mixed_stack = R"(
-[model]
-input_dim = 20
-dim = 24
-classes = 7
-seed = 11
-
-[[layer]]
-kind = "eoe"
-experts = 6
-hidden = 40
-rank = 5
-mode = "topk"
-k = 2
-
-[[layer]]
-kind = "eoe"
-experts = 5
-hidden = 32
-rank = 6
-mode = "topk"
-k = 3
-affinity = true
-activation = "gelu"
-
-[[layer]]
-kind = "router"
-experts = 4
-hidden = 30
-k = 2
-
-[[layer]]
-kind = "hash"
-experts = 3
-hidden = 16
-k = 1
-
-[[layer]]
-kind = "dense"
-hidden = 20
-
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 28
-rank = 4
-mode = "threshold"
-tau = [0.4, 0.6, 0.8, 1.0]
-affinity = true
+model = { input_dim = 20, dim = 24, classes = 7, seed = 11 }
+layer = [
+  { kind = "eoe", experts = 6, hidden = 40, rank = 5, mode = "topk", k = 2 },
+  { kind = "eoe", experts = 5, hidden = 32, rank = 6, mode = "topk", k = 3, affinity = true, activation = "gelu" },
+  { kind = "router", experts = 4, hidden = 30, k = 2 },
+  { kind = "hash", experts = 3, hidden = 16, k = 1 },
+  { kind = "dense", hidden = 20 },
+  { kind = "eoe", experts = 4, hidden = 28, rank = 4, mode = "threshold", tau = [0.4, 0.6, 0.8, 1.0], affinity = true },
+]
 )";
 
 } // namespace
 
 TEST_CASE("forward equals the naive reference on a stack of every layer kind", "[forward]") {
-  auto m = random_model(config_of(mixed_stack), 3);
-  auto x = random_input(64, 20, 4);
+  const random_case t(config_of(mixed_stack), 3, 64);
+  const auto& [m, x] = t;
   CHECK(compare_with_reference(m, x) <= 1e-5);
   // Explicit token ids drive the hash layer.
   std::vector<std::uint64_t> ids;
@@ -121,97 +84,46 @@ TEST_CASE("forward equals the naive reference on a stack of every layer kind", "
 
 TEST_CASE("forward equals the reference without embedding, head or biases; router k=1",
           "[forward]") {
-  auto m = random_model(config_of(R"(
-[model]
-dim = 16
-[[layer]]
-kind = "router"
-experts = 4
-hidden = 24
-k = 1
-bias = false
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 12
-rank = 16
-k = 1
-bias = false
-activation = "gelu"
+  const random_case t(config_of(R"(
+model = { dim = 16 }
+layer = [
+  { kind = "router", experts = 4, hidden = 24, k = 1, bias = false },
+  { kind = "eoe", experts = 3, hidden = 12, rank = 16, k = 1, bias = false, activation = "gelu" },
+]
 )"),
-                        5);
-  auto x = random_input(33, 16, 6);
-  CHECK(compare_with_reference(m, x) <= 1e-5);
+                      5, 33);
+  CHECK(compare_with_reference(t.m, t.x) <= 1e-5);
 }
 
 TEST_CASE("experts scored on the first columns of x A or of x W1 (not factored), as the reference",
           "[forward]") {
-  auto m = random_model(config_of(R"(
-[model]
-input_dim = 10
-dim = 16
-classes = 4
-[[layer]]
-kind = "eoe"
-experts = 5
-hidden = 20
-rank = 6
-score_columns = 2
-k = 2
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 24
-score_columns = 3
-k = 2
-affinity = true
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 12
-score_columns = 4
-mode = "threshold"
-tau = [0.5, 0.7, 0.9]
+  const random_case t(config_of(R"(
+model = { input_dim = 10, dim = 16, classes = 4 }
+layer = [
+  { kind = "eoe", experts = 5, hidden = 20, rank = 6, score_columns = 2, k = 2 },
+  { kind = "eoe", experts = 4, hidden = 24, score_columns = 3, k = 2, affinity = true },
+  { kind = "eoe", experts = 3, hidden = 12, score_columns = 4, mode = "threshold", tau = [0.5, 0.7, 0.9] },
+]
 )"),
-                        7);
-  auto x = random_input(48, 10, 8);
-  CHECK(compare_with_reference(m, x) <= 1e-5);
+                      7, 48);
+  CHECK(compare_with_reference(t.m, t.x) <= 1e-5);
 }
 
 TEST_CASE("recurrent layers run their tied weights step after step, as the reference",
           "[forward]") {
-  auto c = config_of(R"(
-[model]
-input_dim = 12
-dim = 16
-classes = 4
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 20
-rank = 4
-k = 2
-steps = 3
-[[layer]]
-kind = "eoe"
-experts = 1
-hidden = 24
-rank = 8
-mode = "threshold"
-tau = 0.8
-steps = 4
-[[layer]]
-kind = "hash"
-experts = 3
-hidden = 8
-k = 1
-steps = 2
-)");
-  auto m = random_model(c, 21);
+  random_case t(config_of(R"(
+model = { input_dim = 12, dim = 16, classes = 4 }
+layer = [
+  { kind = "eoe", experts = 4, hidden = 20, rank = 4, k = 2, steps = 3 },
+  { kind = "eoe", experts = 1, hidden = 24, rank = 8, mode = "threshold", tau = 0.8, steps = 4 },
+  { kind = "hash", experts = 3, hidden = 8, k = 1, steps = 2 },
+]
+)"),
+                21, 30);
+  auto& [m, x] = t;
   for (auto& lp : m.layers)
     for (auto& e : lp.experts)
       e.w2 *= 0.2f; // nine residual steps: keep the stream near unit scale
-  auto x = random_input(30, 12, 22);
   auto be = kernels::make_cpu_backend();
   auto r = forward(*be, m, x);
   REQUIRE(r.has_value());
@@ -249,21 +161,14 @@ TEST_CASE("parameter_shapes and for_each_parameter agree on names, order and sha
 }
 
 TEST_CASE("a token with no active expert passes through unchanged", "[forward]") {
-  auto c = config_of(R"(
-[model]
-input_dim = 10
-dim = 12
-classes = 3
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 8
-rank = 3
-mode = "threshold"
-tau = 1e30
-)");
-  auto m = random_model(c, 7);
-  auto x = random_input(9, 10, 8);
+  random_case t(config_of(R"(
+model = { input_dim = 10, dim = 12, classes = 3 }
+layer = [
+  { kind = "eoe", experts = 4, hidden = 8, rank = 3, mode = "threshold", tau = 1e30 },
+]
+)"),
+                7, 9);
+  auto& [m, x] = t;
   auto be = kernels::make_cpu_backend();
   auto got = forward(*be, m, x);
   REQUIRE(got.has_value());
@@ -288,7 +193,8 @@ TEST_CASE("affinity of ones is the plain residual mix; other affinities change t
   auto without = with;
   without.layers[1].affinity = false;
   without.layers[5].affinity = false;
-  auto m_with = random_model(with, 9);
+  random_case t(with, 9, 40);
+  auto& [m_with, x] = t;
   for (auto l : {1, 5})
     m_with.layers[l].affinity.setOnes();
   auto m_without = zero_model(without);
@@ -298,7 +204,6 @@ TEST_CASE("affinity of ones is the plain residual mix; other affinities change t
         t = src;
     });
   });
-  auto x = random_input(40, 20, 10);
   auto be = kernels::make_cpu_backend();
   auto a = forward(*be, m_with, x);
   auto b = forward(*be, m_without, x);
@@ -311,23 +216,20 @@ TEST_CASE("affinity of ones is the plain residual mix; other affinities change t
 }
 
 TEST_CASE("identical experts tie, and the lower index wins", "[forward]") {
-  auto c = config_of(R"(
-[model]
-dim = 8
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 8
-rank = 4
-k = 1
-)");
-  auto m = random_model(c, 12);
+  random_case t(config_of(R"(
+model = { dim = 8 }
+layer = [
+  { kind = "eoe", experts = 3, hidden = 8, rank = 4, k = 1 },
+]
+)"),
+                12, 50);
+  auto& m = t.m;
   m.layers[0].experts[2] = m.layers[0].experts[1]; // a clone: same score everywhere
   // Make 1 and 2 beat 0 everywhere: scale up their scoring factor.
   m.layers[0].experts[1].a *= 100.0f;
   m.layers[0].experts[2].a *= 100.0f;
   auto be = kernels::make_cpu_backend();
-  auto r = forward(*be, m, random_input(50, 8, 13));
+  auto r = forward(*be, m, t.x);
   REQUIRE(r.has_value());
   for (size_t t = 0; t < 50; ++t) {
     REQUIRE(r->layers[0].active.experts_of(t).size() == 1);
@@ -353,7 +255,7 @@ TEST_CASE("forward rejects inputs of the wrong shape by name", "[forward]") {
 TEST_CASE("the embedded default model runs and activates k experts per topk layer",
           "[forward]") {
   auto m = init_model(default_model_config());
-  auto x = random_input(16, 784, 14);
+  auto x = test::random_matrix(16, 784, 14);
   auto be = kernels::make_cpu_backend();
   auto r = forward(*be, m, x);
   REQUIRE(r.has_value());

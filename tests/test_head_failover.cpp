@@ -7,6 +7,7 @@
 
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
+#include "ask.hpp"
 #include "net/local_etcd.hpp"
 #include "experts/model/checkpoint.hpp"
 #include "mesh_model.hpp"
@@ -81,12 +82,11 @@ TEST_CASE("kill -9 or kill -STOP of the head with a standby and etcd: the standb
   for (int i = 0; i < 5; ++i)
     inputs.push_back(random_input(1 + i, 12, 700 + i));
   auto answers = [&](caf::actor_system& sys, const coordinator_actor& coord) {
-    caf::scoped_actor self{sys};
     std::vector<std::string> out;
     for (auto& x : inputs)
-      self->request(coord, std::chrono::seconds(10), infer_atom::value, request_of(x))
-        .receive([&](const infer_result& r) { out.push_back(r.output.bytes); },
-                 [&](const caf::error& e) { FAIL(describe(e)); });
+      out.push_back(ask<infer_result>(sys, coord, std::chrono::seconds(10), infer_atom::value,
+                                      request_of(x))
+                      .output.bytes);
     return out;
   };
   cluster_status before;
@@ -96,13 +96,8 @@ TEST_CASE("kill -9 or kill -STOP of the head with a standby and etcd: the standb
     caf::actor_system sys{cfg};
     auto coord = net::connect(sys, heads);
     REQUIRE(coord);
-    caf::scoped_actor self{sys};
     auto change = [&](auto... args) {
-      std::uint64_t epoch = 0;
-      self->request(*coord, std::chrono::seconds(10), args...)
-        .receive([&](std::uint64_t e) { epoch = e; },
-                 [&](const caf::error& e) { FAIL(describe(e)); });
-      return epoch;
+      return ask<std::uint64_t>(sys, *coord, std::chrono::seconds(10), args...);
     };
     CHECK(change(add_expert_atom::value, std::uint32_t{2}, std::string{"n3"},
                  std::string{"clone:2.1"}) == 2);

@@ -36,66 +36,22 @@ std::string source_dir() {
 
 /// Every kind of layer an LM can hold, small.
 const char* every_kind = R"(
-[model]
-kind = "lm"
-vocab = 16
-context = 6
-dim = 8
-seed = 3
-[[layer]]
-kind = "attention"
-heads = 2
-rope_base = 100
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 6
-rank = 3
-k = 2
-[[layer]]
-kind = "attention"
-heads = 1
-[[layer]]
-kind = "router"
-experts = 3
-hidden = 5
-k = 2
-[[layer]]
-kind = "dense"
-hidden = 6
-activation = "gelu"
-[[layer]]
-kind = "hash"
-experts = 2
-hidden = 4
-k = 1
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 4
-rank = 2
-mode = "threshold"
-tau = 0
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 4
-rank = 2
-k = 1
-steps = 2
-bias = false
+model = { kind = "lm", vocab = 16, context = 6, dim = 8, seed = 3 }
+layer = [
+  { kind = "attention", heads = 2, rope_base = 100 },
+  { kind = "eoe", experts = 4, hidden = 6, rank = 3, k = 2 },
+  { kind = "attention", heads = 1 },
+  { kind = "router", experts = 3, hidden = 5, k = 2 },
+  { kind = "dense", hidden = 6, activation = "gelu" },
+  { kind = "hash", experts = 2, hidden = 4, k = 1 },
+  { kind = "eoe", experts = 3, hidden = 4, rank = 2, mode = "threshold", tau = 0 },
+  { kind = "eoe", experts = 3, hidden = 4, rank = 2, k = 1, steps = 2, bias = false },
+]
 )";
 
 using test::config_of;
 using test::random_model;
 
-std::vector<std::uint8_t> random_tokens(size_t n, int vocab, std::uint64_t seed) {
-  rng r{seed};
-  std::vector<std::uint8_t> t(n);
-  for (auto& v : t)
-    v = static_cast<std::uint8_t>(r.next() % static_cast<std::uint64_t>(vocab));
-  return t;
-}
 
 void median_thresholds(basic_model<double>& m, std::span<const std::uint8_t> windows,
                        Eigen::Index seq_len) {
@@ -116,18 +72,11 @@ const text_corpus& corpus() {
 
 TEST_CASE("a language model's tensors have stable names and shapes", "[lm]") {
   const auto c = config_of(R"(
-[model]
-kind = "lm"
-vocab = 256
-context = 8
-dim = 4
-[[layer]]
-kind = "attention"
-heads = 2
-[[layer]]
-kind = "dense"
-hidden = 3
-bias = false
+model = { kind = "lm", vocab = 256, context = 8, dim = 4 }
+layer = [
+  { kind = "attention", heads = 2 },
+  { kind = "dense", hidden = 3, bias = false },
+]
 )");
   const std::vector<tensor_shape> want{
     {"embed.w", 256, 4},        {"layer.0.norm", 1, 4}, {"layer.0.wq", 4, 4},
@@ -154,7 +103,7 @@ bias = false
 TEST_CASE("gradients of a whole language model match finite differences", "[lm]") {
   auto m = random_model<double>(config_of(every_kind), 5);
   const Eigen::Index seq_len = 6;
-  const auto windows = random_tokens(3 * (seq_len + 1), 16, 6);
+  const auto windows = test::random_bytes(3 * (seq_len + 1), 16, 6);
   median_thresholds(m, windows, seq_len);
   const loss_options opt{.balance_coef = 0.1, .z_coef = 0.01, .label_smoothing = 0.1};
   basic_model<double> g;
@@ -177,7 +126,7 @@ TEST_CASE("the training forward computes the reference forward's logits", "[lm]"
   const auto c = config_of(every_kind);
   const auto m = random_model<float>(c, 7);
   const Eigen::Index seq_len = 6;
-  const auto windows = random_tokens(4 * (seq_len + 1), 16, 8);
+  const auto windows = test::random_bytes(4 * (seq_len + 1), 16, 8);
   auto train = lm_loss_and_gradient<float>(m, windows, seq_len, {}, nullptr);
   std::vector<std::uint8_t> input;
   for (size_t b = 0; b < 4; ++b)
@@ -198,7 +147,7 @@ TEST_CASE("causal masking: changing a later byte never changes earlier logits", 
   // attention alone: test_attention), never by more.
   const auto c = config_of(every_kind);
   const auto m = random_model<double>(c, 9);
-  const auto tokens = random_tokens(7, 16, 10); // 6 inputs and a target
+  const auto tokens = test::random_bytes(7, 16, 10); // 6 inputs and a target
   auto logits_of = [&](const std::vector<std::uint8_t>& t) {
     return lm_loss_and_gradient<double>(m, t, 6, {}, nullptr).logits;
   };
@@ -219,34 +168,14 @@ TEST_CASE("causal masking: changing a later byte never changes earlier logits", 
 
 TEST_CASE("the decoder over KV shards equals the full forward at every position", "[lm]") {
   const auto c = config_of(R"(
-[model]
-kind = "lm"
-vocab = 256
-context = 20
-dim = 16
-seed = 11
-[[layer]]
-kind = "attention"
-heads = 4
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 12
-rank = 4
-k = 2
-[[layer]]
-kind = "attention"
-heads = 2
-[[layer]]
-kind = "router"
-experts = 4
-hidden = 8
-k = 2
-[[layer]]
-kind = "hash"
-experts = 2
-hidden = 8
-k = 1
+model = { kind = "lm", vocab = 256, context = 20, dim = 16, seed = 11 }
+layer = [
+  { kind = "attention", heads = 4 },
+  { kind = "eoe", experts = 4, hidden = 12, rank = 4, k = 2 },
+  { kind = "attention", heads = 2 },
+  { kind = "router", experts = 4, hidden = 8, k = 2 },
+  { kind = "hash", experts = 2, hidden = 8, k = 1 },
+]
 )");
   const auto m = random_model<float>(c, 12);
   const std::string text = "The decoder reads it.";
@@ -329,7 +258,7 @@ TEST_CASE("evaluation reads consecutive windows: the training loss of the same w
           "[lm]") {
   const auto c = config_of(every_kind);
   const auto m = random_model<float>(c, 13);
-  const auto bytes = random_tokens(3 * 6 + 1 + 4, 16, 14); // 3 windows and 4 bytes left over
+  const auto bytes = test::random_bytes(3 * 6 + 1 + 4, 16, 14); // 3 windows and 4 bytes left over
   const std::string text(bytes.begin(), bytes.end());
   auto ev = evaluate_lm(m, text, 0, 2); // batches of 2 windows: the last one alone
   REQUIRE(ev.has_value());

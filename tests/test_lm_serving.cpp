@@ -33,46 +33,16 @@ namespace {
 // W1's columns, and factored), a recurrent one among them, between attention layers of
 // different head counts.
 constexpr const char* serving_model = R"(
-[model]
-kind = "lm"
-vocab = 256
-context = 64
-dim = 32
-seed = 4
-[[layer]]
-kind = "attention"
-heads = 4
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 24
-score_columns = 6
-mode = "topk"
-k = 2
-[[layer]]
-kind = "attention"
-heads = 2
-[[layer]]
-kind = "router"
-experts = 4
-hidden = 16
-k = 2
-[[layer]]
-kind = "hash"
-experts = 3
-hidden = 16
-k = 1
-[[layer]]
-kind = "attention"
-heads = 4
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 16
-rank = 4
-mode = "threshold"
-tau = 0.5
-steps = 2
+model = { kind = "lm", vocab = 256, context = 64, dim = 32, seed = 4 }
+layer = [
+  { kind = "attention", heads = 4 },
+  { kind = "eoe", experts = 4, hidden = 24, score_columns = 6, mode = "topk", k = 2 },
+  { kind = "attention", heads = 2 },
+  { kind = "router", experts = 4, hidden = 16, k = 2 },
+  { kind = "hash", experts = 3, hidden = 16, k = 1 },
+  { kind = "attention", heads = 4 },
+  { kind = "eoe", experts = 3, hidden = 16, rank = 4, mode = "threshold", tau = 0.5, steps = 2 },
+]
 )";
 
 experts::model serving_lm(std::uint64_t seed) {
@@ -81,18 +51,26 @@ experts::model serving_lm(std::uint64_t seed) {
   return test::random_model(*c, seed);
 }
 
-/// This process's checkpoint `name` under the temp dir (another run's has another pid), for
-/// the scratch_dir that removes it however the case ends.
-std::filesystem::path in_tmp(const std::string& name) {
-  return std::filesystem::temp_directory_path()
-         / (name + "_" + std::to_string(::getpid()) + ".ckpt");
-}
+/// The serving model of `seed`, saved in this process's checkpoint `name` under the temp dir
+/// (another run's has another pid).
+struct saved_lm {
+  const experts::model m;
+  const test::scratch_dir ckpt; // removed however the case ends, after the cluster
 
-std::string saved(const experts::model& m, const test::scratch_dir& file) {
-  const auto path = file.path.string();
-  REQUIRE(experts::save_checkpoint(m, path).has_value());
-  return path;
-}
+  saved_lm(std::uint64_t seed, const std::string& name)
+    : m(serving_lm(seed)),
+      ckpt{std::filesystem::temp_directory_path()
+           / (name + "_" + std::to_string(::getpid()) + ".ckpt")} {
+    REQUIRE(experts::save_checkpoint(m, ckpt.path.string()).has_value());
+  }
+};
+
+/// A cluster of `nodes` serving it (local_cluster's further arguments after `nodes`).
+struct lm_cluster : saved_lm, test::local_cluster {
+  template <class... Ts>
+  lm_cluster(std::uint64_t seed, const std::string& name, size_t nodes, Ts... more)
+    : saved_lm(seed, name), local_cluster(ckpt.path.string(), nodes, more...) {}
+};
 
 /// The error text of a request the cluster refuses.
 std::string refusal(test::local_cluster& cl, actors::infer_request req) {
@@ -109,11 +87,9 @@ std::string refusal(test::local_cluster& cl, actors::infer_request req) {
 TEST_CASE("a 3-node cluster's logits equal the in-process decoder's over a 200-token "
           "generation",
           "[lm][serving]") {
-  const auto m = serving_lm(21);
-  const test::scratch_dir ckpt{in_tmp("eoe_test_lm_serving")}; // however the case ends
-  const auto path = saved(m, ckpt);
   // Shards of 8 positions: each attention layer's context spreads over the 3 nodes.
-  test::local_cluster cl{path, 3, 8};
+  lm_cluster cl{21, "eoe_test_lm_serving", 3, 8};
+  const auto& m = cl.m;
   net::cluster_session session{cl.sys, cl.coordinator};
   experts::lm_decoder local{m, experts::kv_layout{8, 64}};
   experts::compared_decoder pair{session, local};
@@ -137,10 +113,8 @@ TEST_CASE("a 3-node cluster's logits equal the in-process decoder's over a 200-t
 TEST_CASE("a session's logits do not depend on who shares its steps: alone, and among 1 to 64 "
           "sessions prefilling and decoding",
           "[lm][serving][batching]") {
-  const auto m = serving_lm(33);
-  const test::scratch_dir ckpt{in_tmp("eoe_test_lm_batching")}; // however the case ends
-  const auto path = saved(m, ckpt);
-  test::local_cluster cl{path, 3, 8};
+  lm_cluster cl{33, "eoe_test_lm_batching", 3, 8};
+  const auto& m = cl.m;
   // The session under test: a prompt in one request, then single tokens, then a chunk.
   const std::string prompt = "Who shares my step? ";
   std::vector<std::vector<std::uint8_t>> feeds{{prompt.begin(), prompt.end()}};
@@ -210,10 +184,8 @@ TEST_CASE("a session's logits do not depend on who shares its steps: alone, and 
 }
 
 TEST_CASE("one failing session fails alone: the others of its steps finish", "[lm][serving][batching]") {
-  const auto m = serving_lm(8);
-  const test::scratch_dir ckpt{in_tmp("eoe_test_lm_batch_fail")}; // however the case ends
-  const auto path = saved(m, ckpt);
-  test::local_cluster cl{path, 2};
+  lm_cluster cl{8, "eoe_test_lm_batch_fail", 2};
+  const auto& m = cl.m;
   experts::lm_decoder local{m};
   const std::string text = "one of many";
   const matrix want = local.feed({reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
@@ -250,10 +222,8 @@ TEST_CASE("one failing session fails alone: the others of its steps finish", "[l
 }
 
 TEST_CASE("a served session refuses what does not fit it and names why", "[lm][serving]") {
-  const auto m = serving_lm(3);
-  const test::scratch_dir ckpt{in_tmp("eoe_test_lm_refusals")}; // however the case ends
-  const auto path = saved(m, ckpt);
-  test::local_cluster cl{path, 2, 16};
+  lm_cluster cl{3, "eoe_test_lm_refusals", 2, 16};
+  const auto& m = cl.m;
   net::cluster_session session{cl.sys, cl.coordinator};
   const std::uint8_t abc[] = {'a', 'b', 'c'};
   REQUIRE(session.feed(abc).rows() == 3);
@@ -289,10 +259,7 @@ TEST_CASE("a served session refuses what does not fit it and names why", "[lm][s
 
 TEST_CASE("a session that nothing feeds for session_idle closes; one fed meanwhile stays",
           "[lm][serving]") {
-  const auto m = serving_lm(4);
-  const test::scratch_dir ckpt{in_tmp("eoe_test_lm_idle")}; // however the case ends
-  const auto path = saved(m, ckpt);
-  test::local_cluster cl{path, 2, 16, std::chrono::milliseconds(300)};
+  lm_cluster cl{4, "eoe_test_lm_idle", 2, 16, std::chrono::milliseconds(300)};
   net::cluster_session idle{cl.sys, cl.coordinator}, fed{cl.sys, cl.coordinator};
   const std::uint8_t ab[] = {'a', 'b'};
   REQUIRE(idle.feed(ab).rows() == 2);
@@ -321,10 +288,7 @@ TEST_CASE("a session that nothing feeds for session_idle closes; one fed meanwhi
 TEST_CASE("a context's first shard lives on the head, its later ones on the other nodes in turn; "
           "the status counts the positions each node holds",
           "[lm][serving]") {
-  const auto m = serving_lm(8);
-  const test::scratch_dir ckpt{in_tmp("eoe_test_lm_placement")}; // however the case ends
-  const auto path = saved(m, ckpt);
-  test::local_cluster cl{path, 3, 8}; // shards of 8 positions, the head n1
+  lm_cluster cl{8, "eoe_test_lm_placement", 3, 8}; // shards of 8 positions, the head n1
   const auto held = [&] {
     auto s = net::status(cl.sys, cl.coordinator);
     REQUIRE(s);

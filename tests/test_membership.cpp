@@ -55,23 +55,11 @@ TEST_CASE("a zero expert changes no output bit, in top-k, affinity and threshold
 
 TEST_CASE("a zero expert in a layer of unfactored experts changes no output bit", "[membership]") {
   auto c = parse_model_config(R"(
-[model]
-input_dim = 12
-dim = 8
-classes = 3
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 10
-score_columns = 3
-k = 2
-[[layer]]
-kind = "eoe"
-experts = 2
-hidden = 6
-score_columns = 2
-mode = "threshold"
-tau = 0.5
+model = { input_dim = 12, dim = 8, classes = 3 }
+layer = [
+  { kind = "eoe", experts = 3, hidden = 10, score_columns = 3, k = 2 },
+  { kind = "eoe", experts = 2, hidden = 6, score_columns = 2, mode = "threshold", tau = 0.5 },
+]
 )",
                               "t");
   REQUIRE(c.has_value());

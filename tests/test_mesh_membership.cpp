@@ -1,6 +1,6 @@
 // Membership of a running mesh: a zero expert added mid-flight changes no output bit; 64
 // concurrent requests stay right, none lost or failed, while experts are added and removed 20
-// times; removed experts drain and exit.
+// times; removed experts drain and exit; an answer names its experts as the topology does.
 
 #include "actors/local_cluster.hpp"
 #include "actors/mesh_config.hpp"
@@ -8,12 +8,17 @@
 #include "actors/node_agent.hpp"
 #include "local_cluster_fixture.hpp"
 #include "mesh_model.hpp"
+#include "experts/model/checkpoint.hpp"
+#include "net/infer_json.hpp"
 #include "net/load_generator.hpp"
 
 #include <caf/scoped_actor.hpp>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
+#include <map>
+#include <set>
 #include <thread>
 
 using namespace eoe;
@@ -74,6 +79,83 @@ TEST_CASE("a clone joins a threshold layer of a running mesh, outputs within 1e-
                CHECK(describe(err)
                      == "bad_request: remove expert: 0.42 is not a member of the current epoch");
              });
+}
+
+TEST_CASE("after a removal an answer names its experts by the stable ids the topology lists "
+          "(issue 26)",
+          "[membership]") {
+  cluster cl{3};
+  CHECK(cl.change(remove_expert_atom::value, std::uint32_t{0}, std::uint32_t{1}) == 2);
+  // What /v1/topology and `eoe status` list: "L.E@node".
+  const auto s = cl.status();
+  REQUIRE(s.epoch == 2);
+  std::set<std::string> listed;
+  std::map<std::uint32_t, std::set<std::uint32_t>> ids_of_layer;
+  for (const auto& e : s.experts) {
+    const auto dot = e.find('.'), at = e.find('@');
+    REQUIRE((dot != std::string::npos && at != std::string::npos && dot < at));
+    listed.insert(e.substr(0, at));
+    ids_of_layer[static_cast<std::uint32_t>(std::stoul(e.substr(0, dot)))].insert(
+      static_cast<std::uint32_t>(std::stoul(e.substr(dot + 1, at - dot - 1))));
+  }
+  CHECK(ids_of_layer[0] == std::set<std::uint32_t>{0, 2, 3, 4});
+
+  const auto x = random_input(32, 12, 902);
+  infer_result r;
+  {
+    caf::scoped_actor self{cl.sys};
+    self->request(cl.coordinator, std::chrono::seconds(30), infer_atom::value, request_of(x))
+      .receive([&](infer_result& got) { r = std::move(got); },
+               [&](const caf::error& err) { FAIL(describe(err)); });
+  }
+  REQUIRE(r.epoch == 2);
+  const auto schedule = expert_schedule(experts::parse_model_config(stack, "mesh_test").value());
+  REQUIRE(r.layers.size() == schedule.size());
+  std::set<std::int32_t> layer0;
+  for (size_t u = 0; u < r.layers.size(); ++u) {
+    const auto& l = r.layers[u];
+    INFO("unrolled layer " << u << " (layer " << l.layer << ")");
+    CHECK(l.layer == schedule[u]);
+    const auto members = members_of(l);
+    CHECK(std::set<std::uint32_t>(members.begin(), members.end()) == ids_of_layer[l.layer]);
+    for (auto e : unpack<std::int32_t>(l.experts, "experts")) {
+      CHECK(listed.contains(std::to_string(l.layer) + "." + std::to_string(e)));
+      if (u == 0)
+        layer0.insert(e);
+    }
+  }
+  // Top-k 2 of the 4 left on every token: the removed 0.1 is never named, 0.4 (position 3) is.
+  CHECK(!layer0.contains(1));
+  CHECK(layer0.contains(4));
+
+  // The HTTP answer says the same: "layer" L and "experts" E are the topology's L.E.
+  const auto j = nlohmann::json::parse(net::infer_result_json(r));
+  const auto d = decode(r, expert_numbering::stable_ids);
+  REQUIRE(j.at("layers").size() == r.layers.size());
+  for (size_t u = 0; u < r.layers.size(); ++u) {
+    const auto& jl = j["layers"][u];
+    CHECK(jl.at("layer").get<std::uint32_t>() == r.layers[u].layer);
+    CHECK(jl.contains("step") == (schedule[u] == 5)); // the recurrent layer runs twice
+    for (size_t t = 0; t < d.layers[u].active.tokens(); ++t) {
+      const auto e = d.layers[u].active.experts_of(t);
+      CHECK(jl["tokens"][t]["experts"].get<std::vector<std::int32_t>>()
+            == std::vector<std::int32_t>(e.begin(), e.end()));
+    }
+  }
+  CHECK(j["layers"][5]["step"] == 1);
+  CHECK(j["layers"][6]["step"] == 2);
+
+  // Decoded by position, the answer is the reference forward of the epoch's model.
+  std::string bytes;
+  {
+    caf::scoped_actor self{cl.sys};
+    self->request(cl.coordinator, std::chrono::seconds(10), model_atom::value, std::uint64_t{2})
+      .receive([&](const std::string& b) { bytes = b; },
+               [&](const caf::error& err) { FAIL(describe(err)); });
+  }
+  auto m = experts::parse_checkpoint(std::vector<char>(bytes.begin(), bytes.end()), "epoch 2");
+  REQUIRE(m.has_value());
+  CHECK(compare(*m, x, r) <= 1e-6);
 }
 
 TEST_CASE("64 concurrent requests while experts are added and removed 20 times: 0 wrong, "

@@ -37,33 +37,13 @@ TEST_CASE("the openai npm client: completions streamed and not equal the in-proc
   const test::scratch_dir scratch{dir}; // however the case ends
   fs::create_directories(dir);
   auto c = experts::parse_model_config(R"(
-[model]
-name = "eoe-test-lm"
-kind = "lm"
-vocab = 256
-context = 64
-dim = 32
-seed = 5
-[[layer]]
-kind = "attention"
-heads = 2
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 32
-score_columns = 4
-mode = "topk"
-k = 2
-[[layer]]
-kind = "attention"
-heads = 4
-[[layer]]
-kind = "eoe"
-experts = 3
-hidden = 16
-rank = 4
-mode = "topk"
-k = 1
+model = { name = "eoe-test-lm", kind = "lm", vocab = 256, context = 64, dim = 32, seed = 5 }
+layer = [
+  { kind = "attention", heads = 2 },
+  { kind = "eoe", experts = 4, hidden = 32, score_columns = 4, mode = "topk", k = 2 },
+  { kind = "attention", heads = 4 },
+  { kind = "eoe", experts = 3, hidden = 16, rank = 4, mode = "topk", k = 1 },
+]
 )", "openai_test");
   REQUIRE(c.has_value());
   const auto m = test::random_model(*c, 23);

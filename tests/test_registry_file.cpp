@@ -71,6 +71,13 @@ bool same(const registry_record& a, const registry_record& b) {
   return true;
 }
 
+/// The mesh test model, as the cluster's checkpoint holds it.
+experts::model test_model() {
+  auto m = experts::load_checkpoint(test::checkpoint());
+  REQUIRE(m.has_value());
+  return std::move(*m);
+}
+
 struct state_folder {
   fs::path dir = fs::temp_directory_path() / ("eoe_test_registry_" + std::to_string(getpid()));
   test::scratch_dir scratch{dir};
@@ -79,9 +86,8 @@ struct state_folder {
 } // namespace
 
 TEST_CASE("a registry record round-trips through its JSON", "[registry]") {
-  auto base = experts::load_checkpoint(test::checkpoint());
-  REQUIRE(base.has_value());
-  const auto r = sample_record(*base, 7, "epoch-7.ckpt");
+  auto base = test_model();
+  const auto r = sample_record(base, 7, "epoch-7.ckpt");
   auto back = parse_registry(registry_json(r), "registry.json");
   REQUIRE(back.has_value());
   CHECK(same(*back, r));
@@ -91,24 +97,23 @@ TEST_CASE("a written registry reads back with its epoch's model, durably and wit
           "leftovers",
           "[registry]") {
   const state_folder state;
-  auto base = experts::load_checkpoint(test::checkpoint());
-  REQUIRE(base.has_value());
+  auto base = test_model();
   // No folder, no registry: a fresh start.
-  auto none = read_registry(state.dir.string(), test::checkpoint(), *base);
+  auto none = read_registry(state.dir.string(), test::checkpoint(), base);
   REQUIRE(none.has_value());
   CHECK_FALSE(none->has_value());
 
   // Epoch 1: the checkpoint's model as it is, no model file.
-  auto r1 = sample_record(*base, 1, "");
+  auto r1 = sample_record(base, 1, "");
   REQUIRE(write_registry(state.dir.string(), r1, nullptr).has_value());
-  auto got1 = read_registry(state.dir.string(), test::checkpoint(), *base);
+  auto got1 = read_registry(state.dir.string(), test::checkpoint(), base);
   REQUIRE(got1.has_value());
   REQUIRE(got1->has_value());
   CHECK(same((*got1)->record, r1));
-  CHECK(experts::checkpoint_bytes((*got1)->model) == experts::checkpoint_bytes(*base));
+  CHECK(experts::checkpoint_bytes((*got1)->model) == experts::checkpoint_bytes(base));
 
   // Epochs 2 and 3 remove experts: each names its own model file, the older one goes.
-  auto m2 = experts::without_expert(*base, 1, 2);
+  auto m2 = experts::without_expert(base, 1, 2);
   REQUIRE(m2.has_value());
   auto r2 = sample_record(*m2, 2, "epoch-2.ckpt");
   r2.checkpoint_crc = r1.checkpoint_crc;
@@ -131,7 +136,7 @@ TEST_CASE("a written registry reads back with its epoch's model, durably and wit
     names.push_back(e.path().filename().string());
   std::sort(names.begin(), names.end());
   CHECK(names == std::vector<std::string>{"epoch-3.ckpt", "registry.json"});
-  auto got3 = read_registry(state.dir.string(), test::checkpoint(), *base);
+  auto got3 = read_registry(state.dir.string(), test::checkpoint(), base);
   INFO((got3 ? std::string{} : got3.error().message));
   REQUIRE(got3.has_value());
   REQUIRE(got3->has_value());
@@ -153,52 +158,50 @@ TEST_CASE("a registry that does not fit the cluster's checkpoint is refused with
           "start afresh",
           "[registry]") {
   const state_folder state;
-  auto base = experts::load_checkpoint(test::checkpoint());
-  REQUIRE(base.has_value());
+  auto base = test_model();
   const auto path = (state.dir / "registry.json").string();
   const auto afresh = " (remove " + path + " to start afresh from the checkpoint)";
-  REQUIRE(write_registry(state.dir.string(), sample_record(*base, 4, ""), nullptr).has_value());
+  REQUIRE(write_registry(state.dir.string(), sample_record(base, 4, ""), nullptr).has_value());
 
-  auto other_path = read_registry(state.dir.string(), "/elsewhere/model.ckpt", *base);
+  auto other_path = read_registry(state.dir.string(), "/elsewhere/model.ckpt", base);
   REQUIRE_FALSE(other_path.has_value());
   CHECK(other_path.error().message
         == path + ": checkpoint: the registry was made from \"" + test::checkpoint()
              + "\", the cluster file names \"/elsewhere/model.ckpt\"" + afresh);
 
   // The same path, rewritten with other weights.
-  auto changed = *base;
+  auto changed = base;
   changed.layers[0].experts[0].w1(0, 0) += 1.0f;
   auto rewritten = read_registry(state.dir.string(), test::checkpoint(), changed);
   REQUIRE_FALSE(rewritten.has_value());
   CHECK(rewritten.error().message
         == path + ": checkpoint_crc: the registry was made from a checkpoint with CRC "
-             + std::to_string(model_crc(*base)) + "; \"" + test::checkpoint() + "\" now has "
+             + std::to_string(model_crc(base)) + "; \"" + test::checkpoint() + "\" now has "
              + std::to_string(model_crc(changed)) + " (it was rewritten)" + afresh);
 
   // Members that are not the model's experts.
-  auto r = sample_record(*base, 4, "");
+  auto r = sample_record(base, 4, "");
   r.layers[2].members.pop_back();
   r.layers[2].placement.pop_back();
   REQUIRE(write_registry(state.dir.string(), r, nullptr).has_value());
-  auto short_layer = read_registry(state.dir.string(), test::checkpoint(), *base);
+  auto short_layer = read_registry(state.dir.string(), test::checkpoint(), base);
   REQUIRE_FALSE(short_layer.has_value());
   CHECK(short_layer.error().message
         == path + ": layers[2].members: 3 members for a layer of 4 experts in its model" + afresh);
 
   // A record whose model file is gone.
-  r = sample_record(*base, 5, "epoch-5.ckpt");
-  REQUIRE(write_registry(state.dir.string(), r, &*base).has_value());
+  r = sample_record(base, 5, "epoch-5.ckpt");
+  REQUIRE(write_registry(state.dir.string(), r, &base).has_value());
   fs::remove(state.dir / "epoch-5.ckpt");
-  auto gone = read_registry(state.dir.string(), test::checkpoint(), *base);
+  auto gone = read_registry(state.dir.string(), test::checkpoint(), base);
   REQUIRE_FALSE(gone.has_value());
   CHECK(gone.error().message.find((state.dir / "epoch-5.ckpt").string()) != std::string::npos);
   CHECK(gone.error().message.ends_with(afresh));
 }
 
 TEST_CASE("a damaged registry names the field at fault", "[registry]") {
-  auto base = experts::load_checkpoint(test::checkpoint());
-  REQUIRE(base.has_value());
-  const auto good = nlohmann::ordered_json::parse(registry_json(sample_record(*base, 3, "")));
+  auto base = test_model();
+  const auto good = nlohmann::ordered_json::parse(registry_json(sample_record(base, 3, "")));
   using edit = std::function<void(nlohmann::ordered_json&)>;
   const std::vector<std::pair<edit, std::string>> cases{
     {[](auto& j) { j["format"] = "toml"; }, "r.json: format: expected \"eoe-registry\""},
@@ -235,20 +238,19 @@ TEST_CASE("a damaged registry names the field at fault", "[registry]") {
 TEST_CASE("a registry write that cannot happen says where and keeps the last record",
           "[registry]") {
   const state_folder state;
-  auto base = experts::load_checkpoint(test::checkpoint());
-  REQUIRE(base.has_value());
+  auto base = test_model();
   fs::create_directories(state.dir);
   put(state.dir / "file", "not a folder");
-  auto r = write_registry((state.dir / "file" / "state").string(), sample_record(*base, 1, ""),
+  auto r = write_registry((state.dir / "file" / "state").string(), sample_record(base, 1, ""),
                           nullptr);
   REQUIRE_FALSE(r.has_value());
   CHECK(r.error().message.starts_with((state.dir / "file" / "state").string()
                                       + ": cannot create the state folder: "));
   // A folder where the record's temporary file must go: the old record stays whole.
-  const auto rec1 = sample_record(*base, 1, "");
+  const auto rec1 = sample_record(base, 1, "");
   REQUIRE(write_registry(state.dir.string(), rec1, nullptr).has_value());
   fs::create_directories(state.dir / "registry.json.tmp" / "x");
-  auto blocked = write_registry(state.dir.string(), sample_record(*base, 2, ""), nullptr);
+  auto blocked = write_registry(state.dir.string(), sample_record(base, 2, ""), nullptr);
   REQUIRE_FALSE(blocked.has_value());
   CHECK(blocked.error().message.starts_with((state.dir / "registry.json.tmp").string()
                                             + ": cannot open for writing: "));

@@ -58,12 +58,14 @@ fs::path temp_dir(const std::string& what) {
   return dir;
 }
 
-/// The test's certificates, made with the openssl command (P-256 keys: fast to make).
+/// The case's folder (removed however the case ends: declare it first) with the test's
+/// certificates, made with the openssl command (P-256 keys: fast to make).
 struct test_pki {
-  fs::path dir;
+  const scratch_dir scratch;
+  const fs::path dir = scratch.path;
   const std::string passphrase = "eoe test passphrase";
 
-  explicit test_pki(fs::path d) : dir(std::move(d)) {
+  explicit test_pki(const std::string& what) : scratch{temp_dir(what)} {
     const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2";
     auto signed_by = [&](const std::string& ca, const std::string& name) {
       sh("openssl req " + ec + " -keyout " + name + ".key -out " + name + ".csr -subj '/CN="
@@ -252,9 +254,8 @@ std::string connect_error(const net::tls_settings& tls, const std::string& addre
 TEST_CASE("[tls] settings: each missing, unreadable or mismatched one is an error naming the "
           "key and the file",
           "[tls][config]") {
-  const scratch_dir scratch{temp_dir("config")}; // however the case ends
-  const auto& dir = scratch.path;
-  const test_pki pki{dir};
+  const test_pki pki{"config"}; // its folder removed however the case ends
+  const auto& dir = pki.dir;
   const auto file = (dir / "c.toml").string();
   auto error_of = [&](const std::string& tls) {
     const auto text = "[[node]]\nname = \"n1\"\nport = 4401\n\n[tls]\n" + tls;
@@ -330,9 +331,7 @@ TEST_CASE("[tls] settings: each missing, unreadable or mismatched one is an erro
 TEST_CASE("the data plane over TLS: frames arrive whole, the wire shows none of their bytes, "
           "and a peer of another CA is refused",
           "[tls][data_plane]") {
-  const scratch_dir scratch{temp_dir("data_plane")}; // however the case ends
-  const auto& dir = scratch.path;
-  const test_pki pki{dir};
+  const test_pki pki{"data_plane"}; // its folder removed however the case ends
   mesh_config cfg;
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
@@ -406,9 +405,7 @@ TEST_CASE("the data plane over TLS: frames arrive whole, the wire shows none of 
 TEST_CASE("the trace stream over TLS: a follower of the cluster's CA gets every line, the wire "
           "shows none, a follower without TLS gets none",
           "[tls][trace]") {
-  const scratch_dir scratch{temp_dir("trace")}; // however the case ends
-  const auto& dir = scratch.path;
-  const test_pki pki{dir};
+  const test_pki pki{"trace"}; // its folder removed however the case ends
   for (bool tls : {false, true}) {
     INFO((tls ? "TLS" : "plaintext"));
     const auto credentials = tls ? pki.node() : net::tls_settings{};
@@ -463,9 +460,8 @@ TEST_CASE("3 node processes over TLS equal the reference; the wire to the head s
           "[tls][processes]") {
   // One client system at a time: CAF 0.17 gives every actor system of a process the same node
   // id, and a head that sees one node id on two links loses track of both.
-  const scratch_dir scratch{temp_dir("cluster")}; // however the case ends
-  const auto& dir = scratch.path;
-  const test_pki pki{dir};
+  const test_pki pki{"cluster"}; // its folder removed however the case ends
+  const auto& dir = pki.dir;
   const int base = base_port();
   const std::string type_name = "infer_request"; // CAF puts the message's type names on the wire
   // The same request through the proxy to a plaintext head: its bytes are on the wire.

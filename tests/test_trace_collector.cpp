@@ -9,6 +9,7 @@
 #include "net/trace_collector.hpp"
 #include "net/trace_sink.hpp"
 #include "eventually.hpp"
+#include "log_lines.hpp"
 #include "raw_socket.hpp"
 #include "scratch_dir.hpp"
 
@@ -75,14 +76,6 @@ struct registered_follower {
   }
 };
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in{text};
-  for (std::string l; std::getline(in, l);)
-    out.push_back(l);
-  return out;
-}
-
 } // namespace
 
 TEST_CASE("lines that are not trace lines are dropped by name; followers get exactly the "
@@ -129,8 +122,6 @@ TEST_CASE("lines that are not trace lines are dropped by name; followers get exa
   CHECK(got == std::vector<std::string>{good1, good2, good3});
   CHECK(lines == probes + 3);
   CHECK(rejected == 9);
-  const auto text = log.str();
-  INFO("collector log:\n" << text);
   // Lines count from the publisher's first line after its role (the probes and the mark).
   const auto n = [&](std::uint64_t k) { return "line " + std::to_string(probes + k); };
   const auto from = "trace collector: from publisher " + publisher_name + ": ";
@@ -154,10 +145,7 @@ TEST_CASE("lines that are not trace lines are dropped by name; followers get exa
     from + n(10) + " is JSON but not an object; line dropped",
     parse_error(11, 1, "unexpected end of input; expected '[', '{', or a literal"),
   };
-  const auto seen = lines_of(text);
-  for (const auto& w : want)
-    CHECK(std::count(seen.begin(), seen.end(), w) == 1);
-  CHECK(seen.size() == want.size());
+  test::check_lines_once("collector log", log.str(), want);
 }
 
 TEST_CASE("a line past the limit, a line cut off and a first line that is no role cost only "
@@ -220,12 +208,7 @@ TEST_CASE("a line past the limit, a line cut off and a first line that is no rol
     rejected = collector.rejected();
   }
   CHECK(rejected == 2);
-  const auto text = log.str();
-  INFO("collector log:\n" << text);
-  const auto seen = lines_of(text);
-  for (const auto& w : want)
-    CHECK(std::count(seen.begin(), seen.end(), w) == 1);
-  CHECK(seen.size() == want.size());
+  test::check_lines_once("collector log", log.str(), want);
 }
 
 TEST_CASE("a collector that stops reading costs the sink lines of its stream, never the files "

@@ -14,25 +14,11 @@ namespace {
 
 config_file tiny() {
   auto f = parse_config_file(R"(
-[model]
-name = "tiny"
-input_dim = 784
-dim = 32
-classes = 10
-seed = 4
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 32
-rank = 8
-k = 2
-[[layer]]
-kind = "eoe"
-experts = 4
-hidden = 32
-rank = 8
-mode = "threshold"
-tau = 0
+model = { name = "tiny", input_dim = 784, dim = 32, classes = 10, seed = 4 }
+layer = [
+  { kind = "eoe", experts = 4, hidden = 32, rank = 8, k = 2 },
+  { kind = "eoe", experts = 4, hidden = 32, rank = 8, mode = "threshold", tau = 0 },
+]
 [train]
 epochs = 2
 batch = 64

@@ -119,6 +119,32 @@ std::string config_difference(const model_config& got, const model_config& want)
   }
 }
 
+/// Bytes as hex and, where printable, as text: 58 4F 45 00 ("XOE\0").
+std::string bytes_shown(const char* p, size_t n) {
+  std::string hex, text;
+  char buf[8];
+  for (size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(p[i]);
+    std::snprintf(buf, sizeof buf, "%s%02X", i ? " " : "", c);
+    hex += buf;
+    if (c == 0)
+      text += "\\0";
+    else if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+      std::snprintf(buf, sizeof buf, "\\x%02X", c);
+      text += buf;
+    } else
+      text += static_cast<char>(c);
+  }
+  return hex + " (\"" + text + "\")";
+}
+
+/// What a file's first bytes are against the magic number's.
+std::string magic_mismatch(const std::vector<char>& bytes) {
+  const auto n = std::min(bytes.size(), sizeof magic);
+  return "bytes [0, " + std::to_string(n) + ") are " + bytes_shown(bytes.data(), n)
+         + ", a checkpoint starts with " + bytes_shown(magic, sizeof magic);
+}
+
 /// A tensor as read from the file, before it is checked against the config.
 struct raw_tensor {
   std::uint8_t dtype = 0;
@@ -189,10 +215,13 @@ expected<void> save_checkpoint(const model& m, const std::string& path, storage_
 expected<model> parse_checkpoint(const std::vector<char>& bytes, const std::string& source,
                                  const model_config* expected_config) {
   reader in{bytes, source};
+  // A file that does not start as a checkpoint does is something else, however short: only
+  // the start of the magic number is a cut checkpoint.
+  if (!bytes.empty() && std::memcmp(bytes.data(), magic, std::min(bytes.size(), sizeof magic)) != 0)
+    return fail(errc::checkpoint_format, source + ": not an eoe checkpoint (bad magic: "
+                                           + magic_mismatch(bytes) + ")");
   EOE_TRY(head, in.take(sizeof magic, "the magic number"));
-  if (std::memcmp(head, magic, sizeof magic) != 0)
-    return fail(errc::checkpoint_format,
-                source + ": bytes [0, 8): not an eoe checkpoint (bad magic number)");
+  (void) head;
   EOE_TRY(version, in.get<std::uint32_t>("the format version"));
   if (version != checkpoint_version)
     return fail(errc::checkpoint_format,

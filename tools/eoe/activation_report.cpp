@@ -36,10 +36,13 @@ std::string describe_layers(const experts::model_config& c) {
 }
 
 std::string format_activations(const experts::model_config& c, const experts::forward_result& r,
-                               const std::vector<int>& labels) {
+                               const std::vector<int>& labels,
+                               const std::vector<std::uint32_t>& layer_of) {
   std::ostringstream os;
-  char buf[32];
-  os << "active experts (gate) per token and layer:\n";
+  char buf[48];
+  const bool named = !layer_of.empty();
+  os << (named ? "active experts L.E (gate) per token and layer as run:\n"
+               : "active experts (gate) per token and layer:\n");
   for (Eigen::Index t = 0; t < r.output.rows(); ++t) {
     os << "  token " << t;
     if (static_cast<size_t>(t) < labels.size() && labels[t] >= 0)
@@ -52,7 +55,10 @@ std::string format_activations(const experts::model_config& c, const experts::fo
       if (es.empty())
         os << " -";
       for (size_t i = 0; i < es.size(); ++i) {
-        std::snprintf(buf, sizeof buf, " e%d %.2f", es[i], gs[i]);
+        if (named && l < layer_of.size())
+          std::snprintf(buf, sizeof buf, " %u.%d (%.2f)", layer_of[l], es[i], gs[i]);
+        else
+          std::snprintf(buf, sizeof buf, " e%d %.2f", es[i], gs[i]);
         os << buf;
       }
       os << "\n";

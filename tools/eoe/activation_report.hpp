@@ -4,6 +4,7 @@
 
 #include "experts/model/forward.hpp"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,7 +17,10 @@ std::string class_name(const experts::model_config& c, Eigen::Index cls);
 std::string describe_layers(const experts::model_config& c);
 
 /// Per token: its label (when >= 0), the active experts and gates per layer, the prediction.
+/// Experts are the model's indices ("e3"); with `layer_of` (per layer of r, its config layer)
+/// they are a cluster's stable ids, named "L.E" as `eoe status` and /v1/topology list them.
 std::string format_activations(const experts::model_config& c, const experts::forward_result& r,
-                               const std::vector<int>& labels);
+                               const std::vector<int>& labels,
+                               const std::vector<std::uint32_t>& layer_of = {});
 
 } // namespace eoe::cli

@@ -190,10 +190,17 @@ void run_infer(const infer_options& opt) {
   auto r = net::infer(sys, *coord, std::move(req), std::chrono::milliseconds(opt.deadline_ms + 5000));
   if (!r)
     throw command_error{actors::describe(r.error())};
+  // Shown by stable id, as `eoe status` names the experts; compared by position in the
+  // epoch's layer, as the reference forward numbers them.
   const auto got = actors::decode(*r);
+  std::vector<std::uint32_t> layer_of;
+  for (const auto& l : r->layers)
+    layer_of.push_back(l.layer);
   std::cout << "request " << r->request << " (epoch " << r->epoch << ") on " << in.what
             << " through " << opt.connect << "\n"
-            << describe_layers(c) << format_activations(c, got, in.labels);
+            << describe_layers(c)
+            << format_activations(c, actors::decode(*r, actors::expert_numbering::stable_ids),
+                                  in.labels, layer_of);
   if (r->trace_id != 0)
     std::cout << "traced as " << r->trace_id << " (eoe-trace summary --trace " << r->trace_id
               << " <the cluster's [trace] dir>)\n";

@@ -6,16 +6,30 @@
 
 #include <fstream>
 #include <iostream>
+#include <string_view>
 
 namespace eoe::cli {
 
 namespace {
 
+/// Whether a file is read as a checkpoint rather than a model config: by its magic number, or
+/// (the magic damaged) by the binary header a checkpoint has, its version and lengths in bytes
+/// [8, 20). A config is text: TOML holds no control character but tab, LF and CR. A damaged
+/// checkpoint is then said to be one ("not an eoe checkpoint (bad magic: ...)"), not a TOML
+/// file with odd characters.
 bool looks_like_checkpoint(const std::string& path) {
   std::ifstream in{path, std::ios::binary};
-  char head[8] = {};
+  char head[64] = {};
   in.read(head, sizeof head);
-  return in.gcount() == 8 && std::string_view{head, 7} == "EOECKPT";
+  const auto n = static_cast<size_t>(in.gcount());
+  if (n >= 8 && std::string_view{head, 8} == std::string_view{"EOECKPT\0", 8})
+    return true;
+  for (size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(head[i]);
+    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f)
+      return true;
+  }
+  return false;
 }
 
 } // namespace
