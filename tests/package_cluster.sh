@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The Debian package runs a cluster (issue 27): builds the package of this build (cpack),
+# checks what dpkg says it holds and depends on, extracts it with dpkg -x into a scratch
+# folder, and runs the netns case of test_mesh_processes (3 nodes in 3 network namespaces,
+# answers equal to the reference) with the extracted /usr/bin/eoe.
+#   tests/package_cluster.sh BUILD_DIR TEST_MESH_PROCESSES
+set -euo pipefail
+build=$1 test_bin=$2
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/eoe_test_package_XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+(cd "$build" && cpack -G DEB -B "$scratch/out" > "$scratch/cpack.log" 2>&1) \
+  || { cat "$scratch/cpack.log"; exit 1; }
+deb=$(ls "$scratch"/out/eoe_*.deb)
+info=$(dpkg -I "$deb")
+files=$(dpkg -c "$deb")
+for want in "Package: eoe" "libcaf-core0.17" "libcaf-io0.17" "libcaf-openssl0.17" "libssl3"; do
+  grep -q "$want" <<< "$info" || { echo "dpkg -I: no '$want' in"; echo "$info"; exit 1; }
+done
+for want in ./usr/bin/eoe ./usr/bin/eoe-trace ./usr/lib/systemd/system/eoe-node@.service \
+            ./usr/share/eoe/configs/default.toml ./usr/share/doc/eoe/README.md; do
+  grep -q " $want\$" <<< "$files" || { echo "dpkg -c: no $want"; exit 1; }
+done
+dpkg -x "$deb" "$scratch/root"
+"$scratch/root/usr/bin/eoe" inspect "$scratch/root/usr/share/eoe/configs/lm/tiny.toml" > /dev/null
+EOE_BIN_DIR="$scratch/root/usr/bin" "$test_bin" "3 nodes in separate network namespaces joined by veth pairs"
+echo "the package's files ran the cluster"
