@@ -79,6 +79,17 @@ bool node_name_ok(std::string_view name) {
   });
 }
 
+/// What `eoe up` puts on an ssh command line (a node's ssh target, the remote eoe binary):
+/// nothing a remote shell would read as more than one word.
+bool shell_word_ok(std::string_view s) {
+  return !s.empty() && s.size() <= 256 && s.front() != '-'
+         && std::all_of(s.begin(), s.end(), [](char c) {
+              return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+                     || c == '.' || c == '_' || c == '-' || c == '@' || c == ':' || c == '/'
+                     || c == '+';
+            });
+}
+
 } // namespace
 
 experts::expected<cluster_config> parse_cluster_config(std::string_view text,
@@ -103,6 +114,12 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
         r.integer("deadline_ms", 1, 3'600'000, 5000).value_or(5000));
       c.secret = r.string("secret", std::string{}).value_or("");
       c.state_dir = r.string("state_dir", std::string{}).value_or("");
+      c.ssh_command = r.string("ssh_command", c.ssh_command).value_or(c.ssh_command);
+      c.remote_eoe = r.string("remote_eoe", c.remote_eoe).value_or(c.remote_eoe);
+      if (!shell_word_ok(c.remote_eoe))
+        out.add(t->get("remote_eoe")->source(), "cluster.remote_eoe",
+                "expected a path of letters, digits and '/._-+', got \""
+                  + experts::loggable(c.remote_eoe) + "\"");
       c.registry = r.string("registry", std::string{}).value_or("");
       if (!c.registry.empty()) {
         registry_at = t->get("registry")->source();
@@ -178,6 +195,11 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
         e.name = name.value_or("");
         e.host = r.string("host", e.host).value_or(e.host);
         e.port = static_cast<std::uint16_t>(r.integer("port", 1, 65535, std::nullopt).value_or(0));
+        e.ssh = r.string("ssh", std::string{}).value_or("");
+        if (!e.ssh.empty() && !shell_word_ok(e.ssh))
+          out.add(t.get("ssh")->source(), r.key_path("ssh"),
+                  "expected [user@]host of letters, digits and '@._-:', got \""
+                    + experts::loggable(e.ssh) + "\"");
         if (name && !node_name_ok(*name))
           out.add(t.get("name")->source(), r.key_path("name"),
                   "expected 1..64 letters, digits, '.', '_' or '-', not starting with '.' (it "

@@ -19,6 +19,8 @@ struct node_entry {
   std::string name;
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;
+  /// [user@]host: `eoe up` starts this node there over ssh, as `ray up` does ("": locally).
+  std::string ssh;
 
   std::string address() const {
     return host + ":" + std::to_string(port);
@@ -96,6 +98,10 @@ struct cluster_config {
   /// Nodes that can be the head ([cluster] heads, with registry): the first to win etcd's
   /// election is; the others stand by, host no experts, and take over when its lease ends.
   std::vector<std::string> heads;
+  /// How `eoe up` reaches a node with `ssh`: the ssh command line (split at spaces) and the
+  /// eoe binary on the far side.
+  std::string ssh_command = "ssh -o BatchMode=yes";
+  std::string remote_eoe = "eoe";
   std::vector<node_entry> nodes;
   /// [config layer] -> node name per expert; empty: round-robin over the nodes
   std::vector<std::vector<std::string>> placement;

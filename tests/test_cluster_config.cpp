@@ -141,3 +141,24 @@ TEST_CASE("[cluster] state_dir: none by default, a folder, nothing else", "[clus
              Catch::Contains("c.toml:2:13: cluster.state_dir: expected a string, got a "
                              "boolean (true)"));
 }
+
+TEST_CASE("a node's ssh target, [cluster] ssh_command and remote_eoe: one shell word each",
+          "[cluster_config]") {
+  const auto plain = with_cluster("");
+  CHECK(plain.nodes[0].ssh.empty());
+  CHECK(plain.ssh_command == "ssh -o BatchMode=yes");
+  CHECK(plain.remote_eoe == "eoe");
+  auto c = net::parse_cluster_config("[cluster]\nssh_command = \"ssh -p 2222\"\nremote_eoe = "
+                                     "\"/opt/eoe/bin/eoe\"\n" + one_node + "ssh = \"ops@10.0.0.6\"\n",
+                                     "c.toml");
+  REQUIRE(c.has_value());
+  CHECK(c->nodes[0].ssh == "ops@10.0.0.6");
+  CHECK(c->ssh_command == "ssh -p 2222");
+  CHECK(c->remote_eoe == "/opt/eoe/bin/eoe");
+  CHECK(error_of(one_node + "ssh = \"h; rm -rf ~\"\n")
+        == "c.toml:4:7: node[0].ssh: expected [user@]host of letters, digits and '@._-:', got "
+           "\"h; rm -rf ~\"");
+  CHECK(cluster_error("remote_eoe = \"eoe node\"\n")
+        == "c.toml:2:14: cluster.remote_eoe: expected a path of letters, digits and '/._-+', got "
+           "\"eoe node\"");
+}

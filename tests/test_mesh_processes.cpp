@@ -680,6 +680,73 @@ TEST_CASE("3 nodes in separate network namespaces joined by veth pairs", "[mesh]
   CHECK(pc.stop() == 0);
 }
 
+TEST_CASE("eoe up starts a node of another host over ssh, and eoe down ends it", "[mesh][netns][ssh]") {
+  if (!can_use_netns() || !fs::exists("/usr/sbin/sshd") || std::system("command -v ssh-keygen > /dev/null") != 0) {
+    WARN("SKIPPED: needs root, `ip netns` and openssh-server (apt-get install openssh-server)");
+    return;
+  }
+  const net::netns_hosts hosts{3}; // n3's "host" is the third namespace; n1 and n2 run here
+  if (!hosts.error().empty()) {
+    WARN("SKIPPED: " << hosts.error());
+    return;
+  }
+  const auto dir = fs::temp_directory_path() / ("eoe_test_ssh_" + std::to_string(getpid()));
+  const scratch_dir scratch{dir};
+  // Where `eoe up` keeps its pids and logs, and where it copies the cluster file over ssh (the
+  // same machine here): removed at the end, their folders too when this test made them.
+  const auto up_root = fs::temp_directory_path() / ("eoe-" + std::to_string(getuid()));
+  const auto up_dir = up_root / "test3";
+  const scratch_dir up_scratch{fs::exists(up_root) ? up_dir : up_root};
+  const auto remote_root = fs::path{std::getenv("HOME") ? std::getenv("HOME") : "/root"} / ".eoe";
+  const scratch_dir remote_scratch{fs::exists(remote_root) ? remote_root / "cluster-n3.toml"
+                                                           : remote_root};
+  fs::create_directories(dir);
+  // A throwaway sshd inside n3's namespace: its own host key, one authorized key.
+  const auto d = dir.string();
+  REQUIRE(std::system(("ssh-keygen -q -t ed25519 -N '' -f " + d + "/key && ssh-keygen -q -t "
+                       "ed25519 -N '' -f " + d + "/hostkey && cp " + d + "/key.pub " + d
+                       + "/authorized_keys && mkdir -p /run/sshd").c_str())
+          == 0);
+  const int ssh_port = base_port() + 7;
+  {
+    std::ofstream cfg{dir / "sshd_config"};
+    cfg << "ListenAddress " << hosts.hosts()[2] << ":" << ssh_port << "\nHostKey " << d
+        << "/hostkey\nAuthorizedKeysFile " << d << "/authorized_keys\nPermitRootLogin "
+        << "prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        << "StrictModes no\nUsePAM no\nPidFile " << d << "/sshd.pid\n";
+  }
+  auto sshd = net::start_process("sshd", {"ip", "netns", "exec", hosts.names()[2], "/usr/sbin/sshd",
+                                          "-D", "-e", "-f", d + "/sshd_config"},
+                                 dir / "sshd.log", true);
+  struct stop_sshd {
+    pid_t pid;
+    ~stop_sshd() {
+      ::kill(pid, SIGTERM);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } stop{sshd.pid};
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto file = write_cluster(
+    dir, {hosts.root_ip(), hosts.root_ip(), hosts.hosts()[2]},
+    "ssh_command = \"ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+    " -o LogLevel=ERROR -i " + d + "/key -p " + std::to_string(ssh_port) + "\"\nremote_eoe = \""
+      + eoe_binary() + "\"");
+  std::ofstream{file, std::ios::app} << "ssh = \"root@" << hosts.hosts()[2] << "\"\n"; // n3's
+  auto config = net::load_cluster_config(file);
+  REQUIRE(config.has_value());
+  REQUIRE(config->nodes[2].ssh == "root@" + hosts.hosts()[2]);
+  const auto [up_rc, up_out] = run_eoe("up " + file);
+  INFO("eoe up: " << up_out << "\nsshd: " << net::log_tail(dir / "sshd.log"));
+  REQUIRE(up_rc == 0);
+  CHECK_THAT(up_out, Catch::Contains("cluster 'test3' ready"));
+  // n3 runs in the third namespace, started through sshd there: its log came back over ssh.
+  CHECK_THAT(net::log_tail(up_dir / "n3.log", 50), Catch::Contains(hosts.hosts()[2]));
+  exercise(*config);
+  const auto [down_rc, down_out] = run_eoe("down " + file);
+  CHECK(down_rc == 0);
+  CHECK_THAT(down_out, Catch::Contains("cluster 'test3' down (3 node process(es))"));
+}
+
 TEST_CASE("traces of 3 processes line up on the head's clock, and stream live to a follower",
           "[mesh][trace]") {
   const auto dir = fs::temp_directory_path() / ("eoe_trace3_" + std::to_string(getpid()));

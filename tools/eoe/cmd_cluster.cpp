@@ -281,7 +281,7 @@ void add_cluster_commands(CLI::App& app) {
     });
   }
   {
-    auto* cmd = app.add_subcommand("up", "Start every node of a cluster file as local processes");
+    auto* cmd = app.add_subcommand("up", "Start every node of a cluster file: local processes, and over ssh the nodes with an ssh target");
     auto file = std::make_shared<std::string>();
     auto timeout = std::make_shared<int>(120);
     cmd->add_option("cluster", *file, "cluster file (default: the embedded 3-node cluster)")
