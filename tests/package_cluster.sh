@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Debian package runs a cluster (issue 27): builds the package of this build (cpack),
-# checks what dpkg says it holds and depends on, extracts it with dpkg -x into a scratch
+# checks what dpkg says it holds and depends on (and lintian, when installed, finds no error), extracts it with dpkg -x into a scratch
 # folder, and runs the netns case of test_mesh_processes (3 nodes in 3 network namespaces,
 # answers equal to the reference) with the extracted /usr/bin/eoe.
 #   tests/package_cluster.sh BUILD_DIR TEST_MESH_PROCESSES
@@ -20,6 +20,10 @@ for want in ./usr/bin/eoe ./usr/bin/eoe-trace ./usr/lib/systemd/system/eoe-node@
             ./usr/share/eoe/configs/default.toml ./usr/share/doc/eoe/README.md; do
   grep -q " $want\$" <<< "$files" || { echo "dpkg -c: no $want"; exit 1; }
 done
+if command -v lintian > /dev/null; then # errors fail, warnings (no man pages) do not
+  lint=$(lintian "$deb" 2>&1 || true)
+  if grep -q "^E: " <<< "$lint"; then echo "lintian:"; echo "$lint"; exit 1; fi
+fi
 dpkg -x "$deb" "$scratch/root"
 "$scratch/root/usr/bin/eoe" inspect "$scratch/root/usr/share/eoe/configs/lm/tiny.toml" > /dev/null
 EOE_BIN_DIR="$scratch/root/usr/bin" "$test_bin" "3 nodes in separate network namespaces joined by veth pairs"
