@@ -196,6 +196,10 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
         e.host = r.string("host", e.host).value_or(e.host);
         e.port = static_cast<std::uint16_t>(r.integer("port", 1, 65535, std::nullopt).value_or(0));
         e.ssh = r.string("ssh", std::string{}).value_or("");
+        e.unit = r.boolean("unit", false).value_or(false);
+        if (e.unit && !e.ssh.empty())
+          out.add(t.get("unit")->source(), r.key_path("unit"),
+                  "a node started by its unit is not started over ssh too: drop ssh or unit");
         if (!e.ssh.empty() && !shell_word_ok(e.ssh))
           out.add(t.get("ssh")->source(), r.key_path("ssh"),
                   "expected [user@]host of letters, digits and '@._-:', got \""

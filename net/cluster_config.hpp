@@ -21,6 +21,9 @@ struct node_entry {
   std::uint16_t port = 0;
   /// [user@]host: `eoe up` starts this node there over ssh, as `ray up` does ("": locally).
   std::string ssh;
+  /// Started by its own unit on its host (eoe-node@.service): `eoe up` does not start it, and
+  /// waits for it with the others.
+  bool unit = false;
 
   std::string address() const {
     return host + ":" + std::to_string(port);

@@ -73,6 +73,8 @@ std::vector<node_process> start_nodes(const cluster_config& c, const std::string
     std::vector<std::string> argv;
     if (i < prefix.size())
       argv = prefix[i];
+    if (n.unit)
+      continue; // its own unit starts it there; the head waits for it like the others
     if (!n.ssh.empty()) {
       // Over ssh: the cluster file copied to ~/.eoe/cluster-<node>.toml there, then the node
       // run in the ssh session (its output comes back into the local log; `eoe down` ends it

@@ -158,6 +158,10 @@ TEST_CASE("a node's ssh target, [cluster] ssh_command and remote_eoe: one shell 
   CHECK(error_of(one_node + "ssh = \"h; rm -rf ~\"\n")
         == "c.toml:4:7: node[0].ssh: expected [user@]host of letters, digits and '@._-:', got "
            "\"h; rm -rf ~\"");
+  CHECK(net::parse_cluster_config(one_node + "unit = true\n", "c.toml")->nodes[0].unit);
+  CHECK(error_of(one_node + "unit = true\nssh = \"h\"\n")
+        == "c.toml:4:8: node[0].unit: a node started by its unit is not started over ssh too: "
+           "drop ssh or unit");
   CHECK(cluster_error("remote_eoe = \"eoe node\"\n")
         == "c.toml:2:14: cluster.remote_eoe: expected a path of letters, digits and '/._-+', got "
            "\"eoe node\"");

@@ -680,7 +680,7 @@ TEST_CASE("3 nodes in separate network namespaces joined by veth pairs", "[mesh]
   CHECK(pc.stop() == 0);
 }
 
-TEST_CASE("eoe up starts a node of another host over ssh, and eoe down ends it", "[mesh][netns][ssh]") {
+TEST_CASE("eoe up starts a node of another host over ssh, waits for a node its unit starts, and eoe down ends them", "[mesh][netns][ssh]") {
   if (!can_use_netns() || !fs::exists("/usr/sbin/sshd") || std::system("command -v ssh-keygen > /dev/null") != 0) {
     WARN("SKIPPED: needs root, `ip netns` and openssh-server (apt-get install openssh-server)");
     return;
@@ -732,9 +732,27 @@ TEST_CASE("eoe up starts a node of another host over ssh, and eoe down ends it",
     " -o LogLevel=ERROR -i " + d + "/key -p " + std::to_string(ssh_port) + "\"\nremote_eoe = \""
       + eoe_binary() + "\"");
   std::ofstream{file, std::ios::app} << "ssh = \"root@" << hosts.hosts()[2] << "\"\n"; // n3's
+  { // n2 is started by its own unit (here: by the test); eoe up waits for it
+    std::ifstream in{file};
+    std::string text{std::istreambuf_iterator<char>{in}, {}};
+    text.replace(text.find("name = \"n2\"\n"), 12, "name = \"n2\"\nunit = true\n");
+    std::ofstream{file} << text;
+  }
   auto config = net::load_cluster_config(file);
   REQUIRE(config.has_value());
   REQUIRE(config->nodes[2].ssh == "root@" + hosts.hosts()[2]);
+  REQUIRE(config->nodes[1].unit);
+  auto n2 = net::start_process("n2", {eoe_binary(), "node", "--cluster", file, "--name", "n2"},
+                               dir / "n2.log", true);
+  struct reap_n2 {
+    pid_t pid;
+    ~reap_n2() {
+      if (::waitpid(pid, nullptr, WNOHANG) == 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+      }
+    }
+  } reap{n2.pid};
   const auto [up_rc, up_out] = run_eoe("up " + file);
   INFO("eoe up: " << up_out << "\nsshd: " << net::log_tail(dir / "sshd.log"));
   REQUIRE(up_rc == 0);
@@ -744,7 +762,14 @@ TEST_CASE("eoe up starts a node of another host over ssh, and eoe down ends it",
   exercise(*config);
   const auto [down_rc, down_out] = run_eoe("down " + file);
   CHECK(down_rc == 0);
-  CHECK_THAT(down_out, Catch::Contains("cluster 'test3' down (3 node process(es))"));
+  CHECK_THAT(down_out, Catch::Contains("cluster 'test3' down (2 node process(es))")); // n1, n3
+  // n2, its unit's, ended too: the head's shutdown reaches every node.
+  bool n2_ended = false;
+  for (int i = 0; i < 100 && !n2_ended; ++i) {
+    n2_ended = ::waitpid(n2.pid, nullptr, WNOHANG) == n2.pid;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(n2_ended);
 }
 
 TEST_CASE("traces of 3 processes line up on the head's clock, and stream live to a follower",
