@@ -70,44 +70,38 @@ std::vector<node_process> start_nodes(const cluster_config& c, const std::string
   std::vector<node_process> out;
   for (size_t i = 0; i < c.nodes.size(); ++i) {
     const auto& n = c.nodes[i];
+    if (n.unit)
+      continue; // its own unit starts it there; the head waits for it like the others
     std::vector<std::string> argv;
     if (i < prefix.size())
       argv = prefix[i];
-    if (n.unit)
-      continue; // its own unit starts it there; the head waits for it like the others
     if (!n.ssh.empty()) {
       // Over ssh: the cluster file copied to ~/.eoe/cluster-<node>.toml there, then the node
       // run in the ssh session (its output comes back into the local log; `eoe down` ends it
       // through the head).
-      std::vector<std::string> ssh;
-      std::istringstream words{c.ssh_command};
-      for (std::string w; words >> w;)
-        ssh.push_back(w);
       const auto remote_file = ".eoe/cluster-" + n.name + ".toml";
-      std::string copy;
-      for (auto& w : ssh)
-        copy += w + " ";
       std::string quoted = "'";
       for (char ch : cluster_file)
         quoted += ch == '\'' ? std::string{"'\\''"} : std::string(1, ch);
       quoted += "'";
-      copy += n.ssh + " 'mkdir -p .eoe && cat > " + remote_file + "' < " + quoted;
+      const auto copy = c.ssh_command + " " + n.ssh + " 'mkdir -p .eoe && cat > " + remote_file
+                        + "' < " + quoted;
       if (const int rc = std::system(copy.c_str()); rc != 0)
         throw std::runtime_error("node " + n.name + ": copying the cluster file to " + n.ssh
                                  + " over ssh failed (`" + copy + "` exited "
                                  + std::to_string(WEXITSTATUS(rc)) + ")");
-      argv.insert(argv.end(), ssh.begin(), ssh.end());
+      std::istringstream words{c.ssh_command};
+      for (std::string w; words >> w;)
+        argv.push_back(w);
       for (auto s : {std::string{"-n"}, n.ssh, std::string{"exec"}, c.remote_eoe,
                      std::string{"node"}, std::string{"--cluster"}, remote_file,
                      std::string{"--name"}, n.name})
         argv.push_back(s);
-      out.push_back(start_process(n.name, std::move(argv), log_dir / (n.name + ".log"),
-                                  die_with_parent));
-      continue;
+    } else {
+      for (auto s : {exe, std::string{"node"}, std::string{"--cluster"}, cluster_file,
+                     std::string{"--name"}, n.name})
+        argv.push_back(s);
     }
-    for (auto s : {exe, std::string{"node"}, std::string{"--cluster"}, cluster_file,
-                   std::string{"--name"}, n.name})
-      argv.push_back(s);
     out.push_back(start_process(n.name, std::move(argv), log_dir / (n.name + ".log"),
                                 die_with_parent));
   }
