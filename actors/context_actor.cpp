@@ -192,9 +192,16 @@ void append_from(self_ptr self, std::uint64_t id, std::shared_ptr<heads_tensor> 
       c.busy = false;
       return;
     }
-    const auto host = st.placement == shard_placement::head
-                        ? (std::min(st.local, st.nodes.size() - 1) + c.shards.size()) % st.nodes.size()
-                        : st.next_node++ % st.nodes.size();
+    auto host = st.placement == shard_placement::head
+                  ? (std::min(st.local, st.nodes.size() - 1) + c.shards.size()) % st.nodes.size()
+                  : st.next_node++ % st.nodes.size();
+    for (size_t tries = 0; !st.nodes[host] && tries < st.nodes.size(); ++tries)
+      host = (host + 1) % st.nodes.size(); // a lost node hosts nothing new
+    if (!st.nodes[host]) {
+      rp.deliver(make_mesh_error(mesh_errc::not_ready, "no live node to host a shard"));
+      c.busy = false;
+      return;
+    }
     self->request(st.nodes[host], std::chrono::seconds(30), create_atom::value, c.spec, c.length,
                   c.spec.shard_size)
       .then(
@@ -618,6 +625,12 @@ context_actor::behavior_type context_behavior(context_actor::stateful_pointer<co
   self->state.local = local;
   self->state.placement = placement;
   return {
+    [=](join_atom, std::uint32_t n, node_agent_actor agent) {
+      auto& nodes = self->state.nodes;
+      if (n >= nodes.size())
+        nodes.resize(n + 1);
+      nodes[n] = std::move(agent);
+    },
     [=](stats_atom) {
       // Positions held per node: every context's shards, where they live.
       std::vector<std::uint64_t> held(self->state.nodes.size(), 0);

@@ -12,6 +12,7 @@
 #include <caf/event_based_actor.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
 #include <numeric>
 #include <memory>
@@ -347,6 +348,11 @@ without_node(const epoch_entry& e, std::uint32_t n, const std::string& node, std
         why = "layer " + std::to_string(l) + " lost its last expert with node " + node;
         return std::nullopt;
       }
+      if (lc.kind != experts::layer_kind::eoe && lc.experts == 2) { // as model_config demands
+        why = "layer " + std::to_string(l) + " would keep 1 expert without node " + node
+              + "; a routed layer needs 2";
+        return std::nullopt;
+      }
       const bool picks_k = lc.kind != experts::layer_kind::eoe
                            || lc.mode == experts::activation_mode::topk;
       if (picks_k && lc.k > lc.experts - 1)
@@ -373,6 +379,11 @@ void lose_node(self_ptr self, std::uint32_t n, const std::string& reason) {
     return;
   node.alive = false;
   node.lost = reason;
+  node.retry_ns = 0;
+  node.retry_gap_ms = 0;
+  self->send(st.contexts, join_atom::value, n, node_agent_actor{}); // no new shards there
+  if (st.current != 0)
+    node.before_loss = std::make_shared<const epoch_entry>(st.epochs.at(st.current));
   caf::aout(self) << "coordinator: node " << node.name << " (" << node.address << ") lost ("
                   << reason << ")" << std::endl;
   std::vector<std::uint64_t> failed;
@@ -424,13 +435,15 @@ void lose_node(self_ptr self, std::uint32_t n, const std::string& reason) {
   auto [m, members, placement] = std::move(*next);
   publish(self, m, std::move(members), std::move(placement),
           "node " + node.name + " lost (" + reason + ")",
-          [self, release, name = node.name](caf::expected<std::uint64_t> epoch) {
+          [self, n, release, name = node.name](caf::expected<std::uint64_t> epoch) {
             if (epoch) {
+              self->state.nodes[n].without = *epoch;
               caf::aout(self) << "coordinator: epoch " << *epoch << " runs without node " << name
                               << std::endl;
               release({});
             } else {
-              self->state.broken = "no epoch without node " + name + ": " + describe(epoch.error());
+              self->state.broken = "no epoch without node " + name + " (lost: "
+                                   + self->state.nodes[n].lost + "): " + describe(epoch.error());
               release(self->state.broken);
             }
           });
@@ -670,6 +683,142 @@ void start_first_epoch(self_ptr self) {
   }
 }
 
+/// A lost node of the cluster file answers at its address again, from a fresh process (its
+/// unit, or an operator, started it anew): it takes its old place. When nothing changed since
+/// it was lost, its experts come back with the weights they had, in an epoch equal to the one
+/// it was lost from (so outputs equal those before the loss); otherwise it is back without
+/// experts and the log says why.
+void take_back(self_ptr self, std::uint32_t n, node_agent_actor agent) {
+  auto& st = self->state;
+  const auto before = st.nodes[n].before_loss;
+  const auto without = st.nodes[n].without;
+  const bool restore = before && without != 0 && st.current == without && !st.changing
+                       && st.rebuilding.empty();
+  spawn_order order;
+  order.node = st.nodes[n].name;
+  order.term = st.setup.term;
+  order.checkpoint = st.setup.checkpoint;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> named; // its experts, in order
+  if (restore)
+    for (std::uint32_t l = 0; l < before->placement.size(); ++l)
+      for (std::uint32_t p = 0; p < before->placement[l].size(); ++p)
+        if (before->placement[l][p] == n) {
+          named.emplace_back(l, before->members[l][p]);
+          order.explicit_experts.push_back(weights_of(*before->model, l, p, before->members[l][p]));
+        }
+  if (restore)
+    st.changing = true; // no other change until the restored epoch is out
+  auto give_up = [self, n, restore](const std::string& why) {
+    auto& st = self->state;
+    st.nodes[n].retrying = false;
+    if (restore)
+      st.changing = false;
+    caf::aout(self) << "coordinator: node " << st.nodes[n].name << " answered at "
+                    << st.nodes[n].address << " but is not back: " << why << std::endl;
+  };
+  self->request(agent, std::chrono::seconds(30), spawn_atom::value, order)
+    .then(
+      [self, n, agent, before, without, named, restore, give_up](spawned_node& s) {
+        auto& st = self->state;
+        auto& node = st.nodes[n];
+        if (!s.relay || s.experts.size() != named.size()) // the answer may come from anywhere
+          return give_up("it answered its spawn order with " + std::to_string(s.experts.size())
+                         + " experts" + (s.relay ? "" : " and no relay") + " for "
+                         + std::to_string(named.size()) + " ordered");
+        if (node.alive) // it joined under its name meanwhile
+          return give_up("a node called " + node.name + " joined meanwhile");
+        node.retrying = false;
+        const auto lost = node.lost;
+        node.agent = agent;
+        node.relay = s.relay;
+        node.data = s.data;
+        node.alive = true;
+        node.lost.clear();
+        node.heard_ns = 0;
+        node.pinged = false;
+        node.before_loss.reset();
+        node.without = 0;
+        self->monitor(agent);
+        measure_clock(self, agent, node.name);
+        self->send(st.contexts, join_atom::value, n, agent);
+        const auto back = "node " + node.name + " (" + node.address + ") is back (lost: " + lost + ")";
+        if (restore)
+          st.changing = false;
+        if (!restore || st.current != without) {
+          caf::aout(self) << "coordinator: " << back
+                          << (before ? ", without its experts: the membership changed since it "
+                                       "was lost (add experts on it with eoe experts add)"
+                                     : "")
+                          << std::endl;
+          return;
+        }
+        if (named.empty()) {
+          caf::aout(self) << "coordinator: " << back << std::endl;
+          return;
+        }
+        for (size_t i = 0; i < named.size(); ++i)
+          st.experts[named[i]] = s.experts[i];
+        std::string names;
+        for (auto& [l, id] : named)
+          names += (names.empty() ? "" : ", ") + expert_name(l, id);
+        const auto what = back + "; its experts " + names + " restored";
+        publish(self, before->model, before->members, before->placement, what,
+                [self, what](caf::expected<std::uint64_t> epoch) {
+                  if (epoch)
+                    caf::aout(self) << "coordinator: epoch " << *epoch << ": " << what << std::endl;
+                  else
+                    caf::aout(self) << "coordinator: " << what << ", but its epoch failed: "
+                                    << describe(epoch.error()) << std::endl;
+                });
+      },
+      [give_up](caf::error& err) { give_up(describe(err)); });
+}
+
+/// Tries the address of every lost node of the cluster file now and then (its unit may have
+/// started it again there): 0.5 s after the loss, then twice as long each time, up to 30 s.
+void retry_lost_nodes(self_ptr self) {
+  auto& st = self->state;
+  if (!st.setup.connector)
+    return;
+  const auto now = tracing::now_ns();
+  for (std::uint32_t n = 0; n < st.nodes.size(); ++n) {
+    auto& node = st.nodes[n];
+    // A silent node may still run: it is fenced when it answers a ping, and exits.
+    if (n == st.setup.head || node.alive || node.silent || node.joined || node.retrying
+        || now < node.retry_ns)
+      continue;
+    const auto colon = node.address.rfind(':');
+    const auto port = colon == std::string::npos ? 0 : std::atoi(node.address.c_str() + colon + 1);
+    if (port <= 0 || port > 65535)
+      continue;
+    node.retry_gap_ms = std::clamp<std::int64_t>(2 * node.retry_gap_ms, 500, 30'000);
+    node.retry_ns = now + node.retry_gap_ms * 1'000'000;
+    node.retrying = true;
+    self
+      ->request(st.setup.connector, std::chrono::seconds(5), caf::connect_atom::value,
+                node.address.substr(0, colon), static_cast<std::uint16_t>(port))
+      .then(
+        [self, n](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>& ifs) {
+          auto& node = self->state.nodes[n];
+          const auto& sys = self->system();
+          if (!ptr || node.alive || !sys.assignable(ifs, sys.message_types<node_agent_actor>())) {
+            node.retrying = false;
+            return;
+          }
+          auto agent = caf::actor_cast<node_agent_actor>(ptr);
+          if (node.agent && ptr->node() == node.agent.node()) {
+            // The process it was lost from, alive (its link broke): fenced, it exits, and
+            // comes back fresh when its unit starts it again.
+            self->send(agent, fence_atom::value, node.lost);
+            node.retrying = false;
+            return;
+          }
+          take_back(self, n, std::move(agent));
+        },
+        [self, n](caf::error&) { self->state.nodes[n].retrying = false; });
+  }
+}
+
 } // namespace
 
 coordinator_actor::behavior_type
@@ -687,8 +836,11 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
   st.trace_salt = static_cast<std::uint64_t>(tracing::now_ns()) << 24;
   for (std::uint32_t n = 0; n < st.setup.nodes.size(); ++n) {
     const bool joined = n < st.setup.joined.size() && st.setup.joined[n];
-    st.nodes.push_back({st.setup.nodes[n], st.setup.addresses[n], st.setup.agents[n], {}, true,
-                        {}, {}, 0, false, false, joined});
+    auto& node = st.nodes.emplace_back();
+    node.name = st.setup.nodes[n];
+    node.address = st.setup.addresses[n];
+    node.agent = st.setup.agents[n];
+    node.joined = joined;
     if (n != st.setup.head && st.setup.agents[n]) {
       self->monitor(st.setup.agents[n]);
       measure_clock(self, st.setup.agents[n], st.setup.nodes[n]);
@@ -704,11 +856,15 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
   });
   self->set_down_handler([self](const caf::down_msg& dm) {
     auto& st = self->state;
-    for (std::uint32_t n = 0; n < st.nodes.size(); ++n)
-      if (st.nodes[n].agent.address() == dm.source && st.nodes[n].alive) {
+    for (std::uint32_t n = 0; n < st.nodes.size(); ++n) {
+      if (st.nodes[n].agent.address() != dm.source)
+        continue;
+      if (st.nodes[n].alive) {
         ++st.lost_down;
         lose_node(self, n, self->system().render(dm.reason));
       }
+      st.nodes[n].silent = false; // gone: nothing left to fence; its address is tried again
+    }
   });
   if (st.setup.heartbeat_ms > 0)
     self->delayed_send(self, std::chrono::milliseconds(st.setup.heartbeat_ms),
@@ -742,6 +898,7 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
                            heartbeat_atom::value);
         return;
       }
+      retry_lost_nodes(self);
       for (std::uint32_t n = 0; n < st.nodes.size(); ++n) {
         auto& node = st.nodes[n];
         if (n == st.setup.head || !node.agent || (!node.alive && !node.silent))
@@ -971,12 +1128,20 @@ coordinator_behavior(coordinator_actor::stateful_pointer<coordinator_state> self
             auto& nodes = self->state.nodes;
             // A lost node that comes back takes its old place (and name) again.
             const auto again = node_index(self->state, name);
-            registered_node node{name, address, agent, s.relay, true, s.data, {}, 0,
-                                 false,  false,   again ? nodes[*again].joined : true};
-            if (again && !nodes[*again].alive)
-              nodes[*again] = std::move(node);
+            registered_node node;
+            node.name = name;
+            node.address = address;
+            node.agent = agent;
+            node.relay = s.relay;
+            node.data = s.data;
+            node.joined = again ? nodes[*again].joined : true;
+            const auto n = again && !nodes[*again].alive ? *again
+                                                         : static_cast<std::uint32_t>(nodes.size());
+            if (n < nodes.size())
+              nodes[n] = std::move(node);
             else
               nodes.push_back(std::move(node));
+            self->send(self->state.contexts, join_atom::value, n, agent);
             self->monitor(agent);
             measure_clock(self, agent, name);
             caf::aout(self) << "coordinator: node " << name << " (" << address << ") joined"

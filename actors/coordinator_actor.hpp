@@ -11,6 +11,7 @@
 #include "actors/request_batcher.hpp"
 #include "actors/shard_placement.hpp"
 
+#include <caf/io/middleman_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
 #include <deque>
@@ -62,6 +63,10 @@ struct coordinator_setup {
   /// order, so that nodes obey a newer head rather than one that lost its lease.
   std::uint64_t term = 0;
   std::vector<bool> joined; ///< per node: joined with --join, not in the cluster file
+  /// The middleman (CAF's, or its openssl module's for a cluster with [tls]) through which
+  /// the coordinator reaches a lost node's address again: a cluster file's node started again
+  /// there (by its unit, by hand) is taken back with its experts (null: lost nodes stay lost).
+  caf::io::middleman_actor connector;
 };
 
 /// One node as the registry knows it.
@@ -77,6 +82,13 @@ struct registered_node {
   bool pinged = false;       ///< a ping is out
   bool silent = false;       ///< lost for its silence: fenced when it answers again
   bool joined = false;       ///< joined with --join (not in the cluster file)
+  /// Lost: the epoch it was lost from (its experts and their weights, to restore if it comes
+  /// back before anything else changed) and the epoch published without it.
+  std::shared_ptr<const struct epoch_entry> before_loss;
+  std::uint64_t without = 0;
+  std::int64_t retry_ns = 0;        ///< lost: when to try its address again
+  std::int64_t retry_gap_ms = 0;    ///< lost: the wait after the last try (doubles to 30 s)
+  bool retrying = false;            ///< lost: a connection to its address is being tried
 };
 
 /// One membership epoch.

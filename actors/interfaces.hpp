@@ -94,19 +94,6 @@ typename Inspector::result_type inspect(Inspector& f, attention_reply& x) {
   return f(caf::meta::type_name("attention_reply"), x.error, x.heads);
 }
 
-/// Creates contexts, grows them by spawning shards on the cluster's nodes as they fill, and
-/// merges the shards' partial attention into global attention (full, global top-k in two
-/// rounds, or a per-shard budget in one).
-using context_actor = caf::typed_actor<                                               //
-  caf::replies_to<create_atom, context_spec>::with<std::uint64_t>,                   //
-  caf::replies_to<append_atom, std::uint64_t, heads_tensor, heads_tensor>::with<std::uint64_t>, //
-  caf::replies_to<query_atom, std::uint64_t, attention_query>::with<wire_partial>,  //
-  caf::replies_to<drop_atom, std::uint64_t>::with<ok_atom>,                          //
-  caf::replies_to<decode_atom, std::uint64_t, heads_tensor, heads_tensor, heads_tensor,
-                  std::string>::with<std::vector<wire_partial>>, //
-  caf::replies_to<decode_atom, std::vector<decode_item>>::with<std::vector<attention_reply>>, //
-  caf::replies_to<stats_atom>::with<std::vector<std::uint64_t>>>; ///< positions held per node
-
 /// One per process: spawns and retires the node's experts and context shards on command;
 /// answers a health ping with the node's name.
 using node_agent_actor = caf::typed_actor<                         //
@@ -119,6 +106,21 @@ using node_agent_actor = caf::typed_actor<                         //
   caf::reacts_to<clock_atom, std::int64_t>,                        //
   caf::reacts_to<fence_atom, std::string>,                         //
   caf::reacts_to<shutdown_atom>>;
+
+/// Creates contexts, grows them by spawning shards on the cluster's nodes as they fill, and
+/// merges the shards' partial attention into global attention (full, global top-k in two
+/// rounds, or a per-shard budget in one).
+using context_actor = caf::typed_actor<                                               //
+  caf::replies_to<create_atom, context_spec>::with<std::uint64_t>,                   //
+  caf::replies_to<append_atom, std::uint64_t, heads_tensor, heads_tensor>::with<std::uint64_t>, //
+  caf::replies_to<query_atom, std::uint64_t, attention_query>::with<wire_partial>,  //
+  caf::replies_to<drop_atom, std::uint64_t>::with<ok_atom>,                          //
+  caf::replies_to<decode_atom, std::uint64_t, heads_tensor, heads_tensor, heads_tensor,
+                  std::string>::with<std::vector<wire_partial>>, //
+  caf::replies_to<decode_atom, std::vector<decode_item>>::with<std::vector<attention_reply>>, //
+  caf::replies_to<stats_atom>::with<std::vector<std::uint64_t>>, ///< positions held per node
+  /// Node n's agent from now on (null: the node was lost; n past the end: a node joined).
+  caf::reacts_to<join_atom, std::uint32_t, node_agent_actor>>;
 
 /// Admits requests (each pinned to the epoch current at admission), owns the versioned
 /// membership registry and changes it on command, watches the nodes, answers status queries.

@@ -92,6 +92,10 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       if (!from)
         return make_mesh_error(mesh_errc::bad_request,
                                "node " + st.node + ": a spawn order needs a sender");
+      if (order.node != st.node) // a cluster file whose address is another node's
+        return make_mesh_error(mesh_errc::bad_request, "node " + st.node
+                                                         + " got a spawn order for node "
+                                                         + order.node);
       if (st.head && from != st.head) {
         // A head of a newer term (it won etcd's election) replaces one that seems alive
         // but lost its lease (stopped, cut off): the old one's experts go.
@@ -218,7 +222,9 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
                       << why << "); exiting" << std::endl;
       for (auto& s : self->state.shards)
         self->send_exit(s, caf::exit_reason::user_shutdown);
-      self->quit(caf::exit_reason::user_shutdown);
+      // Not a shutdown: the process exits non-zero (net/node_runtime.cpp), so that a unit
+      // with Restart=on-failure starts it again and the head takes it back.
+      self->quit(make_mesh_error(mesh_errc::node_lost, why));
     },
     [=](shutdown_atom) {
       if (self->state.head && caf::actor_cast<caf::actor_addr>(self->current_sender()) != self->state.head)

@@ -354,10 +354,7 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
     }
   }
   top.reject_unknown(" at the top level");
-  // Heartbeats: 200 ms by default, but off by default on a [tls] cluster (CAF 0.17's TLS
-  // middleman drops a head's links to its nodes when a peer's handshake fails while messages
-  // to them are in flight: README, failure detection).
-  c.heartbeat_ms = static_cast<std::uint32_t>(heartbeat.value_or(c.tls.enabled() ? 0 : 200));
+  c.heartbeat_ms = static_cast<std::uint32_t>(heartbeat.value_or(200));
   if (c.heartbeat_ms > 0 && c.suspect_after_ms < 2 * c.heartbeat_ms)
     out.add(heartbeat_at, "cluster.suspect_after_ms",
             "must be at least twice heartbeat_ms (" + std::to_string(c.heartbeat_ms) + "), got "

@@ -1,6 +1,7 @@
 #include "net/cluster_link.hpp"
 
 #include "actors/mesh_errc.hpp"
+#include "net/openssl_error_queue.hpp"
 #include "net/tls_context.hpp"
 
 #include <caf/actor_system_config.hpp>
@@ -9,11 +10,15 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/sec.hpp>
 
+#include <stdexcept>
+
 namespace eoe::net {
 
 void use_tls(actors::mesh_config& cfg, const tls_settings& tls) {
   if (!tls.enabled())
     return;
+  if (!tls_calls_start_clean()) // see openssl_error_queue.hpp: CAF's TLS links would break
+    throw std::logic_error("eoe: CAF's TLS calls do not reach eoe's SSL_read");
   cfg.load<caf::openssl::manager>();
   cfg.openssl_certificate = tls.certificate;
   cfg.openssl_key = tls.key;
@@ -33,6 +38,10 @@ tls_settings tls_of(caf::actor_system& sys) {
   return {cfg.openssl_certificate, cfg.openssl_key, cfg.openssl_cafile, cfg.openssl_passphrase};
 }
 
+caf::io::middleman_actor connector_of(caf::actor_system& sys) {
+  return uses_tls(sys) ? sys.openssl_manager().actor_handle() : sys.middleman().actor_handle();
+}
+
 caf::expected<caf::strong_actor_ptr> remote_actor(caf::actor_system& sys,
                                                   const std::set<std::string>& ifs,
                                                   const std::string& host, std::uint16_t port,
@@ -41,7 +50,7 @@ caf::expected<caf::strong_actor_ptr> remote_actor(caf::actor_system& sys,
   const auto where = host + ":" + std::to_string(port);
   // What caf::io::middleman::remote_actor does, with a deadline: a peer that accepts the TCP
   // connection and then says nothing must not hold a client forever.
-  auto mm = tls ? sys.openssl_manager().actor_handle() : sys.middleman().actor_handle();
+  auto mm = connector_of(sys);
   caf::expected<caf::strong_actor_ptr> out{caf::error{}};
   {
     caf::scoped_actor self{sys};

@@ -10,6 +10,7 @@
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
+#include <caf/io/middleman_actor.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/publish.hpp>
 
@@ -52,6 +53,9 @@ caf::expected<caf::strong_actor_ptr> remote_actor(caf::actor_system& sys,
                                                   const std::set<std::string>& ifs,
                                                   const std::string& host, std::uint16_t port,
                                                   std::chrono::milliseconds timeout);
+
+/// The middleman actor that makes this system's links (its openssl module's with TLS).
+caf::io::middleman_actor connector_of(caf::actor_system& sys);
 
 template <class Handle>
 caf::expected<Handle> remote_actor(caf::actor_system& sys, const std::string& host,

@@ -58,6 +58,27 @@ resolve_placement(const cluster_config& c, const std::vector<std::string>& membe
 
 namespace {
 
+/// Exit code of a node whose agent is fenced by its head (declared lost while it was silent or
+/// cut off): not 0, so that a unit with Restart=on-failure starts it again.
+constexpr int fenced_exit = 4;
+
+/// Waits until the node's agent and every other actor are done: 0 after a shutdown,
+/// fenced_exit when the head fenced it.
+int wait_node_done(caf::actor_system& sys, const actors::node_agent_actor& agent) {
+  caf::error why;
+  {
+    caf::scoped_actor waiter{sys};
+    waiter->monitor(agent);
+    waiter->receive([&](caf::down_msg& dm) { why = std::move(dm.reason); });
+  }
+  sys.await_all_actors_done();
+  return why.category() == actors::mesh_category
+             && why.code() == static_cast<std::uint8_t>(actors::mesh_errc::node_lost)
+           ? fenced_exit
+           : 0;
+}
+
+
 /// The node's tracing for as long as it runs: the head's collector (when configured) and the
 /// process's sink, installed for the actors and flushed and removed at the end.
 struct node_tracing {
@@ -156,8 +177,7 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
     }
     log << "node " << name << " listening on " << me->address() << ", data plane on "
         << data_plane.plane->address() << over << std::endl;
-    sys.await_all_actors_done();
-    return 0;
+    return wait_node_done(sys, agent);
   }
 
   std::unique_ptr<head_lease> lease;
@@ -205,6 +225,7 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
     setup.secret = s;
   setup.registry = store;
   setup.term = lease ? lease->term() : 0;
+  setup.connector = connector_of(sys);
   if (store) {
     auto resumed = store->read(c.checkpoint, *setup.model);
     if (!resumed) {
@@ -419,8 +440,7 @@ int run_joining_node(const std::string& head, const std::string& name, const std
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  sys.await_all_actors_done();
-  return 0;
+  return wait_node_done(sys, agent);
 }
 
 } // namespace eoe::net

@@ -132,13 +132,19 @@ std::string wait_cluster_ready(const cluster_config& c, std::vector<node_process
   }
   std::string out = "cluster '" + c.name + "' was not ready within "
                     + std::to_string(timeout.count()) + " s";
+  // The head's log first: it says which nodes it saw and lost; then each node's own account.
   const auto& head_name = c.nodes[c.head_index()].name;
+  auto add_log = [&out](const node_process& p, const std::string& whose) {
+    const auto tail = log_tail(p.log);
+    out += "; " + whose + " log (" + p.log.string() + ")"
+           + (tail.empty() ? std::string{" is empty"} : ":\n" + tail);
+  };
   for (const auto& p : nodes)
-    if (p.node == head_name) {
-      const auto tail = log_tail(p.log);
-      out += "; the head's log (" + p.log.string() + ")"
-             + (tail.empty() ? std::string{" is empty"} : ":\n" + tail);
-    }
+    if (p.node == head_name)
+      add_log(p, "the head's");
+  for (const auto& p : nodes)
+    if (p.node != head_name)
+      add_log(p, p.node + "'s");
   return out;
 }
 

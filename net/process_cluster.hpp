@@ -35,7 +35,7 @@ std::vector<node_process> start_nodes(const cluster_config& c, const std::string
                                        bool die_with_parent = false);
 
 /// Waits until the head reports a ready cluster. Fails (with the dead node's log) when a node
-/// process exits first, or after the timeout (with the head's log); returns the error text,
+/// process exits first, or after the timeout (with the head's log, then the others'); returns the error text,
 /// empty when ready.
 std::string wait_cluster_ready(const cluster_config& c, std::vector<node_process>& nodes,
                                std::chrono::seconds timeout);

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <string>
 #include <sys/wait.h>
@@ -56,9 +57,13 @@ inline int base_port() {
 struct node_processes {
   net::cluster_config config;
   std::vector<net::node_process> nodes;
+  std::string file;                           ///< the cluster file
+  std::filesystem::path dir;                  ///< where the logs are
+  std::vector<std::vector<std::string>> prefix;
 
   node_processes(const std::string& file, const std::filesystem::path& dir,
-                 const std::vector<std::vector<std::string>>& prefix = {}) {
+                 const std::vector<std::vector<std::string>>& prefix = {})
+      : file(file), dir(dir), prefix(prefix) {
     auto c = net::load_cluster_config(file);
     REQUIRE(c.has_value());
     config = std::move(*c);
@@ -70,12 +75,29 @@ struct node_processes {
     }
   }
 
+  /// Starts node i again as its unit would (`eoe node --cluster FILE --name N`, under its
+  /// prefix), once its old process has ended; its log is N.again.log.
+  void restart(size_t i) {
+    if (nodes[i].pid > 0)
+      ::waitpid(nodes[i].pid, nullptr, 0);
+    std::vector<std::string> argv = i < prefix.size() ? prefix[i] : std::vector<std::string>{};
+    for (std::string a : {eoe_binary(), std::string{"node"}, std::string{"--cluster"}, file,
+                          std::string{"--name"}, nodes[i].node})
+      argv.push_back(std::move(a));
+    nodes[i] = net::start_process(nodes[i].node, argv, dir / (nodes[i].node + ".again.log"), true);
+  }
+
   /// Shuts the cluster down; how many processes had to be killed.
   size_t stop() {
     return net::stop_nodes(config, nodes);
   }
 
   ~node_processes() {
+    // A failed REQUIRE or FAIL unwinds through here: the nodes' logs say what they saw.
+    if (std::uncaught_exceptions() > 0)
+      for (const auto& n : nodes)
+        std::fprintf(stderr, "log of node %s:\n%s\n", n.node.c_str(),
+                     net::log_tail(n.log, 40).c_str());
     // A failed check left it running: no process outlives the test.
     if (std::any_of(nodes.begin(), nodes.end(), [](auto& n) { return n.pid > 0; }))
       net::stop_nodes(config, nodes, std::chrono::seconds(1));

@@ -2,7 +2,8 @@
 # The Debian package runs a cluster (issue 27): builds the package of this build (cpack),
 # checks what dpkg says it holds and depends on (and lintian, when installed, finds no error), extracts it with dpkg -x into a scratch
 # folder, and runs the netns case of test_mesh_processes (3 nodes in 3 network namespaces,
-# answers equal to the reference) with the extracted /usr/bin/eoe.
+# answers equal to the reference; n3 killed -9 and started again in its namespace, taken back
+# with its experts, answers equal again) with the extracted /usr/bin/eoe.
 #   tests/package_cluster.sh BUILD_DIR TEST_MESH_PROCESSES
 set -euo pipefail
 build=$1 test_bin=$2
@@ -26,8 +27,9 @@ if command -v lintian > /dev/null; then # errors fail, warnings (no man pages) d
 fi
 dpkg -x "$deb" "$scratch/root"
 "$scratch/root/usr/bin/eoe" inspect "$scratch/root/usr/share/eoe/configs/lm/tiny.toml" > /dev/null
-# 3 hosts as namespaces; a node killed mid-load (0 wrong, service again); the head killed and
-# started again from the package's binary, resuming its epoch with the same outputs.
+# 3 hosts as namespaces, one killed and started again; a node killed mid-load (0 wrong,
+# service again) and started again (back with its experts); the head killed and started
+# again from the package's binary, resuming its epoch with the same outputs.
 for case in "3 nodes in separate network namespaces joined by veth pairs" \
             "kill -9 of one node of 3 mid-load*" "kill -9 of the head with *"; do
   EOE_BIN_DIR="$scratch/root/usr/bin" "$test_bin" --warn NoTests "$case"
