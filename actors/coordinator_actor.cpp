@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <functional>
 #include <numeric>
+#include <utility>
 #include <memory>
 
 namespace eoe::actors {
@@ -382,6 +383,9 @@ void lose_node(self_ptr self, std::uint32_t n, const std::string& reason) {
   node.retry_ns = 0;
   node.retry_gap_ms = 0;
   self->send(st.contexts, join_atom::value, n, node_agent_actor{}); // no new shards there
+  node.lost_from = st.current;
+  node.without = 0;
+  node.broke = false;
   if (st.current != 0)
     node.before_loss = std::make_shared<const epoch_entry>(st.epochs.at(st.current));
   caf::aout(self) << "coordinator: node " << node.name << " (" << node.address << ") lost ("
@@ -427,6 +431,7 @@ void lose_node(self_ptr self, std::uint32_t n, const std::string& reason) {
   };
   if (!next) {
     st.broken = why;
+    node.broke = true;
     caf::aout(self) << "coordinator: " << why << "; no request can be served" << std::endl;
     release(why);
     return;
@@ -442,6 +447,7 @@ void lose_node(self_ptr self, std::uint32_t n, const std::string& reason) {
                               << std::endl;
               release({});
             } else {
+              self->state.nodes[n].broke = true;
               self->state.broken = "no epoch without node " + name + " (lost: "
                                    + self->state.nodes[n].lost + "): " + describe(epoch.error());
               release(self->state.broken);
@@ -690,10 +696,11 @@ void start_first_epoch(self_ptr self) {
 /// experts and the log says why.
 void take_back(self_ptr self, std::uint32_t n, node_agent_actor agent) {
   auto& st = self->state;
+  // The epoch it left behind: the one without it, or (none could be made) the one it was
+  // lost from, whose experts it takes back, healing the cluster.
   const auto before = st.nodes[n].before_loss;
-  const auto without = st.nodes[n].without;
-  const bool restore = before && without != 0 && st.current == without && !st.changing
-                       && st.rebuilding.empty();
+  const auto without = st.nodes[n].without ? st.nodes[n].without : st.nodes[n].lost_from;
+  const bool restore = before && without != 0 && st.current == without;
   spawn_order order;
   order.node = st.nodes[n].name;
   order.term = st.setup.term;
@@ -738,6 +745,7 @@ void take_back(self_ptr self, std::uint32_t n, node_agent_actor agent) {
         node.pinged = false;
         node.before_loss.reset();
         node.without = 0;
+        const bool broke = std::exchange(node.broke, false);
         self->monitor(agent);
         measure_clock(self, agent, node.name);
         self->send(st.contexts, join_atom::value, n, agent);
@@ -763,10 +771,12 @@ void take_back(self_ptr self, std::uint32_t n, node_agent_actor agent) {
           names += (names.empty() ? "" : ", ") + expert_name(l, id);
         const auto what = back + "; its experts " + names + " restored";
         publish(self, before->model, before->members, before->placement, what,
-                [self, what](caf::expected<std::uint64_t> epoch) {
-                  if (epoch)
+                [self, what, broke](caf::expected<std::uint64_t> epoch) {
+                  if (epoch) {
+                    if (broke) // its loss left no epoch to serve: its return heals the cluster
+                      self->state.broken.clear();
                     caf::aout(self) << "coordinator: epoch " << *epoch << ": " << what << std::endl;
-                  else
+                  } else
                     caf::aout(self) << "coordinator: " << what << ", but its epoch failed: "
                                     << describe(epoch.error()) << std::endl;
                 });
@@ -781,6 +791,8 @@ void retry_lost_nodes(self_ptr self) {
   if (!st.setup.connector)
     return;
   const auto now = tracing::now_ns();
+  if (st.changing || !st.rebuilding.empty()) // one change at a time: next heartbeat
+    return;
   for (std::uint32_t n = 0; n < st.nodes.size(); ++n) {
     auto& node = st.nodes[n];
     // A silent node may still run: it is fenced when it answers a ping, and exits.
@@ -799,10 +811,16 @@ void retry_lost_nodes(self_ptr self) {
                 node.address.substr(0, colon), static_cast<std::uint16_t>(port))
       .then(
         [self, n](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>& ifs) {
-          auto& node = self->state.nodes[n];
+          auto& st = self->state;
+          auto& node = st.nodes[n];
           const auto& sys = self->system();
           if (!ptr || node.alive || !sys.assignable(ifs, sys.message_types<node_agent_actor>())) {
             node.retrying = false;
+            return;
+          }
+          if (st.changing || !st.rebuilding.empty()) { // a change began meanwhile: soon again
+            node.retrying = false;
+            node.retry_ns = 0;
             return;
           }
           auto agent = caf::actor_cast<node_agent_actor>(ptr);

@@ -85,7 +85,9 @@ struct registered_node {
   /// Lost: the epoch it was lost from (its experts and their weights, to restore if it comes
   /// back before anything else changed) and the epoch published without it.
   std::shared_ptr<const struct epoch_entry> before_loss;
-  std::uint64_t without = 0;
+  std::uint64_t lost_from = 0; ///< the epoch current when it was lost
+  std::uint64_t without = 0;   ///< 0: none could be made (the cluster broke: `broke`)
+  bool broke = false;
   std::int64_t retry_ns = 0;        ///< lost: when to try its address again
   std::int64_t retry_gap_ms = 0;    ///< lost: the wait after the last try (doubles to 30 s)
   bool retrying = false;            ///< lost: a connection to its address is being tried

@@ -407,6 +407,15 @@ TEST_CASE("kill -9 of one node of 3 mid-load: 0 lost, 0 wrong, the failures name
   }
   CHECK_THAT(refused, Catch::Contains("would keep 1 expert without node n3; a routed layer "
                                       "needs 2"));
+  // n3 started again heals it: its experts come back into the epoch it was lost from.
+  pc.restart(2);
+  bool serves = false;
+  for (int i = 0; i < 150 && !serves; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    serves = probe(sys, *coord);
+  }
+  INFO("n3's log:\n" << net::log_tail(pc.nodes[2].log));
+  CHECK(serves);
   pc.stop();
 }
 
@@ -456,7 +465,22 @@ TEST_CASE("kill -STOP of one node of 3 mid-load: declared lost for its silence, 
   std::ifstream log{victim.log};
   const std::string text{std::istreambuf_iterator<char>(log), {}};
   CHECK_THAT(text, Catch::Contains("eoe node n3: the head declared this node lost (n3 silent for"));
+  int status = 0;
+  REQUIRE(::waitpid(victim.pid, &status, 0) == victim.pid);
+  pc.nodes[2].pid = 0;
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 4); // not 0: its unit (Restart=on-failure) starts it again
   CHECK(probe(sys, *coord)); // the others serve on
+  // Started again, as its unit would: taken back with its experts.
+  pc.restart(2);
+  bool back = false;
+  for (int i = 0; i < 150 && !back; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto now = net::status(sys, *coord);
+    back = now && now->alive[2] && now->experts_per_node[2] > 0;
+  }
+  INFO("n3's log:\n" << net::log_tail(pc.nodes[2].log));
+  CHECK(back);
   pc.stop();
 }
 
