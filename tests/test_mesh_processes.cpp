@@ -152,6 +152,18 @@ bool probe(caf::actor_system& sys, const coordinator_actor& coord) {
   return ok;
 }
 
+/// The head's status once `done(status)` holds (asked every 100 ms, for up to 15 s), or none.
+template <class Done>
+std::optional<cluster_status> status_when(caf::actor_system& sys, const coordinator_actor& coord,
+                                          Done done) {
+  for (int i = 0; i < 150; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (auto now = net::status(sys, coord); now && done(*now))
+      return std::move(*now);
+  }
+  return std::nullopt;
+}
+
 /// A checked load through the CAF client during which node n3 gets `signal` once `after`
 /// requests are answered; the load's report and how long after the signal a probe was served.
 struct faulted_load {
@@ -371,12 +383,9 @@ TEST_CASE("kill -9 of one node of 3 mid-load: 0 lost, 0 wrong, the failures name
   // node of the cluster file, takes it back and, nothing having changed since, restores its
   // experts (same stable ids, same weights) in the next epoch; answers equal the reference.
   pc.restart(2);
-  std::optional<cluster_status> back;
-  for (int i = 0; i < 150 && !back; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (auto now = net::status(sys, *coord); now && now->alive[2] && now->epoch > s->epoch)
-      back = std::move(*now);
-  }
+  const auto back = status_when(sys, *coord, [&](const cluster_status& now) {
+    return now.alive[2] && now.epoch > s->epoch;
+  });
   REQUIRE(back);
   INFO("n3's log:\n" << net::log_tail(pc.nodes[2].log));
   CHECK(back->epoch == s->epoch + 1);
@@ -473,12 +482,9 @@ TEST_CASE("kill -STOP of one node of 3 mid-load: declared lost for its silence, 
   CHECK(probe(sys, *coord)); // the others serve on
   // Started again, as its unit would: taken back with its experts.
   pc.restart(2);
-  bool back = false;
-  for (int i = 0; i < 150 && !back; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    auto now = net::status(sys, *coord);
-    back = now && now->alive[2] && now->experts_per_node[2] > 0;
-  }
+  const auto back = status_when(sys, *coord, [](const cluster_status& now) {
+    return now.alive[2] && now.experts_per_node[2] > 0;
+  });
   INFO("n3's log:\n" << net::log_tail(pc.nodes[2].log));
   CHECK(back);
   pc.stop();
@@ -760,12 +766,9 @@ TEST_CASE("3 nodes in separate network namespaces joined by veth pairs", "[mesh]
     REQUIRE(before);
     ::kill(pc.nodes[2].pid, SIGKILL);
     pc.restart(2);
-    std::optional<cluster_status> back;
-    for (int i = 0; i < 150 && !back; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (auto now = net::status(sys, *coord); now && now->alive[2] && now->epoch >= before->epoch + 2)
-        back = std::move(*now);
-    }
+    const auto back = status_when(sys, *coord, [&](const cluster_status& now) {
+      return now.alive[2] && now.epoch >= before->epoch + 2; // lost, then back
+    });
     INFO("n3's log:\n" << net::log_tail(pc.nodes[2].log));
     REQUIRE(back);
     CHECK(back->experts == before->experts);
