@@ -172,7 +172,6 @@ std::optional<std::uint32_t> node_index(const coordinator_state& st, const std::
   return std::nullopt;
 }
 
-
 /// A lost node of the cluster file answers at its address again, from a fresh process (its
 /// unit, or an operator, started it anew): it takes its old place. When nothing changed since
 /// it was lost, its experts come back with the weights they had, in an epoch equal to the one
@@ -216,8 +215,15 @@ void take_back(self_ptr self, std::uint32_t n, node_agent_actor agent) {
           return give_up("it answered its spawn order with " + std::to_string(s.experts.size())
                          + " experts" + (s.relay ? "" : " and no relay") + " for "
                          + std::to_string(named.size()) + " ordered");
-        if (node.alive) // it joined under its name meanwhile
+        // Experts it was given but that no epoch will count go again.
+        auto retire_spawned = [&] {
+          for (auto& [l, id] : named)
+            self->send(agent, retire_atom::value, l, id);
+        };
+        if (node.alive) { // it joined under its name meanwhile
+          retire_spawned();
           return give_up("a node called " + node.name + " joined meanwhile");
+        }
         node.retrying = false;
         const auto lost = node.lost;
         node.agent = agent;
@@ -237,6 +243,7 @@ void take_back(self_ptr self, std::uint32_t n, node_agent_actor agent) {
         if (restore)
           st.changing = false;
         if (!restore || st.current != without) {
+          retire_spawned(); // another node was lost meanwhile: the epoch it left is gone
           caf::aout(self) << "coordinator: " << back
                           << (before ? ", without its experts: the membership changed since it "
                                        "was lost (add experts on it with eoe experts add)"
@@ -290,8 +297,11 @@ void retry_lost_nodes(self_ptr self) {
     node.retry_gap_ms = std::clamp<std::int64_t>(2 * node.retry_gap_ms, 500, 30'000);
     node.retry_ns = now + node.retry_gap_ms * 1'000'000;
     node.retrying = true;
+    // CAF's middleman connects one address at a time, blocking (a host that is down holds it
+    // for the kernel's SYN timeout, ~127 s): one try per node waits there at most, answered
+    // or timed out after longer than that.
     self
-      ->request(st.setup.connector, std::chrono::seconds(5), caf::connect_atom::value,
+      ->request(st.setup.connector, std::chrono::minutes(3), caf::connect_atom::value,
                 node.address.substr(0, colon), static_cast<std::uint16_t>(port))
       .then(
         [self, n](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>& ifs) {

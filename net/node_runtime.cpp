@@ -78,7 +78,6 @@ int wait_node_done(caf::actor_system& sys, const actors::node_agent_actor& agent
            : 0;
 }
 
-
 /// The node's tracing for as long as it runs: the head's collector (when configured) and the
 /// process's sink, installed for the actors and flushed and removed at the end.
 struct node_tracing {

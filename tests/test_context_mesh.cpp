@@ -5,6 +5,7 @@
 #include "actors/local_cluster.hpp"
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
+#include "actors/node_agent.hpp"
 #include "context_model.hpp"
 #include "local_cluster_fixture.hpp"
 
@@ -55,6 +56,40 @@ TEST_CASE("a context through shard actors equals the math in every mode", "[cont
     for (size_t r = 0; r < want.max.size(); ++r)
       CHECK(got.max[r] == Approx(want.max[r]).margin(1e-5));
   }
+}
+
+TEST_CASE("a lost node hosts no new shard: the context grows on the others, equal to the math, "
+          "and the node taken back hosts again",
+          "[context][mesh]") {
+  cluster cl;
+  caf::scoped_actor self{cl.sys};
+  auto held = [&] {
+    std::vector<std::uint64_t> out;
+    self->request(cl.contexts, std::chrono::seconds(5), stats_atom::value)
+      .receive([&](std::vector<std::uint64_t>& h) { out = std::move(h); },
+               [&](const caf::error& e) { FAIL(describe(e)); });
+    return out;
+  };
+  // The coordinator says so when it loses node 1.
+  self->send(cl.contexts, join_atom::value, std::uint32_t{1}, node_agent_actor{});
+  const test_context tc;
+  const auto id = tc.fill(self, cl.contexts);
+  const auto lost = held();
+  REQUIRE(lost.size() == 3);
+  CHECK(lost[1] == 0);
+  CHECK(lost[0] > 0);
+  CHECK(lost[2] > 0);
+  const std::vector<std::int64_t> pos{0, 555, 999};
+  const auto q = queries(static_cast<Eigen::Index>(pos.size()), 7);
+  const auto want = expected(tc.shards(), q, pos, 0, 5, 0.25);
+  const auto got = ask(self, cl.contexts, id, query_of(q, pos, 0, 5, 0.25));
+  CHECK((got.out - want.out).cwiseAbs().maxCoeff() <= 1e-6f);
+  // Taken back (a fresh process's agent in its place): a new context puts shards there too.
+  auto fresh = cl.sys.spawn(node_agent_behavior, std::string{"n2"});
+  self->send(cl.contexts, join_atom::value, std::uint32_t{1}, fresh);
+  tc.fill(self, cl.contexts);
+  CHECK(held()[1] > 0);
+  self->send_exit(fresh, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("many queries on their own contexts at once", "[context][mesh]") {
