@@ -2,7 +2,9 @@
 // reference forward of the epoch that served it), it kills (-9) or stops (-STOP, resumed
 // once the cluster declared it lost: fenced, it exits) a random node other than the head
 // every ~`every` seconds, then joins a fresh process under the node's name and gives it back
-// as many experts as it had (clones of live members of the same layers). It reports requests
+// as many experts as it had (clones of live members of the same layers), or, with --readd
+// unit, starts it again as its unit would and waits for the head to take it back with its
+// own experts. It reports requests
 // ok / failed with an error / wrong / lost, and per fault the time until the head declared
 // the node lost, until a request was served again, until the node rejoined and until its
 // experts were back. With --standby (etcd started here, head candidates n1 and s1 hosting no
@@ -174,8 +176,11 @@ int main(int argc, char** argv) {
     ->check(CLI::Range(1, 600));
   std::string readd = "clone";
   app.add_option("--readd", readd, "how a rejoined node's experts come back: clone (of a live "
-                                   "member; zero where the layer is top-k) or zero")
-    ->check(CLI::IsMember({"clone", "zero"}));
+                                   "member; zero where the layer is top-k) or zero, the node "
+                                   "joining afresh with eoe node --join; or unit: started "
+                                   "again as its unit would (eoe node --cluster), the head "
+                                   "takes it back with its own experts")
+    ->check(CLI::IsMember({"clone", "zero", "unit"}));
   CLI11_PARSE(app, argc, argv);
   if (loss_share > 0 && !netns) {
     std::fprintf(stderr, "bench_chaos: --loss-share drops packets between namespaces: add --netns\n");
@@ -465,9 +470,14 @@ int main(int argc, char** argv) {
       ::kill(procs[p].pid, SIGKILL);
       ::waitpid(procs[p].pid, nullptr, 0);
     }
-    // A fresh process joins under the same name, on a port the system picks.
+    // A fresh process: started as its unit would, at its address, for the head to take back;
+    // or joining under the same name, on a port the system picks.
     const auto log = dir / (f.node + "-" + std::to_string(faults.size()) + ".log");
-    restart(p, {exe, "node", "--join", head, "--name", f.node, "--listen", host_of(p) + ":0"}, log);
+    if (readd == "unit")
+      restart(p, {exe, "node", "--cluster", file, "--name", f.node}, log);
+    else
+      restart(p, {exe, "node", "--join", head, "--name", f.node, "--listen", host_of(p) + ":0"},
+              log);
     const auto back = [&] {
       auto s = net::status(sys, link.get());
       auto i = s ? index_of(*s, f.node) : std::nullopt;
@@ -477,10 +487,26 @@ int main(int argc, char** argv) {
       f.rejoin_ms = ms_since(t0);
     else if (f.problem.empty())
       f.problem = "did not rejoin:\n" + net::log_tail(log, 5);
-    // Its experts back: clones of live members of the layers it hosted.
+    // Its experts back: its own, restored by the head (unit), or clones of live members of the
+    // layers it hosted.
     size_t restored = 0;
+    if (readd == "unit" && f.rejoin_ms >= 0) {
+      const auto all_back = [&] {
+        auto s = net::status(sys, link.get());
+        if (!s)
+          return false;
+        size_t here = 0;
+        for (auto& e : s->experts)
+          here += e.ends_with("@" + f.node);
+        return here == layers_of.size();
+      };
+      if (wait_for(all_back, std::chrono::seconds(15)) >= 0)
+        restored = layers_of.size();
+      else if (f.problem.empty())
+        f.problem = "back without its experts:\n" + net::log_tail(log, 5);
+    }
     for (auto layer : layers_of) {
-      if (f.rejoin_ms < 0)
+      if (f.rejoin_ms < 0 || readd == "unit")
         break;
       auto s = net::status(sys, link.get());
       if (!s)
