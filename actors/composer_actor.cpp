@@ -4,6 +4,7 @@
 #include "actors/mesh_errc.hpp"
 #include "actors/trace.hpp"
 #include "actors/wire.hpp"
+#include "experts/model/forward.hpp"
 #include "experts/nn/attention.hpp"
 #include "experts/nn/rms_norm.hpp"
 #include "experts/nn/weighted_output.hpp"
@@ -304,20 +305,7 @@ void run_head(self_ptr self, std::uint64_t id, pending_request& p) {
   const auto& m = *st.model;
   const trace_scope tr{p.trace, id, st.node, "composer"};
   const auto t0 = tr ? tracing::now_ns() : 0;
-  matrix out;
-  if (m.config.is_lm()) {
-    matrix normed;
-    std::vector<float> inv_rms;
-    experts::rms_norm_forward(p.stream, m.final_norm, normed, inv_rms);
-    st.be->gemm(normed, m.head_w, out);
-    st.be->add_bias(out, m.head_b);
-  } else if (m.config.classes > 0) {
-    st.be->gemm(p.stream, m.head_w, out);
-    st.be->add_bias(out, m.head_b);
-  } else {
-    out = std::move(p.stream);
-  }
-  p.output = std::move(out);
+  p.output = experts::model_head(*st.be, m, std::move(p.stream));
   p.stream = matrix{};
   if (tr)
     tr.step(trace_kind::merge, "head", static_cast<std::int32_t>(p.view->schedule.size()), -1, t0,

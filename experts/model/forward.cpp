@@ -1,6 +1,7 @@
 #include "experts/model/forward.hpp"
 
 #include "experts/nn/hash_routing.hpp"
+#include "experts/nn/rms_norm.hpp"
 #include "experts/nn/router.hpp"
 #include "experts/nn/self_activation.hpp"
 #include "experts/nn/weighted_output.hpp"
@@ -163,13 +164,24 @@ expected<forward_result> forward(kernels::backend& be, const model& m, const mat
   }
   scatter_add(h, pending); // h_L
 
-  if (c.classes > 0) {
-    be.gemm(h, m.head_w, res.output);
-    be.add_bias(res.output, m.head_b);
-  } else {
-    res.output = std::move(h);
-  }
+  res.output = model_head(be, m, std::move(h));
   return res;
+}
+
+matrix model_head(kernels::backend& be, const model& m, matrix h) {
+  matrix out;
+  if (m.config.is_lm()) {
+    matrix normed;
+    std::vector<float> inv_rms;
+    rms_norm_forward(h, m.final_norm, normed, inv_rms);
+    be.gemm(normed, m.head_w, out);
+  } else if (m.config.classes > 0) {
+    be.gemm(h, m.head_w, out);
+  } else {
+    return h;
+  }
+  be.add_bias(out, m.head_b);
+  return out;
 }
 
 } // namespace eoe::experts

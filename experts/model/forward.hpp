@@ -50,6 +50,11 @@ void expert_layer(kernels::backend& be, const layer_params& lp, const layer_conf
                   std::span<const matrix* const> inputs, std::span<const std::uint64_t> token_ids,
                   std::uint64_t seed, std::vector<weighted_output>& out, layer_record& rec);
 
+/// The head over the final stream h (N, D): a language model's logits (through its final
+/// RMSNorm), a classifier's logits, or h itself for a model without a head. The one head of
+/// the reference forward, the language model's layer loop and the mesh's composer.
+matrix model_head(kernels::backend& be, const model& m, matrix h);
+
 /// A classifier's forward: x (T, input_dim or dim) -> result. token_ids (T) feed hash layers; empty: the row index.
 expected<forward_result> forward(kernels::backend& be, const model& m, const matrix& x,
                                  std::span<const std::uint64_t> token_ids = {});

@@ -52,11 +52,7 @@ matrix lm_layers_and_head(kernels::backend& be, const model& m, matrix& h,
         records->push_back(std::move(rec));
     }
   }
-  rms_norm_forward(h, m.final_norm, normed, inv_rms);
-  matrix logits;
-  be.gemm(normed, m.head_w, logits);
-  be.add_bias(logits, m.head_b);
-  return logits;
+  return model_head(be, m, h);
 }
 
 expected<lm_forward_result> lm_forward(kernels::backend& be, const model& m,
