@@ -472,7 +472,10 @@ void attend(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done, std::
 }
 
 /// What the composer runs before unrolled layer u, from its `done`-th attention layer on:
-/// the attention layers in between, then layer u (or, past the last layer, the head).
+/// the attention layers in between, then layer u (or, past the last layer, the head). This
+/// is the network's walk (experts/base/blocks.hpp, as lm_layers_and_head follows it in one
+/// process) driven by messages: each attention block and each run of consecutive expert
+/// blocks ends in a reply that calls run_stage again.
 void run_stage(self_ptr self, std::uint64_t id, std::uint32_t u, size_t done) {
   auto it = self->state.pending.find(id);
   if (it == self->state.pending.end())

@@ -1,6 +1,7 @@
 #include "actors/plan.hpp"
 
 #include "actors/wire.hpp"
+#include "experts/base/blocks.hpp"
 
 #include <algorithm>
 #include <map>
@@ -37,20 +38,17 @@ std::vector<std::uint32_t> epoch_view::nodes_of_layer(size_t l) const {
 
 std::vector<std::uint32_t> expert_schedule(const experts::model_config& c) {
   std::vector<std::uint32_t> out;
-  for (size_t l = 0; l < c.layers.size(); ++l)
-    if (c.layers[l].kind != experts::layer_kind::attention)
-      out.insert(out.end(), static_cast<size_t>(c.layers[l].steps), static_cast<std::uint32_t>(l));
+  for (const auto& b : experts::blocks_of(c))
+    if (!b.attention)
+      out.push_back(b.layer);
   return out;
 }
 
 std::vector<std::uint32_t> epoch_view::attention_before(size_t u) const {
-  // Config layers strictly between the previous unrolled layer's and this one's.
-  const size_t from = u == 0 ? 0 : schedule[u - 1] + 1;
-  const size_t to = u < schedule.size() ? schedule[u] : config.layers.size();
   std::vector<std::uint32_t> out;
-  for (size_t l = from; l < to; ++l)
-    if (config.layers[l].kind == experts::layer_kind::attention)
-      out.push_back(static_cast<std::uint32_t>(l));
+  for (const auto& b : blocks)
+    if (b.attention && b.unrolled == u)
+      out.push_back(b.layer);
   return out;
 }
 
@@ -144,6 +142,7 @@ std::shared_ptr<const epoch_view> decode_plan(const mesh_plan& p) {
       }
     }
   }
+  v->blocks = experts::blocks_of(v->config);
   v->schedule = expert_schedule(v->config);
   if (v->schedule.empty())
     throw std::invalid_argument("plan of epoch " + std::to_string(p.epoch)

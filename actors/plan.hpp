@@ -6,6 +6,7 @@
 // two epochs.
 
 #include "actors/interfaces.hpp"
+#include "experts/base/blocks.hpp"
 #include "experts/model/model.hpp"
 
 #include <caf/meta/type_name.hpp>
@@ -52,6 +53,9 @@ typename Inspector::result_type inspect(Inspector& f, mesh_plan& x) {
 struct epoch_view {
   mesh_plan plan;
   experts::model_config config;
+  /// the network's blocks as run (experts/base/blocks.hpp): the composer runs the attention
+  /// blocks, the experts the others
+  std::vector<experts::block> blocks;
   /// unrolled layer -> config layer: the expert layers as run (a recurrent layer once per
   /// step); a language model's attention layers run on the composer between them
   std::vector<std::uint32_t> schedule;

@@ -1,5 +1,6 @@
 // Config validation: every error names file, line, key, the expected and the actual value.
 
+#include "experts/base/blocks.hpp"
 #include "experts/base/model_config.hpp"
 
 #include <catch2/catch.hpp>
@@ -366,4 +367,28 @@ TEST_CASE("shipped configs are valid", "[config]") {
   REQUIRE_FALSE(missing.has_value());
   CHECK(missing.error().code == errc::io);
   CHECK(missing.error().message == "/nonexistent/x.toml: cannot open the config file");
+}
+
+TEST_CASE("the blocks as run: attention once, a recurrent expert layer once per step",
+          "[config]") {
+  auto c = parse_model_config(
+    "[model]\nkind = \"lm\"\nvocab = 16\ncontext = 8\ndim = 8\n"
+    "[[layer]]\nkind = \"attention\"\nheads = 2\n"
+    "[[layer]]\nkind = \"dense\"\nhidden = 4\nsteps = 3\n"
+    "[[layer]]\nkind = \"attention\"\nheads = 2\n"
+    "[[layer]]\nkind = \"attention\"\nheads = 2\n"
+    "[[layer]]\nkind = \"eoe\"\nexperts = 4\nhidden = 4\nk = 2\n"
+    "[[layer]]\nkind = \"attention\"\nheads = 2\n",
+    "blocks.toml");
+  REQUIRE(c.has_value());
+  const auto b = blocks_of(*c);
+  // (config layer, unrolled, attention): attention blocks carry the next expert block's index
+  std::vector<std::tuple<std::uint32_t, std::uint32_t, bool>> got;
+  for (const auto& x : b)
+    got.emplace_back(x.layer, x.unrolled, x.attention);
+  const std::vector<std::tuple<std::uint32_t, std::uint32_t, bool>> want{
+    {0, 0, true}, {1, 0, false}, {1, 1, false}, {1, 2, false}, {2, 3, true},
+    {3, 3, true}, {4, 3, false}, {5, 4, true}};
+  CHECK(got == want);
+  CHECK(c->unrolled_layers() == 8);
 }

@@ -1,5 +1,6 @@
 #include "experts/model/forward.hpp"
 
+#include "experts/base/blocks.hpp"
 #include "experts/nn/hash_routing.hpp"
 #include "experts/nn/rms_norm.hpp"
 #include "experts/nn/router.hpp"
@@ -135,32 +136,29 @@ expected<forward_result> forward(kernels::backend& be, const model& m, const mat
   }
 
   std::vector<weighted_output> pending; // the previous layer's g_i y_i
-  size_t unrolled = 0;    // index of the layer as run (a recurrent layer counts each step)
   std::vector<matrix> mixed;
   std::vector<const matrix*> inputs;
-  for (size_t l = 0; l < c.layers.size(); ++l) {
-    const auto& lc = c.layers[l];
-    const auto& lp = m.layers[l];
-    for (int step = 0; step < lc.steps; ++step, ++unrolled) {
-      matrix h_next = h; // h_l = h_{l-1} + sum_i g_i y_i
-      scatter_add(h_next, pending);
-      inputs.assign(1, &h_next);
-      if (lc.affinity) {
-        mixed.resize(static_cast<size_t>(lc.experts));
-        inputs.clear();
-        for (int e = 0; e < lc.experts; ++e) {
-          mixed[e] = h;
-          scatter_add(mixed[e], pending, lp.affinity.data() + e, lp.affinity.cols());
-          inputs.push_back(&mixed[e]);
-        }
+  for (const auto& b : blocks_of(c)) { // a classifier's blocks are all expert layers
+    const auto& lc = c.layers[b.layer];
+    const auto& lp = m.layers[b.layer];
+    matrix h_next = h; // h_l = h_{l-1} + sum_i g_i y_i
+    scatter_add(h_next, pending);
+    inputs.assign(1, &h_next);
+    if (lc.affinity) {
+      mixed.resize(static_cast<size_t>(lc.experts));
+      inputs.clear();
+      for (int e = 0; e < lc.experts; ++e) {
+        mixed[e] = h;
+        scatter_add(mixed[e], pending, lp.affinity.data() + e, lp.affinity.cols());
+        inputs.push_back(&mixed[e]);
       }
-      layer_record rec;
-      std::vector<weighted_output> out;
-      expert_layer(be, lp, lc, inputs, token_ids, hash_seed(c, unrolled), out, rec);
-      pending = std::move(out);
-      h = std::move(h_next);
-      res.layers.push_back(std::move(rec));
     }
+    layer_record rec;
+    std::vector<weighted_output> out;
+    expert_layer(be, lp, lc, inputs, token_ids, hash_seed(c, b.unrolled), out, rec);
+    pending = std::move(out);
+    h = std::move(h_next);
+    res.layers.push_back(std::move(rec));
   }
   scatter_add(h, pending); // h_L
 

@@ -1,5 +1,6 @@
 #include "experts/model/lm_forward.hpp"
 
+#include "experts/base/blocks.hpp"
 #include "experts/nn/attention.hpp"
 #include "experts/nn/rms_norm.hpp"
 #include "experts/nn/weighted_output.hpp"
@@ -33,24 +34,21 @@ matrix lm_layers_and_head(kernels::backend& be, const model& m, matrix& h,
   const auto& c = m.config;
   matrix normed;
   std::vector<float> inv_rms;
-  size_t unrolled = 0; // expert layers as run
-  for (size_t l = 0; l < c.layers.size(); ++l) {
-    const auto& lc = c.layers[l];
-    const auto& lp = m.layers[l];
-    for (int step = 0; step < lc.steps; ++step) {
-      rms_norm_forward(h, lp.norm, normed, inv_rms);
-      if (lc.kind == layer_kind::attention) {
-        attend(l, normed, h);
-        continue;
-      }
-      const matrix* in[] = {&normed};
-      std::vector<weighted_output> out;
-      layer_record rec;
-      expert_layer(be, lp, lc, in, ids, hash_seed(c, unrolled++), out, rec);
-      scatter_add(h, out);
-      if (records)
-        records->push_back(std::move(rec));
+  for (const auto& b : blocks_of(c)) {
+    const auto& lc = c.layers[b.layer];
+    const auto& lp = m.layers[b.layer];
+    rms_norm_forward(h, lp.norm, normed, inv_rms);
+    if (b.attention) {
+      attend(b.layer, normed, h);
+      continue;
     }
+    const matrix* in[] = {&normed};
+    std::vector<weighted_output> out;
+    layer_record rec;
+    expert_layer(be, lp, lc, in, ids, hash_seed(c, b.unrolled), out, rec);
+    scatter_add(h, out);
+    if (records)
+      records->push_back(std::move(rec));
   }
   return model_head(be, m, h);
 }

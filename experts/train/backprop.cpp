@@ -1,5 +1,6 @@
 #include "experts/train/backprop.hpp"
 
+#include "experts/base/blocks.hpp"
 #include "experts/model/forward.hpp"
 #include "experts/nn/attention.hpp"
 #include "experts/nn/rms_norm.hpp"
@@ -86,42 +87,40 @@ step_result<S> network_loss_and_gradient(const basic_model<S>& m, const network_
   std::vector<block_tape<S>> tapes;
   tapes.reserve(c.unrolled_layers());
   mat<S> y;
-  for (size_t cl = 0; cl < c.layers.size(); ++cl) {
+  for (const auto& b : blocks_of(c)) {
+    const auto cl = static_cast<size_t>(b.layer);
     const auto& lc = c.layers[cl];
     const auto& lp = m.layers[cl];
-    for (int step = 0; step < lc.steps; ++step) {
-      block_tape<S> tape;
-      tape.cl = cl;
-      tape.h = h;
-      if (lm)
-        rms_norm_forward(h, lp.norm, tape.normed, tape.inv_rms);
-      if (lc.kind == layer_kind::attention) {
-        attention_forward<S>(lp.attention, lc, tape.normed, in.seq_len, y, &tape.attention);
-        h += y;
-      } else {
-        if (lc.affinity && !lm && !tapes.empty()) {
-          // Each expert mixes its own input: the stream before the previous block's outputs
-          // plus those outputs weighted by its column of the affinity matrix.
-          const auto& prev = tapes.back();
-          tape.mixed.resize(static_cast<size_t>(lc.experts));
-          for (int e = 0; e < lc.experts; ++e) {
-            tape.mixed[e] = prev.h;
-            scatter_add(tape.mixed[e], prev.experts.out, lp.affinity.data() + e,
-                        lp.affinity.cols());
-          }
+    block_tape<S> tape;
+    tape.cl = cl;
+    tape.h = h;
+    if (lm)
+      rms_norm_forward(h, lp.norm, tape.normed, tape.inv_rms);
+    if (b.attention) {
+      attention_forward<S>(lp.attention, lc, tape.normed, in.seq_len, y, &tape.attention);
+      h += y;
+    } else {
+      if (lc.affinity && !lm && !tapes.empty()) {
+        // Each expert mixes its own input: the stream before the previous block's outputs
+        // plus those outputs weighted by its column of the affinity matrix.
+        const auto& prev = tapes.back();
+        tape.mixed.resize(static_cast<size_t>(lc.experts));
+        for (int e = 0; e < lc.experts; ++e) {
+          tape.mixed[e] = prev.h;
+          scatter_add(tape.mixed[e], prev.experts.out, lp.affinity.data() + e,
+                      lp.affinity.cols());
         }
-        layer_trace<S> trace;
-        trace.config_layer = cl;
-        const auto unrolled = res.layers.size();
-        res.auxiliary += expert_layer_forward<S>(lp, lc, tape.inputs(), in.hash_ids,
-                                                 hash_seed(c, unrolled), opt, unrolled,
-                                                 tape.experts, trace);
-        scatter_add(h, tape.experts.out);
-        tape.trace = unrolled;
-        res.layers.push_back(std::move(trace));
       }
-      tapes.push_back(std::move(tape));
+      layer_trace<S> trace;
+      trace.config_layer = cl;
+      res.auxiliary += expert_layer_forward<S>(lp, lc, tape.inputs(), in.hash_ids,
+                                               hash_seed(c, b.unrolled), opt, b.unrolled,
+                                               tape.experts, trace);
+      scatter_add(h, tape.experts.out);
+      tape.trace = b.unrolled;
+      res.layers.push_back(std::move(trace));
     }
+    tapes.push_back(std::move(tape));
   }
 
   // ---- head and loss
