@@ -38,15 +38,6 @@ struct run_result {
   double mean_batch = 0;
 };
 
-/// The cluster's batches sent so far.
-std::uint64_t batches_of(caf::actor_system& sys, const actors::coordinator_actor& coord) {
-  caf::scoped_actor self{sys};
-  std::uint64_t n = 0;
-  self->request(coord, std::chrono::seconds(5), actors::status_atom::value)
-    .receive([&](const actors::cluster_status& st) { n = st.batches; }, [](const caf::error&) {});
-  return n;
-}
-
 run_result run(const net::cluster_config& c, size_t requests, size_t tokens, size_t concurrency) {
   actors::mesh_config cfg;
   caf::actor_system sys{cfg};
@@ -60,10 +51,10 @@ run_result run(const net::cluster_config& c, size_t requests, size_t tokens, siz
   lo.concurrency = concurrency;
   lo.tokens = tokens;
   lo.deadline_ms = 30000;
-  const auto before = batches_of(sys, *coord);
+  const auto before = bench::loopback_cluster::batches_of(sys, *coord);
   run_result r;
   r.report = net::run_load(sys, *coord, lo);
-  const auto batches = batches_of(sys, *coord) - before;
+  const auto batches = bench::loopback_cluster::batches_of(sys, *coord) - before;
   r.rps = static_cast<double>(r.report.ok + r.report.wrong) / r.report.seconds;
   r.mean_batch = batches > 0 ? static_cast<double>(requests) / static_cast<double>(batches) : 0;
   return r;

@@ -4,8 +4,11 @@
 // `base`), the nodes started beside this benchmark's binary, and stopped at the end.
 
 #include "actors/mesh_errc.hpp"
+#include "actors/messages.hpp"
 #include "net/client.hpp"
 #include "net/process_cluster.hpp"
+
+#include <caf/scoped_actor.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -55,6 +58,15 @@ struct loopback_cluster {
       std::exit(1);
     }
     return *coord;
+  }
+
+  /// The batches the head's coordinator has sent to the mesh so far (0 when it does not say).
+  static std::uint64_t batches_of(caf::actor_system& sys, const actors::coordinator_actor& coord) {
+    caf::scoped_actor self{sys};
+    std::uint64_t n = 0;
+    self->request(coord, std::chrono::seconds(5), actors::status_atom::value)
+      .receive([&](const actors::cluster_status& st) { n = st.batches; }, [](const caf::error&) {});
+    return n;
   }
 
   ~loopback_cluster() {

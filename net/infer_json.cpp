@@ -5,7 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -25,48 +27,65 @@ std::string quoted(const json& v) {
   return experts::quote_input(v.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '+')
-    return 62;
-  if (c == '/')
-    return 63;
-  return -1;
-}
+/// Each byte's base64 value; -1 for a byte that is not a base64 digit.
+constexpr std::array<std::int8_t, 256> base64_values = [] {
+  std::array<std::int8_t, 256> t{};
+  t.fill(-1);
+  for (int i = 0; i < 26; ++i) {
+    t['A' + i] = static_cast<std::int8_t>(i);
+    t['a' + i] = static_cast<std::int8_t>(26 + i);
+  }
+  for (int i = 0; i < 10; ++i)
+    t['0' + i] = static_cast<std::int8_t>(52 + i);
+  t['+'] = 62;
+  t['/'] = 63;
+  return t;
+}();
 
 } // namespace
 
 std::string decode_base64(std::string_view text) {
   if (text.size() % 4 != 0)
     bad("base64 of " + std::to_string(text.size()) + " characters (a multiple of 4 is needed)");
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (size_t i = 0; i < text.size(); i += 4) {
-    int v[4];
-    int pad = 0;
+  const size_t pad = text.empty() ? 0 : text.ends_with("==") ? 2 : text.ends_with('=') ? 1 : 0;
+  std::string out(text.size() / 4 * 3 - pad, '\0');
+  const auto* in = reinterpret_cast<const unsigned char*>(text.data());
+  auto* o = out.data();
+  const auto not_base64 = [&](size_t at) {
+    const auto c = static_cast<unsigned char>(text[at]);
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02x", c);
+    bad("base64: character " + std::to_string(at)
+        + (c >= 0x20 && c < 0x7f ? " ('" + std::string(1, text[at]) + "')" : " (byte " + std::string(hex) + ")")
+        + " is not base64");
+  };
+  const auto quad = [&](size_t i, int digits) { // the value of text[i, i + digits), or fails
+    std::uint32_t n = 0;
     for (int j = 0; j < 4; ++j) {
-      const char c = text[i + j];
-      if (c == '=' && i + 4 == text.size() && j >= 2) {
-        v[j] = 0;
-        ++pad;
-        continue;
-      }
-      if (pad > 0 || (v[j] = base64_value(c)) < 0)
-        bad("base64: character " + std::to_string(i + j) + " ('" + std::string(1, c)
-            + "') is not base64");
+      const int v = j < digits ? base64_values[in[i + j]] : 0;
+      if (v < 0)
+        not_base64(i + static_cast<size_t>(j));
+      n = n << 6 | static_cast<std::uint32_t>(v);
     }
-    const std::uint32_t n = (std::uint32_t(v[0]) << 18) | (std::uint32_t(v[1]) << 12)
-                            | (std::uint32_t(v[2]) << 6) | std::uint32_t(v[3]);
-    out += static_cast<char>(n >> 16);
-    if (pad < 2)
-      out += static_cast<char>((n >> 8) & 0xff);
-    if (pad < 1)
-      out += static_cast<char>(n & 0xff);
+    return n;
+  };
+  const size_t full = pad ? text.size() - 4 : text.size();
+  for (size_t i = 0; i < full; i += 4, o += 3) {
+    // One lookup per digit; any byte that is not a digit makes the OR negative.
+    const int a = base64_values[in[i]], b = base64_values[in[i + 1]],
+              c = base64_values[in[i + 2]], d = base64_values[in[i + 3]];
+    if ((a | b | c | d) < 0)
+      quad(i, 4); // names the byte (an '=' before the end included)
+    const auto n = static_cast<std::uint32_t>(a << 18 | b << 12 | c << 6 | d);
+    o[0] = static_cast<char>(n >> 16);
+    o[1] = static_cast<char>(n >> 8 & 0xff);
+    o[2] = static_cast<char>(n & 0xff);
+  }
+  if (pad) {
+    const auto n = quad(full, static_cast<int>(4 - pad));
+    o[0] = static_cast<char>(n >> 16);
+    if (pad == 1)
+      o[1] = static_cast<char>(n >> 8 & 0xff);
   }
   return out;
 }

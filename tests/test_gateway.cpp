@@ -10,6 +10,7 @@
 #include "mesh_model.hpp"
 #include "net/http_gateway.hpp"
 #include "net/infer_json.hpp"
+#include "experts/base/rng.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -491,4 +492,35 @@ TEST_CASE("an answer the gateway cannot make is a 500 naming the request, logged
   const auto out = json::parse(good.body).at("output");
   CHECK(out.size() == 2);
   CHECK(std::abs(out[1][3].get<double>() - x(1, 3)) <= 1e-6);
+}
+
+TEST_CASE("base64 decodes what encode_base64 wrote, every length and byte; bad digits named",
+          "[gateway]") {
+  experts::rng r{7};
+  for (size_t n = 0; n <= 64; ++n) {
+    std::string bytes(n, '\0');
+    for (auto& b : bytes)
+      b = static_cast<char>(r.next() & 0xff);
+    CHECK(net::decode_base64(net::encode_base64(bytes)) == bytes);
+  }
+  std::string all(256, '\0');
+  for (int i = 0; i < 256; ++i)
+    all[static_cast<size_t>(i)] = static_cast<char>(i);
+  CHECK(net::decode_base64(net::encode_base64(all)) == all);
+  CHECK(net::decode_base64("TWFu") == "Man");
+  CHECK(net::decode_base64("TWE=") == "Ma");
+  CHECK(net::decode_base64("TQ==") == "M");
+  const auto error_of = [](std::string_view text) {
+    try {
+      net::decode_base64(text);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of("TWFuTW!u") == "base64: character 6 ('!') is not base64");
+  CHECK(error_of("TW=uTWFu") == "base64: character 2 ('=') is not base64");
+  CHECK(error_of("T===") == "base64: character 1 ('=') is not base64");
+  CHECK(error_of("TWF\x80") == "base64: character 3 (byte 0x80) is not base64");
+  CHECK(error_of("TWF") == "base64 of 3 characters (a multiple of 4 is needed)");
 }
