@@ -190,21 +190,16 @@ node_agent_behavior(node_agent_actor::stateful_pointer<node_agent_state> self, s
       // runs here on the data of a shard this agent spawned (the context composer sends every
       // call to its shard's host), and every answer (or error) goes back in one reply.
       std::vector<attention_reply> out(calls.size());
+      std::vector<std::shared_ptr<hosted_shard>> data(calls.size());
       for (size_t i = 0; i < calls.size(); ++i) {
         const auto& c = calls[i];
         const auto h = c.shard ? self->state.hosted.find(c.shard.id()) : self->state.hosted.end();
-        const auto data = h != self->state.hosted.end() ? h->second.lock() : nullptr;
-        if (!data) {
+        data[i] = h != self->state.hosted.end() ? h->second.lock() : nullptr;
+        if (!data[i])
           out[i].error = "shard decode: no shard " + std::to_string(c.shard ? c.shard.id() : 0)
                          + " on node " + self->state.node + " (its context was dropped)";
-          continue;
-        }
-        try {
-          out[i].heads = decode_on(*data, c.k, c.v, c.q, c.positions);
-        } catch (const std::exception& e) {
-          out[i].error = std::string{"shard decode: "} + e.what();
-        }
       }
+      decode_calls(data, calls, out, parallel_decode_positions);
       return out;
     },
     [=](status_atom) { return self->state.node; },

@@ -3,9 +3,11 @@
 #include "actors/mesh_errc.hpp"
 #include "actors/wire.hpp"
 #include "context_store/selection.hpp"
+#include "experts/base/parallel.hpp"
 
 #include <cstring>
 #include <limits>
+#include <set>
 
 namespace eoe::actors {
 
@@ -136,6 +138,34 @@ std::vector<wire_partial> decode_on(hosted_shard& h, const heads_tensor& k, cons
     out.back().blocks_read = static_cast<std::uint64_t>(s.blocks());
   }
   return out;
+}
+
+void decode_calls(std::span<const std::shared_ptr<hosted_shard>> shards,
+                  std::span<const shard_call> calls, std::vector<attention_reply>& out,
+                  std::int64_t parallel_from) {
+  out.resize(calls.size());
+  std::set<const hosted_shard*> distinct;
+  std::int64_t held = 0; // the positions the calls' shards hold: the work, roughly
+  size_t present = 0;
+  for (const auto& h : shards) {
+    if (!h)
+      continue;
+    ++present;
+    distinct.insert(h.get());
+    const std::lock_guard lock{h->mu};
+    held += h->shard.size();
+  }
+  const auto run = [&](size_t i) {
+    if (!shards[i])
+      return;
+    try {
+      out[i].heads = decode_on(*shards[i], calls[i].k, calls[i].v, calls[i].q, calls[i].positions);
+    } catch (const std::exception& e) {
+      out[i].error = std::string{"shard decode: "} + e.what();
+    }
+  };
+  const bool parallel = distinct.size() == present && held >= parallel_from;
+  experts::parallel_for(calls.size(), run, parallel ? experts::loop_threads() : 1);
 }
 
 shard_actor::behavior_type shard_behavior(shard_actor::stateful_pointer<shard_state> self,

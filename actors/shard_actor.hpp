@@ -14,6 +14,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include <memory>
+#include <span>
 #include <mutex>
 
 namespace eoe::actors {
@@ -44,6 +45,19 @@ shard_actor::behavior_type shard_behavior(shard_actor::stateful_pointer<shard_st
 /// std::invalid_argument naming what does not fit; takes the shard's lock.
 std::vector<wire_partial> decode_on(hosted_shard& h, const heads_tensor& k, const heads_tensor& v,
                                     const heads_tensor& q, const std::string& positions);
+
+/// A batch of decode calls, call i on shards[i] (null: left as it is in out, for the caller
+/// to name): each answer, or its error, in out[i]. Calls on different shards are independent
+/// (each appends to and reads its own shard), so when every call has its own shard and they
+/// hold at least `parallel_from` positions in all, the calls run on every core; the answers
+/// are the same whichever thread computes them. Calls sharing a shard keep their order.
+void decode_calls(std::span<const std::shared_ptr<hosted_shard>> shards,
+                  std::span<const shard_call> calls, std::vector<attention_reply>& out,
+                  std::int64_t parallel_from);
+
+/// What the node agent gives decode_calls: below it, starting threads costs more than it
+/// saves (measured: 8 sessions at context 128 lost 6% on 2 cores, 64 gained 16% at 128-700).
+inline constexpr std::int64_t parallel_decode_positions = 4096;
 
 /// A shard's round-one answer: per query row, its best blocks as (score, local block) pairs.
 std::string pack_candidates(const std::vector<std::vector<context::scored_block>>& rows);

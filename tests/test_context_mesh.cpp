@@ -6,12 +6,18 @@
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
 #include "actors/node_agent.hpp"
+#include "actors/shard_actor.hpp"
+#include "actors/wire.hpp"
 #include "context_model.hpp"
 #include "local_cluster_fixture.hpp"
+#include "random_model.hpp"
 
 #include <caf/scoped_actor.hpp>
 
 #include <catch2/catch.hpp>
+
+#include <limits>
+#include <span>
 
 using namespace eoe;
 using namespace eoe::actors;
@@ -170,4 +176,89 @@ TEST_CASE("a context dropped while an append is growing it: the append fails nam
   const auto want = expected(tc.shards(), queries(1, 3), {999}, 0, 5, 0.25);
   const auto got = ask(self, cl.contexts, id, query_of(queries(1, 3), {999}, 0, 5, 0.25));
   CHECK((got.out - want.out).cwiseAbs().maxCoeff() <= 1e-6f);
+}
+
+TEST_CASE("a node's batch of shard calls run on every core answers as one by one; calls on one "
+          "shard keep their order; a bad call fails alone",
+          "[context][mesh]") {
+  const context_spec spec{2, 4, 4, 64};
+  // Call i: rows positions [from, from + n) of shard `on[i]`, keys, values and queries seeded
+  // by i and round.
+  const auto make_calls = [](std::span<const std::int64_t> from, std::int64_t n, int round) {
+    std::vector<shard_call> calls(from.size());
+    for (size_t i = 0; i < from.size(); ++i) {
+      const auto seed = static_cast<std::uint64_t>(100 * round + i);
+      for (std::uint64_t h = 0; h < 2; ++h) {
+        calls[i].k.push_back(to_wire(random_matrix(n, 4, seed * 8 + h)));
+        calls[i].v.push_back(to_wire(random_matrix(n, 4, seed * 8 + h + 2)));
+        calls[i].q.push_back(to_wire(random_matrix(n, 4, seed * 8 + h + 4)));
+      }
+      std::vector<std::int64_t> pos;
+      for (std::int64_t p = 0; p < n; ++p)
+        pos.push_back(from[i] + p);
+      calls[i].positions = pack(pos);
+    }
+    return calls;
+  };
+  const auto fresh = [&](size_t n) {
+    std::vector<std::shared_ptr<hosted_shard>> s;
+    for (size_t i = 0; i < n; ++i)
+      s.push_back(std::make_shared<hosted_shard>(spec, 0, 64));
+    return s;
+  };
+  const auto bytes_of = [](const std::vector<attention_reply>& replies) {
+    std::vector<std::string> out;
+    for (const auto& r : replies) {
+      std::string b = r.error;
+      for (const auto& h : r.heads)
+        b += h.out.bytes + h.max + h.sum;
+      out.push_back(b);
+    }
+    return out;
+  };
+  constexpr auto serial = std::numeric_limits<std::int64_t>::max();
+
+  SECTION("six shards, two rounds: parallel equals serial, byte for byte") {
+    auto a = fresh(6), b = fresh(6);
+    for (int round = 0; round < 2; ++round) {
+      const std::vector<std::int64_t> from(6, 5 * round);
+      const auto calls = make_calls(from, 5, round);
+      std::vector<attention_reply> par, one;
+      decode_calls(a, calls, par, 0);
+      decode_calls(b, calls, one, serial);
+      for (const auto& r : par)
+        REQUIRE(r.error.empty());
+      CHECK(bytes_of(par) == bytes_of(one));
+    }
+    CHECK(a[5]->shard.size() == 10);
+  }
+  SECTION("two calls on one shard: in order, as two batches would run them") {
+    auto a = fresh(1), b = fresh(1);
+    const std::vector<std::int64_t> from{0, 3};
+    auto calls = make_calls(from, 3, 0);
+    std::vector<std::shared_ptr<hosted_shard>> twice{a[0], a[0]};
+    std::vector<attention_reply> par;
+    decode_calls(twice, calls, par, 0);
+    std::vector<attention_reply> first, second;
+    decode_calls(b, std::span{calls}.first(1), first, serial);
+    decode_calls(b, std::span{calls}.subspan(1), second, serial);
+    REQUIRE(par.size() == 2);
+    CHECK(bytes_of(par) == std::vector{bytes_of(first)[0], bytes_of(second)[0]});
+  }
+  SECTION("a call with the wrong heads fails alone, a missing shard is left to the caller") {
+    auto a = fresh(3);
+    const std::vector<std::int64_t> from(3, 0);
+    auto calls = make_calls(from, 2, 0);
+    calls[1].q.pop_back();
+    std::vector<std::shared_ptr<hosted_shard>> some{a[0], a[1], nullptr};
+    std::vector<attention_reply> out;
+    decode_calls(some, calls, out, 0);
+    CHECK(out[0].error.empty());
+    CHECK(out[0].heads.size() == 2);
+    CHECK(out[1].error == "shard decode: 1 query heads, the shard has 2");
+    CHECK(out[1].heads.empty());
+    CHECK(a[1]->shard.size() == 0); // refused before its append
+    CHECK(out[2].error.empty());
+    CHECK(out[2].heads.empty());
+  }
 }
