@@ -23,6 +23,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cstdio>
 #include <future>
 #include <iostream>
 #include <sstream>
@@ -523,4 +524,51 @@ TEST_CASE("base64 decodes what encode_base64 wrote, every length and byte; bad d
   CHECK(error_of("T===") == "base64: character 1 ('=') is not base64");
   CHECK(error_of("TWF\x80") == "base64: character 3 (byte 0x80) is not base64");
   CHECK(error_of("TWF") == "base64 of 3 characters (a multiple of 4 is needed)");
+}
+
+TEST_CASE("an infer body's tokens_b64 read in place gives what parsing the whole body gives",
+          "[gateway]") {
+  // parse_infer_body reads a plain "tokens_b64" string where it lies and parses the rest; an
+  // escaped one ("\u0041" is 'A'), one inside another object, or one given twice take the whole
+  // parse. Every spelling of the same request must give the same request, and every error the
+  // same message.
+  const net::infer_body_limits limits{2, 16, 5000};
+  const float values[4] = {1.5f, -2.0f, 0.25f, 1e-3f};
+  const auto b64 = net::encode_base64({reinterpret_cast<const char*>(values), sizeof values});
+  char first[8];
+  std::snprintf(first, sizeof first, "\\u%04x", static_cast<unsigned>(b64[0]));
+  const auto escaped = first + b64.substr(1); // its first digit spelled \u00XX
+  const auto expect_same = [&](const std::string& body) {
+    INFO(body);
+    const auto r = net::parse_infer_body(body, limits);
+    CHECK(r.tokens.rows == 2);
+    CHECK(r.tokens.cols == 2);
+    CHECK(r.tokens.bytes == std::string(reinterpret_cast<const char*>(values), sizeof values));
+    CHECK(r.deadline_ms == 77);
+  };
+  expect_same(R"({"tokens_b64":")" + b64 + R"(","rows":2,"deadline_ms":77})");
+  expect_same(R"( { "deadline_ms" : 77 , "tokens_b64"  :	")" + b64 + R"(" , "rows" : 2 } )");
+  expect_same(R"({"deadline_ms":77,"rows":2,"tokens_b64":")" + escaped + R"("})");
+  expect_same(R"({"rows":2,"deadline_ms":77,"trace":false,"tokens_b64":")" + b64 + R"("})");
+  const auto error_of = [&](const std::string& body) {
+    try {
+      net::parse_infer_body(body, limits);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  // The key inside another object is not the request's field.
+  CHECK(error_of(R"({"ids":{"tokens_b64":")" + b64 + R"("},"rows":2})")
+        == R"(give exactly one of "tokens" (rows of numbers) and "tokens_b64" (base64 float32))");
+  // An error in the text read in place is said as the whole parse says it.
+  CHECK(error_of(R"({"tokens_b64":"AAA!","rows":1})")
+        == R"("tokens_b64": base64: character 3 ('!') is not base64)");
+  const auto tab = error_of("{\"tokens_b64\":\"AA\tA\",\"rows\":1}");
+  CHECK(tab.starts_with("the body is not JSON: "));
+  CHECK(tab.find("control character") != std::string::npos);
+  // A syntax error after the payload names the byte of the whole body.
+  const auto body = R"({"tokens_b64":")" + b64 + R"(","rows":2,})";
+  const auto syntax = error_of(body);
+  CHECK(syntax.find("column " + std::to_string(body.size())) != std::string::npos);
 }

@@ -24,7 +24,7 @@ std::string bytes(std::initializer_list<int> b) {
 } // namespace
 
 TEST_CASE("well-formed UTF-8 is accepted whole", "[utf8]") {
-  for (const std::string ok : {std::string(""), std::string("plain ASCII"), bytes({0x00, 0x7F}),
+  for (const std::string& ok : {std::string(""), std::string("plain ASCII"), bytes({0x00, 0x7F}),
                                bytes({0xC2, 0x80}), bytes({0xDF, 0xBF}),             // U+0080, U+07FF
                                bytes({0xE0, 0xA0, 0x80}), bytes({0xED, 0x9F, 0xBF}), // U+0800, U+D7FF
                                bytes({0xEE, 0x80, 0x80}), bytes({0xEF, 0xBF, 0xBF}), // U+E000, U+FFFF
@@ -71,6 +71,13 @@ TEST_CASE("each kind of ill-formed sequence: where and why", "[utf8]") {
     CHECK(std::string(f->why) == c.why);
     CHECK(escape_invalid_utf8(c.text) == c.escaped);
     CHECK_FALSE(find_invalid_utf8(escape_invalid_utf8(c.text)).has_value());
+    // After any count of ASCII bytes (read eight at a time).
+    for (std::size_t pad = 1; pad <= 17; ++pad) {
+      const auto g = find_invalid_utf8(std::string(pad, 'q') + c.text);
+      REQUIRE(g.has_value());
+      CHECK(g->offset == pad + c.offset);
+      CHECK(std::string(g->why) == c.why);
+    }
   }
 }
 
