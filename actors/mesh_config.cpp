@@ -1,10 +1,12 @@
 #include "actors/mesh_config.hpp"
 
-
 #include "actors/mesh_errc.hpp"
 #include "actors/plan.hpp"
 
 #include <caf/io/middleman.hpp>
+
+#include <algorithm>
+#include <thread>
 
 namespace eoe::actors {
 
@@ -87,11 +89,17 @@ mesh_config::mesh_config() {
   // the data plane's direct connections anyway.
   set("middleman.enable-automatic-connections", false);
   scheduler(scheduler_policy::sharing);
+  worker_threads(0);
 }
 
 mesh_config& mesh_config::scheduler(scheduler_policy p) {
   set("scheduler.policy",
       p == scheduler_policy::sharing ? caf::atom("sharing") : caf::atom("stealing"));
+  return *this;
+}
+
+mesh_config& mesh_config::worker_threads(size_t n) {
+  set("scheduler.max-threads", n > 0 ? n : std::max<size_t>(std::thread::hardware_concurrency(), 2));
   return *this;
 }
 

@@ -144,6 +144,8 @@ experts::expected<cluster_config> parse_cluster_config(std::string_view text,
       }
       c.middleman_workers = static_cast<std::uint32_t>(
         r.integer("middleman_workers", 0, 256, 0, " (0: CAF's default)").value_or(0));
+      c.worker_threads = static_cast<std::uint32_t>(
+        r.integer("worker_threads", 0, 256, 0, " (0: the machine's hardware threads)").value_or(0));
       c.kv_shard_positions = static_cast<std::uint64_t>(
         r.integer("kv_shard_positions", 1, std::int64_t{1} << 32, 4096).value_or(4096));
       c.kv_block_size = static_cast<std::uint32_t>(

@@ -69,6 +69,7 @@ struct cluster_config {
   std::string head;                ///< name of the head node (default: the first)
   std::uint32_t deadline_ms = 5000; ///< default request deadline
   std::uint32_t middleman_workers = 0; ///< CAF middleman deserialisation threads (0: CAF's)
+  std::uint32_t worker_threads = 0;    ///< CAF scheduler threads per node (0: hardware threads, >= 2)
   actors::scheduler_policy scheduler = actors::scheduler_policy::sharing; ///< of every node
   /// Language models: positions per context shard (a session's keys and values spread over
   /// the nodes a shard at a time: the first on the head, then round-robin; or round-robin

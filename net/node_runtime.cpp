@@ -155,7 +155,7 @@ int run_node(const cluster_config& c, const std::string& name, std::ostream& log
   // The mesh's parallelism is its actors: every GEMM runs on one thread.
   Eigen::setNbThreads(1);
   actors::mesh_config cfg;
-  cfg.middleman_workers(c.middleman_workers).scheduler(c.scheduler);
+  cfg.middleman_workers(c.middleman_workers).worker_threads(c.worker_threads).scheduler(c.scheduler);
   use_tls(cfg, c.tls);
   caf::actor_system sys{cfg};
   auto agent = sys.spawn(actors::node_agent_behavior, name);

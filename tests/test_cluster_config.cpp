@@ -2,9 +2,16 @@
 // how long an unfed language-model session lives (session_idle_s), where context shards go
 // (kv_placement), their defaults and errors, each naming file, line, column and key.
 
+#include "actors/mesh_config.hpp"
 #include "net/cluster_config.hpp"
 
+#include <caf/actor_system.hpp>
+#include <caf/scheduler/abstract_coordinator.hpp>
+
 #include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <thread>
 
 #include <string>
 
@@ -132,6 +139,27 @@ TEST_CASE("[cluster] heartbeat_ms and suspect_after_ms: 200 and 1000 by default;
                              "(600), got 1000"));
   CHECK_THAT(cluster_error("heartbeat_ms = -1\n"),
              Catch::Contains("cluster.heartbeat_ms: expected an integer in 0..60000 (0: off)"));
+}
+
+TEST_CASE("[cluster] worker_threads: the machine's hardware threads (at least 2) by default, "
+          "as many as given",
+          "[cluster_config]") {
+  CHECK(with_cluster("").worker_threads == 0);
+  CHECK(with_cluster("worker_threads = 3\n").worker_threads == 3);
+  CHECK_THAT(cluster_error("worker_threads = 300\n"),
+             Catch::Contains("cluster.worker_threads: expected an integer in 0..256 (0: the "
+                             "machine's hardware threads)"));
+  // What a node's actor system then runs with.
+  {
+    eoe::actors::mesh_config cfg;
+    caf::actor_system sys{cfg};
+    CHECK(sys.scheduler().num_workers()
+          == std::max<size_t>(std::thread::hardware_concurrency(), 2));
+  }
+  eoe::actors::mesh_config cfg;
+  cfg.worker_threads(3);
+  caf::actor_system sys{cfg};
+  CHECK(sys.scheduler().num_workers() == 3);
 }
 
 TEST_CASE("[cluster] state_dir: none by default, a folder, nothing else", "[cluster_config]") {
