@@ -19,8 +19,8 @@ public:
   mesh_config& middleman_workers(size_t n);
 
   /// Worker threads of the scheduler; 0: the machine's hardware threads (at least 2), which
-  /// is the default. CAF's own (at least 4) put 12 workers of 3 nodes on a 2-core machine,
-  /// and their wake-ups cost 10-17% of the gateway's and the CAF client's throughput.
+  /// is the default. CAF's own (at least 4) put 12 workers of 3 nodes on a 2-core machine
+  /// (bench/RESULTS.md: 2 per node gave the gateway 7% more on the means, within the drift).
   mesh_config& worker_threads(size_t n);
 };
 

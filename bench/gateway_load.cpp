@@ -4,7 +4,7 @@
 // baseline, in the same run.
 //
 //   build/bin/bench_gateway_load [--requests 10000] [--concurrency 64] [--tokens 4]
-//                                [--io-threads 2] [--max-batch-rows 4096]
+//                                [--io-threads 2] [--max-batch-rows 4096] [--worker-threads 0]
 //
 // Prints ok / wrong / failed / lost, latency p50 / p99 and requests/s for both, and the ratio.
 
@@ -60,12 +60,16 @@ struct outcome { // of the HTTP side, counted on its one I/O thread
 } // namespace
 
 int main(int argc, char** argv) {
-  size_t requests = 10000, concurrency = 64, tokens = 4, io_threads = 2, max_batch_rows = 4096;
+  size_t requests = 10000, concurrency = 64, tokens = 4, io_threads = 2, max_batch_rows = 4096,
+         worker_threads = 0;
   CLI::App app{"Load through the HTTP gateway against the CAF client, every answer checked"};
   app.add_option("--requests", requests);
   app.add_option("--concurrency", concurrency);
   app.add_option("--tokens", tokens);
   app.add_option("--io-threads", io_threads, "[gateway] io_threads")->check(CLI::Range(1, 64));
+  app.add_option("--worker-threads", worker_threads,
+                 "[cluster] worker_threads (0: the machine's hardware threads)")
+    ->check(CLI::Range(0, 256));
   app.add_option("--max-batch-rows", max_batch_rows,
                  "[cluster] max_batch_rows (0: every request alone, no coalescing)")
     ->check(CLI::Range(0, 1 << 20));
@@ -79,7 +83,7 @@ int main(int argc, char** argv) {
   auto cluster = std::make_unique<bench::loopback_cluster>(
     dir, base,
     "[cluster]\nname = \"gw3\"\ndeadline_ms = 20000\nmiddleman_workers = 1\nmax_batch_rows = "
-      + std::to_string(max_batch_rows) + "\n[gateway]\nlisten = \"127.0.0.1:" + std::to_string(base + 9) + "\"\nmax_concurrency = " + std::to_string(concurrency)
+      + std::to_string(max_batch_rows) + "\nworker_threads = " + std::to_string(worker_threads) + "\n[gateway]\nlisten = \"127.0.0.1:" + std::to_string(base + 9) + "\"\nmax_concurrency = " + std::to_string(concurrency)
       + "\nio_threads = " + std::to_string(io_threads) + "\n");
 
   // The requests' bodies and reference answers, made before the clock starts (as the CAF
