@@ -183,7 +183,7 @@ int main(int argc, char** argv) {
   std::string checkpoint = "build/lm_compare/eoe.ckpt";
   std::vector<size_t> sessions{1, 8, 64, 256}, contexts{128, 4096};
   workload w;
-  std::uint32_t max_step_tokens = 256, steps_in_flight = 2;
+  std::uint32_t max_step_tokens = 256, steps_in_flight = 2, worker_threads = 0;
   std::uint64_t shard = 4096;
   std::string placement = "head";
   bool json_out = false;
@@ -198,6 +198,9 @@ int main(int argc, char** argv) {
     ->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-step-tokens", max_step_tokens, "[cluster] max_step_tokens (both sides)")
     ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--worker-threads", worker_threads,
+                 "[cluster] worker_threads (0: the machine's hardware threads)")
+    ->check(CLI::Range(0, 256));
   app.add_option("--steps-in-flight", steps_in_flight, "[cluster] steps_in_flight")
     ->check(CLI::Range(1, 64));
   app.add_option("--shard", shard, "positions per context shard (both sides)")
@@ -229,7 +232,8 @@ int main(int argc, char** argv) {
     "[cluster]\nname = \"serve_bench\"\ncheckpoint = \"" + checkpoint + "\"\nhead = \"n1\"\n"
       "kv_shard_positions = " + std::to_string(shard) + "\nmax_step_tokens = "
       + std::to_string(max_step_tokens) + "\nsteps_in_flight = " + std::to_string(steps_in_flight)
-      + "\nsession_idle_s = 0\nkv_placement = \"" + placement + "\"\n"};
+      + "\nsession_idle_s = 0\nkv_placement = \"" + placement + "\"\nworker_threads = "
+      + std::to_string(worker_threads) + "\n"};
   actors::mesh_config cfg;
   caf::actor_system sys{cfg};
   const auto coord = cluster.head(sys);
