@@ -166,41 +166,6 @@ void check_json_text(std::string_view body) {
 
 namespace {
 
-actors::infer_request request_of(const json& j, const infer_body_limits& limits,
-                                 std::string* b64_bytes);
-
-} // namespace
-
-actors::infer_request parse_infer_body(std::string_view body, const infer_body_limits& limits) {
-  check_json_text(body);
-  // The fast way when it applies and succeeds; anything it finds wrong is found again, and
-  // said exactly as before, by parsing the whole body.
-  if (const auto cut = plain_b64_text(body)) {
-    std::string rest;
-    rest.reserve(body.size() - (cut->second - cut->first));
-    rest.append(body.substr(0, cut->first)).append(body.substr(cut->second));
-    const auto j = json::parse(rest, nullptr, false);
-    std::string bytes;
-    bool decoded = false;
-    try {
-      bytes = decode_base64(body.substr(cut->first, cut->second - cut->first));
-      decoded = true;
-    } catch (const std::invalid_argument&) {
-    }
-    if (!j.is_discarded() && decoded)
-      return request_of(j, limits, &bytes);
-  }
-  json j;
-  try {
-    j = json::parse(body);
-  } catch (const json::exception& e) { // a syntax error, or a number past double (found by fuzzing)
-    bad("the body is not JSON: " + experts::quote_input(e.what(), 240));
-  }
-  return request_of(j, limits, nullptr);
-}
-
-namespace {
-
 /// The request a parsed body asks; `b64_bytes`, where given, are the decoded "tokens_b64"
 /// (whose text was left out of `j`).
 actors::infer_request request_of(const json& j, const infer_body_limits& limits,
@@ -306,6 +271,34 @@ actors::infer_request request_of(const json& j, const infer_body_limits& limits,
 }
 
 } // namespace
+
+actors::infer_request parse_infer_body(std::string_view body, const infer_body_limits& limits) {
+  check_json_text(body);
+  // The fast way when it applies and succeeds; anything it finds wrong is found again, and
+  // said exactly as before, by parsing the whole body.
+  if (const auto cut = plain_b64_text(body)) {
+    std::string rest;
+    rest.reserve(body.size() - (cut->second - cut->first));
+    rest.append(body.substr(0, cut->first)).append(body.substr(cut->second));
+    const auto j = json::parse(rest, nullptr, false);
+    std::string bytes;
+    bool decoded = false;
+    try {
+      bytes = decode_base64(body.substr(cut->first, cut->second - cut->first));
+      decoded = true;
+    } catch (const std::invalid_argument&) {
+    }
+    if (!j.is_discarded() && decoded)
+      return request_of(j, limits, &bytes);
+  }
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::exception& e) { // a syntax error, or a number past double (found by fuzzing)
+    bad("the body is not JSON: " + experts::quote_input(e.what(), 240));
+  }
+  return request_of(j, limits, nullptr);
+}
 
 std::string infer_result_json(const actors::infer_result& r) {
   const auto d = actors::decode(r, actors::expert_numbering::stable_ids);
