@@ -1,5 +1,7 @@
 #include "kernels/backend.hpp"
 
+#include <unsupported/Eigen/SpecialFunctions>
+
 #include <stdexcept>
 #include <string>
 
@@ -42,9 +44,9 @@ public:
     if (act == activation::silu) {
       v = v / (1.0f + (-v).exp()); // silu() of kernels/activation.hpp with Eigen's vector exp
     } else {
-      float* p = x.data();
-      for (Eigen::Index i = 0; i < x.size(); ++i)
-        p[i] = gelu(p[i]);
+      // gelu() of kernels/activation.hpp with Eigen's vector erf (a rational fit within a
+      // few ulp of std::erf; std::erf one element at a time was 4% of a serving node's cycles)
+      v = 0.5f * v * (1.0f + (v * 0.70710678118654752440f).erf());
     }
   }
 

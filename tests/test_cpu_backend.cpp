@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 using namespace eoe;
@@ -62,6 +63,25 @@ TEST_CASE("cpu bias + activation equals the scalar definitions", "[kernels]") {
                               : 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
         CHECK(y(i, j) == Approx(want).margin(1e-6));
       }
+  }
+  // Every slope of both, where the vector forms could part from the scalar definitions: a
+  // dense sweep of [-12, 12] (beyond +-4 erf is +-1 in float) against float64. The vector
+  // erf is within a few ulp of 1 near -1, so gelu(x) there within ~1e-6 of its tiny value.
+  for (auto act : {kernels::activation::silu, kernels::activation::gelu}) {
+    matrix sweep(1, 24001);
+    for (Eigen::Index j = 0; j < sweep.cols(); ++j)
+      sweep(0, j) = float(-12.0 + 0.001 * double(j));
+    matrix got = sweep;
+    be->bias_activation(got, matrix{}, act);
+    double worst = 0;
+    for (Eigen::Index j = 0; j < sweep.cols(); ++j) {
+      const double v = sweep(0, j);
+      const double want = act == kernels::activation::silu ? v / (1 + std::exp(-v))
+                                                           : 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+      worst = std::max(worst, std::abs(double(got(0, j)) - want) / std::max(1.0, std::abs(want)));
+    }
+    INFO(kernels::to_string(act) << ": worst error " << worst);
+    CHECK(worst < 2e-6);
   }
   // Known values: silu(1) = 0.7310586, gelu(1) = 0.8413447.
   CHECK(kernels::silu(1.0f) == Approx(0.7310586).epsilon(1e-6));
