@@ -431,6 +431,36 @@ TEST_CASE("bytes from a peer that are not frames close only that peer's connecti
   test::check_lines_once("data plane log", log.str(), expected);
 }
 
+TEST_CASE("frames that arrive together, or a byte at a time, are read whole and in order",
+          "[data_plane]") {
+  receiving_node nb;
+  auto& [cfg, sys, sink] = nb;
+  std::ostringstream log;
+  std::vector<contribution> got;
+  {
+    net::tcp_data_plane plane{"127.0.0.1", 0, log};
+    raw_peer p{plane.address()};
+    // One send: small frames around one whose payload (80 KB) passes the 64 KiB receive
+    // buffer, so that its bytes come partly from the buffer and partly straight into place.
+    REQUIRE(p.send(wire_frame("nb", sample(1, 2)) + wire_frame("nb", sample(2, 5000))
+                   + wire_frame("nb", sample(3, 1))));
+    REQUIRE(eventually([&] { return plane.delivered() == 3; }));
+    const auto frame = wire_frame("nb", sample(4, 3));
+    for (char byte : frame)
+      REQUIRE(p.send(std::string_view{&byte, 1}));
+    REQUIRE(eventually([&] { return plane.delivered() == 4; }));
+    got = collected_by(sys, sink);
+  }
+  data_planes::register_receiver("nb", caf::actor{});
+  anon_send_exit(sink, caf::exit_reason::user_shutdown);
+  REQUIRE(got.size() == 4);
+  CHECK(same(got[0], sample(1, 2)));
+  CHECK(same(got[1], sample(2, 5000)));
+  CHECK(same(got[2], sample(3, 1)));
+  CHECK(same(got[3], sample(4, 3)));
+  CHECK(log.str().empty());
+}
+
 TEST_CASE("a malformed share or contribution that reaches an expert over the data plane fails "
           "only its request, named; the expert answers the next request exactly",
           "[data_plane]") {
