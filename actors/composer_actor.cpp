@@ -112,10 +112,18 @@ void expect_records(pending_request& p) {
   }
 }
 
+/// Sets a timer of the composer's (one delayed message covers them all: see deadline_set).
+void arm(self_ptr self, composer_timer_key key, std::chrono::steady_clock::duration after) {
+  const auto now = std::chrono::steady_clock::now();
+  if (const auto at = self->state.timers.add(key, now + after))
+    self->delayed_send(self, *at - now, deadline_atom::value, deadline_set<composer_timer_key>::to_ticks(*at));
+}
+
 /// A session going idle is closed unless a request starts within setup.session_idle.
-void arm_idle_timer(self_ptr self, std::uint64_t id, const lm_session& s) {
+void arm_idle_timer(self_ptr self, std::uint64_t id, lm_session& s) {
+  s.last_fed = std::chrono::steady_clock::now();
   if (const auto idle = self->state.setup.session_idle; idle.count() > 0)
-    self->delayed_send(self, idle, idle_atom::value, id, s.requests);
+    arm(self, {composer_timer::idle, id}, idle);
 }
 
 /// Closes a session: its contexts (and their shards) go.
@@ -158,6 +166,7 @@ void end_feed(self_ptr self, std::map<std::uint64_t, lm_feed>::iterator it,
       s->second.broken = broke;
     arm_idle_timer(self, s->first, s->second);
   }
+  st.timers.erase({composer_timer::deadline, it->first});
   st.scheduler.drop(it->first);
   st.feeds.erase(it);
 }
@@ -202,6 +211,7 @@ void fail_request(self_ptr self, std::uint64_t id, mesh_errc code, const std::st
   if (it->second.step.slices.empty()) {
     it->second.rp.deliver(make_mesh_error(code, fault(id, what)));
     st.pending.erase(it);
+    st.timers.erase({composer_timer::deadline, id});
     return;
   }
   const auto slices = it->second.step.slices; // failing the last feed drops the step
@@ -296,6 +306,7 @@ void try_complete(self_ptr self, std::uint64_t id) {
   }
   p.rp.deliver(std::move(res));
   st.pending.erase(it);
+  st.timers.erase({composer_timer::deadline, id});
 }
 
 /// The head on the final stream: a classifier's logits, a language model's next-token logits
@@ -698,6 +709,47 @@ caf::expected<matrix> embed(self_ptr self, std::uint64_t id, const infer_request
 
 } // namespace
 
+/// Request id's deadline has passed: it fails, unless it has been answered.
+void deadline_passed(self_ptr self, std::uint64_t id) {
+  auto& st = self->state;
+  if (auto f = st.feeds.find(id); f != st.feeds.end()) {
+    const auto ms = f->second.deadline_ms;
+    const auto step = st.pending.find(f->second.step);
+    const auto why =
+      f->second.step != 0 && step != st.pending.end()
+        ? missing_report(step->second, id, ms)
+        : fault(id, "no step ran its tokens within " + std::to_string(ms) + " ms ("
+                      + std::to_string(st.scheduler.waiting()) + " requests wait, "
+                      + std::to_string(st.scheduler.in_flight()) + " steps in the mesh)");
+    fail_feed(self, id, make_mesh_error(mesh_errc::deadline_exceeded, why));
+    return;
+  }
+  auto it = st.pending.find(id);
+  if (it == st.pending.end() || !it->second.step.slices.empty())
+    return;
+  const auto why = missing_report(it->second, id, it->second.deadline_ms);
+  it->second.rp.deliver(make_mesh_error(mesh_errc::deadline_exceeded, why));
+  st.pending.erase(it);
+}
+
+/// A session's idle timer fell due: it closes when no request has fed it for
+/// setup.session_idle; a session fed since is timed again from its last request.
+void idle_limit_passed(self_ptr self, std::uint64_t id, std::chrono::steady_clock::time_point now) {
+  auto& st = self->state;
+  auto s = st.sessions.find(id);
+  if (s == st.sessions.end() || s->second.busy)
+    return; // closed, or a request feeds it (its end arms the timer again)
+  const auto idle = st.setup.session_idle;
+  if (now - s->second.last_fed < idle) {
+    arm(self, {composer_timer::idle, id}, s->second.last_fed + idle - now);
+    return;
+  }
+  close_session(self, s);
+  st.expired.insert(id);
+  if (st.expired.size() > 4096)
+    st.expired.erase(st.expired.begin());
+}
+
 composer_actor::behavior_type
 composer_behavior(composer_actor::stateful_pointer<composer_state> self,
                   std::shared_ptr<const experts::model> model, std::string node,
@@ -755,10 +807,8 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
         f.logits = std::move(logits);
         auto& s = st.sessions.at(req.session);
         s.busy = true;
-        ++s.requests;
         auto rp = f.rp;
-        self->delayed_send(self, std::chrono::milliseconds(req.deadline_ms), deadline_atom::value,
-                           id);
+        arm(self, {composer_timer::deadline, id}, std::chrono::milliseconds(req.deadline_ms));
         st.scheduler.add(id, epoch, static_cast<std::uint32_t>(f.ids.size()),
                          f.trace != 0 || f.want_record);
         pump(self);
@@ -782,8 +832,7 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       p.stream = std::move(*h);
       expect_records(p);
       auto rp = p.rp;
-      self->delayed_send(self, std::chrono::milliseconds(req.deadline_ms), deadline_atom::value,
-                         id);
+      arm(self, {composer_timer::deadline, id}, std::chrono::milliseconds(req.deadline_ms));
       run_stage(self, id, 0, 0);
       return rp;
     },
@@ -890,16 +939,6 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       close_session(self, s);
       return ok_atom::value;
     },
-    [=](idle_atom, std::uint64_t id, std::uint64_t requests) {
-      auto& st = self->state;
-      auto s = st.sessions.find(id);
-      if (s == st.sessions.end() || s->second.busy || s->second.requests != requests)
-        return; // closed, or fed since the timer was armed
-      close_session(self, s);
-      st.expired.insert(id);
-      if (st.expired.size() > 4096)
-        st.expired.erase(st.expired.begin());
-    },
     [=](record_atom, expert_record& r) {
       auto& st = self->state;
       auto it = st.pending.find(r.request);
@@ -949,26 +988,18 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       s.running = st.feeds.size() - s.waiting;
       return s;
     },
-    [=](deadline_atom, std::uint64_t id) {
+    [=](deadline_atom, std::uint64_t armed) {
       auto& st = self->state;
-      if (auto f = st.feeds.find(id); f != st.feeds.end()) {
-        const auto ms = f->second.deadline_ms;
-        const auto step = st.pending.find(f->second.step);
-        const auto why =
-          f->second.step != 0 && step != st.pending.end()
-            ? missing_report(step->second, id, ms)
-            : fault(id, "no step ran its tokens within " + std::to_string(ms) + " ms ("
-                          + std::to_string(st.scheduler.waiting()) + " requests wait, "
-                          + std::to_string(st.scheduler.in_flight()) + " steps in the mesh)");
-        fail_feed(self, id, make_mesh_error(mesh_errc::deadline_exceeded, why));
-        return;
-      }
-      auto it = st.pending.find(id);
-      if (it == st.pending.end() || !it->second.step.slices.empty())
-        return;
-      const auto why = missing_report(it->second, id, it->second.deadline_ms);
-      it->second.rp.deliver(make_mesh_error(mesh_errc::deadline_exceeded, why));
-      st.pending.erase(it);
+      const auto now = std::chrono::steady_clock::now();
+      std::optional<std::chrono::steady_clock::time_point> rearm;
+      for (const auto& [what, id] : st.timers.fire(deadline_set<composer_timer_key>::from_ticks(armed), now, rearm))
+        if (what == composer_timer::deadline)
+          deadline_passed(self, id);
+        else
+          idle_limit_passed(self, id, now);
+      if (rearm)
+        self->delayed_send(self, *rearm - now, deadline_atom::value,
+                           deadline_set<composer_timer_key>::to_ticks(*rearm));
     },
   };
 }

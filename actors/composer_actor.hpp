@@ -18,6 +18,7 @@
 // what they would be in a step of its own; a feed that fails (its deadline, its context)
 // fails alone and the others of its step finish.
 
+#include "actors/deadline_set.hpp"
 #include "actors/expert_actor.hpp"
 #include "actors/step_scheduler.hpp"
 
@@ -72,8 +73,12 @@ struct lm_session {
   std::uint64_t position = 0;          ///< tokens fed: where the next request starts
   bool busy = false;                   ///< a request is feeding it
   std::string broken;                  ///< why it can take no more tokens, if so
-  std::uint64_t requests = 0;          ///< requests started: an idle timer armed before is stale
+  std::chrono::steady_clock::time_point last_fed; ///< when its last request ended
 };
+
+/// What a composer's timer is for: a request's deadline or a session's idle limit.
+enum class composer_timer : std::uint8_t { deadline, idle };
+using composer_timer_key = std::pair<composer_timer, std::uint64_t>;
 
 /// Where a served language model keeps its keys and values.
 struct composer_setup {
@@ -105,6 +110,9 @@ struct composer_state {
   std::map<std::uint64_t, lm_session> sessions;
   std::uint64_t next_session = 0;
   std::set<std::uint64_t> expired; ///< the latest sessions closed for idling (at most 4096)
+  /// Requests' deadlines and sessions' idle limits, behind one delayed message (deadlines
+  /// handled at most 5 ms late).
+  deadline_set<composer_timer_key> timers{std::chrono::milliseconds(5)};
 
   static inline const char* name = "eoe.composer";
 };

@@ -452,10 +452,12 @@ void on_inputs(self_ptr self, const epoch_view& v, std::uint64_t request, std::u
 }
 
 void arm_timer(self_ptr self, std::uint64_t request, std::uint32_t deadline_ms) {
-  if (!self->state.timed.insert(request).second)
+  auto& cleanups = self->state.cleanups;
+  if (cleanups.contains(request))
     return;
-  self->delayed_send(self, std::chrono::milliseconds(deadline_ms) + cleanup_grace,
-                     deadline_atom::value, request);
+  const auto now = std::chrono::steady_clock::now();
+  if (const auto at = cleanups.add(request, now + std::chrono::milliseconds(deadline_ms) + cleanup_grace))
+    self->delayed_send(self, *at - now, deadline_atom::value, deadline_set<std::uint64_t>::to_ticks(*at));
 }
 
 /// The epoch's view and this expert's position in its layer, or nothing (with a note) when the
@@ -608,11 +610,16 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
       return ok_atom::value;
     },
     [=](retire_atom, std::uint64_t epoch) { self->state.epochs.erase(epoch); },
-    [=](deadline_atom, std::uint64_t request) {
+    [=](deadline_atom, std::uint64_t armed) {
       auto& st = self->state;
-      st.timed.erase(request);
-      for (auto i = st.work.begin(); i != st.work.end();)
-        i = i->first.first == request ? st.work.erase(i) : std::next(i);
+      const auto now = std::chrono::steady_clock::now();
+      std::optional<std::chrono::steady_clock::time_point> rearm;
+      for (const auto request : st.cleanups.fire(deadline_set<std::uint64_t>::from_ticks(armed), now, rearm))
+        for (auto i = st.work.lower_bound({request, 0}); i != st.work.end() && i->first.first == request;)
+          i = st.work.erase(i);
+      if (rearm)
+        self->delayed_send(self, *rearm - now, deadline_atom::value,
+                           deadline_set<std::uint64_t>::to_ticks(*rearm));
     },
     [=](mute_atom, bool on) {
       self->state.muted = on;

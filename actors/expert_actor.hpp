@@ -10,6 +10,7 @@
 // and what it decided to the composer. The first member of the layer carries the residual
 // stream on.
 
+#include "actors/deadline_set.hpp"
 #include "actors/interfaces.hpp"
 #include "actors/plan.hpp"
 #include "experts/model/model.hpp"
@@ -59,7 +60,9 @@ struct expert_state {
   std::unique_ptr<kernels::backend> be;
   std::map<std::uint64_t, std::shared_ptr<const epoch_view>> epochs;
   std::map<std::pair<std::uint64_t, std::uint32_t>, layer_work> work;
-  std::set<std::uint64_t> timed; ///< requests with a cleanup timer
+  /// When each request's work is dropped if it is still here (its deadline and a grace),
+  /// behind one delayed message; cleanups may run up to 250 ms late.
+  deadline_set<std::uint64_t> cleanups{std::chrono::milliseconds(250)};
   bool muted = false;
   std::string actor; ///< "expert L.ID", as trace events name it
 

@@ -45,7 +45,6 @@ using composer_actor = caf::typed_actor<                                        
   caf::reacts_to<deadline_atom, std::uint64_t>,                                                 //
   caf::replies_to<session_atom>::with<std::uint64_t>,                                           //
   caf::replies_to<drop_atom, std::uint64_t>::with<ok_atom>,                                     //
-  caf::reacts_to<idle_atom, std::uint64_t, std::uint64_t>,                                      //
   caf::replies_to<stats_atom>::with<serving_stats>>;
 
 /// One shard of a long context: keys and values of a range of positions and their block

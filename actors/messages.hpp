@@ -29,7 +29,8 @@ using record_atom = caf::atom_constant<caf::atom("record")>;
 using plan_atom = caf::atom_constant<caf::atom("plan")>;
 /// coordinator -> node agent: spawn the experts this node hosts.
 using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
-/// self-addressed timer: a request's deadline has passed.
+/// self-addressed timer (composer, expert): the one armed for the time it carries (steady
+/// clock nanoseconds, actors/deadline_set.hpp) has come; whatever fell due by now is handled.
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
 /// anyone -> coordinator or node agent: report the cluster's or the node's state.
 using status_atom = caf::atom_constant<caf::atom("status")>;
@@ -80,8 +81,6 @@ using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
 /// coordinator -> node agent: you were declared lost (the reason); your experts are out of
 /// the cluster: exit.
 using fence_atom = caf::atom_constant<caf::atom("fence")>;
-/// composer -> itself: a session idle since its n-th request may have been idle too long.
-using idle_atom = caf::atom_constant<caf::atom("idle")>;
 
 // ---- payloads ----------------------------------------------------------------------------
 
