@@ -5,11 +5,13 @@
 // filled to C positions (untimed), then each reads a prompt of --prompt bytes and generates
 // --generate bytes greedily, all at once. Reported per row: aggregate generated tokens/s of
 // both and their ratio, time to first token (the prompt's feed) p50/p99 and inter-token
-// latency (each later token) p50/p99 of the cluster. With --json the last line is one JSON
-// object of every row and the machine.
+// latency (each later token) p50/p99 of the cluster. With --rounds R each row runs both sides
+// R times, alternating which goes first, and reports the medians. With --json the last line
+// is one JSON object of every row and the machine.
 //   bench_serve                                   sessions 1,8,64,256 at contexts 128,4096
 //                                                 (256 x 4096 with --max-positions 0)
 //   bench_serve --sessions 1,64 --contexts 128 --json
+//   bench_serve --sessions 1,64 --contexts 128 --rounds 5   medians of 5 alternating rounds
 
 #include "actors/mesh_config.hpp"
 #include "actors/mesh_errc.hpp"
@@ -35,6 +37,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -188,6 +191,7 @@ int main(int argc, char** argv) {
   std::string placement = "head";
   bool json_out = false;
   size_t max_positions = size_t{1} << 19;
+  size_t rounds = 1;
   app.add_option("--checkpoint", checkpoint,
                  "a language model (missing: configs/lm/eoe.toml at init)")->capture_default_str();
   app.add_option("--sessions", sessions, "concurrent sessions")->delimiter(',');
@@ -211,6 +215,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-positions", max_positions,
                  "skip rows whose sessions x context passes this (0: run every row; the "
                  "256 x 4096 row alone takes about 9 minutes on 2 cores)")
+    ->capture_default_str();
+  app.add_option("--rounds", rounds,
+                 "per row, the cluster and the in-process decoder this many times, alternating "
+                 "which goes first; tokens/s and the ratio are the rounds' medians, latencies "
+                 "the quantiles of every round's (this machine's speed drifts between minutes)")
+    ->check(CLI::Range(1, 99))
     ->capture_default_str();
   app.add_flag("--json", json_out, "print the rows as one JSON object on the last line");
   CLI11_PARSE(app, argc, argv);
@@ -252,9 +262,27 @@ int main(int argc, char** argv) {
       }
       try {
         const auto before = net::status(sys, coord);
-        const auto cl = run_cluster(sys, coord, n, w);
+        measured cl, in; // every round's latencies
+        std::vector<double> cl_rates, in_rates, ratios;
+        for (size_t r = 0; r < rounds; ++r) {
+          std::optional<measured> c, i;
+          if (r % 2 == 1)
+            i = run_inproc(*model, layout, n, w, max_step_tokens);
+          c = run_cluster(sys, coord, n, w);
+          if (!i)
+            i = run_inproc(*model, layout, n, w, max_step_tokens);
+          cl_rates.push_back(c->tok_s());
+          in_rates.push_back(i->tok_s());
+          ratios.push_back(c->tok_s() / i->tok_s());
+          for (auto [from, to] : {std::pair{&*c, &cl}, std::pair{&*i, &in}}) {
+            to->ttft.insert(to->ttft.end(), from->ttft.begin(), from->ttft.end());
+            to->itl.insert(to->itl.end(), from->itl.begin(), from->itl.end());
+          }
+        }
+        const double cl_tok_s = bench::quantile(cl_rates, 0.5);
+        const double in_tok_s = bench::quantile(in_rates, 0.5);
+        const double ratio = bench::quantile(ratios, 0.5);
         const auto after = net::status(sys, coord);
-        const auto in = run_inproc(*model, layout, n, w, max_step_tokens);
         double mean_step = 0, step_ms = 0;
         if (before && after && after->serving.steps > before->serving.steps) {
           const auto steps = static_cast<double>(after->serving.steps - before->serving.steps);
@@ -268,15 +296,17 @@ int main(int argc, char** argv) {
         };
         std::printf("%8zu %8zu | %12.1f %12.1f %7.3f | %9.2f %9.2f %9.2f %9.2f | %10.2f %10.2f | "
                     "%6.1f %7.2f\n",
-                    c, n, cl.tok_s(), in.tok_s(), cl.tok_s() / in.tok_s(), ms(cl.ttft, 0.5),
+                    c, n, cl_tok_s, in_tok_s, ratio, ms(cl.ttft, 0.5),
                     ms(cl.ttft, 0.99), ms(cl.itl, 0.5), ms(cl.itl, 0.99), ms(in.itl, 0.5),
                     ms(in.itl, 0.99), mean_step, step_ms);
         std::fflush(stdout);
         rows.push_back(nlohmann::json{{"sessions", n},
                         {"context", c},
-                        {"cluster_tok_s", cl.tok_s()},
-                        {"inproc_tok_s", in.tok_s()},
-                        {"ratio", cl.tok_s() / in.tok_s()},
+                        {"cluster_tok_s", cl_tok_s},
+                        {"inproc_tok_s", in_tok_s},
+                        {"ratio", ratio},
+                        {"rounds", rounds},
+                        {"ratios", ratios},
                         {"ttft_p50_ms", ms(cl.ttft, 0.5)},
                         {"ttft_p99_ms", ms(cl.ttft, 0.99)},
                         {"itl_p50_ms", ms(cl.itl, 0.5)},
