@@ -126,6 +126,9 @@ void decode_step(const float* k, const float* v, int d, const float* q, float sc
                  std::span<const key_range> ranges, decode_state& st) {
   const auto pieces = pieces_of(ranges);
   switch (d) {
+    case 32: // the shipped language models' heads (configs/lm: D 128, 4 heads)
+      decode_pieces<32>(k, v, d, q, scale, pieces, st);
+      break;
     case 64:
       decode_pieces<64>(k, v, d, q, scale, pieces, st);
       break;

@@ -218,7 +218,7 @@ TEST_CASE("a decode step over any set of key ranges equals dense attention over 
     {{0, 64}, {128, 192}, {640, 704}, {900, 901}},
     {{2999, 3000}, {0, 600}, {700, 710}, {1000, 1257}, {1300, 1301}, {1400, 2400}, {2500, 2563}},
   };
-  for (int d : {64, 20}) {
+  for (int d : {32, 64, 128, 20}) { // each compiled width, and one that is not
     const auto k = randn(3000, d, 40 + d, 1.5f), v = randn(3000, d, 41 + d);
     const auto q = randn(1, d, 42 + d, 1.5f);
     for (const auto& ranges : cases) {
