@@ -116,7 +116,7 @@ void expect_records(pending_request& p) {
 void arm(self_ptr self, composer_timer_key key, std::chrono::steady_clock::duration after) {
   const auto now = std::chrono::steady_clock::now();
   if (const auto at = self->state.timers.add(key, now + after))
-    self->delayed_send(self, *at - now, deadline_atom::value, deadline_set<composer_timer_key>::to_ticks(*at));
+    self->delayed_send(self, *at - now, deadline_atom::value, composer_timers::to_ticks(*at));
 }
 
 /// A session going idle is closed unless a request starts within setup.session_idle.
@@ -707,8 +707,6 @@ caf::expected<matrix> embed(self_ptr self, std::uint64_t id, const infer_request
   return h;
 }
 
-} // namespace
-
 /// Request id's deadline has passed: it fails, unless it has been answered.
 void deadline_passed(self_ptr self, std::uint64_t id) {
   auto& st = self->state;
@@ -749,6 +747,8 @@ void idle_limit_passed(self_ptr self, std::uint64_t id, std::chrono::steady_cloc
   if (st.expired.size() > 4096)
     st.expired.erase(st.expired.begin());
 }
+
+} // namespace
 
 composer_actor::behavior_type
 composer_behavior(composer_actor::stateful_pointer<composer_state> self,
@@ -992,14 +992,13 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       auto& st = self->state;
       const auto now = std::chrono::steady_clock::now();
       std::optional<std::chrono::steady_clock::time_point> rearm;
-      for (const auto& [what, id] : st.timers.fire(deadline_set<composer_timer_key>::from_ticks(armed), now, rearm))
+      for (const auto& [what, id] : st.timers.fire(composer_timers::from_ticks(armed), now, rearm))
         if (what == composer_timer::deadline)
           deadline_passed(self, id);
         else
           idle_limit_passed(self, id, now);
       if (rearm)
-        self->delayed_send(self, *rearm - now, deadline_atom::value,
-                           deadline_set<composer_timer_key>::to_ticks(*rearm));
+        self->delayed_send(self, *rearm - now, deadline_atom::value, composer_timers::to_ticks(*rearm));
     },
   };
 }

@@ -79,6 +79,7 @@ struct lm_session {
 /// What a composer's timer is for: a request's deadline or a session's idle limit.
 enum class composer_timer : std::uint8_t { deadline, idle };
 using composer_timer_key = std::pair<composer_timer, std::uint64_t>;
+using composer_timers = deadline_set<composer_timer_key>;
 
 /// Where a served language model keeps its keys and values.
 struct composer_setup {
@@ -112,7 +113,7 @@ struct composer_state {
   std::set<std::uint64_t> expired; ///< the latest sessions closed for idling (at most 4096)
   /// Requests' deadlines and sessions' idle limits, behind one delayed message (deadlines
   /// handled at most 5 ms late).
-  deadline_set<composer_timer_key> timers{std::chrono::milliseconds(5)};
+  composer_timers timers{std::chrono::milliseconds(5)};
 
   static inline const char* name = "eoe.composer";
 };

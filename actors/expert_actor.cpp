@@ -456,8 +456,9 @@ void arm_timer(self_ptr self, std::uint64_t request, std::uint32_t deadline_ms) 
   if (cleanups.contains(request))
     return;
   const auto now = std::chrono::steady_clock::now();
-  if (const auto at = cleanups.add(request, now + std::chrono::milliseconds(deadline_ms) + cleanup_grace))
-    self->delayed_send(self, *at - now, deadline_atom::value, deadline_set<std::uint64_t>::to_ticks(*at));
+  const auto due = now + std::chrono::milliseconds(deadline_ms) + cleanup_grace;
+  if (const auto at = cleanups.add(request, due))
+    self->delayed_send(self, *at - now, deadline_atom::value, cleanup_timers::to_ticks(*at));
 }
 
 /// The epoch's view and this expert's position in its layer, or nothing (with a note) when the
@@ -614,12 +615,13 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
       auto& st = self->state;
       const auto now = std::chrono::steady_clock::now();
       std::optional<std::chrono::steady_clock::time_point> rearm;
-      for (const auto request : st.cleanups.fire(deadline_set<std::uint64_t>::from_ticks(armed), now, rearm))
-        for (auto i = st.work.lower_bound({request, 0}); i != st.work.end() && i->first.first == request;)
+      for (const auto request : st.cleanups.fire(cleanup_timers::from_ticks(armed), now, rearm)) {
+        auto i = st.work.lower_bound({request, 0});
+        while (i != st.work.end() && i->first.first == request)
           i = st.work.erase(i);
+      }
       if (rearm)
-        self->delayed_send(self, *rearm - now, deadline_atom::value,
-                           deadline_set<std::uint64_t>::to_ticks(*rearm));
+        self->delayed_send(self, *rearm - now, deadline_atom::value, cleanup_timers::to_ticks(*rearm));
     },
     [=](mute_atom, bool on) {
       self->state.muted = on;

@@ -55,6 +55,8 @@ struct layer_work {
   std::int64_t inputs_at = 0; ///< traced: when the last input arrived
 };
 
+using cleanup_timers = deadline_set<std::uint64_t>; ///< by request
+
 struct expert_state {
   expert_spec spec;
   std::unique_ptr<kernels::backend> be;
@@ -62,7 +64,7 @@ struct expert_state {
   std::map<std::pair<std::uint64_t, std::uint32_t>, layer_work> work;
   /// When each request's work is dropped if it is still here (its deadline and a grace),
   /// behind one delayed message; cleanups may run up to 250 ms late.
-  deadline_set<std::uint64_t> cleanups{std::chrono::milliseconds(250)};
+  cleanup_timers cleanups{std::chrono::milliseconds(250)};
   bool muted = false;
   std::string actor; ///< "expert L.ID", as trace events name it
 

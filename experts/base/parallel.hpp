@@ -15,6 +15,7 @@ unsigned loop_threads() noexcept;
 /// (the machine's hardware threads less one, started at the first loop that wants them).
 /// Returns when every call has returned; the first exception a call threw is rethrown then.
 /// Loops may run at once and inside one another: a caller works its own items.
-void parallel_for(size_t n, const std::function<void(size_t)>& f, unsigned threads = loop_threads());
+void parallel_for(size_t n, const std::function<void(size_t)>& f,
+                  unsigned threads = loop_threads());
 
 } // namespace eoe::experts
