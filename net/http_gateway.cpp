@@ -46,7 +46,8 @@ using connection_strand = asio::strand<asio::io_context::executor_type>;
 using connection_socket = tcp::socket::rebind_executor<connection_strand>::other;
 using connection_stream = beast::basic_stream<tcp, connection_strand>;
 
-/// What one read of a connection asks the kernel for, at most.
+/// The most room a request's body gets in a connection's read buffer (what one read asks
+/// the kernel for, at most).
 constexpr std::size_t read_chunk_bytes = 64 * 1024;
 
 /// A connection the gateway can close when it shuts down.
@@ -148,19 +149,38 @@ public:
     : stream_(std::move(socket)), g_(std::move(g)), write_timer_(stream_.get_executor()) {}
 
   void start() {
-    // Beast reads as much as the buffer has room for, at least 512 bytes, and a flat_buffer
-    // grows only when a read needs more: left alone it stays at 512 and a 16 KB body takes 32
-    // recvmsg calls (strace under load: 30 per request, most of the I/O threads' kernel time).
-    buffer_.reserve(read_chunk_bytes);
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
   }
 
 private:
+  /// The next request: its header, then its body. Beast reads as much as the buffer has room
+  /// for, at least 512 bytes, and a flat_buffer grows only when a read needs more, so a body
+  /// read into the buffer the header came in took a recvmsg per 512 bytes (strace under
+  /// load: 30 per 16 KB request, most of the I/O threads' kernel time). The body gets room
+  /// for itself (up to read_chunk_bytes); a connection waiting for its next request holds
+  /// none of it.
   void read() {
+    if (buffer_.size() == 0)
+      buffer_.shrink_to_fit();
     parser_.emplace();
     parser_->body_limit(g_->s.max_body_bytes);
     parser_->header_limit(16 * 1024);
     stream_.expires_after(std::chrono::seconds(60));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              self->on_header(ec);
+                            });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec || parser_->is_done()) {
+      on_read(ec);
+      return;
+    }
+    if (const auto length = parser_->content_length())
+      buffer_.reserve(static_cast<size_t>(std::min<std::uint64_t>(*length, read_chunk_bytes)));
+    else
+      buffer_.reserve(read_chunk_bytes); // chunked
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
