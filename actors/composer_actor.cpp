@@ -1,6 +1,7 @@
 #include "actors/composer_actor.hpp"
 
 #include "actors/data_plane.hpp"
+#include "actors/deadline_message.hpp"
 #include "actors/mesh_errc.hpp"
 #include "actors/trace.hpp"
 #include "actors/wire.hpp"
@@ -115,8 +116,7 @@ void expect_records(pending_request& p) {
 /// Sets a timer of the composer's (one delayed message covers them all: see deadline_set).
 void arm(self_ptr self, composer_timer_key key, std::chrono::steady_clock::duration after) {
   const auto now = std::chrono::steady_clock::now();
-  if (const auto at = self->state.timers.add(key, now + after))
-    self->delayed_send(self, *at - now, deadline_atom::value, composer_timers::to_ticks(*at));
+  arm_deadline_message(self, self->state.timers.add(key, now + after), now);
 }
 
 /// A session going idle is closed unless a request starts within setup.session_idle.
@@ -992,13 +992,12 @@ composer_behavior(composer_actor::stateful_pointer<composer_state> self,
       auto& st = self->state;
       const auto now = std::chrono::steady_clock::now();
       std::optional<std::chrono::steady_clock::time_point> rearm;
-      for (const auto& [what, id] : st.timers.fire(composer_timers::from_ticks(armed), now, rearm))
+      for (const auto& [what, id] : st.timers.fire(deadline_message_time(armed), now, rearm))
         if (what == composer_timer::deadline)
           deadline_passed(self, id);
         else
           idle_limit_passed(self, id, now);
-      if (rearm)
-        self->delayed_send(self, *rearm - now, deadline_atom::value, composer_timers::to_ticks(*rearm));
+      arm_deadline_message(self, rearm, now);
     },
   };
 }

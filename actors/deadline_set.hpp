@@ -3,7 +3,7 @@
 // deadline instead of one per request: CAF's clock thread is woken to set every delayed
 // message and again to fire it, and the actor takes one more message for each (a serving
 // composer armed two per token, an expert one per step). Plain C++, no CAF: the actor passes
-// the times in and arms the timers add() and fire() ask for.
+// the times in and arms the timers add() and fire() ask for (actors/deadline_message.hpp).
 
 #include <chrono>
 #include <cstdint>
@@ -76,16 +76,6 @@ public:
   }
   size_t size() const noexcept {
     return by_time_.size();
-  }
-
-  /// A time point as a delayed message carries it, and back.
-  static std::uint64_t to_ticks(time_point t) noexcept {
-    return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
-  }
-  static time_point from_ticks(std::uint64_t ns) noexcept {
-    return time_point{std::chrono::duration_cast<clock::duration>(
-      std::chrono::nanoseconds{static_cast<std::int64_t>(ns)})};
   }
 
 private:

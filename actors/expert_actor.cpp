@@ -1,6 +1,7 @@
 #include "actors/expert_actor.hpp"
 
 #include "actors/data_plane.hpp"
+#include "actors/deadline_message.hpp"
 #include "actors/mesh_errc.hpp"
 #include "actors/trace.hpp"
 #include "actors/wire.hpp"
@@ -457,8 +458,7 @@ void arm_timer(self_ptr self, std::uint64_t request, std::uint32_t deadline_ms) 
     return;
   const auto now = std::chrono::steady_clock::now();
   const auto due = now + std::chrono::milliseconds(deadline_ms) + cleanup_grace;
-  if (const auto at = cleanups.add(request, due))
-    self->delayed_send(self, *at - now, deadline_atom::value, cleanup_timers::to_ticks(*at));
+  arm_deadline_message(self, cleanups.add(request, due), now);
 }
 
 /// The epoch's view and this expert's position in its layer, or nothing (with a note) when the
@@ -615,13 +615,12 @@ expert_actor::behavior_type expert_behavior(expert_actor::stateful_pointer<exper
       auto& st = self->state;
       const auto now = std::chrono::steady_clock::now();
       std::optional<std::chrono::steady_clock::time_point> rearm;
-      for (const auto request : st.cleanups.fire(cleanup_timers::from_ticks(armed), now, rearm)) {
+      for (const auto request : st.cleanups.fire(deadline_message_time(armed), now, rearm)) {
         auto i = st.work.lower_bound({request, 0});
         while (i != st.work.end() && i->first.first == request)
           i = st.work.erase(i);
       }
-      if (rearm)
-        self->delayed_send(self, *rearm - now, deadline_atom::value, cleanup_timers::to_ticks(*rearm));
+      arm_deadline_message(self, rearm, now);
     },
     [=](mute_atom, bool on) {
       self->state.muted = on;
