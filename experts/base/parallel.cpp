@@ -21,13 +21,14 @@ struct loop_job {
   unsigned helpers_wanted = 0; ///< pool threads still to take it (the pool's lock)
   std::mutex mu;
   std::condition_variable cv;
-  size_t finished = 0;    ///< items done (mu)
-  unsigned helpers = 0;   ///< pool threads that took it and are not done with it (mu)
+  /// Pool threads that took it and are not done with it (mu). Every item is claimed by the
+  /// caller or by one of them, so once the caller has run out of items and none is left
+  /// here, every item has run.
+  unsigned helpers = 0;
   std::exception_ptr error; ///< the first thrown (mu)
 
-  /// Runs items until none is left; how many this thread ran.
+  /// Runs items until none is left.
   void work() {
-    size_t done = 0;
     std::exception_ptr e;
     for (size_t i = next++; i < n; i = next++) {
       try {
@@ -36,12 +37,12 @@ struct loop_job {
         if (!e)
           e = std::current_exception();
       }
-      ++done;
     }
-    const std::lock_guard lock{mu};
-    finished += done;
-    if (e && !error)
-      error = e;
+    if (e) {
+      const std::lock_guard lock{mu};
+      if (!error)
+        error = e;
+    }
   }
 };
 
@@ -88,7 +89,7 @@ public:
       std::erase(jobs_, &j);
     }
     std::unique_lock lock{j.mu};
-    j.cv.wait(lock, [&] { return j.finished == j.n && j.helpers == 0; });
+    j.cv.wait(lock, [&] { return j.helpers == 0; });
   }
 
 private:
